@@ -1,0 +1,1 @@
+"""The SFU: endpoints, packet forwarding, RTCP, audio levels (the browser-meetings issue)."""

@@ -1,0 +1,95 @@
+"""The `switchboard` command: serve, check-config, and the rooms/numbers admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from switchboard.config import Config, ConfigError, load_config
+
+log = logging.getLogger("switchboard")
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Telephony-first conferencing server"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run every component in one process")
+    _config_arg(serve)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file", metavar="FILE")
+
+    rooms = sub.add_parser("rooms", help="manage rooms and their PINs")
+    _config_arg(rooms)
+    rsub = rooms.add_subparsers(dest="action", required=True)
+    radd = rsub.add_parser("add", help="create a room (a PIN is generated unless given)")
+    radd.add_argument("name")
+    radd.add_argument("--pin", help="digits; generated unpredictably when omitted")
+    rsub.add_parser("list", help="list rooms and PINs")
+    rrm = rsub.add_parser("remove", help="delete a room")
+    rrm.add_argument("name")
+
+    numbers = sub.add_parser("numbers", help="manage dial-in numbers")
+    _config_arg(numbers)
+    nsub = numbers.add_subparsers(dest="action", required=True)
+    nadd = nsub.add_parser("add", help="add a number (E.164) and where it leads")
+    nadd.add_argument("number")
+    nadd.add_argument("--route", choices=("pin", "room"), default="pin")
+    nadd.add_argument("--room", help="the room, with --route room")
+    nadd.add_argument("--display", choices=("show", "mask", "hide"), default="mask",
+                      help="how callers' numbers are shown to the room")
+    nadd.add_argument("--toll-free", action="store_true")
+    nadd.add_argument("--country", help="ISO country code for the dial-in list")
+    nsub.add_parser("list", help="list numbers")
+    nrm = nsub.add_parser("remove", help="delete a number")
+    nrm.add_argument("number")
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        sys.stderr.write(f"switchboard: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        _load(args.file)
+        sys.stdout.write(f"{args.file}: ok\n")
+        return 0
+    config = _load(args.config)
+    logging.basicConfig(
+        level=getattr(logging, config.log.level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        from switchboard.app import serve
+
+        return serve(config)
+    from switchboard.admin import run_admin
+
+    try:
+        result = run_admin(config, args)
+    except (ValueError, KeyError, LookupError) as exc:
+        sys.stderr.write(f"switchboard: {exc}\n")
+        return 1
+    if result is not None:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

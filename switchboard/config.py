@@ -1,0 +1,306 @@
+"""Configuration: one TOML file, every key with a default, strict validation.
+
+An unknown key or a value of the wrong type or shape stops start-up with a `ConfigError`
+that names the key and says what was expected. `deploy/switchboard.example.toml` documents
+every key; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AdminConfig",
+    "Config",
+    "ConfigError",
+    "DialplanConfig",
+    "HttpConfig",
+    "IvrConfig",
+    "ListenAddress",
+    "LogConfig",
+    "MediaConfig",
+    "SipConfig",
+    "StoreConfig",
+    "ThrottleConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+
+
+def _parse_hostport(key: str, text: str) -> tuple[str, int]:
+    m = _HOSTPORT.match(text)
+    if m is None:
+        raise ConfigError(f"{key}: expected 'host:port' (IPv6 as '[addr]:port'), got {text!r}")
+    host = m.group("v6") or m.group("host")
+    port = int(m.group("port"))
+    if not 0 < port < 65536:
+        raise ConfigError(f"{key}: port must be 1-65535, got {port}")
+    _check_ip(key, host)
+    return host, port
+
+
+def _check_ip(key: str, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an IP address, got {host!r}") from None
+
+
+def _parse_listen(key: str, text: str) -> ListenAddress:
+    transport, sep, rest = text.partition(":")
+    if not sep or transport.lower() not in ("udp", "tcp"):
+        raise ConfigError(f"{key}: expected 'udp:HOST:PORT' or 'tcp:HOST:PORT', got {text!r}")
+    host, port = _parse_hostport(key, rest)
+    return ListenAddress(transport.lower(), host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    listen: tuple[str, ...] = ("udp:0.0.0.0:5060", "tcp:0.0.0.0:5060")
+    announce: str = ""
+    user_agent: str = "Switchboard"
+    session_expires: int = 1800
+    min_se: int = 90
+    tcp_idle_timeout: float = 300.0
+    max_tcp_connections: int = 1024
+
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        return [_parse_listen("sip.listen", item) for item in self.listen]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: str = "0.0.0.0:8080"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _parse_hostport("http.listen", self.listen)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    address: str = "127.0.0.1"
+    announce: str = ""
+    rtp_ports: str = "20000-20999"
+    timeout: float = 30.0
+    hold_timeout: float = 3600.0
+
+    @property
+    def announce_address(self) -> str:
+        return self.announce or self.address
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        low, _, high = self.rtp_ports.partition("-")
+        return int(low), int(high)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str = "./data"
+    url: str = ""
+
+    @property
+    def database_path(self) -> Path:
+        if self.url:
+            return Path(self.url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        return Path(self.path) / "switchboard.db"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleConfig:
+    max_failures: int = 10
+    window: float = 600.0
+    block: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class IvrConfig:
+    prompts_dir: str = ""
+    first_digit_timeout: float = 10.0
+    inter_digit_timeout: float = 5.0
+    max_attempts: int = 3
+    max_pin_length: int = 12
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class DialplanConfig:
+    default_route: str = "pin"
+    pin_length: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    sip: SipConfig = field(default_factory=SipConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    ivr: IvrConfig = field(default_factory=IvrConfig)
+    dialplan: DialplanConfig = field(default_factory=DialplanConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML file; None gives the defaults."""
+    if path is None:
+        return parse_config({})
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    config = _build(Config, data, "")
+    assert isinstance(config, Config)
+    _validate(config)
+    return config
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key + ".")
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return tuple(_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {known})")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if isinstance(tp, types.UnionType):  # pragma: no cover - no optional keys today
+            tp = typing.get_args(tp)[0]
+        kwargs[name] = _coerce(tp, value, prefix + name)
+    return cls(**kwargs)
+
+
+_PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _validate(config: Config) -> None:
+    if not config.sip.listen:
+        raise ConfigError("sip.listen: expected at least one 'udp:HOST:PORT' address")
+    config.sip.listen_addresses  # noqa: B018 - parses and raises on a bad entry
+    if config.sip.announce:
+        _check_ip("sip.announce", config.sip.announce)
+    if config.sip.min_se < 90:
+        raise ConfigError("sip.min_se: expected at least 90 seconds (RFC 4028)")
+    if config.sip.session_expires < config.sip.min_se:
+        raise ConfigError("sip.session_expires: expected a value >= sip.min_se")
+    config.http.host_port  # noqa: B018
+    _check_ip("media.address", config.media.address)
+    if config.media.announce:
+        _check_ip("media.announce", config.media.announce)
+    m = _PORTS.match(config.media.rtp_ports)
+    if m is None:
+        raise ConfigError(f"media.rtp_ports: expected 'LOW-HIGH', got {config.media.rtp_ports!r}")
+    low, high = int(m.group(1)), int(m.group(2))
+    if not (1024 <= low < high <= 65535) or high - low < 3:
+        raise ConfigError(
+            "media.rtp_ports: expected 1024 <= LOW < HIGH <= 65535 with room for two legs, "
+            f"got {config.media.rtp_ports!r}"
+        )
+    if config.media.timeout <= 0:
+        raise ConfigError("media.timeout: expected a positive number of seconds")
+    if config.store.url and not config.store.url.startswith("sqlite:"):
+        raise ConfigError(
+            "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"
+        )
+    if config.admin.token and len(config.admin.token) < 16:
+        raise ConfigError("admin.token: expected at least 16 characters (or empty to generate)")
+    ivr = config.ivr
+    for name in ("first_digit_timeout", "inter_digit_timeout"):
+        if getattr(ivr, name) <= 0:
+            raise ConfigError(f"ivr.{name}: expected a positive number of seconds")
+    if not 1 <= ivr.max_attempts <= 10:
+        raise ConfigError("ivr.max_attempts: expected 1-10")
+    if not 4 <= ivr.max_pin_length <= 20:
+        raise ConfigError("ivr.max_pin_length: expected 4-20")
+    if ivr.prompts_dir and not Path(ivr.prompts_dir).is_dir():
+        raise ConfigError(f"ivr.prompts_dir: {ivr.prompts_dir!r} is not a directory")
+    t = ivr.throttle
+    if t.max_failures < 1 or t.window <= 0 or t.block < 0:
+        raise ConfigError(
+            "ivr.throttle: expected max_failures >= 1, window > 0 and block >= 0"
+        )
+    route = config.dialplan.default_route
+    if route not in ("pin", "reject") and not (route.startswith("room:") and len(route) > 5):
+        raise ConfigError(
+            f"dialplan.default_route: expected 'pin', 'reject' or 'room:NAME', got {route!r}"
+        )
+    if not 4 <= config.dialplan.pin_length <= ivr.max_pin_length:
+        raise ConfigError("dialplan.pin_length: expected 4 up to ivr.max_pin_length")
+    if config.log.level not in _LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

@@ -1,0 +1,114 @@
+"""The configuration loader: defaults, strict validation, and the documented example."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from switchboard.config import Config, ConfigError, ListenAddress, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "deploy" / "switchboard.example.toml"
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config(None)
+    assert config == Config()
+    assert config.sip.listen_addresses == [
+        ListenAddress("udp", "0.0.0.0", 5060),
+        ListenAddress("tcp", "0.0.0.0", 5060),
+    ]
+    assert config.http.host_port == ("0.0.0.0", 8080)
+
+
+def test_example_documents_every_key_with_its_default() -> None:
+    with open(EXAMPLE, "rb") as fh:
+        data = tomllib.load(fh)
+    assert parse_config(data) == Config()
+
+    def keys(obj: object, prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for name in obj.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(obj, name)
+            if hasattr(value, "__dataclass_fields__"):
+                out |= keys(value, f"{prefix}{name}.")
+            else:
+                out.add(prefix + name)
+        return out
+
+    def toml_keys(d: dict[str, object], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out |= toml_keys(v, f"{prefix}{k}.")
+            else:
+                out.add(prefix + k)
+        return out
+
+    assert toml_keys(data) == keys(Config())
+
+
+def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        '[sip]\nlisten = ["udp:127.0.0.1:5070"]\n[media]\nrtp_ports = "30000-30100"\n'
+        '[admin]\ntoken = "0123456789abcdef0123"\n'
+    )
+    config = load_config(f)
+    assert config.sip.listen_addresses == [ListenAddress("udp", "127.0.0.1", 5070)]
+    assert config.media.port_range == (30000, 30100)
+    assert config.http == Config().http
+    assert config.admin.token == "0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sip": {"lissten": []}}, "sip.lissten: unknown key"),
+        ({"bogus": {}}, "bogus: unknown key"),
+        ({"sip": {"listen": "udp:1.2.3.4:5060"}}, "sip.listen: expected a list"),
+        ({"sip": {"listen": ["sctp:127.0.0.1:5060"]}}, "sip.listen: expected 'udp:HOST:PORT'"),
+        ({"sip": {"listen": ["udp:127.0.0.1:70000"]}}, "sip.listen: port must be 1-65535"),
+        ({"http": {"listen": "localhost"}}, "http.listen: expected 'host:port'"),
+        ({"media": {"address": "not-an-ip"}}, "media.address: expected an IP address"),
+        ({"media": {"rtp_ports": "3000"}}, "media.rtp_ports: expected 'LOW-HIGH'"),
+        ({"media": {"rtp_ports": "30000-20000"}}, "media.rtp_ports"),
+        ({"media": {"timeout": "5"}}, "media.timeout: expected number"),
+        ({"admin": {"token": "short"}}, "admin.token: expected at least 16"),
+        ({"ivr": {"max_attempts": True}}, "ivr.max_attempts: expected an integer"),
+        ({"ivr": {"throttle": {"window": 0}}}, "ivr.throttle"),
+        ({"ivr": {"throttle": {"nope": 1}}}, "ivr.throttle.nope: unknown key"),
+        ({"dialplan": {"default_route": "room:"}}, "dialplan.default_route"),
+        ({"log": {"level": "loud"}}, "log.level"),
+        ({"store": {"url": "postgres://x"}}, "store.url"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text("[sip\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from switchboard.cli import main
+
+    good = tmp_path / "good.toml"
+    good.write_text('[http]\nlisten = "127.0.0.1:8081"\n')
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[http]\nlisten = 8080\n')
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", str(bad)])
+    assert info.value.code == 2
+    assert "http.listen: expected string" in capsys.readouterr().err
