@@ -79,11 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.app import serve
 
         return serve(config)
+    from dialplan.models import DialplanError
     from switchboard.admin import run_admin
 
     try:
         result = run_admin(config, args)
-    except (ValueError, KeyError, LookupError) as exc:
+    except DialplanError as exc:
         sys.stderr.write(f"switchboard: {exc}\n")
         return 1
     if result is not None:

@@ -110,7 +110,6 @@ class MediaConfig:
     announce: str = ""
     rtp_ports: str = "20000-20999"
     timeout: float = 30.0
-    hold_timeout: float = 3600.0
 
     @property
     def announce_address(self) -> str:
@@ -300,7 +299,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"dialplan.default_route: expected 'pin', 'reject' or 'room:NAME', got {route!r}"
         )
-    if not 4 <= config.dialplan.pin_length <= ivr.max_pin_length:
-        raise ConfigError("dialplan.pin_length: expected 4 up to ivr.max_pin_length")
+    if not 4 <= config.dialplan.pin_length <= min(12, ivr.max_pin_length):
+        raise ConfigError("dialplan.pin_length: expected 4-12, at most ivr.max_pin_length")
     if config.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

@@ -1,0 +1,337 @@
+"""The dialplan's storage: rooms and numbers in SQLite.
+
+One connection per Store, opened with check_same_thread=False and guarded by a lock, in WAL
+mode with a busy timeout, so the web API and the gateway (both on the event loop) and the
+`switchboard rooms` command can use the same file at once. Every call is one short indexed
+query: the gateway calls `number()` and `room_by_pin()` on each call setup.
+
+The schema is versioned with `PRAGMA user_version`: MIGRATIONS[i] takes version i to i + 1,
+inside one transaction. A database from a newer Switchboard is refused, never rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dialplan.models import (
+    Conflict,
+    DisplayPolicy,
+    InvalidInput,
+    NotFound,
+    NumberRecord,
+    RoomInUse,
+    RoomRecord,
+    RouteKind,
+    is_display_policy,
+    is_route_kind,
+    validate_pin,
+    validate_room_name,
+)
+from dialplan.numbers import country_of, format_number, normalise
+from dialplan.pins import generate_pin
+
+__all__ = ["DEFAULT_PIN_LENGTH", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIN_LENGTH = 8
+PIN_ATTEMPTS = 50  # draws before giving up on finding an unused PIN
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 0 -> 1
+        """CREATE TABLE rooms (
+            name TEXT PRIMARY KEY,
+            pin TEXT NOT NULL UNIQUE,
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE numbers (
+            number TEXT PRIMARY KEY,
+            route TEXT NOT NULL CHECK (route IN ('pin', 'room')),
+            room TEXT REFERENCES rooms(name) ON DELETE RESTRICT,
+            display TEXT NOT NULL DEFAULT 'mask' CHECK (display IN ('show', 'mask', 'hide')),
+            country_code TEXT,
+            toll_free INTEGER NOT NULL DEFAULT 0,
+            formatted TEXT NOT NULL,
+            created REAL NOT NULL,
+            CHECK ((route = 'room') = (room IS NOT NULL))
+        )""",
+        "CREATE INDEX numbers_room ON numbers(room)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_ROOM_COLUMNS = "name, pin, created"
+_NUMBER_COLUMNS = "number, route, room, display, country_code, toll_free, formatted, created"
+
+
+class StoreError(Exception):
+    """The database cannot be used (newer schema, unreadable file)."""
+
+
+def _room(row: tuple[Any, ...]) -> RoomRecord:
+    return RoomRecord(name=row[0], pin=row[1], created=row[2])
+
+
+def _number(row: tuple[Any, ...]) -> NumberRecord:
+    route, display = row[1], row[3]
+    assert is_route_kind(route) and is_display_policy(display)  # the CHECK constraints hold
+    return NumberRecord(
+        number=row[0], route=route, room=row[2], display=display, country_code=row[4],
+        toll_free=bool(row[5]), formatted=row[6], created=row[7],
+    )  # fmt: skip
+
+
+class Store:
+    """Rooms and numbers. `path` is a file (created with its folder) or ":memory:"."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pin_length: int = DEFAULT_PIN_LENGTH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        generate_pin(pin_length)  # validates the length now rather than at the first room
+        self.pin_length = pin_length
+        self._clock = clock
+        self._lock = threading.Lock()
+        target = os.fspath(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self.path = target
+        try:
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if target != ":memory:":
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("store %s: journal mode is %s, not WAL", target, mode)
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {target}: {exc}") from exc
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path}: schema version {version} is newer than this "
+                f"Switchboard understands ({SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._transaction() as db:
+                for statement in MIGRATIONS[target - 1]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+            log.info("store %s: schema migrated to version %d", self.path, target)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def create_room(self, name: str, pin: str | None = None) -> RoomRecord:
+        """Add a room; generates an unused PIN when none is given.
+
+        InvalidInput for a bad name or PIN, Conflict when the name or PIN is taken.
+        """
+        key = validate_room_name(name)
+        given = validate_pin(pin) if pin is not None else None
+        with self._lock, self._transaction() as db:
+            if db.execute("SELECT 1 FROM rooms WHERE name = ?", (key,)).fetchone():
+                raise Conflict(f"room {key!r} already exists")
+            if given is not None:
+                if db.execute("SELECT 1 FROM rooms WHERE pin = ?", (given,)).fetchone():
+                    raise Conflict("pin is already used by another room")
+                chosen = given
+            else:
+                chosen = self._unused_pin(db)
+            record = RoomRecord(name=key, pin=chosen, created=self._clock())
+            db.execute(
+                "INSERT INTO rooms (name, pin, created) VALUES (?, ?, ?)",
+                (record.name, record.pin, record.created),
+            )
+        log.info("room %s created", key)
+        return record
+
+    def _unused_pin(self, db: sqlite3.Connection) -> str:
+        for _ in range(PIN_ATTEMPTS):
+            candidate = generate_pin(self.pin_length)
+            if not db.execute("SELECT 1 FROM rooms WHERE pin = ?", (candidate,)).fetchone():
+                return candidate
+        raise Conflict(
+            f"no unused {self.pin_length}-digit PIN found after {PIN_ATTEMPTS} draws; "
+            "configure a longer PIN length"
+        )
+
+    def room(self, name: str) -> RoomRecord | None:
+        """The room by name (any case); None when absent or when `name` is not a room name."""
+        try:
+            key = validate_room_name(name)
+        except InvalidInput:
+            return None
+        row = self._one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE name = ?", (key,))
+        return _room(row) if row else None
+
+    def room_by_pin(self, pin: str) -> RoomRecord | None:
+        row = self._one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE pin = ?", (pin,))
+        return _room(row) if row else None
+
+    def rooms(self) -> list[RoomRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms ORDER BY name").fetchall()
+        return [_room(r) for r in rows]
+
+    def delete_room(self, name: str) -> None:
+        """NotFound when absent; RoomInUse (a Conflict) while a number routes to it."""
+        record = self.room(name)
+        if record is None:
+            raise NotFound(f"room {name!r} not found")
+        with self._lock, self._transaction() as db:
+            used = db.execute(
+                "SELECT number FROM numbers WHERE room = ? ORDER BY number", (record.name,)
+            ).fetchall()
+            if used:
+                raise RoomInUse(record.name, [r[0] for r in used])
+            if db.execute("DELETE FROM rooms WHERE name = ?", (record.name,)).rowcount == 0:
+                raise NotFound(f"room {name!r} not found")
+        log.info("room %s deleted", record.name)
+
+    # -- numbers ---------------------------------------------------------------------------
+
+    def add_number(
+        self,
+        number: str,
+        route: RouteKind | str = "pin",
+        room: str | None = None,
+        *,
+        display: DisplayPolicy | str = "mask",
+        country_code: str | None = None,
+        toll_free: bool = False,
+        formatted: str | None = None,
+    ) -> NumberRecord:
+        """Add a number. The number is normalised (see dialplan.numbers); country_code is
+        derived from the E.164 prefix unless given; formatted defaults to a grouped form.
+
+        InvalidInput for bad values, NotFound when `room` does not exist, Conflict when the
+        number is already configured.
+        """
+        key = normalise(number)
+        if not is_route_kind(route):
+            raise InvalidInput("route: expected 'pin' or 'room'")
+        if not is_display_policy(display):
+            raise InvalidInput("display: expected 'show', 'mask' or 'hide'")
+        if route == "room" and room is None:
+            raise InvalidInput("room: required when route is 'room'")
+        if route == "pin" and room is not None:
+            raise InvalidInput("room: only allowed when route is 'room'")
+        if country_code is not None:
+            if not (len(country_code) == 2 and country_code.isascii() and country_code.isalpha()):
+                raise InvalidInput("countryCode: expected a two-letter ISO 3166 code")
+            country_code = country_code.upper()
+        else:
+            country_code = country_of(key)
+        if formatted is not None and not (0 < len(formatted) <= 64 and formatted.isprintable()):
+            raise InvalidInput("formattedNumber: expected 1 to 64 printable characters")
+        room_key: str | None = None
+        if room is not None:
+            target = self.room(room)
+            if target is None:
+                raise NotFound(f"room {room!r} not found")
+            room_key = target.name
+        record = NumberRecord(
+            number=key, route=route, room=room_key, display=display,
+            country_code=country_code, toll_free=bool(toll_free),
+            formatted=formatted if formatted is not None else format_number(key),
+            created=self._clock(),
+        )  # fmt: skip
+        try:
+            with self._lock, self._transaction() as db:
+                if db.execute("SELECT 1 FROM numbers WHERE number = ?", (key,)).fetchone():
+                    raise Conflict(f"number {key} already exists")
+                db.execute(
+                    f"INSERT INTO numbers ({_NUMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.number, record.route, record.room, record.display,
+                     record.country_code, int(record.toll_free), record.formatted,
+                     record.created),
+                )  # fmt: skip
+        except sqlite3.IntegrityError as exc:  # the room vanished in between
+            raise NotFound(f"room {room!r} not found") from exc
+        log.info("number %s added: route %s %s", key, route, room_key or "")
+        return record
+
+    def number(self, number: str) -> NumberRecord | None:
+        """The number stored under exactly this normalised form."""
+        row = self._one(f"SELECT {_NUMBER_COLUMNS} FROM numbers WHERE number = ?", (number,))
+        return _number(row) if row else None
+
+    def numbers(self) -> list[NumberRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_NUMBER_COLUMNS} FROM numbers ORDER BY created, number"
+            ).fetchall()
+        return [_number(r) for r in rows]
+
+    def delete_number(self, number: str) -> None:
+        """NotFound when the number (normalised) is not configured."""
+        try:
+            key = normalise(number)
+        except InvalidInput:
+            raise NotFound(f"number {number!r} not found") from None
+        with self._lock, self._transaction() as db:
+            if db.execute("DELETE FROM numbers WHERE number = ?", (key,)).rowcount == 0:
+                raise NotFound(f"number {key} not found")
+        log.info("number %s deleted", key)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self) -> bool:
+        try:
+            return self._one("SELECT 1", ()) == (1,)
+        except sqlite3.Error:
+            log.exception("store %s: health check failed", self.path)
+            return False
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            rooms = int(self._db.execute("SELECT count(*) FROM rooms").fetchone()[0])
+            numbers = int(self._db.execute("SELECT count(*) FROM numbers").fetchone()[0])
+        return {"rooms": rooms, "numbers": numbers}

@@ -1,0 +1,282 @@
+"""The PIN IVR: a sans-I/O state machine that asks a caller for a meeting PIN.
+
+It never plays audio, reads a clock or checks a PIN itself. The caller of this class feeds it
+DTMF digits, "the prompt ended" and "the PIN was right/wrong", each with ``now``, and pulls
+:class:`IvrAction` values from :meth:`PinIvr.next_action`:
+
+- ``PlayPrompt(name)``: start playing a prompt to the caller (replacing any other);
+  call :meth:`PinIvr.on_prompt_finished` when it has played to its end;
+- ``StopPrompt()``: the caller pressed a key during a prompt (barge-in);
+- ``CheckPin(pin)``: look the PIN up (dialplan) and answer with :meth:`PinIvr.pin_result`;
+- ``Join()``: move the leg into the room; the IVR is finished;
+- ``Hangup(reason)``: end the call; the IVR is finished.
+
+Rules (decisions are marked *):
+
+- Start: play ``welcome``. Any key during ``welcome`` or ``invalid_pin`` stops it (barge-in).
+- ``#`` ends the PIN. ``*`` clears the digits typed so far. ``A``-``D`` are ignored.
+- Reaching ``max_pin_length`` digits submits the PIN without waiting for ``#``.*
+- A failed attempt is: a wrong PIN; ``#`` with no digits*; no key within
+  ``first_digit_timeout`` after a prompt ended*. The inter-digit timeout with digits typed
+  submits those digits* (a wrong PIN then counts as a failed attempt).
+- After a wrong PIN play ``invalid_pin``; after an empty PIN or no input replay ``welcome``;
+  then collect again. After ``max_attempts`` failed attempts play ``goodbye``, then
+  ``Hangup("too many attempts")``.
+- A right PIN plays ``joining``, then ``Join()``.
+- A prompt that never reports its end is treated as ended after ``prompt_timeout``, so a call
+  cannot hang in the IVR forever.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+WELCOME = "welcome"
+INVALID_PIN = "invalid_pin"
+JOINING = "joining"
+GOODBYE = "goodbye"
+
+PIN_DIGITS = frozenset("0123456789")
+IGNORED_KEYS = frozenset("ABCDabcd")
+
+
+class IvrError(Exception):
+    """The IVR's API was misused by our own code (a LocalProtocolError in spirit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IvrSettings:
+    first_digit_timeout: float = 10.0
+    inter_digit_timeout: float = 5.0
+    max_attempts: int = 3
+    max_pin_length: int = 12
+    prompt_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.max_pin_length < 1:
+            raise ValueError("max_pin_length must be at least 1")
+        if min(self.first_digit_timeout, self.inter_digit_timeout, self.prompt_timeout) <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class PlayPrompt:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopPrompt:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPin:
+    pin: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    reason: str
+
+
+IvrAction = PlayPrompt | StopPrompt | CheckPin | Join | Hangup
+
+
+class IvrState(enum.Enum):
+    IDLE = "idle"            # not started
+    PROMPTING = "prompting"  # welcome / invalid_pin playing; keys barge in
+    COLLECTING = "collecting"  # waiting for digits, a digit timer runs
+    CHECKING = "checking"    # CheckPin sent, waiting for pin_result
+    JOINING = "joining"      # joining prompt playing, then Join
+    GOODBYE = "goodbye"      # goodbye prompt playing, then Hangup
+    DONE = "done"            # Join or Hangup sent
+
+
+# The transitions that may happen; _set_state refuses any other (a bug in this module).
+TRANSITIONS: dict[IvrState, frozenset[IvrState]] = {
+    IvrState.IDLE: frozenset({IvrState.PROMPTING}),
+    IvrState.PROMPTING: frozenset({IvrState.COLLECTING}),
+    IvrState.COLLECTING: frozenset({IvrState.CHECKING, IvrState.PROMPTING, IvrState.GOODBYE}),
+    IvrState.CHECKING: frozenset({IvrState.JOINING, IvrState.PROMPTING, IvrState.GOODBYE}),
+    IvrState.JOINING: frozenset({IvrState.DONE}),
+    IvrState.GOODBYE: frozenset({IvrState.DONE}),
+    IvrState.DONE: frozenset(),
+}
+
+
+class PinIvr:
+    """PIN collection for one call leg. ``call_id`` only labels the log records."""
+
+    def __init__(self, call_id: str, settings: IvrSettings | None = None) -> None:
+        self.call_id = call_id
+        self.settings = settings if settings is not None else IvrSettings()
+        self._state = IvrState.IDLE
+        self._digits: list[str] = []
+        self._failures = 0
+        self._prompt: str | None = None  # the prompt we asked to be played, if any
+        self._timer: float | None = None
+        self._actions: deque[IvrAction] = deque()
+        self.pin: str | None = None  # the accepted PIN, once pin_result(True)
+
+    # ----------------------------------------------------------------- read-only state
+    @property
+    def state(self) -> IvrState:
+        return self._state
+
+    @property
+    def digits(self) -> str:
+        return "".join(self._digits)
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts so far."""
+        return self._failures
+
+    @property
+    def prompt(self) -> str | None:
+        return self._prompt
+
+    # ----------------------------------------------------------------- inputs
+    def start(self, now: float) -> None:
+        if self._state is not IvrState.IDLE:
+            raise IvrError(f"call {self.call_id}: IVR already started")
+        log.info("call %s: PIN IVR started", self.call_id)
+        self._play(WELCOME, IvrState.PROMPTING, now)
+
+    def on_digit(self, digit: str, now: float) -> None:
+        state = self._state
+        if state is IvrState.IDLE:
+            raise IvrError(f"call {self.call_id}: digit before start()")
+        if digit in IGNORED_KEYS:
+            log.debug("call %s: IVR ignores key %r", self.call_id, digit)
+            return
+        if digit not in PIN_DIGITS and digit not in ("#", "*"):
+            log.warning("call %s: IVR ignores unknown DTMF %r", self.call_id, digit)
+            return
+        if state not in (IvrState.PROMPTING, IvrState.COLLECTING):
+            log.debug("call %s: IVR ignores key %r in state %s", self.call_id, digit,
+                      state.value)
+            return
+        if state is IvrState.PROMPTING:
+            log.debug("call %s: barge-in on prompt %s", self.call_id, self._prompt)
+            self._actions.append(StopPrompt())
+            self._prompt = None
+            self._set_state(IvrState.COLLECTING)
+        if digit == "#":
+            if self._digits:
+                self._submit()
+            else:
+                log.info("call %s: empty PIN", self.call_id)
+                self._fail(WELCOME, now)
+        elif digit == "*":
+            self._digits.clear()
+            self._timer = now + self.settings.first_digit_timeout
+        else:
+            self._digits.append(digit)
+            if len(self._digits) >= self.settings.max_pin_length:
+                self._submit()
+            else:
+                self._timer = now + self.settings.inter_digit_timeout
+
+    def on_prompt_finished(self, now: float, name: str | None = None) -> None:
+        """The prompt asked for with PlayPrompt has played to its end. With ``name``, a late
+        report about another (stopped or replaced) prompt is recognised and ignored."""
+        if self._prompt is None or (name is not None and name != self._prompt):
+            log.debug("call %s: ignoring end of prompt %s", self.call_id, name)
+            return
+        self._prompt_ended(now)
+
+    def pin_result(self, ok: bool, now: float) -> None:
+        if self._state is not IvrState.CHECKING:
+            raise IvrError(f"call {self.call_id}: pin_result in state {self._state.value}")
+        if ok:
+            self.pin = self.digits
+            log.info("call %s: PIN accepted", self.call_id)
+            self._digits.clear()
+            self._play(JOINING, IvrState.JOINING, now)
+        else:
+            log.info("call %s: wrong PIN", self.call_id)
+            self._fail(INVALID_PIN, now)
+
+    def handle_timer(self, now: float) -> None:
+        if self._timer is None or now < self._timer:
+            return
+        self._timer = None
+        if self._prompt is not None:
+            log.warning("call %s: prompt %s did not report its end; going on",
+                        self.call_id, self._prompt)
+            self._prompt_ended(now)
+        elif self._state is IvrState.COLLECTING:
+            if self._digits:
+                log.info("call %s: inter-digit timeout, submitting %d digits",
+                         self.call_id, len(self._digits))
+                self._submit()
+            else:
+                log.info("call %s: no input", self.call_id)
+                self._fail(WELCOME, now)
+
+    # ----------------------------------------------------------------- outputs
+    def get_timer(self) -> float | None:
+        return self._timer
+
+    def next_action(self) -> IvrAction | None:
+        return self._actions.popleft() if self._actions else None
+
+    # ----------------------------------------------------------------- internals
+    def _set_state(self, new: IvrState) -> None:
+        old = self._state
+        if new not in TRANSITIONS[old]:
+            raise IvrError(f"call {self.call_id}: IVR transition {old.value} -> {new.value}")
+        if new is not old:
+            log.info("call %s: ivr %s -> %s", self.call_id, old.value, new.value)
+        self._state = new
+
+    def _play(self, name: str, state: IvrState, now: float) -> None:
+        self._set_state(state)
+        self._prompt = name
+        self._timer = now + self.settings.prompt_timeout
+        self._actions.append(PlayPrompt(name))
+
+    def _prompt_ended(self, now: float) -> None:
+        self._prompt = None
+        state = self._state
+        if state is IvrState.PROMPTING:
+            self._set_state(IvrState.COLLECTING)
+            self._timer = now + self.settings.first_digit_timeout
+        elif state is IvrState.JOINING:
+            self._finish(Join())
+        elif state is IvrState.GOODBYE:
+            self._finish(Hangup("too many attempts"))
+
+    def _submit(self) -> None:
+        self._set_state(IvrState.CHECKING)
+        self._timer = None
+        self._actions.append(CheckPin(self.digits))
+
+    def _fail(self, reprompt: str, now: float) -> None:
+        self._failures += 1
+        self._digits.clear()
+        log.info("call %s: failed attempt %d of %d", self.call_id, self._failures,
+                 self.settings.max_attempts)
+        if self._failures >= self.settings.max_attempts:
+            self._play(GOODBYE, IvrState.GOODBYE, now)
+        else:
+            self._play(reprompt, IvrState.PROMPTING, now)
+
+    def _finish(self, action: Join | Hangup) -> None:
+        self._set_state(IvrState.DONE)
+        self._timer = None
+        self._actions.append(action)
+        log.info("call %s: PIN IVR done: %s", self.call_id, action)

@@ -1,0 +1,462 @@
+"""The phone mixer: one sans-I/O object that mixes every room's audio, once per 20 ms tick.
+
+The media clock (``gateway/clock.py``) calls :meth:`ConferenceMixer.tick` every 20 ms with
+``now``. Each tick the mixer:
+
+1. pulls one frame from every contributor, once (a leg in the IVR is pulled too, so its jitter
+   buffer keeps draining, and the frame is dropped);
+2. per room, sums the frames of the contributors that are not muted and not silent (int32),
+   adds the room-wide tones (join/leave), and gives every listener that sum minus its own
+   contribution (N-1), clipped to int16 and encoded in the listener's codec;
+3. listeners that contributed nothing share one encoded frame of the full mix per codec per
+   room (encode once, send many);
+4. legs that are in no room ("solo": the IVR) hear their prompt player, or silence;
+5. per-leg overlays (a prompt or tone for one leg: "you are muted") are mixed over whatever
+   that leg hears, in a room or solo.
+
+Inputs and outputs are separate seams: a :class:`Contributor` gives frames (a phone leg, or
+later a decoded browser stream from the bridge), a :class:`Listener` takes encoded frames in
+its codec. A phone leg (:class:`MixerLeg`) is both. All frames have ``frame_samples`` samples
+(160: 20 ms at 8 kHz); a wideband mixer is the same class built with 320 and 16 kHz codecs.
+
+Encoding goes through ``encoder_for(codec_name)``, looked up once per listener. Sharing one
+encoded frame between listeners assumes the encoder keeps no state between frames (true for
+G.711). A stateful codec (G.722, Opus) needs one encoder per listener; give such listeners
+distinct codec names (for example ``"G722/leg-17"``) or extend the lookup to be per listener.
+
+The frame handed to an encoder or returned by a contributor is only valid during the call:
+the mixer reuses its buffers. Prompt-end events (:class:`PromptFinished`) are pulled with
+:meth:`ConferenceMixer.next_event` after each tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.prompts import FRAME_SAMPLES, PromptPlayer
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.int16]
+EncodeFn = Callable[[Pcm], bytes]
+EncoderLookup = Callable[[str], EncodeFn]
+
+INT16_MIN = -32768
+INT16_MAX = 32767
+ERROR_LOG_EVERY = 1000  # a member that keeps failing is logged on its 1st, 1001st, ... error
+
+
+class Contributor(Protocol):
+    """Something whose audio goes into a room's mix."""
+
+    def pull_frame(self, now: float) -> Pcm | None:
+        """The next decoded 20 ms frame, or None for nothing (silence, not started)."""
+        ...
+
+
+class Listener(Protocol):
+    """Something that hears a room's mix, encoded in its codec."""
+
+    @property
+    def codec_name(self) -> str: ...
+
+    def send_payload(self, payload: bytes) -> None:
+        """One encoded 20 ms frame out."""
+        ...
+
+
+class MixerLeg(Contributor, Listener, Protocol):
+    """A phone call leg: it speaks into the room and hears it."""
+
+    @property
+    def leg_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFinished:
+    """A prompt set with set_prompt() or play_to_leg() played to its end (not stopped)."""
+
+    leg_id: str
+    name: str
+
+
+MixerEvent = PromptFinished
+
+
+class MixerError(Exception):
+    """The mixer's API was misused (unknown leg, duplicate id): our own code's fault."""
+
+
+class _Member:
+    """One leg, source or listener, as the mixer sees it."""
+
+    __slots__ = ("codec", "encode", "errors", "listener", "member_id", "muted", "overlay",
+                 "prompt", "room", "row", "source")
+
+    def __init__(self, member_id: str, source: Contributor | None, listener: Listener | None,
+                 encode: EncodeFn | None) -> None:
+        self.member_id = member_id
+        self.source = source
+        self.listener = listener
+        self.codec = listener.codec_name if listener is not None else ""
+        self.encode = encode
+        self.room: _Room | None = None
+        self.muted = False
+        self.prompt: PromptPlayer | None = None   # what a solo leg hears
+        self.overlay: PromptPlayer | None = None  # mixed over what the leg hears
+        self.row = -1  # this tick: row in the room's frame block, -1 = contributed nothing
+        self.errors = 0
+
+
+class _Room:
+    __slots__ = ("block", "contributors", "listeners", "name", "out", "shared", "tones", "total",
+                 "voiced")
+
+    def __init__(self, name: str, frame_samples: int) -> None:
+        self.name = name
+        self.contributors: list[_Member] = []
+        self.listeners: list[_Member] = []
+        self.tones: list[PromptPlayer] = []
+        # Buffers reused every tick, grown as contributors join:
+        self.block = np.zeros((4, frame_samples), dtype=np.int32)    # one row per voice
+        self.out = np.zeros((5, frame_samples), dtype=np.int32)      # N-1 mixes + full mix
+        self.total = np.zeros(frame_samples, dtype=np.int32)         # sum of the voices
+        self.voiced: list[_Member] = []                               # member of each row
+        self.shared: dict[str, bytes] = {}                            # codec -> encoded mix
+
+    def ensure_rows(self, rows: int) -> None:
+        if rows > self.block.shape[0]:
+            size = max(rows, 2 * self.block.shape[0])
+            self.block = np.zeros((size, self.block.shape[1]), dtype=np.int32)
+            self.out = np.zeros((size + 1, self.block.shape[1]), dtype=np.int32)
+
+
+class ConferenceMixer:
+    """Mixes every room and plays the IVR's prompts; driven by tick(now)."""
+
+    def __init__(self, encoder_for: EncoderLookup, *, frame_samples: int = FRAME_SAMPLES,
+                 silence_threshold: int = 16) -> None:
+        """``silence_threshold``: a frame whose peak |sample| is at or below it counts as
+        silent (the leg contributed nothing and shares the common frame)."""
+        self._encoder_for = encoder_for
+        self._encoders: dict[str, EncodeFn] = {}
+        self.frame_samples = frame_samples
+        self.silence_threshold = silence_threshold
+        self._members: dict[str, _Member] = {}
+        self._rooms: dict[str, _Room] = {}
+        self._solo: dict[str, _Member] = {}
+        self._events: deque[MixerEvent] = deque()
+        self._silence = np.zeros(frame_samples, dtype=np.int16)
+        self._silence.flags.writeable = False
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ membership
+    def add_leg(self, room: str | None, leg: MixerLeg) -> None:
+        """Add a phone leg to ``room``, or solo (None: it hears only its prompt)."""
+        self._add(leg.leg_id, leg, leg, room)
+
+    def add_source(self, room: str, source_id: str, source: Contributor) -> None:
+        """Add a contributor that hears nothing (e.g. a decoded browser stream)."""
+        self._add(source_id, source, None, room)
+
+    def add_listener(self, room: str | None, listener_id: str, listener: Listener) -> None:
+        """Add a listener that says nothing (e.g. a recorder)."""
+        self._add(listener_id, None, listener, room)
+
+    def remove_leg(self, leg_id: str) -> None:
+        """Remove a leg, source or listener; unknown ids are ignored."""
+        member = self._members.pop(leg_id, None)
+        if member is None:
+            return
+        self._detach(member)
+        log.debug("mixer: %s removed", leg_id)
+
+    remove = remove_leg
+
+    def move_leg(self, leg_id: str, room: str | None) -> None:
+        """Move a member to another room, or out of rooms (None: solo). Its mute state and
+        overlay stay; a solo prompt is stopped when it enters a room."""
+        member = self._member(leg_id)
+        if (member.room.name if member.room is not None else None) == room:
+            return
+        self._detach(member)
+        self._attach(member, room)
+
+    def room_of(self, leg_id: str) -> str | None:
+        member = self._member(leg_id)
+        return member.room.name if member.room is not None else None
+
+    def members(self, room: str) -> list[str]:
+        """The ids of everything in the room (legs, sources, listeners), in joining order."""
+        r = self._rooms.get(room)
+        if r is None:
+            return []
+        seen = dict.fromkeys(m.member_id for m in r.contributors)
+        seen.update(dict.fromkeys(m.member_id for m in r.listeners))
+        return list(seen)
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def __contains__(self, leg_id: object) -> bool:
+        return leg_id in self._members
+
+    # ------------------------------------------------------------------ per-leg controls
+    def set_muted(self, leg_id: str, muted: bool) -> None:
+        """A muted leg contributes nothing but still hears the room."""
+        self._member(leg_id).muted = muted
+
+    def is_muted(self, leg_id: str) -> bool:
+        return self._member(leg_id).muted
+
+    def set_prompt(self, leg_id: str, player: PromptPlayer | None) -> None:
+        """What a solo leg hears (the IVR's prompt); None stops it. The replaced player is
+        stopped. Ignored (with a warning) for a leg in a room: use play_to_leg."""
+        member = self._member(leg_id)
+        if member.room is not None and player is not None:
+            log.warning("mixer: %s is in room %s; set_prompt ignored", leg_id, member.room.name)
+            return
+        if member.prompt is not None and member.prompt is not player:
+            member.prompt.stop()
+        member.prompt = player
+
+    def play_to_leg(self, leg_id: str, player: PromptPlayer | None) -> None:
+        """Mix ``player`` over what this one leg hears (None stops the current overlay)."""
+        member = self._member(leg_id)
+        if member.overlay is not None and member.overlay is not player:
+            member.overlay.stop()
+        member.overlay = player
+
+    def play_to_room(self, room: str, player: PromptPlayer) -> None:
+        """Play ``player`` (a join or leave tone) to every listener of the room."""
+        r = self._rooms.get(room)
+        if r is None:
+            log.debug("mixer: no room %s for %s", room, player.name)
+            return
+        r.tones.append(player)
+
+    def play_if_alone(self, leg_id: str, player: PromptPlayer) -> bool:
+        """Play ``player`` ("you are the only participant") to the leg if nothing else is in
+        its room. Returns whether it was played."""
+        member = self._member(leg_id)
+        if member.room is None or self.members(member.room.name) != [leg_id]:
+            return False
+        self.play_to_leg(leg_id, player)
+        return True
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self, now: float) -> None:
+        self.ticks += 1
+        for room in tuple(self._rooms.values()):  # a leg's callback may remove a room
+            self._mix_room(room, now)
+        if self._solo:
+            self._play_solo(now)
+
+    def next_event(self) -> MixerEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "rooms": len(self._rooms),
+            "members": len(self._members),
+            "solo": len(self._solo),
+            "ticks": self.ticks,
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _member(self, leg_id: str) -> _Member:
+        try:
+            return self._members[leg_id]
+        except KeyError:
+            raise MixerError(f"mixer: no leg {leg_id!r}") from None
+
+    def _add(self, member_id: str, source: Contributor | None, listener: Listener | None,
+             room: str | None) -> None:
+        if member_id in self._members:
+            raise MixerError(f"mixer: {member_id!r} already added")
+        encode = self._encoder(listener.codec_name) if listener is not None else None
+        member = _Member(member_id, source, listener, encode)
+        self._members[member_id] = member
+        self._attach(member, room)
+        log.debug("mixer: %s added to %s", member_id, room or "solo")
+
+    def _encoder(self, codec: str) -> EncodeFn:
+        encode = self._encoders.get(codec)
+        if encode is None:
+            encode = self._encoders[codec] = self._encoder_for(codec)
+        return encode
+
+    def _attach(self, member: _Member, room: str | None) -> None:
+        if room is None:
+            self._solo[member.member_id] = member
+            return
+        if member.prompt is not None:
+            member.prompt.stop()
+            member.prompt = None
+        r = self._rooms.get(room)
+        if r is None:
+            r = self._rooms[room] = _Room(room, self.frame_samples)
+        member.room = r
+        if member.source is not None:
+            r.contributors.append(member)
+            r.ensure_rows(len(r.contributors))
+        if member.listener is not None:
+            r.listeners.append(member)
+
+    def _detach(self, member: _Member) -> None:
+        r = member.room
+        member.room = None
+        member.row = -1
+        if r is None:
+            self._solo.pop(member.member_id, None)
+            return
+        if member in r.contributors:
+            r.contributors.remove(member)
+        if member in r.listeners:
+            r.listeners.remove(member)
+        if not r.contributors and not r.listeners:
+            del self._rooms[r.name]
+
+    def _failed(self, member: _Member, what: str) -> None:
+        if member.errors % ERROR_LOG_EVERY == 0:
+            log.exception("mixer: %s failed in %s (error %d)", member.member_id, what,
+                          member.errors + 1)
+        member.errors += 1
+
+    def _pull(self, member: _Member, now: float) -> Pcm | None:
+        assert member.source is not None
+        try:
+            frame = member.source.pull_frame(now)
+        except Exception:
+            self._failed(member, "pull_frame")
+            return None
+        if frame is not None and frame.shape != (self.frame_samples,):
+            if member.errors % ERROR_LOG_EVERY == 0:
+                log.warning("mixer: %s gave a frame of shape %s, want (%d,)",
+                            member.member_id, frame.shape, self.frame_samples)
+            member.errors += 1
+            return None
+        return frame
+
+    def _send(self, member: _Member, payload: bytes) -> None:
+        assert member.listener is not None
+        try:
+            member.listener.send_payload(payload)
+        except Exception:
+            self._failed(member, "send_payload")
+
+    def _overlay_frame(self, member: _Member) -> Pcm | None:
+        player = member.overlay
+        if player is None:
+            return None
+        frame = player.next_frame()
+        if frame is None:
+            member.overlay = None
+            if not player.stopped:
+                self._events.append(PromptFinished(member.member_id, player.name))
+        return frame
+
+    def _mix_room(self, room: _Room, now: float) -> None:
+        block = room.block
+        count = 0
+        voiced = room.voiced
+        voiced.clear()
+        for member in tuple(room.contributors):
+            member.row = -1
+            frame = self._pull(member, now)
+            if frame is None or member.muted:
+                continue
+            block[count] = frame
+            member.row = count
+            voiced.append(member)
+            count += 1
+
+        total = room.total
+        if count:
+            voices = block[:count]
+            peaks = np.abs(voices, out=room.out[:count]).max(axis=1)
+            quiet = np.flatnonzero(peaks <= self.silence_threshold)
+            for i in quiet.tolist():
+                voices[i] = 0
+                voiced[i].row = -1
+            np.add.reduce(voices, axis=0, out=total)
+        else:
+            total.fill(0)
+
+        if room.tones:
+            for tone in tuple(room.tones):
+                tone_frame = tone.next_frame()
+                if tone_frame is None:
+                    room.tones.remove(tone)
+                else:
+                    total += tone_frame
+
+        # Rows 0..count-1: each voice's N-1 mix; row count: the full mix. Clip all at once.
+        out = room.out[: count + 1]
+        np.subtract(total, block[:count], out=out[:count])
+        out[count] = total
+        np.maximum(out, INT16_MIN, out=out)
+        np.minimum(out, INT16_MAX, out=out)
+        out16 = out.astype(np.int16)
+        mix16 = out16[count]
+
+        shared = room.shared
+        shared.clear()
+        for member in tuple(room.listeners):
+            encode = member.encode
+            assert encode is not None
+            row = member.row if member.row >= 0 else count
+            if member.overlay is not None:
+                overlay = self._overlay_frame(member)
+                if overlay is not None:
+                    self._send(member, encode(_clip16(out[row] + overlay)))
+                    continue
+            if row != count:
+                self._send(member, encode(out16[row]))
+                continue
+            payload = shared.get(member.codec)
+            if payload is None:
+                payload = shared[member.codec] = encode(mix16)
+            self._send(member, payload)
+
+    def _play_solo(self, now: float) -> None:
+        silence: dict[str, bytes] = {}
+        for member in tuple(self._solo.values()):
+            if member.source is not None:
+                self._pull(member, now)  # keep the leg's input draining; nobody hears it
+            if member.listener is None:
+                continue
+            base: Pcm | None = None
+            player = member.prompt
+            if player is not None:
+                base = player.next_frame()
+                if base is None:
+                    member.prompt = None
+                    if not player.stopped:
+                        self._events.append(PromptFinished(member.member_id, player.name))
+            overlay = self._overlay_frame(member) if member.overlay is not None else None
+            encode = member.encode
+            assert encode is not None
+            if overlay is not None:
+                frame16 = overlay if base is None else _clip16(base.astype(np.int32) + overlay)
+            elif base is not None:
+                frame16 = base
+            else:
+                payload = silence.get(member.codec)
+                if payload is None:
+                    payload = silence[member.codec] = encode(self._silence)
+                self._send(member, payload)
+                continue
+            self._send(member, encode(frame16))
+
+
+def _clip16(samples: npt.NDArray[np.int32]) -> Pcm:
+    # np.maximum/np.minimum: np.clip costs several times more per call on small arrays.
+    return np.minimum(np.maximum(samples, INT16_MIN), INT16_MAX).astype(np.int16)

@@ -1,0 +1,598 @@
+"""RTP and RTCP for one phone call leg: the thin asyncio adapter around ``gateway/media``.
+
+One ``RtpSession`` owns two UDP sockets (RTP on an even port from the ``PortAllocator``,
+RTCP on the next one) bound on the configured media address, and:
+
+- symmetric RTP: it sends to the address from the SDP until the first valid RTP packet
+  (version 2, a payload type we expect) arrives, then to that packet's source ("latching",
+  which fixes one-way audio behind NAT). A packet from another source is dropped, unless
+  the latched source has been silent for ``relatch_after`` seconds (NAT rebinding): then
+  the session latches again. RTCP latches the same way on its own port.
+- receive fast path: the common 12-byte header is read with one ``struct`` call and the
+  payload goes straight into the jitter buffer; anything malformed is counted and dropped,
+  no exception ever leaves ``datagram_received``.
+- ``pull_frame(now)`` once per 20 ms tick: jitter buffer pop, decode, loss concealment.
+- ``send_payload(payload)`` once per 20 ms tick: our SSRC, sequence number and timestamp
+  (advancing one frame per call, sent or not), marker on the first packet after the start,
+  a hold or a DTMF event. Nothing is sent while the remote side holds us.
+- DTMF in (RFC 4733, ``on_dtmf(digit)`` once per digit) and out (``send_dtmf``).
+- one periodic housekeeping callback (every ``check_interval`` s): media timeout
+  (``on_timeout()`` once when no RTP came for ``media_timeout`` s while we expect it), RTCP
+  SR/RR every ``rtcp_interval`` s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.media.codecs import AudioCodec
+from gateway.media.dtmf import DtmfReceiver, DtmfStarted, digit_to_event, dtmf_packets
+from gateway.media.jitterbuffer import FrameKind, JitterBuffer
+from gateway.media.plc import Concealer
+from gateway.media.rtcp import parse_compound
+from gateway.media.rtp import HEADER, RtpPacket
+from gateway.media.stats import RtcpStats
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.int16]
+Addr = tuple[Any, ...]          # what asyncio gives: (host, port) or (host, port, flow, scope)
+
+_AFTER_HEADER = struct.Struct("!BHII")     # M/PT, seq, ts, SSRC after the first octet
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+DTMF_GAP = 0.06                            # silence between queued digits, seconds
+
+
+class PortsExhausted(RuntimeError):
+    """Every RTP port of the configured range is in use."""
+
+
+class PortAllocator:
+    """Even RTP ports in [low, high] (RTCP on port + 1 must be <= high too), round-robin so
+    that a released port is not handed out again at once (late packets of the old call)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        first = low + (low & 1)
+        ports = list(range(first, high, 2))        # p + 1 <= high
+        if not ports or first < 1 or high > 65535:
+            raise ValueError(f"no even RTP port with its RTCP port in {low}..{high}")
+        self._free: deque[int] = deque(ports)
+        self._used: set[int] = set()
+        self.size = len(ports)
+
+    def take(self) -> int:
+        if not self._free:
+            raise PortsExhausted(f"all {self.size} RTP ports are in use")
+        port = self._free.popleft()
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        if port in self._used:
+            self._used.remove(port)
+            self._free.append(port)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used)
+
+    @property
+    def available(self) -> int:
+        return len(self._free)
+
+
+@dataclass(slots=True)
+class SessionCounters:
+    rx_packets: int = 0          # accepted RTP packets (audio and DTMF)
+    rx_garbage: int = 0          # not RTP / malformed
+    rx_unexpected_pt: int = 0    # valid RTP with a payload type we did not negotiate
+    rx_foreign: int = 0          # valid RTP from a source we are not latched to
+    rx_dtmf: int = 0
+    rtcp_rx: int = 0
+    rtcp_garbage: int = 0
+    tx_packets: int = 0
+    tx_dtmf: int = 0
+    rtcp_tx: int = 0
+    relatches: int = 0
+    send_errors: int = 0
+    internal_errors: int = 0
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    __slots__ = ("_handler", "_session")
+
+    def __init__(self, session: RtpSession, handler: Callable[[bytes, Addr], None]) -> None:
+        self._session = session
+        self._handler = handler
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        try:
+            self._handler(data, addr)
+        except Exception:
+            self._session._internal_error()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the remote is not there (yet)
+        self._session.counters.send_errors += 1
+
+
+def _ignore_digit(digit: str) -> None:
+    pass
+
+
+def _ignore() -> None:
+    pass
+
+
+class RtpSession:
+    """RTP/RTCP for one call leg. Create, ``await open()``, ``set_remote(...)``, ...,
+    ``close()``."""
+
+    def __init__(
+        self,
+        call_id: str,
+        allocator: PortAllocator,
+        bind_host: str = "127.0.0.1",
+        *,
+        media_timeout: float = 30.0,
+        relatch_after: float = 0.5,
+        rtcp_interval: float = 5.0,
+        check_interval: float = 1.0,
+        dtmf_duration_ms: int = 160,
+    ) -> None:
+        self.call_id = call_id
+        self.bind_host = bind_host
+        self.media_timeout = media_timeout
+        self.relatch_after = relatch_after
+        self.rtcp_interval = rtcp_interval
+        self.check_interval = check_interval
+        self.dtmf_duration_ms = dtmf_duration_ms
+        self.on_dtmf: Callable[[str], None] = _ignore_digit
+        self.on_timeout: Callable[[], None] = _ignore
+        self.local_port = 0
+        self.counters = SessionCounters()
+        self._allocator = allocator
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._check_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+        # remote side
+        self._codec: AudioCodec | None = None
+        self._audio_pt = -1
+        self._dtmf_pt = -1
+        self._sdp_addr: Addr | None = None
+        self._sdp_rtcp_addr: Addr | None = None
+        self._dest: Addr | None = None           # where RTP goes
+        self._latched: Addr | None = None
+        self._rtcp_dest: Addr | None = None
+        self._rtcp_latched: Addr | None = None
+        self._sending = True
+        self._expect_rtp = True
+        # receive state
+        self._jb: JitterBuffer | None = None
+        self._plc: Concealer | None = None
+        self._dtmf_rx = DtmfReceiver()
+        self._last_rx: float | None = None       # last accepted RTP packet
+        self._last_rtcp_rx: float | None = None
+        self._timeout_base = 0.0
+        self._timed_out = False
+        # send state (RFC 3550: random initial values)
+        self.ssrc = random.getrandbits(32)
+        self._seq = random.getrandbits(16)
+        self._ts = random.getrandbits(32)
+        self._step = 160
+        self._marker_next = True
+        self._stats = RtcpStats(self.ssrc, 8000, f"{secrets.token_hex(8)}@switchboard",
+                                interval=rtcp_interval)
+        # DTMF out
+        self._dtmf_queue: deque[tuple[str, int]] = deque()
+        self._dtmf_handle: asyncio.TimerHandle | None = None
+        self._dtmf_active = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Take a port pair and bind both sockets; retries on ports taken by others."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        last_error: OSError | None = None
+        for _ in range(min(self._allocator.size, 16)):
+            port = self._allocator.take()
+            try:
+                rtp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(self, self._on_rtp), local_addr=(self.bind_host, port)
+                )
+            except OSError as exc:
+                self._allocator.release(port)
+                last_error = exc
+                continue
+            try:
+                rtcp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(self, self._on_rtcp), local_addr=(self.bind_host, port + 1)
+                )
+            except OSError as exc:
+                rtp.close()
+                self._allocator.release(port)
+                last_error = exc
+                continue
+            self._rtp = rtp
+            self._rtcp = rtcp
+            self.local_port = port
+            break
+        else:
+            raise OSError(f"call {self.call_id}: no bindable RTP port pair") from last_error
+        self._timeout_base = loop.time()
+        self._check_handle = loop.call_later(self.check_interval, self._housekeeping)
+        log.debug("call %s: RTP on %s:%d", self.call_id, self.bind_host, self.local_port)
+
+    def close(self) -> None:
+        """Send RTCP BYE, close both sockets, release the port. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in (self._check_handle, self._dtmf_handle):
+            if handle is not None:
+                handle.cancel()
+        self._check_handle = self._dtmf_handle = None
+        if self._rtcp is not None and self._rtcp_dest is not None and self._loop is not None:
+            with contextlib.suppress(OSError):
+                self._rtcp.sendto(
+                    self._stats.build_report(self._loop.time(), time.time(), bye=True),
+                    self._rtcp_dest,
+                )
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        self._rtp = self._rtcp = None
+        if self.local_port:
+            self._allocator.release(self.local_port)
+        log.debug("call %s: RTP session closed (%s)", self.call_id, self.counters)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- configuration from SDP -------------------------------------------------------
+
+    def set_remote(
+        self,
+        host: str,
+        port: int,
+        codec: AudioCodec,
+        dtmf_pt: int | None = None,
+        rtcp_port: int | None = None,
+    ) -> None:
+        """Where the remote wants media (from its SDP) and what we agreed on.
+
+        Called again after a re-INVITE: a new address drops the latch (the new SDP wins
+        until packets come), a new codec restarts the jitter buffer."""
+        addr: Addr = (host, port)
+        if addr != self._sdp_addr:
+            self._sdp_addr = addr
+            self._latched = None
+            self._rtcp_latched = None
+            self._dest = addr if port else None
+        self._sdp_rtcp_addr = (host, rtcp_port if rtcp_port else port + 1) if port else None
+        if self._rtcp_latched is None:
+            self._rtcp_dest = self._sdp_rtcp_addr
+        old = self._codec
+        self._codec = codec
+        self._audio_pt = codec.payload_type
+        self._dtmf_pt = -1 if dtmf_pt is None else dtmf_pt
+        if old is None or old.name != codec.name or old.clock_rate != codec.clock_rate:
+            self._jb = JitterBuffer(codec.clock_rate, codec.timestamp_step, codec.bytes_per_tick)
+            self._plc = Concealer(codec.frame_samples, codec.sample_rate)
+            self._dtmf_rx = DtmfReceiver(codec.clock_rate)
+            self._step = codec.timestamp_step
+            self._stats.clock_rate = codec.clock_rate
+            self._stats.sender.clock_rate = codec.clock_rate
+            self._marker_next = True
+        self._timeout_base = self._now()
+        log.info("call %s: remote media %s:%d %r dtmf=%s", self.call_id, host, port, codec,
+                 dtmf_pt)
+
+    def set_remote_direction(self, direction: str) -> None:
+        """The direction attribute of the remote's SDP: "sendonly" or "inactive" (the remote
+        holds us) stop our sending; "recvonly" or "inactive" mean no RTP is expected (no
+        media timeout)."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"unknown SDP direction {direction!r}")
+        sending = direction in ("sendrecv", "recvonly")
+        if sending and not self._sending:
+            self._marker_next = True
+        if sending != self._sending:
+            log.info("call %s: remote is %s, %s sending", self.call_id, direction,
+                     "resume" if sending else "stop")
+        self._sending = sending
+        self._expect_rtp = direction in ("sendrecv", "sendonly")
+        self._timeout_base = self._now()
+        self._timed_out = False
+
+    @property
+    def leg_id(self) -> str:
+        """The call id: with ``codec_name``, ``pull_frame`` and ``send_payload`` this makes the
+        session usable as a ``gateway.mixer.MixerLeg``."""
+        return self.call_id
+
+    @property
+    def codec(self) -> AudioCodec | None:
+        return self._codec
+
+    @property
+    def codec_name(self) -> str:
+        return self._codec.name if self._codec is not None else ""
+
+    @property
+    def remote_addr(self) -> Addr | None:
+        """Where RTP goes now (the latched source, else the SDP address)."""
+        return self._dest
+
+    @property
+    def sending(self) -> bool:
+        return self._sending
+
+    # --- receive ----------------------------------------------------------------------
+
+    def _on_rtp(self, data: bytes, addr: Addr) -> None:
+        counters = self.counters
+        if len(data) < 12 or self._closed:
+            counters.rx_garbage += 1
+            return
+        first = data[0]
+        if first == 0x80:
+            second, seq, ts, ssrc = _AFTER_HEADER.unpack_from(data, 1)
+            payload = data[12:]
+        elif first >> 6 == 2:
+            if 192 <= data[1] <= 223:
+                self._on_rtcp(data, addr)           # RTCP multiplexed on the RTP port
+                return
+            try:
+                packet = RtpPacket.parse(data)
+            except ValueError:
+                counters.rx_garbage += 1
+                return
+            second = packet.payload_type | (0x80 if packet.marker else 0)
+            seq, ts, ssrc, payload = (
+                packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload
+            )
+        else:
+            counters.rx_garbage += 1
+            return
+        pt = second & 0x7F
+        if pt != self._audio_pt and pt != self._dtmf_pt:
+            if 192 <= second <= 223:
+                self._on_rtcp(data, addr)
+            else:
+                counters.rx_unexpected_pt += 1
+            return
+        now = self._now()
+        if addr != self._latched and not self._accept_source(addr, now):
+            counters.rx_foreign += 1
+            return
+        counters.rx_packets += 1
+        self._last_rx = now
+        self._stats.on_rtp_received(ssrc, seq, ts, now)
+        if pt == self._audio_pt:
+            if self._jb is not None:
+                self._jb.insert(ssrc, seq, ts, second > 127, payload, now)
+            return
+        counters.rx_dtmf += 1
+        dtmf = self._dtmf_rx
+        dtmf.receive(ts, second > 127, payload, now)
+        while (event := dtmf.next_event()) is not None:
+            if isinstance(event, DtmfStarted):
+                log.info("call %s: DTMF %s (RFC 4733)", self.call_id, event.digit)
+                try:
+                    self.on_dtmf(event.digit)
+                except Exception:
+                    log.exception("call %s: on_dtmf failed", self.call_id)
+
+    def _accept_source(self, addr: Addr, now: float) -> bool:
+        latched = self._latched
+        if latched is not None and (
+            self._last_rx is None or now - self._last_rx < self.relatch_after
+        ):
+            return False
+        self._latched = addr
+        if addr != self._dest:
+            if latched is None:
+                log.info("call %s: RTP latched to %s:%d (SDP said %s)", self.call_id,
+                         addr[0], addr[1], _fmt(self._sdp_addr))
+            else:
+                self.counters.relatches += 1
+                log.info("call %s: RTP source moved %s -> %s:%d, latched again",
+                         self.call_id, _fmt(latched), addr[0], addr[1])
+            self._dest = addr
+        if self._rtcp_latched is None:
+            self._rtcp_dest = (addr[0], addr[1] + 1)
+        return True
+
+    def _on_rtcp(self, data: bytes, addr: Addr) -> None:
+        if self._closed:
+            return
+        try:
+            packets = parse_compound(data)
+        except ValueError:
+            self.counters.rtcp_garbage += 1
+            return
+        now = self._now()
+        self.counters.rtcp_rx += 1
+        if addr != self._rtcp_latched and (
+            self._rtcp_latched is None
+            or self._last_rtcp_rx is None
+            or now - self._last_rtcp_rx >= self.relatch_after
+        ):
+            self._rtcp_latched = self._rtcp_dest = addr
+        self._last_rtcp_rx = now
+        self._stats.on_rtcp(packets, now, time.time())
+
+    def pull_frame(self, now: float) -> Pcm | None:
+        """The next 20 ms of decoded audio (concealed on loss); None for silence."""
+        jb = self._jb
+        codec = self._codec
+        plc = self._plc
+        if jb is None or codec is None or plc is None:
+            return None
+        frame = jb.pop(now)
+        kind = frame.kind
+        if kind is FrameKind.AUDIO:
+            return plc.good(codec.decode(frame.payload))
+        if kind is FrameKind.LOST:
+            return plc.conceal()
+        plc.reset()
+        return None
+
+    # --- send -------------------------------------------------------------------------
+
+    def send_payload(self, payload: bytes) -> None:
+        """Send one 20 ms frame encoded in the session's codec (dropped while held, while a
+        DTMF event is going out, or before ``set_remote``)."""
+        ts = self._ts
+        self._ts = (ts + self._step) & 0xFFFFFFFF
+        dest = self._dest
+        if not self._sending or self._dtmf_active or dest is None or self._rtp is None:
+            if not self._sending:
+                self._marker_next = True
+            return
+        marker = self._marker_next
+        self._marker_next = False
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        header = HEADER.pack(0x80, self._audio_pt | (0x80 if marker else 0), seq, ts, self.ssrc)
+        self._rtp.sendto(header + payload, dest)
+        self.counters.tx_packets += 1
+        self._stats.on_rtp_sent(ts, len(payload), self._now())
+
+    def send_dtmf(self, digit: str, duration_ms: int | None = None) -> bool:
+        """Queue one digit as RFC 4733 events; False if the remote did not offer
+        telephone-event (send SIP INFO instead). ``ValueError`` for a non-digit."""
+        digit_to_event(digit)   # ValueError for a non-digit
+        if self._dtmf_pt < 0 or self._closed:
+            return False
+        self._dtmf_queue.append((digit, duration_ms or self.dtmf_duration_ms))
+        if not self._dtmf_active:
+            self._next_dtmf()
+        return True
+
+    def _next_dtmf(self) -> None:
+        if not self._dtmf_queue or self._loop is None or self._closed:
+            self._dtmf_active = False
+            return
+        digit, duration_ms = self._dtmf_queue.popleft()
+        clock = self._codec.clock_rate if self._codec is not None else 8000
+        packets = dtmf_packets(digit, duration_ms, clock_rate=clock)
+        self._dtmf_active = True
+        event_ts = self._ts
+        start = self._loop.time()
+        log.info("call %s: sending DTMF %s", self.call_id, digit)
+        ticks = max(1, round(duration_ms / 20)) * clock // 50
+
+        def step(index: int) -> None:
+            self._dtmf_handle = None
+            if self._closed or self._loop is None:
+                return
+            now = self._loop.time()
+            while index < len(packets) and start + packets[index].offset <= now + 0.002:
+                pkt = packets[index]
+                self._send_event(pkt.payload, pkt.marker, event_ts)
+                index += 1
+            if index < len(packets):
+                self._dtmf_handle = self._loop.call_at(start + packets[index].offset, step, index)
+                return
+            # the audio timestamp must move past the event
+            if (self._ts - event_ts) & 0xFFFFFFFF < ticks:
+                self._ts = (event_ts + ticks) & 0xFFFFFFFF
+            self._marker_next = True
+            self._dtmf_handle = self._loop.call_later(DTMF_GAP, self._next_dtmf)
+
+        step(0)
+
+    def _send_event(self, payload: bytes, marker: bool, event_ts: int) -> None:
+        dest = self._dest
+        if not self._sending or dest is None or self._rtp is None:
+            return
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        header = HEADER.pack(0x80, self._dtmf_pt | (0x80 if marker else 0), seq, event_ts,
+                             self.ssrc)
+        self._rtp.sendto(header + payload, dest)
+        self.counters.tx_dtmf += 1
+        self._stats.on_rtp_sent(None, len(payload), self._now())
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
+    def _housekeeping(self) -> None:
+        self._check_handle = None
+        if self._closed or self._loop is None:
+            return
+        now = self._loop.time()
+        try:
+            self._check(now)
+        except Exception:
+            self._internal_error()
+        if not self._closed:
+            self._check_handle = self._loop.call_later(self.check_interval, self._housekeeping)
+
+    def _check(self, now: float) -> None:
+        if self.media_timeout > 0 and self._expect_rtp and self._sdp_addr is not None:
+            last = max(self._last_rx or 0.0, self._timeout_base)
+            if now - last >= self.media_timeout:
+                if not self._timed_out:
+                    self._timed_out = True
+                    log.warning("call %s: no RTP for %.1f s", self.call_id, now - last)
+                    self.on_timeout()
+            else:
+                self._timed_out = False
+        self._dtmf_rx.handle_timer(now)
+        while self._dtmf_rx.next_event() is not None:
+            pass
+        if self._rtcp is not None and self._rtcp_dest is not None and self._stats.report_due(now):
+            try:
+                self._rtcp.sendto(self._stats.build_report(now, time.time()), self._rtcp_dest)
+                self.counters.rtcp_tx += 1
+            except OSError:
+                self.counters.send_errors += 1
+
+    def _internal_error(self) -> None:
+        self.counters.internal_errors += 1
+        if self.counters.internal_errors in (1, 100, 10000):
+            log.exception("call %s: RTP session error (%d so far)", self.call_id,
+                          self.counters.internal_errors)
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters for logs and /api/stats: ours, the jitter buffer's and RTCP's."""
+        out: dict[str, float | int] = dict(asdict(self.counters))
+        if self._jb is not None:
+            for key, value in asdict(self._jb.stats).items():
+                out[f"jb_{key}"] = value
+            out["jb_target_ms"] = self._jb.target_ms
+        sources = list(self._stats.sources.values())
+        if sources:
+            best = max(sources, key=lambda s: s.received)
+            out["rx_lost"] = best.cumulative_lost
+            out["rx_expected"] = best.expected
+            out["rx_jitter_ms"] = round(best.jitter_ms, 2)
+        if self._stats.rtt is not None:
+            out["rtt_ms"] = round(self._stats.rtt * 1000, 1)
+        return out
+
+
+def _fmt(addr: Addr | None) -> str:
+    return "none" if addr is None else f"{addr[0]}:{addr[1]}"

@@ -1,0 +1,561 @@
+"""The gateway service: SIP calls in, the PIN IVR, and phone legs mixed in rooms.
+
+Jigasi's two legs, inside one process: the SIP side is the sans-I/O `UserAgent` driven by
+`SipTransport`; the conference side is an ordinary participant of the focus. Everything that
+happens per call runs on the event loop's thread without locks:
+
+- SIP events are handled as they are drained from the user agent (`_GatewayNode`), right
+  after the transport fed it bytes or fired its timer;
+- media, prompts, IVR timers and DTMF are handled on the one media clock tick (20 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from dialplan.routing import Prompt, Reject, Room, Router
+from dialplan.store import Store
+from dialplan.throttle import PinThrottle
+from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, ParticipantMuted
+from gateway.call import CallState, PhoneCall, PhoneLeg
+from gateway.callerid import caller_name
+from gateway.clock import MediaClock
+from gateway.ivr import CheckPin, Hangup, IvrSettings, Join, PinIvr, PlayPrompt, StopPrompt
+from gateway.media.codecs import codec_by_name
+from gateway.media.dtmf import parse_info_body
+from gateway.mixer import ConferenceMixer, PromptFinished
+from gateway.prompts import PromptSet
+from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
+from gateway.sip.events import (
+    CallConfirmed,
+    CallEnded,
+    IncomingCall,
+    InfoReceived,
+    OfferReceived,
+)
+from gateway.sip.peer import Peer
+from gateway.sip.sdp import SessionDescription, build_answer, build_offer, negotiate_audio
+from gateway.sip.timers import TimerSettings
+from gateway.sip.useragent import UaSettings, UserAgent
+from gateway.sip_transport import SipTransport
+from gateway.tones import join_tone, leave_tone
+from switchboard.config import Config
+
+log = logging.getLogger(__name__)
+
+CODECS = ["PCMU/8000", "PCMA/8000", "telephone-event/8000"]
+STAR_WINDOW = 2.0  # seconds between '*' and '6' for the mute toggle
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    sip_listen: tuple[tuple[str, str, int], ...]
+    sip_announce: str
+    user_agent: str
+    session_expires: int
+    min_se: int
+    tcp_idle_timeout: float
+    max_tcp_connections: int
+    media_address: str
+    media_announce: str
+    rtp_ports: tuple[int, int]
+    media_timeout: float
+    prompts_dir: str | None
+    ivr: IvrSettings
+
+    @classmethod
+    def from_config(cls, config: Config) -> GatewaySettings:
+        ivr = config.ivr
+        return cls(
+            sip_listen=tuple((a.transport, a.host, a.port) for a in config.sip.listen_addresses),
+            sip_announce=config.sip.announce or config.media.announce_address,
+            user_agent=config.sip.user_agent,
+            session_expires=config.sip.session_expires,
+            min_se=config.sip.min_se,
+            tcp_idle_timeout=config.sip.tcp_idle_timeout,
+            max_tcp_connections=config.sip.max_tcp_connections,
+            media_address=config.media.address,
+            media_announce=config.media.announce_address,
+            rtp_ports=config.media.port_range,
+            media_timeout=config.media.timeout,
+            prompts_dir=ivr.prompts_dir or None,
+            ivr=IvrSettings(
+                first_digit_timeout=ivr.first_digit_timeout,
+                inter_digit_timeout=ivr.inter_digit_timeout,
+                max_attempts=ivr.max_attempts,
+                max_pin_length=ivr.max_pin_length,
+            ),
+        )
+
+
+class _GatewayNode:
+    """The SansIoNode the transport drives: the user agent, with its events handled at once."""
+
+    def __init__(self, gateway: Gateway, ua: UserAgent) -> None:
+        self._gateway = gateway
+        self._ua = ua
+
+    def receive_data(self, data: bytes, source: Peer, now: float) -> None:
+        self._ua.receive_data(data, source, now)
+        self._gateway.drain_sip_events(now)
+
+    def handle_timer(self, now: float) -> None:
+        self._ua.handle_timer(now)
+        self._gateway.drain_sip_events(now)
+
+    def get_timer(self) -> float | None:
+        return self._ua.get_timer()
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        return self._ua.datagrams_to_send()
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        focus: Focus,
+        router: Router,
+        store: Store,
+        throttle: PinThrottle,
+    ) -> None:
+        self.settings = settings
+        self.focus = focus
+        self.router = router
+        self.store = store
+        self.throttle = throttle
+        self.prompts = PromptSet.load(settings.prompts_dir)
+        local: dict[str, tuple[str, int]] = {}
+        for transport, host, port in settings.sip_listen:
+            announce = settings.sip_announce if host in ("0.0.0.0", "::") else host
+            local.setdefault(transport, (announce, port))
+        self.ua = UserAgent(
+            UaSettings(
+                local=local,
+                user_agent=settings.user_agent,
+                session_expires=settings.session_expires,
+                min_se=settings.min_se,
+                timers=TimerSettings(),
+            )
+        )
+        self.mixer = ConferenceMixer(lambda name: codec_by_name(name).encode)
+        self.calls: dict[str, PhoneCall] = {}
+        self._ivr_calls: set[PhoneCall] = set()
+        self._by_leg: dict[str, PhoneCall] = {}
+        self._room_legs: dict[str, int] = {}
+        self._room_unsubscribe: dict[str, Callable[[], None]] = {}
+        self._leg_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transport: SipTransport | None = None
+        self._clock: MediaClock | None = None
+        self._ports = PortAllocator(*settings.rtp_ports)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        transport = SipTransport(
+            _GatewayNode(self, self.ua),
+            list(self.settings.sip_listen),
+            idle_timeout=self.settings.tcp_idle_timeout,
+            max_connections=self.settings.max_tcp_connections,
+        )
+        await transport.start()
+        self._transport = transport
+        self._clock = MediaClock(self._loop, callback=self._tick)
+        self._clock.start()
+        log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
+                                                   self.settings.sip_listen))
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            if call.state is not CallState.ENDED:
+                self.ua.hangup(call.call_id, now=self._time())
+                self._cleanup(call, "server stopping")
+        self._flush()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._clock is not None:
+            self._clock.stop()
+            self._clock = None
+        if self._transport is not None:
+            await asyncio.sleep(0.05)  # let the BYEs leave
+            await self._transport.stop()
+            self._transport = None
+
+    def healthy(self) -> bool:
+        return self._transport is not None and self._clock is not None and self._clock.running
+
+    def stats(self) -> dict[str, int]:
+        clock = self._clock.stats() if self._clock is not None else None
+        counts = {
+            "calls": self.ua.calls(),
+            "legs": sum(1 for c in self.calls.values() if c.session is not None),
+            "ivr": len(self._ivr_calls),
+            "mixer_rooms": len(self._room_legs),
+            "rtp_ports_in_use": self._ports.in_use,
+            "transactions": self.ua.stats()["transactions"],
+            "mix_ticks": clock.ticks if clock else 0,
+            "mix_ticks_late": clock.late_ticks if clock else 0,
+            "mix_ticks_skipped": clock.skipped_ticks if clock else 0,
+        }
+        counts.update(self.counters)
+        return counts
+
+    # -- SIP events --------------------------------------------------------------------
+
+    def drain_sip_events(self, now: float) -> None:
+        while (event := self.ua.next_event()) is not None:
+            try:
+                self._on_sip_event(event, now)
+            except Exception:
+                log.exception("call %s: failed handling %s", event.call_id, type(event).__name__)
+                call = self.calls.get(event.call_id)
+                if call is not None:
+                    self._end(call, "internal error")
+
+    def _on_sip_event(self, event: object, now: float) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event, now)
+            return
+        call = self.calls.get(getattr(event, "call_id", ""))
+        if call is None:
+            return
+        if isinstance(event, CallConfirmed):
+            self._confirmed(call, event, now)
+        elif isinstance(event, OfferReceived):
+            self._reoffer(call, event.offer)
+        elif isinstance(event, InfoReceived):
+            info = parse_info_body(event.content_type, event.body)
+            if info is not None:
+                self._on_digit(call, info.digit, now)
+        elif isinstance(event, CallEnded):
+            log.info("call %s: ended (%s)", call.call_id, event.reason)
+            self._cleanup(call, event.reason)
+
+    def _incoming(self, event: IncomingCall, now: float) -> None:
+        request = event.request
+        call_id = event.call_id
+        self.counters["calls_total"] += 1
+        caller = request.from_addr.uri.user or "anonymous"
+        if self.throttle.is_blocked(caller, event.source.host, now):
+            log.warning("call %s: refused: %s from %s is blocked after wrong PINs",
+                        call_id, caller, event.source.host)
+            self._reject(call_id, 403, "Forbidden")
+            return
+        dialled = request.uri.user or request.to_addr.uri.user
+        headers = {name: value for name, value in request.headers.items()}
+        decision = self.router.route(dialled, caller, headers, call_id=call_id)
+        if isinstance(decision, Reject):
+            self._reject(call_id, decision.status, decision.reason)
+            return
+        offer: SessionDescription | None = None
+        if event.offer:
+            try:
+                offer = SessionDescription.parse(event.offer)
+            except Exception:
+                log.info("call %s: unparseable SDP offer", call_id)
+                self._reject(call_id, 488, "Not Acceptable Here")
+                return
+            if negotiate_audio(offer, CODECS) is None:
+                log.info("call %s: no common audio codec", call_id)
+                self._reject(call_id, 488, "Not Acceptable Here")
+                return
+        display = request.from_addr.display
+        call = PhoneCall(
+            call_id=call_id,
+            leg_id=f"leg{next(self._leg_ids)}",
+            caller=caller,
+            name=caller_name(display, caller, decision.display),
+            source=event.source,
+            route_room=decision.name if isinstance(decision, Room) else None,
+        )
+        assert isinstance(decision, Prompt | Room)
+        self.calls[call_id] = call
+        self._by_leg[call.leg_id] = call
+        self._spawn(self._answer(call, offer))
+
+    def _reject(self, call_id: str, status: int, reason: str) -> None:
+        self.counters["calls_rejected"] += 1
+        self.ua.reject(call_id, status, reason, now=self._time())
+
+    async def _answer(self, call: PhoneCall, offer: SessionDescription | None) -> None:
+        session = RtpSession(
+            call.call_id, self._ports, self.settings.media_address,
+            media_timeout=self.settings.media_timeout,
+        )  # fmt: skip
+        call.session = session
+        try:
+            await session.open()
+        except (PortsExhausted, OSError) as exc:
+            log.warning("call %s: no RTP port: %s", call.call_id, exc)
+            session.close()
+            call.session = None
+            self._cleanup(call, "no media port")
+            self._reject(call.call_id, 503, "Service Unavailable")
+            self._flush()
+            return
+        port = session.local_port
+        if call.state is CallState.ENDED:  # cancelled while the socket opened
+            session.close()
+            return
+        session.on_dtmf = lambda digit: self._on_rtp_digit(call, digit)
+        session.on_timeout = lambda: self._on_media_timeout(call)
+        host = self.settings.media_announce
+        if offer is not None:
+            built = build_answer(offer, host, port, CODECS, session_id=str(port))
+            assert built is not None  # negotiated before
+            sdp, negotiation = built
+            self._configure(call, negotiation)
+        else:
+            sdp = build_offer(host, port, CODECS, session_id=str(port))
+            call.offered_in_200 = True
+        call.local_sdp = sdp.serialize()
+        self.ua.answer(call.call_id, call.local_sdp, now=self._time())
+        call.set_state(CallState.ANSWERED)
+        self._flush()
+
+    def _configure(self, call: PhoneCall, negotiation: object) -> None:
+        from gateway.sip.sdp import AudioNegotiation
+
+        assert isinstance(negotiation, AudioNegotiation) and call.session is not None
+        codec = negotiation.codec.name.upper()
+        call.session.set_remote(
+            negotiation.remote_host, negotiation.remote_port,
+            codec_by_name(codec, negotiation.payload_type), negotiation.dtmf_payload_type,
+        )  # fmt: skip
+        call.session.set_remote_direction(negotiation.direction)
+        if call.leg is None:
+            call.leg = PhoneLeg(call.leg_id, call.session, codec)
+            self.mixer.add_leg(None, call.leg)
+
+    def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
+        if call.offered_in_200:
+            negotiation = None
+            if event.answer:
+                try:
+                    negotiation = negotiate_audio(SessionDescription.parse(event.answer), CODECS)
+                except Exception:
+                    negotiation = None
+            if negotiation is None:
+                log.info("call %s: the ACK had no usable SDP answer", call.call_id)
+                self._end(call, "no SDP answer")
+                return
+            self._configure(call, negotiation)
+        if call.route_room is not None:
+            self._join(call, call.route_room, now)
+            return
+        call.ivr = PinIvr(call.call_id, self.settings.ivr)
+        call.set_state(CallState.IVR)
+        self._ivr_calls.add(call)
+        call.ivr.start(now)
+        self._run_ivr(call, now)
+
+    def _reoffer(self, call: PhoneCall, offer_bytes: bytes) -> None:
+        try:
+            offer = SessionDescription.parse(offer_bytes)
+            built = build_answer(offer, self.settings.media_announce, call.session.local_port
+                                 if call.session else 0, CODECS,
+                                 session_id=str(call.session.local_port if call.session else 0),
+                                 session_version=call.sdp_version + 1)
+        except Exception:
+            built = None
+        if built is None or call.session is None:
+            log.info("call %s: re-offer not acceptable", call.call_id)
+            self.ua.reject(call.call_id, 488, now=self._time())
+            return
+        call.sdp_version += 1
+        sdp, negotiation = built
+        self._configure(call, negotiation)
+        call.local_sdp = sdp.serialize()
+        self.ua.answer_offer(call.call_id, call.local_sdp, now=self._time())
+
+    # -- the IVR -----------------------------------------------------------------------
+
+    def _run_ivr(self, call: PhoneCall, now: float) -> None:
+        ivr = call.ivr
+        if ivr is None:
+            return
+        while (action := ivr.next_action()) is not None:
+            if isinstance(action, PlayPrompt):
+                self.mixer.set_prompt(call.leg_id, self.prompts.player(action.name))
+            elif isinstance(action, StopPrompt):
+                self.mixer.set_prompt(call.leg_id, None)
+            elif isinstance(action, CheckPin):
+                room = self.store.room_by_pin(action.pin)
+                if room is None:
+                    self.counters["pin_failures"] += 1
+                    log.info("call %s: wrong PIN from %s", call.call_id, call.caller)
+                    self.throttle.record_failure(call.caller, call.source.host, now)
+                else:
+                    self.throttle.record_success(call.caller, call.source.host, now)
+                    call.room = room.name
+                    call.set_state(CallState.JOINING)
+                ivr.pin_result(room is not None, now)
+            elif isinstance(action, Join):
+                self._ivr_calls.discard(call)
+                call.ivr = None
+                assert call.room is not None
+                self._join(call, call.room, now)
+                return
+            elif isinstance(action, Hangup):
+                self._ivr_calls.discard(call)
+                call.ivr = None
+                self._end(call, action.reason)
+                return
+
+    def _on_digit(self, call: PhoneCall, digit: str, now: float) -> None:
+        log.info("call %s: DTMF %s", call.call_id, digit)
+        if call.ivr is not None:
+            call.ivr.on_digit(digit, now)
+            self._run_ivr(call, now)
+        elif call.state is CallState.ROOM and call.participant_id is not None:
+            if digit == "*":
+                call.pending_star = now
+            elif digit == "6" and call.pending_star is not None and \
+                    now - call.pending_star <= STAR_WINDOW:
+                call.pending_star = None
+                muted = not self.mixer.is_muted(call.leg_id)
+                self.focus.set_muted(call.participant_id, muted)
+                self.mixer.play_to_leg(call.leg_id,
+                                       self.prompts.player("muted" if muted else "unmuted"))
+            else:
+                call.pending_star = None
+
+    def _on_rtp_digit(self, call: PhoneCall, digit: str) -> None:
+        assert self._loop is not None
+        self._on_digit(call, digit, self._loop.time())
+        self._flush()
+
+    def _on_media_timeout(self, call: PhoneCall) -> None:
+        log.info("call %s: no RTP for %.0f s: hanging up", call.call_id,
+                 self.settings.media_timeout)
+        self._end(call, "media timeout")
+        self._flush()
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def _join(self, call: PhoneCall, room: str, now: float) -> None:
+        if call.leg is None:
+            self._end(call, "no media")
+            return
+        call.room = room
+        self._watch_room(room)
+        info = self.focus.join(room, "phone", call.name)
+        call.participant_id = info.id
+        self.mixer.move_leg(call.leg_id, room)
+        self._room_legs[room] = self._room_legs.get(room, 0) + 1
+        call.set_state(CallState.ROOM)
+        if not self.mixer.play_if_alone(call.leg_id, self.prompts.player("only_participant")):
+            self.mixer.play_to_leg(call.leg_id, join_tone())
+
+    def _watch_room(self, room: str) -> None:
+        if room in self._room_unsubscribe:
+            return
+
+        def on_event(event: FocusEvent) -> None:
+            self._on_focus_event(room, event)
+
+        self._room_unsubscribe[room] = self.focus.subscribe(room, on_event)
+
+    def _on_focus_event(self, room: str, event: FocusEvent) -> None:
+        info = event.participant
+        call = next((c for c in self.calls.values() if c.participant_id == info.id), None)
+        if isinstance(event, ParticipantMuted):
+            if call is not None:
+                self.mixer.set_muted(call.leg_id, info.muted)
+            return
+        tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
+        if room in self.mixer.rooms():
+            self.mixer.play_to_room(room, tone)
+        if isinstance(event, ParticipantLeft) and room in self.mixer.rooms():
+            members = self.mixer.members(room)
+            if len(members) == 1:
+                self.mixer.play_to_leg(members[0], self.prompts.player("only_participant"))
+
+    def _leave_room(self, call: PhoneCall, reason: str) -> None:
+        room = call.room
+        if call.participant_id is not None:
+            pid, call.participant_id = call.participant_id, None
+            if room is not None:
+                count = self._room_legs.get(room, 1) - 1
+                if count <= 0:
+                    self._room_legs.pop(room, None)
+                else:
+                    self._room_legs[room] = count
+            if call.leg_id in self.mixer:
+                self.mixer.move_leg(call.leg_id, None)
+            self.focus.leave(pid, reason)
+        if room is not None and room not in self._room_legs:
+            unsubscribe = self._room_unsubscribe.pop(room, None)
+            if unsubscribe is not None:
+                unsubscribe()
+
+    # -- ending calls ------------------------------------------------------------------
+
+    def _end(self, call: PhoneCall, reason: str) -> None:
+        """We end the call: BYE (or a final response), then forget it."""
+        if call.state is CallState.ENDED:
+            return
+        self.ua.hangup(call.call_id, now=self._time())
+        self._cleanup(call, reason)
+
+    def _cleanup(self, call: PhoneCall, reason: str) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.set_state(CallState.ENDED)
+        call.end_reason = reason
+        self._ivr_calls.discard(call)
+        call.ivr = None
+        self._leave_room(call, reason)
+        if call.leg_id in self.mixer:
+            self.mixer.remove_leg(call.leg_id)
+        if call.session is not None:
+            call.session.close()
+        self.calls.pop(call.call_id, None)
+        self._by_leg.pop(call.leg_id, None)
+
+    # -- the clock ---------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        self.mixer.tick(now)
+        acted = False
+        while (event := self.mixer.next_event()) is not None:
+            if isinstance(event, PromptFinished):
+                call = self._by_leg.get(event.leg_id)
+                if call is not None and call.ivr is not None:
+                    call.ivr.on_prompt_finished(now, event.name)
+                    self._run_ivr(call, now)
+                    acted = True
+        for call in list(self._ivr_calls):
+            if call.ivr is None:
+                continue
+            deadline = call.ivr.get_timer()
+            if deadline is not None and deadline <= now:
+                call.ivr.handle_timer(now)
+                self._run_ivr(call, now)
+                acted = True
+        if acted:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._transport is not None:
+            self._transport.flush()
+
+    def _time(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

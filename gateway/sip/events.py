@@ -1,0 +1,84 @@
+"""Call events the UserAgent hands to the application (frozen, slots; pulled with
+`UserAgent.next_event()`). `call_id` is the SIP Call-ID of the call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from .message import SipRequest
+from .peer import Peer
+
+__all__ = [
+    "CallAnswered",
+    "CallConfirmed",
+    "CallEnded",
+    "CallEvent",
+    "IncomingCall",
+    "InfoReceived",
+    "OfferReceived",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A new INVITE: answer with ringing()/answer()/reject(). `offer` is None when the INVITE
+    had no SDP: the SDP given to answer() is then an offer and the answer comes with the ACK
+    (CallConfirmed.answer)."""
+
+    call_id: str
+    request: SipRequest
+    source: Peer
+    offer: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """UAC side: a 2xx arrived (the UserAgent has sent the ACK). `answer` is its SDP."""
+
+    call_id: str
+    answer: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfirmed:
+    """The ACK for our 2xx arrived. `answer` is set when our 2xx carried the offer (an INVITE
+    or re-INVITE without SDP) and the ACK brought the answer."""
+
+    call_id: str
+    answer: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferReceived:
+    """A re-INVITE or UPDATE with an SDP offer (e.g. hold or unhold): reply with
+    answer_offer() (or reject(call_id, 488) to keep the old session)."""
+
+    call_id: str
+    offer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InfoReceived:
+    """An INFO in the dialog (already answered with 200), e.g. application/dtmf-relay."""
+
+    call_id: str
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over and the UserAgent has forgotten it. Emitted once per call, whoever
+    ended it: reason is "bye" (remote BYE), "hangup" (our BYE finished), "cancelled",
+    "rejected" (a final non-2xx either way, `status` set), "timeout", "no ACK",
+    "session timer expired", ..."""
+
+    call_id: str
+    reason: str
+    status: int | None = None
+
+
+CallEvent: TypeAlias = (
+    IncomingCall | CallAnswered | CallConfirmed | OfferReceived | InfoReceived | CallEnded
+)

@@ -1,0 +1,100 @@
+#!/bin/sh
+# Install the real SIP peers and audio tools that the integration tests run against:
+# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2 and sipvicious.
+# Idempotent: when every package is already installed it changes nothing and needs no network.
+# Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
+# Exits non-zero, naming what is missing, if anything is still absent afterwards.
+# Usage: scripts/install-peers.sh
+set -eu
+
+PACKAGES="sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious"
+# Programs the tests call, checked after the install: "program:package".
+PROGRAMS="sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
+ip:iproute2 svmap:sipvicious"
+
+log() { echo "install-peers: $*" >&2; }
+
+installed() {
+    # dpkg-query prints "install ok installed" for a fully installed package.
+    status="$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)"
+    [ "$status" = "install ok installed" ]
+}
+
+missing_packages() {
+    out=""
+    for p in $PACKAGES; do
+        installed "$p" || out="$out $p"
+    done
+    echo "$out"
+}
+
+find_program() {
+    # /usr/sbin is not on every user's PATH (kamailio lives there).
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    fi
+fi
+
+# Wait (bounded) for another apt/dpkg run to release its locks instead of failing or racing it.
+wait_for_apt() {
+    i=0
+    while pgrep -x apt-get >/dev/null 2>&1 || pgrep -x dpkg >/dev/null 2>&1 \
+        || pgrep -x apt >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ "$i" -gt 300 ]; then
+            log "ERROR: another apt/dpkg process is still running after 600 s; giving up"
+            exit 1
+        fi
+        [ "$i" -eq 1 ] && log "waiting for another apt/dpkg process to finish..."
+        sleep 2
+    done
+}
+
+missing="$(missing_packages)"
+if [ -n "$missing" ]; then
+    log "installing:$missing"
+    wait_for_apt
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $SUDO apt-get update; then
+        log "ERROR: apt-get update failed"
+        exit 1
+    fi
+    # shellcheck disable=SC2086  # word splitting of the package list is intended
+    if ! $SUDO apt-get install -y --no-install-recommends $PACKAGES; then
+        log "ERROR: apt-get install failed for: $PACKAGES"
+        exit 1
+    fi
+else
+    log "all packages already installed"
+fi
+
+failed=0
+missing="$(missing_packages)"
+if [ -n "$missing" ]; then
+    log "ERROR: packages still not installed:$missing"
+    failed=1
+fi
+for entry in $PROGRAMS; do
+    prog="${entry%%:*}"
+    pkg="${entry#*:}"
+    if ! find_program "$prog"; then
+        log "ERROR: program '$prog' (package $pkg) not found on PATH"
+        failed=1
+    fi
+done
+for f in /usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap; do
+    if [ ! -f "$f" ]; then
+        log "ERROR: $f is missing (sip-tester's DTMF pcaps)"
+        failed=1
+    fi
+done
+if [ "$failed" -ne 0 ]; then
+    log "FAILED: the integration-test peers are not all installed"
+    exit 1
+fi
+log "ok: sipp baresip kamailio sox espeak-ng ip svmap are installed"

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Regenerate the shipped IVR prompts in gateway/prompts/ (8 kHz, mono, 16-bit signed WAV).
+# Needs espeak-ng and sox. The WAVs are committed; run this only to change a prompt's words.
+# Usage: scripts/make-prompts.sh [output-dir]
+set -eu
+
+out="${1:-$(dirname "$0")/../gateway/prompts}"
+mkdir -p "$out"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+make_prompt() {
+    name="$1"
+    text="$2"
+    espeak-ng -v en-us -s 150 -w "$tmp/$name.wav" "$text"
+    # Resample to 8 kHz mono 16-bit, normalise to -3 dBFS peak, cut espeak's trailing
+    # silence (about 0.4 s) and end with 150 ms of silence instead.
+    sox "$tmp/$name.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out/$name.wav" \
+        norm -3 reverse silence 1 0.01 0.5% reverse pad 0 0.15
+}
+
+make_prompt welcome "Welcome. Please enter your meeting PIN, followed by the pound key."
+make_prompt invalid_pin "That PIN is not valid. Please try again."
+make_prompt joining "Joining the meeting."
+make_prompt only_participant "You are the only participant in this meeting."
+make_prompt goodbye "Goodbye."
+make_prompt muted "You are muted."
+make_prompt unmuted "You are unmuted."
+make_prompt removed "You have been removed from the meeting."
+make_prompt blocked "Too many attempts. Please try again later."
+make_prompt room_not_found "That meeting could not be found."

@@ -1,0 +1,418 @@
+"""ConferenceMixer with fake legs and a fake encoder that records every call."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from gateway.mixer import ConferenceMixer, EncodeFn, MixerError, MixerLeg, PromptFinished
+from gateway.prompts import PromptPlayer, to_frames
+
+Pcm = npt.NDArray[np.int16]
+
+
+def tone(value: int) -> Pcm:
+    """A frame whose every sample is ``value`` (easy to add up in assertions)."""
+    return np.full(160, value, dtype=np.int16)
+
+
+@dataclass
+class FakeLeg:
+    leg_id: str
+    codec_name: str = "PCMU"
+    voice: Pcm | None = None  # returned by every pull_frame
+    pulls: list[float] = field(default_factory=list)
+    sent: list[bytes] = field(default_factory=list)
+
+    def pull_frame(self, now: float) -> Pcm | None:
+        self.pulls.append(now)
+        return self.voice
+
+    def send_payload(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+    def heard(self, index: int = -1) -> Pcm:
+        codec, pcm = decode(self.sent[index])
+        assert codec == self.codec_name
+        return pcm
+
+
+class FakeEncoders:
+    """encoder_for(): the payload is b"<codec>|" + the PCM bytes, so tests can read it back."""
+
+    def __init__(self, frame_samples: int = 160) -> None:
+        self.frame_samples = frame_samples
+        self.lookups: list[str] = []
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, codec: str) -> EncodeFn:
+        self.lookups.append(codec)
+
+        def encode(pcm: Pcm) -> bytes:
+            assert pcm.dtype == np.int16 and pcm.shape == (self.frame_samples,)
+            self.calls[codec] += 1
+            return codec.encode() + b"|" + pcm.tobytes()
+
+        return encode
+
+
+def decode(payload: bytes) -> tuple[str, Pcm]:
+    codec, _, pcm = payload.partition(b"|")
+    return codec.decode(), np.frombuffer(pcm, dtype=np.int16)
+
+
+def level(pcm: Pcm) -> set[int]:
+    return set(np.unique(pcm).tolist())
+
+
+@pytest.fixture
+def encoders() -> FakeEncoders:
+    return FakeEncoders()
+
+
+@pytest.fixture
+def mixer(encoders: FakeEncoders) -> ConferenceMixer:
+    return ConferenceMixer(encoders)
+
+
+def room_of(mixer: ConferenceMixer, room: str, *legs: FakeLeg) -> None:
+    for leg in legs:
+        mixer.add_leg(room, leg)
+
+
+def test_fake_leg_satisfies_the_protocol() -> None:
+    leg: MixerLeg = FakeLeg("a")
+    assert leg.leg_id == "a"
+
+
+def test_each_leg_hears_everyone_but_itself(mixer: ConferenceMixer) -> None:
+    a, b, c = FakeLeg("a", voice=tone(100)), FakeLeg("b", voice=tone(20)), FakeLeg("c",
+                                                                                   voice=tone(40))
+    room_of(mixer, "r", a, b, c)
+    mixer.tick(1.0)
+    assert level(a.heard()) == {60}
+    assert level(b.heard()) == {140}
+    assert level(c.heard()) == {120}
+
+
+def test_rooms_are_independent(mixer: ConferenceMixer) -> None:
+    a, b = FakeLeg("a", voice=tone(100)), FakeLeg("b", voice=tone(200))
+    x, y = FakeLeg("x", voice=tone(1000)), FakeLeg("y")
+    room_of(mixer, "r1", a, b)
+    room_of(mixer, "r2", x, y)
+    mixer.tick(0.0)
+    assert level(a.heard()) == {200}
+    assert level(y.heard()) == {1000}
+    assert level(x.heard()) == {0}
+    assert sorted(mixer.rooms()) == ["r1", "r2"]
+
+
+def test_each_leg_is_pulled_once_per_tick_with_now(mixer: ConferenceMixer) -> None:
+    a, b, solo = FakeLeg("a", voice=tone(50)), FakeLeg("b"), FakeLeg("s", voice=tone(50))
+    room_of(mixer, "r", a, b)
+    mixer.add_leg(None, solo)
+    for k in range(3):
+        mixer.tick(k * 0.02)
+    assert a.pulls == b.pulls == solo.pulls == [0.0, 0.02, 0.04]
+    assert len(a.sent) == len(b.sent) == len(solo.sent) == 3
+
+
+def test_silent_legs_share_one_encoded_frame_per_codec(mixer: ConferenceMixer,
+                                                       encoders: FakeEncoders) -> None:
+    speaker = FakeLeg("speaker", voice=tone(500))
+    quiet_u = [FakeLeg(f"u{i}") for i in range(3)]  # pull_frame -> None
+    quiet_a = [FakeLeg(f"a{i}", codec_name="PCMA", voice=tone(0)) for i in range(2)]
+    room_of(mixer, "r", speaker, *quiet_u, *quiet_a)
+    mixer.tick(0.0)
+    # speaker: its own N-1 mix (silence); the PCMU listeners: one shared; PCMA: one shared.
+    assert encoders.calls == Counter({"PCMU": 2, "PCMA": 1})
+    shared_u = {id(leg.sent[0]) for leg in quiet_u}
+    assert len(shared_u) == 1  # the very same bytes object, encoded once
+    assert len({id(leg.sent[0]) for leg in quiet_a}) == 1
+    for leg in quiet_u + quiet_a:
+        assert level(leg.heard()) == {500}
+    assert level(speaker.heard()) == {0}
+    # The lookup happens once per codec, not per leg or per tick.
+    mixer.tick(0.02)
+    assert sorted(encoders.lookups) == ["PCMA", "PCMU"]
+    assert encoders.calls == Counter({"PCMU": 4, "PCMA": 2})
+
+
+def test_shared_frame_is_per_room(mixer: ConferenceMixer, encoders: FakeEncoders) -> None:
+    room_of(mixer, "r1", FakeLeg("a"), FakeLeg("b"))
+    room_of(mixer, "r2", FakeLeg("c"), FakeLeg("d"))
+    mixer.tick(0.0)
+    assert encoders.calls == Counter({"PCMU": 2})
+
+
+def test_frame_below_threshold_counts_as_silent(encoders: FakeEncoders) -> None:
+    mixer = ConferenceMixer(encoders, silence_threshold=16)
+    hiss = np.zeros(160, dtype=np.int16)
+    hiss[::2] = -16
+    hiss[1::2] = 16
+    a, b, c = FakeLeg("a", voice=hiss), FakeLeg("b", voice=tone(300)), FakeLeg("c")
+    room_of(mixer, "r", a, b, c)
+    mixer.tick(0.0)
+    assert level(c.heard()) == {300}  # the hiss is not in the mix
+    assert a.sent[0] is c.sent[0]  # and a shares the common frame
+    assert encoders.calls["PCMU"] == 2
+
+
+def test_loud_sum_is_clipped_not_wrapped(mixer: ConferenceMixer) -> None:
+    a, b, c = FakeLeg("a", voice=tone(30000)), FakeLeg("b", voice=tone(30000)), FakeLeg("c")
+    room_of(mixer, "r", a, b, c)
+    mixer.tick(0.0)
+    assert level(c.heard()) == {32767}
+    assert level(a.heard()) == {30000}
+
+
+def test_negative_clip(mixer: ConferenceMixer) -> None:
+    d, e, f = FakeLeg("d", voice=tone(-30000)), FakeLeg("e", voice=tone(-30000)), FakeLeg("f")
+    room_of(mixer, "r", d, e, f)
+    mixer.tick(0.0)
+    assert level(f.heard()) == {-32768}
+
+
+def test_muted_leg_contributes_nothing_but_hears(mixer: ConferenceMixer) -> None:
+    a, b, c = FakeLeg("a", voice=tone(100)), FakeLeg("b", voice=tone(70)), FakeLeg("c")
+    room_of(mixer, "r", a, b, c)
+    mixer.set_muted("a", True)
+    assert mixer.is_muted("a")
+    mixer.tick(0.0)
+    assert level(c.heard()) == {70}
+    assert level(a.heard()) == {70}
+    assert level(b.heard()) == {0}
+    mixer.set_muted("a", False)
+    mixer.tick(0.02)
+    assert level(c.heard()) == {170}
+
+
+def test_solo_leg_hears_its_prompt_then_silence(mixer: ConferenceMixer,
+                                                encoders: FakeEncoders) -> None:
+    leg = FakeLeg("ivr", voice=tone(999))  # what the caller says is not heard by anyone
+    mixer.add_leg(None, leg)
+    clip = to_frames(np.arange(1, 321, dtype=np.int16))  # two frames
+    mixer.set_prompt("ivr", PromptPlayer(clip, "welcome"))
+    mixer.tick(0.0)
+    mixer.tick(0.02)
+    assert np.array_equal(leg.heard(0), clip[0])
+    assert np.array_equal(leg.heard(1), clip[1])
+    assert mixer.next_event() is None
+    mixer.tick(0.04)  # the prompt ran out on this tick
+    assert mixer.next_event() == PromptFinished("ivr", "welcome")
+    assert mixer.next_event() is None
+    assert level(leg.heard()) == {0}
+    mixer.tick(0.06)
+    assert level(leg.heard()) == {0}
+    assert len(leg.sent) == 4
+
+
+def test_solo_silence_is_encoded_once_per_codec(mixer: ConferenceMixer,
+                                                encoders: FakeEncoders) -> None:
+    for i in range(4):
+        mixer.add_leg(None, FakeLeg(f"s{i}"))
+    mixer.add_leg(None, FakeLeg("t", codec_name="PCMA"))
+    mixer.tick(0.0)
+    assert encoders.calls == Counter({"PCMU": 1, "PCMA": 1})
+
+
+def test_stopped_prompt_reports_nothing(mixer: ConferenceMixer) -> None:
+    leg = FakeLeg("ivr")
+    mixer.add_leg(None, leg)
+    player = PromptPlayer(to_frames(tone(5)), "welcome")
+    mixer.set_prompt("ivr", player)
+    mixer.set_prompt("ivr", None)  # barge-in
+    assert player.stopped
+    mixer.tick(0.0)
+    mixer.tick(0.02)
+    assert mixer.next_event() is None
+    assert level(leg.heard()) == {0}
+
+
+def test_replacing_a_prompt_stops_the_old_one(mixer: ConferenceMixer) -> None:
+    mixer.add_leg(None, FakeLeg("ivr"))
+    first = PromptPlayer(to_frames(tone(5)), "welcome")
+    mixer.set_prompt("ivr", first)
+    mixer.set_prompt("ivr", PromptPlayer(to_frames(tone(6)), "invalid_pin"))
+    assert first.stopped
+    mixer.tick(0.0)
+    mixer.tick(0.02)
+    assert mixer.next_event() == PromptFinished("ivr", "invalid_pin")
+
+
+def test_overlay_is_heard_by_one_leg_over_the_room(mixer: ConferenceMixer,
+                                                   encoders: FakeEncoders) -> None:
+    a, b, c = FakeLeg("a", voice=tone(100)), FakeLeg("b"), FakeLeg("c")
+    room_of(mixer, "r", a, b, c)
+    mixer.play_to_leg("b", PromptPlayer(to_frames(tone(40)), "muted"))
+    mixer.tick(0.0)
+    assert level(b.heard()) == {140}
+    assert level(c.heard()) == {100}
+    assert level(a.heard()) == {0}
+    assert encoders.calls["PCMU"] == 3  # a's N-1, b's own, the shared one for c
+    mixer.tick(0.02)
+    assert mixer.next_event() == PromptFinished("b", "muted")
+    assert level(b.heard()) == {100}
+    assert b.sent[-1] is c.sent[-1]  # back to sharing
+
+
+def test_overlay_on_a_speaking_leg_and_on_a_solo_prompt(mixer: ConferenceMixer) -> None:
+    a, b = FakeLeg("a", voice=tone(100)), FakeLeg("b", voice=tone(50))
+    room_of(mixer, "r", a, b)
+    mixer.play_to_leg("a", PromptPlayer(to_frames(tone(1)), "x"))
+    solo = FakeLeg("s")
+    mixer.add_leg(None, solo)
+    mixer.set_prompt("s", PromptPlayer(to_frames(tone(1000)), "welcome"))
+    mixer.play_to_leg("s", PromptPlayer(to_frames(tone(-3)), "beep"))
+    mixer.tick(0.0)
+    assert level(a.heard()) == {51}
+    assert level(solo.heard()) == {997}
+
+
+def test_room_tone_is_heard_by_every_listener(mixer: ConferenceMixer) -> None:
+    a, b, c = FakeLeg("a", voice=tone(100)), FakeLeg("b"), FakeLeg("c")
+    room_of(mixer, "r", a, b, c)
+    other = FakeLeg("o")
+    mixer.add_leg("elsewhere", other)
+    mixer.play_to_room("r", PromptPlayer(to_frames(np.full(320, 9, dtype=np.int16)), "join"))
+    mixer.tick(0.0)
+    assert level(a.heard()) == {9}
+    assert level(b.heard()) == {109}
+    assert level(other.heard()) == {0}
+    mixer.tick(0.02)
+    mixer.tick(0.04)
+    assert level(b.heard()) == {100}
+    assert mixer.next_event() is None  # room tones report nothing
+
+
+def test_move_from_ivr_into_room_stops_the_prompt(mixer: ConferenceMixer) -> None:
+    caller = FakeLeg("caller", voice=tone(50))
+    other = FakeLeg("other", voice=tone(60))
+    mixer.add_leg("r", other)
+    mixer.add_leg(None, caller)
+    player = PromptPlayer(to_frames(np.full(1600, 5, dtype=np.int16)), "joining")
+    mixer.set_prompt("caller", player)
+    mixer.tick(0.0)
+    assert level(other.heard()) == {0}  # the IVR caller is not in the room yet
+    mixer.move_leg("caller", "r")
+    assert player.stopped
+    assert mixer.room_of("caller") == "r"
+    mixer.tick(0.02)
+    assert level(caller.heard()) == {60}
+    assert level(other.heard()) == {50}
+    mixer.move_leg("caller", None)
+    mixer.tick(0.04)
+    assert level(other.heard()) == {0}
+    assert level(caller.heard()) == {0}
+
+
+def test_move_between_rooms_keeps_mute(mixer: ConferenceMixer) -> None:
+    a = FakeLeg("a", voice=tone(10))
+    b = FakeLeg("b")
+    mixer.add_leg("r1", a)
+    mixer.add_leg("r2", b)
+    mixer.set_muted("a", True)
+    mixer.move_leg("a", "r2")
+    assert mixer.rooms() == ["r2"]  # r1 is gone with its last member
+    mixer.tick(0.0)
+    assert level(b.heard()) == {0}
+
+
+def test_remove_leg(mixer: ConferenceMixer) -> None:
+    a, b = FakeLeg("a", voice=tone(10)), FakeLeg("b")
+    room_of(mixer, "r", a, b)
+    mixer.remove_leg("a")
+    mixer.remove_leg("a")  # twice is harmless
+    assert "a" not in mixer
+    mixer.tick(0.0)
+    assert a.sent == [] and a.pulls == []
+    assert level(b.heard()) == {0}
+    mixer.remove_leg("b")
+    assert mixer.rooms() == []
+
+
+def test_sources_and_listeners_only(mixer: ConferenceMixer) -> None:
+    browser = FakeLeg("browser-stream", voice=tone(70))
+    recorder = FakeLeg("recorder", voice=tone(1))
+    phone = FakeLeg("phone", voice=tone(500))
+    mixer.add_source("r", "browser-stream", browser)
+    mixer.add_listener("r", "recorder", recorder)
+    mixer.add_leg("r", phone)
+    mixer.tick(0.0)
+    assert browser.sent == []  # a source hears nothing
+    assert recorder.pulls == []  # a listener says nothing
+    assert level(phone.heard()) == {70}
+    assert level(recorder.heard()) == {570}
+    assert mixer.members("r") == ["browser-stream", "phone", "recorder"]
+
+
+def test_play_if_alone(mixer: ConferenceMixer) -> None:
+    first = FakeLeg("first")
+    mixer.add_leg("r", first)
+    assert mixer.play_if_alone("first", PromptPlayer(to_frames(tone(3)), "only_participant"))
+    second = FakeLeg("second")
+    mixer.add_leg("r", second)
+    assert not mixer.play_if_alone("second", PromptPlayer(to_frames(tone(3)), "x"))
+    mixer.tick(0.0)
+    assert level(first.heard()) == {3}
+    assert level(second.heard()) == {0}
+    solo = FakeLeg("solo")
+    mixer.add_leg(None, solo)
+    assert not mixer.play_if_alone("solo", PromptPlayer(to_frames(tone(3)), "x"))
+
+
+def test_set_prompt_on_a_room_leg_is_ignored(mixer: ConferenceMixer) -> None:
+    a = FakeLeg("a")
+    mixer.add_leg("r", a)
+    mixer.set_prompt("a", PromptPlayer(to_frames(tone(3)), "welcome"))
+    mixer.tick(0.0)
+    assert level(a.heard()) == {0}
+
+
+def test_misuse(mixer: ConferenceMixer) -> None:
+    mixer.add_leg("r", FakeLeg("a"))
+    with pytest.raises(MixerError):
+        mixer.add_leg("r", FakeLeg("a"))
+    with pytest.raises(MixerError):
+        mixer.set_muted("nobody", True)
+    with pytest.raises(MixerError):
+        mixer.move_leg("nobody", "r")
+
+
+class BrokenLeg(FakeLeg):
+    def pull_frame(self, now: float) -> Pcm | None:
+        raise RuntimeError("socket gone")
+
+    def send_payload(self, payload: bytes) -> None:
+        raise RuntimeError("socket gone")
+
+
+def test_a_failing_leg_does_not_stop_the_others(mixer: ConferenceMixer,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="gateway.mixer")
+    broken = BrokenLeg("broken")
+    wrong = FakeLeg("wrong", voice=np.ones(80, dtype=np.int16) * 1000)
+    a, b = FakeLeg("a", voice=tone(100)), FakeLeg("b")
+    room_of(mixer, "r", broken, wrong, a, b)
+    for k in range(5):
+        mixer.tick(k * 0.02)
+    assert len(b.sent) == 5
+    assert level(b.heard()) == {100}  # the 80-sample frame was dropped
+    # Ten failures (pull and send, five ticks) are logged once, not fifty times a second.
+    assert len([r for r in caplog.records if "broken" in r.getMessage()]) == 1
+
+
+def test_wideband_mixer_is_the_same_class() -> None:
+    mixer = ConferenceMixer(FakeEncoders(frame_samples=320), frame_samples=320)
+    a = FakeLeg("a", codec_name="G722", voice=np.full(320, 500, dtype=np.int16))
+    b = FakeLeg("b", codec_name="G722")
+    narrow = FakeLeg("narrow", codec_name="G722", voice=tone(900))  # wrong size: dropped
+    room_of(mixer, "r", a, b, narrow)
+    mixer.tick(0.0)
+    assert b.heard().shape == (320,)
+    assert level(b.heard()) == {500}

@@ -1,0 +1,41 @@
+"""`switchboard rooms|numbers add|list|remove` on the configured store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from switchboard.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, object]:
+    code = main([args[0], "--config", str(config), *args[1:]])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def test_rooms_and_numbers_survive_a_reopen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\npath = "{tmp_path / "data"}"\n')
+    code, room = run(capsys, config, "rooms", "add", "standup")
+    assert code == 0 and isinstance(room, dict)
+    assert room["name"] == "standup" and str(room["pin"]).isdigit() and len(room["pin"]) == 8
+    assert run(capsys, config, "rooms", "add", "retro", "--pin", "4321987")[1] == {
+        "name": "retro",
+        "pin": "4321987",
+    }
+    code, number = run(capsys, config, "numbers", "add", "+1 555 0101", "--route", "room",
+                       "--room", "standup")  # fmt: skip
+    assert code == 0 and isinstance(number, dict) and number["number"] == "+15550101"
+    assert main(["rooms", "--config", str(config), "add", "standup"]) == 1  # a duplicate
+    assert "standup" in capsys.readouterr().err
+    rooms = run(capsys, config, "rooms", "list")[1]
+    assert isinstance(rooms, list) and {r["name"] for r in rooms} == {"standup", "retro"}
+    assert run(capsys, config, "rooms", "remove", "standup")[0] == 1  # a number routes to it
+    assert run(capsys, config, "numbers", "remove", "+15550101")[0] == 0
+    assert run(capsys, config, "rooms", "remove", "standup")[0] == 0
+    assert [r["name"] for r in run(capsys, config, "rooms", "list")[1]] == ["retro"]  # type: ignore[union-attr]

@@ -1,0 +1,226 @@
+"""The admin REST API: rooms, numbers, participants, stats, and the public health check.
+
+POST bodies are JSON objects; a body that is not JSON, not an object, has an unknown field
+(named in the error) or a field of the wrong type is a 400. Store errors map to HTTP as
+InvalidInput -> 400, NotFound -> 404, Conflict (duplicates, a room still routed to) -> 409.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
+
+from aiohttp import web
+
+from dialplan.models import Conflict, DialplanError, NotFound, NumberRecord, RoomRecord
+from web.app import CONTEXT, json_error
+
+__all__ = ["add_api_routes", "number_json", "room_json"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class BadRequest(Exception):
+    """The request body is unusable; the message says why."""
+
+
+def room_json(room: RoomRecord) -> dict[str, object]:
+    return room.as_json()
+
+
+def number_json(number: NumberRecord) -> dict[str, object]:
+    return number.as_json()
+
+
+def _store_error(exc: DialplanError) -> web.Response:
+    if isinstance(exc, NotFound):
+        return json_error(404, str(exc))
+    if isinstance(exc, Conflict):
+        return json_error(409, str(exc))
+    return json_error(400, str(exc))
+
+
+async def _read_object(request: web.Request, allowed: Collection[str]) -> dict[str, object]:
+    raw = await request.read()  # 413 past client_max_size
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are both
+        raise BadRequest("body: expected JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body: expected a JSON object")
+    for key in data:
+        if key not in allowed:
+            raise BadRequest(f"unknown field {key!r}")
+    return data
+
+
+def _field(
+    data: Mapping[str, object], name: str, kind: type[T], *, required: bool = False
+) -> T | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name}: required")
+        return None
+    # bool is an int subclass; no field here takes an int, so a plain isinstance is enough
+    if not isinstance(value, kind):
+        raise BadRequest(f"{name}: expected {'a string' if kind is str else 'true or false'}")
+    return value
+
+
+# -- rooms -----------------------------------------------------------------------------------
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    return web.json_response([room_json(r) for r in store.rooms()])
+
+
+async def create_room(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    try:
+        data = await _read_object(request, ("name", "pin"))
+        name = _field(data, "name", str, required=True)
+        pin = _field(data, "pin", str)
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    assert name is not None
+    try:
+        room = store.create_room(name, pin)
+    except DialplanError as exc:
+        return _store_error(exc)
+    return web.json_response(room_json(room), status=201)
+
+
+async def get_room(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    room = store.room(request.match_info["name"])
+    if room is None:
+        return json_error(404, f"room {request.match_info['name']!r} not found")
+    return web.json_response(room_json(room))
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    try:
+        store.delete_room(request.match_info["name"])
+    except DialplanError as exc:
+        return _store_error(exc)
+    return web.Response(status=204)
+
+
+async def participants(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    room = context.store.room(request.match_info["name"])
+    if room is None:
+        return json_error(404, f"room {request.match_info['name']!r} not found")
+    return web.json_response(
+        [
+            {"id": p.id, "kind": p.kind, "name": p.name, "muted": p.muted}
+            for p in context.focus.participants(room.name)
+        ]
+    )
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+_NUMBER_FIELDS = ("number", "route", "room", "display", "tollFree", "countryCode",
+                  "formattedNumber")  # fmt: skip
+
+
+async def list_numbers(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    return web.json_response([number_json(n) for n in store.numbers()])
+
+
+async def create_number(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    try:
+        data = await _read_object(request, _NUMBER_FIELDS)
+        number = _field(data, "number", str, required=True)
+        route = _field(data, "route", str, required=True)
+        room = _field(data, "room", str)
+        display = _field(data, "display", str)
+        toll_free = _field(data, "tollFree", bool)
+        country = _field(data, "countryCode", str)
+        formatted = _field(data, "formattedNumber", str)
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    assert number is not None and route is not None
+    try:
+        record = store.add_number(
+            number, route, room, display=display or "mask", country_code=country,
+            toll_free=bool(toll_free), formatted=formatted,
+        )  # fmt: skip
+    except NotFound as exc:  # the room named in the body: the request is at fault
+        return json_error(400, str(exc))
+    except DialplanError as exc:
+        return _store_error(exc)
+    return web.json_response(number_json(record), status=201)
+
+
+async def delete_number(request: web.Request) -> web.Response:
+    store = request.app[CONTEXT].store
+    try:
+        store.delete_number(request.match_info["number"])
+    except DialplanError as exc:
+        return _store_error(exc)
+    return web.Response(status=204)
+
+
+# -- health and stats ------------------------------------------------------------------------
+
+
+def _safely(what: str, source: Callable[[], Mapping[str, T]]) -> dict[str, T] | None:
+    try:
+        return dict(source())
+    except Exception:
+        log.exception("%s source failed", what)
+        return None
+
+
+async def health(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    components: dict[str, bool] = {"store": context.store.health()}
+    if context.health is not None:
+        reported = _safely("health", context.health)
+        if reported is None:
+            components["health"] = False
+        else:
+            components.update({k: bool(v) for k, v in reported.items()})
+    ok = all(components.values())
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", "components": components},
+        status=200 if ok else 503,
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    merged: dict[str, int] = {}
+    sources: list[tuple[str, Callable[[], Mapping[str, int]]]] = [
+        ("focus", context.focus.stats),
+        ("store", context.store.stats),
+    ]
+    if context.stats is not None:
+        sources.append(("stats", context.stats))
+    for what, source in sources:
+        merged.update(_safely(what, source) or {})
+    return web.json_response(merged)
+
+
+def add_api_routes(app: web.Application) -> None:
+    app.router.add_get("/api/rooms", list_rooms)
+    app.router.add_post("/api/rooms", create_room)
+    app.router.add_get("/api/rooms/{name}", get_room)
+    app.router.add_delete("/api/rooms/{name}", delete_room)
+    app.router.add_get("/api/rooms/{name}/participants", participants)
+    app.router.add_get("/api/numbers", list_numbers)
+    app.router.add_post("/api/numbers", create_number)
+    app.router.add_delete("/api/numbers/{number}", delete_number)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/stats", stats)

@@ -1,0 +1,182 @@
+"""The aiohttp application: REST API (rooms, numbers, participants, stats, health) and the
+Jitsi-compatible conference mapper and phone-number list.
+
+`create_app(...)` returns a `web.Application`; the composition root may add more routes (the
+browser client, signaling) before it starts. Shared state is one `ApiContext` under the typed
+key `CONTEXT`.
+
+Rules for everything under /api/:
+- Errors are JSON: {"error": "..."} (the Jitsi-compatible endpoints keep Jitsi's own shape).
+- Every path needs `Authorization: Bearer <admin token>` (compared in constant time) except
+  GET of /api/health, /api/conference-mapper and /api/phone-numbers. An unknown /api/ path
+  without the token is a 401, so the list of endpoints is not revealed.
+- Bodies above `client_max_size` (64 KiB) are refused with 413.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from dialplan.store import Store
+from dialplan.throttle import PinThrottle
+
+__all__ = [
+    "CONTEXT",
+    "MAX_BODY",
+    "PUBLIC_PATHS",
+    "ApiContext",
+    "FocusView",
+    "HealthSource",
+    "ParticipantView",
+    "StatsSource",
+    "create_app",
+    "json_error",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+PUBLIC_PATHS = frozenset({"/api/health", "/api/conference-mapper", "/api/phone-numbers"})
+CORS_PATHS = frozenset({"/api/conference-mapper", "/api/phone-numbers"})
+
+
+class ParticipantView(Protocol):
+    """What the API shows of a participant (focus.ParticipantInfo satisfies it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def room(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def muted(self) -> bool: ...
+
+
+class FocusView(Protocol):
+    """What the API needs from the focus (focus.Focus satisfies it)."""
+
+    def participants(self, room: str) -> Sequence[ParticipantView]: ...
+    def stats(self) -> Mapping[str, int]: ...
+
+
+HealthSource = Callable[[], Mapping[str, bool]]
+StatsSource = Callable[[], Mapping[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: Store
+    focus: FocusView
+    admin_token: str
+    health: HealthSource | None
+    stats: StatsSource | None
+    mapper_domain: str | None  # "conference.example.com": completes room names in ?id= answers
+    clock: Callable[[], float]  # monotonic seconds, for the lookup throttle
+    lookup_throttle: PinThrottle  # failed ?id= lookups per client address
+
+
+CONTEXT = web.AppKey("switchboard_api", ApiContext)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _is_api(request: web.Request) -> bool:
+    path = request.rel_url.path
+    return path == "/api" or path.startswith("/api/")
+
+
+def _is_public(request: web.Request) -> bool:
+    return request.method in ("GET", "HEAD", "OPTIONS") and request.rel_url.path in PUBLIC_PATHS
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's own errors (404 route, 405, 413 body) under /api/ into JSON."""
+    if not _is_api(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            message = f"request body too large (at most {request.client_max_size} bytes)"
+        else:
+            message = exc.reason
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, message, headers)
+    except Exception:
+        log.exception("%s %s: unhandled error", request.method, request.rel_url.path)
+        return json_error(500, "internal error")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _is_api(request) or _is_public(request):
+        return await handler(request)
+    token = _bearer(request)
+    expected = request.app[CONTEXT].admin_token
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        log.info("%s %s: refused, no valid admin token", request.method, request.rel_url.path)
+        return json_error(401, "admin token required", {"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+async def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Jitsi Meet pages on another origin fetch the mapper and the number list."""
+    if request.rel_url.path in CORS_PATHS:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+
+
+def create_app(
+    store: Store,
+    focus: FocusView,
+    *,
+    admin_token: str,
+    health: HealthSource | None = None,
+    stats: StatsSource | None = None,
+    mapper_domain: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    lookup_throttle: PinThrottle | None = None,
+    client_max_size: int = MAX_BODY,
+) -> web.Application:
+    """The application. `health()` gives {component: healthy}; `stats()` live counts, merged
+    with the focus's and the store's. `lookup_throttle` limits wrong-PIN lookups on the public
+    conference mapper per client address (default: 10 misses in 600 s block for 900 s)."""
+    from web.api import add_api_routes  # here: both modules import this one
+    from web.mapper import add_mapper_routes
+
+    if len(admin_token) < 16:
+        raise ValueError("admin token: expected at least 16 characters")
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=client_max_size)
+    app[CONTEXT] = ApiContext(
+        store=store, focus=focus, admin_token=admin_token, health=health, stats=stats,
+        mapper_domain=mapper_domain, clock=clock,
+        lookup_throttle=lookup_throttle if lookup_throttle is not None else PinThrottle(),
+    )  # fmt: skip
+    app.on_response_prepare.append(_cors)
+    add_api_routes(app)
+    add_mapper_routes(app)
+    return app
