@@ -147,6 +147,7 @@ class Gateway:
         self.calls: dict[str, PhoneCall] = {}
         self._ivr_calls: set[PhoneCall] = set()
         self._by_leg: dict[str, PhoneCall] = {}
+        self._by_participant: dict[str, PhoneCall] = {}
         self._room_legs: dict[str, int] = {}
         self._room_unsubscribe: dict[str, Callable[[], None]] = {}
         self._leg_ids = itertools.count(1)
@@ -452,11 +453,11 @@ class Gateway:
         self._watch_room(room)
         info = self.focus.join(room, "phone", call.name)
         call.participant_id = info.id
+        self._by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
         self._room_legs[room] = self._room_legs.get(room, 0) + 1
         call.set_state(CallState.ROOM)
-        if not self.mixer.play_if_alone(call.leg_id, self.prompts.player("only_participant")):
-            self.mixer.play_to_leg(call.leg_id, join_tone())
+        self.mixer.play_if_alone(call.leg_id, self.prompts.player("only_participant"))
 
     def _watch_room(self, room: str) -> None:
         if room in self._room_unsubscribe:
@@ -469,7 +470,7 @@ class Gateway:
 
     def _on_focus_event(self, room: str, event: FocusEvent) -> None:
         info = event.participant
-        call = next((c for c in self.calls.values() if c.participant_id == info.id), None)
+        call = self._by_participant.get(info.id)
         if isinstance(event, ParticipantMuted):
             if call is not None:
                 self.mixer.set_muted(call.leg_id, info.muted)
@@ -486,6 +487,7 @@ class Gateway:
         room = call.room
         if call.participant_id is not None:
             pid, call.participant_id = call.participant_id, None
+            self._by_participant.pop(pid, None)
             if room is not None:
                 count = self._room_legs.get(room, 1) - 1
                 if count <= 0:

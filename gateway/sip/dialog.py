@@ -9,7 +9,6 @@ requests, refreshing the remote target, and building in-dialog requests with the
 from __future__ import annotations
 
 import enum
-import logging
 from dataclasses import dataclass, field
 
 from .errors import RemoteProtocolError
@@ -19,8 +18,6 @@ from .peer import DEFAULT_PORTS, Peer
 from .uri import NameAddr, SipUri
 
 __all__ = ["Dialog", "DialogId", "DialogState", "uri_destination"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +95,11 @@ class Dialog:
     transport: str = "udp"  # transport of the request that created the dialog
     secure: bool = False
     state: DialogState = DialogState.EARLY
+    # Where the dialog-creating request came from. With no route set, in-dialog requests go
+    # back there rather than to the Contact: a phone behind NAT puts its private address in
+    # Contact, and only the address its packets came from reaches it (symmetric signalling,
+    # as RFC 3581 does for responses and as proxies' NAT helpers do for requests).
+    source: Peer | None = None
 
     @property
     def id(self) -> DialogId:
@@ -107,7 +109,8 @@ class Dialog:
 
     @classmethod
     def create_uas(
-        cls, request: SipRequest, local_tag: str, transport: str = "udp"
+        cls, request: SipRequest, local_tag: str, transport: str = "udp",
+        source: Peer | None = None,
     ) -> Dialog:
         """The UAS side, from the dialog-creating request (12.1.1).
 
@@ -130,6 +133,7 @@ class Dialog:
             remote_cseq=request.cseq.number,
             transport=transport,
             secure=request.uri.scheme == "sips",
+            source=source,
         )
 
     @classmethod
@@ -192,9 +196,13 @@ class Dialog:
         return self.local_cseq
 
     def next_hop(self) -> Peer:
-        """Where in-dialog requests go: the first route, else the remote target."""
-        uri = self.route_set[0].uri if self.route_set else self.remote_target
-        return uri_destination(uri, self.transport)
+        """Where in-dialog requests go: the first route, else where the dialog's first request
+        came from (see `source`), else the remote target."""
+        if self.route_set:
+            return uri_destination(self.route_set[0].uri, self.transport)
+        if self.source is not None:
+            return self.source
+        return uri_destination(self.remote_target, self.transport)
 
     def create_request(
         self,

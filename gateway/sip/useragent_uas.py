@@ -27,7 +27,7 @@ from .useragent_core import (
     KNOWN_UNSUPPORTED,
     SUPPORTED_OPTIONS,
     UaCore,
-    _unanswered,
+    unanswered,
 )
 
 __all__ = ["UaServer", "peer_methods"]
@@ -54,7 +54,7 @@ class UaServer(UaCore):
             self._handle_request(txn, request, source)
         except RemoteProtocolError as exc:
             log.info("call %s: bad %s from %s: %s", txn.call_id, request.method, source, exc)
-            if _unanswered(txn):
+            if unanswered(txn):
                 self._reply(txn, exc.status if 400 <= exc.status < 700 else 400)
 
     def _handle_request(self, txn: ServerTransaction, request: SipRequest, source: Peer) -> None:
@@ -115,7 +115,7 @@ class UaServer(UaCore):
         if timer_offer is None:
             return
         local_tag = secrets.token_hex(8)
-        dialog = Dialog.create_uas(request, local_tag, source.transport)
+        dialog = Dialog.create_uas(request, local_tag, source.transport, source)
         session = InviteSession(
             call_id=call_id,
             role="uas",

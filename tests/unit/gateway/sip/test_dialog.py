@@ -151,3 +151,19 @@ def test_target_refresh() -> None:
 )
 def test_uri_destination(uri: str, peer: Peer) -> None:
     assert uri_destination(SipUri.parse(uri)) == peer
+
+
+def test_without_a_route_set_requests_go_back_to_the_source() -> None:
+    """A phone behind NAT: its Contact is private; BYE must reach the address its INVITE
+    came from. A route set, when there is one, still wins."""
+    text = INVITE.replace(b"Record-Route: <sip:10.0.0.5;lr>\r\n", b"").replace(
+        b"Record-Route: <sip:10.0.0.6:5080;lr;transport=tcp>\r\n", b""
+    )
+    request = parse_message(text)
+    assert isinstance(request, SipRequest)
+    nat = Peer("udp", "203.0.113.7", 40123)
+    dialog = Dialog.create_uas(request, "b-tag", "udp", nat)
+    assert dialog.next_hop() == nat
+    assert Dialog.create_uas(request, "b-tag").next_hop() == Peer("udp", "10.0.0.1", 5062)
+    routed = Dialog.create_uas(invite(), "b-tag", "udp", nat)
+    assert routed.next_hop() == Peer("udp", "10.0.0.5", 5060)

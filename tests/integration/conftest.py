@@ -1,0 +1,329 @@
+"""Fixtures for integration tests against real peers on 127.0.0.1.
+
+- `peers_installed` (session, autouse): sipp, baresip, kamailio and sox must be installed;
+  a missing one FAILS the run (never skips), naming it.
+- `tmp_workdir`: a fresh directory per test for configs, logs and recordings.
+- `switchboard_server`: a factory that writes a TOML config with free ports, starts
+  `switchboard serve --config FILE`, waits for /api/health, and stops it by PID afterwards.
+- Every peer process is stopped after each test; at the end of the session no process group
+  this run started may still have members (checked with pgrep).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import procs
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED_PROGRAMS = ("sipp", "baresip", "kamailio", "sox")
+RTP_PORT_COUNT = 100
+_SERVERS_KEY = pytest.StashKey[list["SwitchboardServer"]]()
+
+
+# --- peers ---------------------------------------------------------------------------------
+
+
+def _which(program: str) -> str | None:
+    return shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def peers_installed() -> Iterator[dict[str, str]]:
+    """{program: path} of the peers; fails loudly when one is missing. At the end of the
+    session, stops leftovers and fails if any process group we started still has members."""
+    found = {p: _which(p) for p in REQUIRED_PROGRAMS}
+    missing = [p for p, path in found.items() if path is None]
+    if missing:
+        pytest.fail(
+            f"integration peers missing: {', '.join(missing)}. Install them with "
+            f"`make test` or `sudo scripts/install-peers.sh` (apt packages sip-tester, "
+            f"baresip-core, kamailio, sox).",
+            pytrace=False,
+        )
+    yield {p: str(path) for p, path in found.items()}
+    leftovers = procs.stop_all()
+    strays = procs.stray_processes()
+    if leftovers or strays:
+        pytest.fail(f"stray peer processes at the end of the session: stopped {leftovers}, "
+                    f"still alive (pgid: pids) {strays}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_peers() -> Iterator[None]:
+    """Whatever a test started and did not stop (a failure midway, say) is stopped here."""
+    yield
+    stopped = procs.stop_all()
+    if stopped:
+        log.warning("stopped leftover peer processes: %s", ", ".join(stopped))
+
+
+@pytest.fixture
+def tmp_workdir(tmp_path: Path) -> Path:
+    """A fresh directory for one test's configs, logs and recordings."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+# --- the server under test -----------------------------------------------------------------
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class SwitchboardServer:
+    sip_port: int
+    http_port: int
+    token: str
+    rtp_low: int
+    rtp_high: int
+    config_path: Path
+    data_dir: Path
+    log_path: Path
+    proc: procs.ManagedProcess
+
+    @property
+    def pid(self) -> int:
+        """The server's own PID (the child of the timeout wrapper)."""
+        return self.proc.main_pid
+
+    @property
+    def rtp_ports(self) -> tuple[int, int]:
+        return (self.rtp_low, self.rtp_high)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{procs.LOOPBACK}:{self.http_port}"
+
+    @property
+    def sip_address(self) -> str:
+        return f"{procs.LOOPBACK}:{self.sip_port}"
+
+    def sip_uri(self, user: str, transport: str | None = None) -> str:
+        uri = f"sip:{user}@{self.sip_address}"
+        return f"{uri};transport={transport}" if transport else uri
+
+    def api(self, method: str, path: str, json: object = None, *, auth: bool = True,
+            timeout: float = 10.0) -> ApiResponse:
+        """An HTTP request to the server (bearer token unless auth=False); 4xx/5xx are
+        returned, not raised."""
+        return http_request(method, self.base_url + path, json,
+                            token=self.token if auth else None, timeout=timeout)
+
+    def log_text(self) -> str:
+        return self.proc.log_text()
+
+    def log_tail(self, lines: int = 80) -> str:
+        return self.proc.log_tail(lines)
+
+    def running(self) -> bool:
+        return self.proc.running()
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_request(method: str, url: str, body: object = None, *, token: str | None = None,
+                 timeout: float = 10.0) -> ApiResponse:
+    data = None
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method.upper(), headers=headers)
+    try:
+        with _NO_PROXY.open(req, timeout=timeout) as resp:
+            return ApiResponse(resp.status, resp.read(), dict(resp.headers.items()))
+    except urllib.error.HTTPError as err:
+        return ApiResponse(err.code, err.read(), dict(err.headers.items()))
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for configs: tables, arrays of tables, strings, numbers, bools
+    and arrays of those."""
+    lines: list[str] = []
+    _toml_table(data, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    raise TypeError(f"cannot write {type(value).__name__} to TOML: {value!r}")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(
+        isinstance(v, Mapping) for v in value)
+
+
+def _toml_table(data: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
+    for key, value in data.items():
+        if not isinstance(value, Mapping) and not _is_table_array(value):
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in data.items():
+        sub = [*path, _toml_key(key)]
+        if isinstance(value, Mapping):
+            lines += ["", f"[{'.'.join(sub)}]"]
+            _toml_table(value, sub, lines)
+        elif _is_table_array(value):
+            for item in value:
+                lines += ["", f"[[{'.'.join(sub)}]]"]
+                _toml_table(item, sub, lines)
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def server_command(config: Path) -> list[str]:
+    script = REPO / ".venv" / "bin" / "switchboard"
+    if script.exists():
+        return [str(script), "serve", "--config", str(config)]
+    return [sys.executable, "-m", "switchboard", "serve", "--config", str(config)]
+
+
+def _stop_server(server: SwitchboardServer, term_timeout: float = 10.0) -> str | None:
+    """Stop by PID (SIGTERM, 10 s, SIGKILL); a problem description, or None if clean."""
+    server.proc.stop(term_timeout=term_timeout, kill_timeout=5.0)
+    if server.proc.running():
+        return f"switchboard (pid {server.proc.pid}) is still running after SIGKILL"
+    if server.proc.killed:
+        return f"switchboard did not exit within {term_timeout:.0f} s of SIGTERM (SIGKILLed)"
+    return None
+
+
+ServerFactory = Callable[..., SwitchboardServer]
+
+
+@pytest.fixture
+def switchboard_server(request: pytest.FixtureRequest,
+                       tmp_path: Path) -> Iterator[ServerFactory]:
+    """Factory: `switchboard_server(extra=None, *, command=None, health_timeout=20.0)`
+    starts a server on fresh 127.0.0.1 ports and returns a SwitchboardServer; `extra` is
+    TOML data merged into the config; `command(config_path)` replaces the server command."""
+    servers: list[SwitchboardServer] = []
+    request.node.stash[_SERVERS_KEY] = servers
+
+    def start(extra: Mapping[str, Any] | None = None, *,
+              command: Callable[[Path], Sequence[str]] | None = None,
+              health_timeout: float = 20.0) -> SwitchboardServer:
+        root = tmp_path / f"switchboard-{len(servers)}"
+        data_dir = root / "data"
+        data_dir.mkdir(parents=True)
+        sip_port = procs.free_port(kinds=("udp", "tcp"))
+        http_port = procs.free_port(kinds=("tcp",))
+        rtp_low = procs.find_port_block(RTP_PORT_COUNT, kinds=("udp",))
+        rtp_high = rtp_low + RTP_PORT_COUNT - 1
+        token = secrets.token_urlsafe(24)
+        base = {
+            "sip": {"listen": [f"udp:{procs.LOOPBACK}:{sip_port}",
+                               f"tcp:{procs.LOOPBACK}:{sip_port}"]},
+            "http": {"listen": f"{procs.LOOPBACK}:{http_port}"},
+            "media": {"address": procs.LOOPBACK, "rtp_ports": f"{rtp_low}-{rtp_high}"},
+            "store": {"path": str(data_dir)},
+            "admin": {"token": token},
+        }
+        config = deep_merge(base, extra or {})
+        config_path = root / "switchboard.toml"
+        config_path.write_text(to_toml(config))
+        argv = list(command(config_path)) if command else server_command(config_path)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = procs.start_process(argv, name="switchboard", log_dir=root, timeout_s=900,
+                                   cwd=REPO, env=env)
+        server = SwitchboardServer(sip_port=sip_port, http_port=http_port, token=token,
+                                   rtp_low=rtp_low, rtp_high=rtp_high,
+                                   config_path=config_path, data_dir=data_dir,
+                                   log_path=proc.log_path, proc=proc)
+        servers.append(server)
+        _wait_healthy(server, health_timeout)
+        return server
+
+    yield start
+
+    problems = [p for p in (_stop_server(s) for s in servers) if p]
+    if problems:
+        pytest.fail("; ".join(problems) + "\n--- server log tail ---\n"
+                    + "\n".join(s.log_tail(40) for s in servers), pytrace=False)
+
+
+def _wait_healthy(server: SwitchboardServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        if not server.running():
+            pytest.fail(f"switchboard exited with {server.proc.returncode} before it was "
+                        f"healthy:\n{server.log_tail(60)}", pytrace=False)
+        try:
+            resp = server.api("GET", "/api/health", auth=False, timeout=1.0)
+            if resp.status == 200:
+                log.info("switchboard healthy on %s (sip %d)", server.base_url,
+                         server.sip_port)
+                return
+            last = f"HTTP {resp.status}: {resp.text[:200]}"
+        except (OSError, urllib.error.URLError) as err:
+            last = str(err)
+        if time.monotonic() > deadline:
+            pytest.fail(f"switchboard not healthy within {timeout:.0f} s ({last}):\n"
+                        f"{server.log_tail(60)}", pytrace=False)
+        time.sleep(0.2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach each server's log tail to the report."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for server in item.stash.get(_SERVERS_KEY, []):
+            report.sections.append((f"switchboard log tail ({server.log_path})",
+                                    server.log_tail(80)))
