@@ -13,8 +13,13 @@ from switchboard.config import Config, ConfigError, load_config
 log = logging.getLogger("switchboard")
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file")
+def _config_arg(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """--config on a command, and on its actions too (`rooms add X --config F`); an action's
+    copy does not overwrite a value given before the action."""
+    p.add_argument(
+        "--config", "-c", metavar="FILE", help="TOML configuration file",
+        default=argparse.SUPPRESS if nested else None,
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,16 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rooms)
     rsub = rooms.add_subparsers(dest="action", required=True)
     radd = rsub.add_parser("add", help="create a room (a PIN is generated unless given)")
+    _config_arg(radd, nested=True)
     radd.add_argument("name")
     radd.add_argument("--pin", help="digits; generated unpredictably when omitted")
-    rsub.add_parser("list", help="list rooms and PINs")
+    _config_arg(rsub.add_parser("list", help="list rooms and PINs"), nested=True)
     rrm = rsub.add_parser("remove", help="delete a room")
+    _config_arg(rrm, nested=True)
     rrm.add_argument("name")
 
     numbers = sub.add_parser("numbers", help="manage dial-in numbers")
     _config_arg(numbers)
     nsub = numbers.add_subparsers(dest="action", required=True)
     nadd = nsub.add_parser("add", help="add a number (E.164) and where it leads")
+    _config_arg(nadd, nested=True)
     nadd.add_argument("number")
     nadd.add_argument("--route", choices=("pin", "room"), default="pin")
     nadd.add_argument("--room", help="the room, with --route room")
@@ -50,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how callers' numbers are shown to the room")
     nadd.add_argument("--toll-free", action="store_true")
     nadd.add_argument("--country", help="ISO country code for the dial-in list")
-    nsub.add_parser("list", help="list numbers")
+    _config_arg(nsub.add_parser("list", help="list numbers"), nested=True)
     nrm = nsub.add_parser("remove", help="delete a number")
+    _config_arg(nrm, nested=True)
     nrm.add_argument("number")
     return parser
 

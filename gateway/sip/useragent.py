@@ -40,7 +40,7 @@ from .parser import best_effort_response, parse_message
 from .peer import Peer
 from .session import CallState, InviteSession
 from .uri import NameAddr, SipUri
-from .useragent_core import ALLOW, UaSettings, _unanswered
+from .useragent_core import ALLOW, UaSettings, unanswered
 from .useragent_uac import UaClient
 from .useragent_uas import SDP
 
@@ -147,7 +147,7 @@ class UserAgent(UaClient):
                 self._counters["errors"] += 1
                 log.exception("call %s: failed handling %s", _event_call_id(event),
                               type(event).__name__)
-                if isinstance(event, RequestReceived) and _unanswered(event.txn):
+                if isinstance(event, RequestReceived) and unanswered(event.txn):
                     self._layer.send_response(
                         event.txn, self._response(event.request, 500), self._now)
 

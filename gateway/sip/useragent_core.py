@@ -245,7 +245,7 @@ class UaCore:
         self._disarm(session)
         session.ack_wait = None
         for txn in (session.pending_server, session.invite_server):
-            if txn is not None and _unanswered(txn):
+            if txn is not None and unanswered(txn):
                 self._reply(txn, 487, session)
         session.pending_server = session.invite_server = None
         session.pending_client = None
@@ -273,7 +273,7 @@ class UaCore:
             return
         self._disarm(session)
         session.ack_wait = None
-        if session.pending_server is not None and _unanswered(session.pending_server):
+        if session.pending_server is not None and unanswered(session.pending_server):
             self._reply(session.pending_server, 487, session)
         session.pending_server = None
         session.end_reason = (reason, status)
@@ -283,7 +283,7 @@ class UaCore:
             self._report_end(session, reason, status)
 
 
-def _unanswered(txn: ServerTransaction) -> bool:
+def unanswered(txn: ServerTransaction) -> bool:
     """The server transaction has not sent a final response (and can still send one)."""
     last = txn.last_response
     return not txn.terminated and (last is None or last.status < 200)

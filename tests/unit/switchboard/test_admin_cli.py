@@ -39,3 +39,6 @@ def test_rooms_and_numbers_survive_a_reopen(
     assert run(capsys, config, "numbers", "remove", "+15550101")[0] == 0
     assert run(capsys, config, "rooms", "remove", "standup")[0] == 0
     assert [r["name"] for r in run(capsys, config, "rooms", "list")[1]] == ["retro"]  # type: ignore[union-attr]
+    # --config after the action works too
+    assert main(["rooms", "list", "--config", str(config)]) == 0
+    assert "retro" in capsys.readouterr().out

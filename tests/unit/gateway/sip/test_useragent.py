@@ -28,6 +28,7 @@ from gateway.sip.events import (
     InfoReceived,
 )
 from gateway.sip.loop import LoopNetwork
+from gateway.sip.message import make_response
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription
 
@@ -272,3 +273,79 @@ def test_calls_over_tcp_use_the_tcp_contact() -> None:
     a.ua.hangup(call_id)
     assert wait(net, lambda: b.has(CallEnded), 5)
     assert net.sent(A, b"BYE")[0].dest.transport == "tcp"
+
+
+def test_both_sides_hang_up_at_once() -> None:
+    net, a, b, call_id = setup_call()
+    assert wait(net, lambda: b.has(CallConfirmed), 5)
+    a.ua.hangup(call_id)
+    b.ua.hangup(call_id)
+    assert wait(net, lambda: a.ua.calls() == 0 and b.ua.calls() == 0, 40)
+    assert [e.reason for e in a.of(CallEnded) if isinstance(e, CallEnded)] == ["hangup"]
+    assert [e.reason for e in b.of(CallEnded) if isinstance(e, CallEnded)] == ["hangup"]
+    net.run_for(40)
+    assert a.ua.stats()["sessions"] == b.ua.stats()["sessions"] == 0
+
+
+def test_callee_hangup_before_the_ack_sends_bye_after_it() -> None:
+    _, net = network(delay=0.5)
+    a, b = App(net, A), App(net, B)
+    call_id = a.ua.call(B, "sip:conf@10.0.0.2", "sip:alice@10.0.0.1", offer_sdp("10.0.0.1"))
+    assert wait(net, lambda: b.has(IncomingCall), 5)
+    b.ua.answer(call_id, answer_for(offer_sdp("10.0.0.1"), B.host))
+    b.ua.hangup(call_id)  # the ACK is still 1 s away: the BYE waits for it (RFC 3261 15)
+    assert wait(net, lambda: a.has(CallEnded) and b.has(CallEnded), 10)
+    ack_at = net.sent(A, b"ACK")[0].at
+    bye = net.sent(B, b"BYE")[0]
+    assert bye.at >= ack_at + 0.5
+    assert b.of(CallConfirmed) and b.of(CallEnded) == [CallEnded(call_id, "hangup", None)]
+
+
+def test_answer_crossing_cancel_is_acked_and_byed() -> None:
+    _, net = network(delay=0.2)
+    a, b = App(net, A), App(net, B, ringing_only)
+    call_id = a.ua.call(B, "sip:conf@10.0.0.2", "sip:alice@10.0.0.1", offer_sdp("10.0.0.1"))
+    assert wait(net, lambda: b.has(IncomingCall), 5)
+    net.run_for(0.5)  # the 180 has arrived
+    a.ua.hangup(call_id)  # CANCEL leaves...
+    b.ua.answer(call_id, answer_for(offer_sdp("10.0.0.1"), B.host))  # ...as the 200 does
+    assert wait(net, lambda: a.ua.calls() == 0 and b.ua.calls() == 0, 40)
+    assert not a.has(CallAnswered)
+    assert a.of(CallEnded) == [CallEnded(call_id, "hangup", None)]
+    assert b.of(CallEnded) == [CallEnded(call_id, "bye", None)]
+    assert net.sent(A, b"CANCEL") and net.sent(A, b"ACK") and net.sent(A, b"BYE")
+
+
+def test_uac_early_dialog_and_late_2xx_retransmission_is_acked_again() -> None:
+    _, net = network()
+    a = App(net, A)
+    raw = RawPeer(net)
+    call_id = a.ua.call(RAW, "sip:raw@10.0.0.9:5070", "sip:alice@10.0.0.1",
+                        offer_sdp("10.0.0.1"))
+    net.flush()
+    assert wait(net, lambda: bool(raw.requests("INVITE")), 1)
+    invite = raw.requests("INVITE")[0]
+    assert invite.headers.get("Session-Expires") == "1800"
+    assert invite.headers.get_all("Supported") == ["timer"]
+    ringing = make_response(invite, 180, to_tag="callee")
+    ringing.headers.add("Contact", f"<sip:raw@{RAW.host}:{RAW.port}>")
+    raw.send(ringing.serialize(), A)
+    ok = make_response(invite, 200, to_tag="callee")
+    ok.headers.add("Contact", f"<sip:raw@{RAW.host}:{RAW.port}>")
+    ok.headers.add("Content-Type", "application/sdp")
+    ok.body = answer_for(invite.body, RAW.host)
+    raw.send(ok.serialize(), A)
+    assert wait(net, lambda: a.has(CallAnswered) and bool(raw.requests("ACK")), 5)
+    ack = raw.requests("ACK")[0]
+    assert ack.cseq.number == 1 and ack.to_tag == "callee" and str(ack.uri).startswith("sip:raw@")
+    net.run_for(40)  # the INVITE client transaction is gone (timer M)
+    raw.send(ok.serialize(), A)  # a late retransmission: a StrayResponse, ACKed again
+    assert wait(net, lambda: len(raw.requests("ACK")) == 2, 5)
+    assert raw.requests("ACK")[1].serialize() == ack.serialize()
+    assert len(a.of(CallAnswered)) == 1
+    # The callee ends the call from its side of our dialog.
+    bye = raw_request("BYE", call_id, cseq=1, from_tag="callee", to_tag=invite.from_tag,
+                      via=RAW)
+    raw.send(bye, A)
+    assert wait(net, lambda: a.has(CallEnded), 5)
+    assert a.of(CallEnded) == [CallEnded(call_id, "bye", None)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.events import CallEvent, IncomingCall, OfferReceived
 from gateway.sip.loop import FakeClock, LoopNetwork
 from gateway.sip.message import SipRequest, SipResponse
@@ -108,10 +109,14 @@ class RawPeer:
         self.net = net
         self.addr = addr
         self.received: list[SipRequest | SipResponse] = []
+        self.garbage: list[bytes] = []  # what we could not parse (a test's own mutations)
         net.add(addr, self)
 
     def receive_data(self, data: bytes, source: Peer, now: float) -> None:
-        self.received.append(parse_message(data))
+        try:
+            self.received.append(parse_message(data))
+        except RemoteProtocolError:
+            self.garbage.append(data)
 
     def handle_timer(self, now: float) -> None:
         pass

@@ -7,8 +7,21 @@ import itertools
 import random
 
 import pytest
-from test_useragent_harness import A, App, B, answering, network, offer_sdp, ringing_only, wait
+from test_useragent_harness import (
+    RAW,
+    A,
+    App,
+    B,
+    RawPeer,
+    answering,
+    network,
+    offer_sdp,
+    raw_request,
+    ringing_only,
+    wait,
+)
 
+from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.events import CallAnswered, CallConfirmed, CallEnded, CallEvent, IncomingCall
 from gateway.sip.loop import LoopNetwork
 from gateway.sip.peer import Peer
@@ -131,3 +144,45 @@ def test_app_never_answers_ringing_calls_until_the_caller_gives_up() -> None:
     a.ua.hangup(call_id)
     assert wait(net, lambda: a.ua.calls() == 0 and b.ua.calls() == 0, 60)
     settle(net, a, b)
+
+
+def test_mutated_messages_never_raise_or_leak() -> None:
+    rng = random.Random(3)
+    _, net = network(delay=0.01)
+
+    def careful(app: App, event: CallEvent) -> None:  # an app that rejects bad offers
+        try:
+            answering(app, event)
+        except (RemoteProtocolError, AssertionError):
+            app.ua.reject(event.call_id, 488)
+
+    b = App(net, B, careful)
+    raw = RawPeer(net)
+    seeds = [
+        raw_request("INVITE", "f1", body=offer_sdp(RAW.host),
+                    extra=("Session-Expires: 90;refresher=uac", "Supported: timer")),
+        raw_request("ACK", "f1", to_tag="x", branch="z9hG4bK-a"),
+        raw_request("BYE", "f1", cseq=2, to_tag="x"),
+        raw_request("UPDATE", "f1", cseq=3, to_tag="x", body=offer_sdp(RAW.host)),
+        raw_request("INVITE", "f1", cseq=4, to_tag="x", body=offer_sdp(RAW.host)),
+        raw_request("OPTIONS", "f2"),
+        raw_request("CANCEL", "f1"),
+    ]
+    tokens = [b";", b",", b"<", b">", b"\r\n", b" ", b"0", b"tag=", b"9999999999", b"sip:",
+              b"\x00", b"=", b'"', b"\xff"]
+    for i in range(2000):
+        data = bytearray(rng.choice(seeds))
+        pos = rng.randrange(len(data))
+        if rng.random() < 0.5:
+            del data[pos:pos + rng.randint(1, 10)]
+        else:
+            data[pos:pos] = rng.choice(tokens)
+        raw.send(bytes(data))
+        if i % 50 == 0:
+            net.run_for(1)
+    net.run_for(200)
+    stats = b.ua.stats()
+    assert stats["errors"] == 0 and stats["malformed"] > 0
+    assert {k: v for k, v in stats.items() if k not in ("malformed",)} == {
+        "calls": 0, "sessions": 0, "dialogs": 0, "transactions": 0, "timers": 0, "errors": 0}
+
