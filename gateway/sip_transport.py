@@ -83,7 +83,13 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.last_activity = self.owner._now()
         if self.peer is None:  # accepted
-            self.peer = _peer("tcp", transport.get_extra_info("peername"))
+            peername = transport.get_extra_info("peername")
+            if not peername:  # reset before we saw it
+                log.debug("tcp: connection gone before it was accepted")
+                self.closed = True
+                transport.abort()
+                return
+            self.peer = _peer("tcp", peername)
             if not self.owner._accept(self):
                 transport.abort()
                 return
@@ -105,6 +111,9 @@ class _TcpConnection(asyncio.Protocol):
         for message in messages:
             owner._deliver(message, peer)
         owner.flush()
+        if self.framer.failed is not None:
+            log.warning("tcp %s: framing error (%s); closing", peer, self.framer.failed)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -132,6 +132,13 @@ def _start_line(line: str) -> tuple[str, str, int, str]:
     return "request", method, 0, uri
 
 
+# RFC 3261 25.1: callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" / "*"
+# / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]"
+# / "?" / "{" / "}"). Anything else (control characters above all) never reaches a log line.
+_WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
+_CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?")
+
+
 def _validate(message: SipMessage, fields: list[tuple[str, str, str]]) -> None:
     seen: dict[str, int] = {}
     for key, _, _ in fields:
@@ -144,7 +151,7 @@ def _validate(message: SipMessage, fields: list[tuple[str, str, str]]) -> None:
             raise RemoteProtocolError(f"more than one {canonical_name(key)} header")
     _ = message.cseq
     call_id = message.call_id
-    if not call_id or any(c in call_id for c in " \t"):
+    if not call_id or not _CALL_ID.fullmatch(call_id):
         raise RemoteProtocolError(f"bad Call-ID {call_id[:60]!r}")
     if not message.vias:
         raise RemoteProtocolError("empty Via header")
@@ -226,8 +233,15 @@ class StreamFramer:
         except RemoteProtocolError as exc:
             self._error = exc
             self._buffer.clear()
-            raise
+            if not messages:
+                raise
+            # Hand out what was framed before the error; the next feed raises it.
         return messages
+
+    @property
+    def failed(self) -> RemoteProtocolError | None:
+        """The framing error that ended this stream, if any: close the connection."""
+        return self._error
 
     def _next_message(self) -> bytes | None:
         buf = self._buffer

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 SDP = "application/sdp"
 
 
+URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
 def peer_methods(message: SipMessage) -> frozenset[str]:
     """The methods a peer's Allow header lists (upper case)."""
     return frozenset(m.strip().upper() for m in message.headers.get_all("Allow") if m.strip())
@@ -67,6 +70,9 @@ class UaServer(UaCore):
         if method not in ALLOWED_METHODS:
             status = 405 if method in KNOWN_UNSUPPORTED else 501
             self._reply(txn, status, headers=[("Allow", ALLOW)])
+            return
+        if request.uri.scheme not in URI_SCHEMES:
+            self._reply(txn, 416)  # RFC 3261 8.2.2.1
             return
         required = [o.strip() for o in request.headers.get_all("Require") if o.strip()]
         unsupported = [o for o in required if o.lower() not in SUPPORTED_OPTIONS]
