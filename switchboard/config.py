@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "AdminConfig",
+    "BridgeConfig",
     "Config",
     "ConfigError",
     "DialplanConfig",
@@ -26,6 +27,7 @@ __all__ = [
     "IvrConfig",
     "ListenAddress",
     "LogConfig",
+    "MeetingConfig",
     "MediaConfig",
     "SipConfig",
     "StoreConfig",
@@ -122,6 +124,35 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    address: str = "127.0.0.1"
+    announce: str = ""
+    udp_ports: str = "40000-40999"
+    stun_servers: tuple[str, ...] = ()
+    turn_servers: tuple[str, ...] = ()
+    turn_username: str = ""
+    turn_password: str = ""
+    last_n: int = 20
+    endpoint_timeout: float = 15.0
+
+    @property
+    def announce_address(self) -> str:
+        return self.announce or self.address
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        low, _, high = self.udp_ports.partition("-")
+        return int(low), int(high)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingConfig:
+    create_rooms: bool = True
+    max_participants: int = 100
+    chat_history: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = "./data"
     url: str = ""
@@ -171,6 +202,8 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    meetings: MeetingConfig = field(default_factory=MeetingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     ivr: IvrConfig = field(default_factory=IvrConfig)
@@ -273,6 +306,33 @@ def _validate(config: Config) -> None:
         )
     if config.media.timeout <= 0:
         raise ConfigError("media.timeout: expected a positive number of seconds")
+    bridge = config.bridge
+    _check_ip("bridge.address", bridge.address)
+    if bridge.announce:
+        _check_ip("bridge.announce", bridge.announce)
+    m = _PORTS.match(bridge.udp_ports)
+    if m is None or not (1024 <= int(m.group(1)) < int(m.group(2)) <= 65535):
+        raise ConfigError(
+            f"bridge.udp_ports: expected 'LOW-HIGH' within 1024-65535, got {bridge.udp_ports!r}"
+        )
+    for key, urls, schemes in (
+        ("bridge.stun_servers", bridge.stun_servers, ("stun:",)),
+        ("bridge.turn_servers", bridge.turn_servers, ("turn:", "turns:")),
+    ):
+        for url in urls:
+            if not url.startswith(schemes):
+                raise ConfigError(f"{key}: expected URLs starting {' or '.join(schemes)}, "
+                                  f"got {url!r}")
+    if bridge.turn_servers and not (bridge.turn_username and bridge.turn_password):
+        raise ConfigError("bridge.turn_username and bridge.turn_password: needed with TURN")
+    if bridge.last_n < -1 or bridge.last_n == 0:
+        raise ConfigError("bridge.last_n: expected -1 (no limit) or a positive number")
+    if bridge.endpoint_timeout <= 0:
+        raise ConfigError("bridge.endpoint_timeout: expected a positive number of seconds")
+    if not 2 <= config.meetings.max_participants <= 1000:
+        raise ConfigError("meetings.max_participants: expected 2-1000")
+    if not 0 <= config.meetings.chat_history <= 1000:
+        raise ConfigError("meetings.chat_history: expected 0-1000")
     if config.store.url and not config.store.url.startswith("sqlite:"):
         raise ConfigError(
             "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"
