@@ -62,6 +62,7 @@ class PhoneCall:
     offered_in_200: bool = False  # the INVITE had no SDP: our 200 carried the offer
     sdp_version: int = 0
     pending_star: float | None = None  # when '*' was pressed in a room (for *6)
+    alone_prompt: bool = False  # "you are the only participant" is playing to this leg
     end_reason: str = ""
     local_sdp: bytes = b""
     extra: dict[str, object] = field(default_factory=dict)

@@ -457,7 +457,9 @@ class Gateway:
         self.mixer.move_leg(call.leg_id, room)
         self._room_legs[room] = self._room_legs.get(room, 0) + 1
         call.set_state(CallState.ROOM)
-        self.mixer.play_if_alone(call.leg_id, self.prompts.player("only_participant"))
+        call.alone_prompt = self.mixer.play_if_alone(
+            call.leg_id, self.prompts.player("only_participant")
+        )
 
     def _watch_room(self, room: str) -> None:
         if room in self._room_unsubscribe:
@@ -475,6 +477,13 @@ class Gateway:
             if call is not None:
                 self.mixer.set_muted(call.leg_id, info.muted)
             return
+        if isinstance(event, ParticipantJoined):
+            # Someone came: whoever still hears "you are the only participant" stops hearing it.
+            for leg_id in self.mixer.members(room) if room in self.mixer.rooms() else []:
+                other = self._by_leg.get(leg_id)
+                if other is not None and other.alone_prompt:
+                    other.alone_prompt = False
+                    self.mixer.play_to_leg(leg_id, None)
         tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
         if room in self.mixer.rooms():
             self.mixer.play_to_room(room, tone)
@@ -482,6 +491,9 @@ class Gateway:
             members = self.mixer.members(room)
             if len(members) == 1:
                 self.mixer.play_to_leg(members[0], self.prompts.player("only_participant"))
+                alone = self._by_leg.get(members[0])
+                if alone is not None:
+                    alone.alone_prompt = True
 
     def _leave_room(self, call: PhoneCall, reason: str) -> None:
         room = call.room
