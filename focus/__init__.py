@@ -3,19 +3,23 @@
 from focus.conference import (
     Focus,
     FocusEvent,
+    Forbidden,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
+    ParticipantUpdated,
     UnknownParticipant,
 )
 
 __all__ = [
     "Focus",
     "FocusEvent",
+    "Forbidden",
     "ParticipantInfo",
     "ParticipantJoined",
     "ParticipantLeft",
     "ParticipantMuted",
+    "ParticipantUpdated",
     "UnknownParticipant",
 ]

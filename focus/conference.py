@@ -1,8 +1,22 @@
-"""Conferences and participants: who is in which room, with which role and mute state.
+"""Conferences and participants: who is in which room, with which role, media and mute state.
 
-The focus owns the roster; media components (the gateway's mixer, later the bridge) learn
-about changes by subscribing to a room. Everything here is synchronous and in memory; the
-cluster replaces the transport of these calls, not their shape.
+The focus owns the roster; media components (the gateway's mixer, the browser meetings)
+learn about changes by subscribing to a room. Everything here is synchronous and in memory;
+the cluster replaces the transport of these calls, not their shape.
+
+Roles: the oldest browser participant of a conference is its moderator (until
+authentication arrives); phone participants never become moderator automatically, as
+Jicofo never makes Jigasi an owner: a phone has no way to use moderator actions. When the
+moderator leaves, the oldest remaining browser participant takes over.
+
+Mute: `muted` is the participant's audio state as the room should show it. A participant
+mutes and unmutes themself (`set_muted`, or `set_media` for a browser); a moderator can only
+mute (`moderator_mute`, `mute_all`), which also sets `force_muted` until the participant
+unmutes themself. Nobody can unmute someone else.
+
+Events: `ParticipantJoined`, `ParticipantLeft` and `ParticipantMuted` go to every listener;
+`ParticipantUpdated` (name, hand, media flags, role) only to listeners that subscribe with
+`updates=True`, so listeners written for the first three keep working unchanged.
 """
 
 from __future__ import annotations
@@ -16,12 +30,15 @@ from dataclasses import dataclass, replace
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "KINDS",
     "Focus",
     "FocusEvent",
+    "Forbidden",
     "ParticipantInfo",
     "ParticipantJoined",
     "ParticipantLeft",
     "ParticipantMuted",
+    "ParticipantUpdated",
     "UnknownParticipant",
 ]
 
@@ -32,6 +49,10 @@ class UnknownParticipant(KeyError):
     """No participant with that id is in any conference."""
 
 
+class Forbidden(PermissionError):
+    """The acting participant may not do this (not a moderator, or another room)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParticipantInfo:
     id: str
@@ -40,6 +61,15 @@ class ParticipantInfo:
     name: str
     muted: bool = False
     moderator: bool = False
+    audio: bool = False  # sending audio (a phone always is; `muted` says if it is heard)
+    video: bool = False  # sending camera video
+    screen: bool = False  # sharing a screen
+    hand: bool = False  # hand raised
+    force_muted: bool = False  # muted by a moderator, until the participant unmutes
+
+    @property
+    def role(self) -> str:
+        return "moderator" if self.moderator else "guest"
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "kind": self.kind, "name": self.name, "muted": self.muted}
@@ -54,14 +84,26 @@ class ParticipantJoined:
 class ParticipantLeft:
     participant: ParticipantInfo
     reason: str
+    by: str | None = None  # the moderator, when reason == "kicked"
 
 
 @dataclass(frozen=True, slots=True)
 class ParticipantMuted:
+    """`participant.muted` changed, or a moderator muted the participant (`by` set)."""
+
     participant: ParticipantInfo
+    by: str | None = None
 
 
-FocusEvent = ParticipantJoined | ParticipantLeft | ParticipantMuted
+@dataclass(frozen=True, slots=True)
+class ParticipantUpdated:
+    """Anything but mute changed; `changed` names the fields ("name", "hand", "role"...)."""
+
+    participant: ParticipantInfo
+    changed: frozenset[str]
+
+
+FocusEvent = ParticipantJoined | ParticipantLeft | ParticipantMuted | ParticipantUpdated
 Listener = Callable[[FocusEvent], None]
 
 
@@ -70,8 +112,8 @@ class _Conference:
 
     def __init__(self, room: str) -> None:
         self.room = room
-        self.participants: dict[str, ParticipantInfo] = {}
-        self.listeners: list[Listener] = []
+        self.participants: dict[str, ParticipantInfo] = {}  # in joining order
+        self.listeners: list[tuple[Listener, bool]] = []  # (listener, wants updates)
 
 
 class Focus:
@@ -82,7 +124,19 @@ class Focus:
         self._where: dict[str, str] = {}
         self._ids = itertools.count(1)
 
-    def join(self, room: str, kind: str, name: str) -> ParticipantInfo:
+    # -- joining and leaving ---------------------------------------------------------------
+
+    def join(
+        self,
+        room: str,
+        kind: str,
+        name: str,
+        *,
+        audio: bool | None = None,
+        video: bool = False,
+    ) -> ParticipantInfo:
+        """Add a participant. `audio` (sending audio) defaults to True for a phone; a
+        browser that joins with its microphone off is muted."""
         if kind not in KINDS:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         conference = self._conferences.get(room)
@@ -90,28 +144,44 @@ class Focus:
             conference = self._conferences[room] = _Conference(room)
         if not conference.participants:
             log.info("conference %s: started", room)
+        sending = audio if audio is not None else kind == "phone"
         pid = f"{kind[0]}{next(self._ids)}-{secrets.token_hex(3)}"
+        has_moderator = any(p.moderator for p in conference.participants.values())
         info = ParticipantInfo(
-            id=pid, room=room, kind=kind, name=name, moderator=not conference.participants
-        )
+            id=pid, room=room, kind=kind, name=name,
+            muted=kind == "browser" and not sending,
+            moderator=kind == "browser" and not has_moderator,
+            audio=sending, video=video and kind == "browser",
+        )  # fmt: skip
         conference.participants[pid] = info
         self._where[pid] = room
-        log.info("participant %s: joined %s as %s (%s)", pid, room, kind, name)
+        log.info("participant %s: joined %s as %s %s (%s)", pid, room, info.role, kind, name)
         self._emit(conference, ParticipantJoined(info))
         return info
 
-    def leave(self, participant_id: str, reason: str = "left") -> None:
+    def leave(self, participant_id: str, reason: str = "left", by: str | None = None) -> None:
         room = self._where.pop(participant_id, None)
         if room is None:
             return
         conference = self._conferences[room]
         info = conference.participants.pop(participant_id)
         log.info("participant %s: left %s (%s)", participant_id, room, reason)
-        self._emit(conference, ParticipantLeft(info, reason))
+        self._emit(conference, ParticipantLeft(info, reason, by))
+        if info.moderator:
+            self._hand_over(conference)
         if not conference.participants:
             log.info("conference %s: ended", room)
-            if not conference.listeners:
-                del self._conferences[room]
+            if not conference.listeners and self._conferences.get(room) is conference:
+                del self._conferences[room]  # (a listener may have unsubscribed already)
+
+    def _hand_over(self, conference: _Conference) -> None:
+        for candidate in conference.participants.values():
+            if candidate.kind == "browser":
+                log.info("participant %s: is now moderator of %s", candidate.id, conference.room)
+                self._change(candidate, frozenset({"role"}), moderator=True)
+                return
+
+    # -- queries ---------------------------------------------------------------------------
 
     def get(self, participant_id: str) -> ParticipantInfo:
         room = self._where.get(participant_id)
@@ -119,36 +189,9 @@ class Focus:
             raise UnknownParticipant(participant_id)
         return self._conferences[room].participants[participant_id]
 
-    def set_muted(self, participant_id: str, muted: bool) -> ParticipantInfo:
-        info = self.get(participant_id)
-        if info.muted == muted:
-            return info
-        conference = self._conferences[info.room]
-        info = conference.participants[participant_id] = replace(info, muted=muted)
-        log.info("participant %s: %s", participant_id, "muted" if muted else "unmuted")
-        self._emit(conference, ParticipantMuted(info))
-        return info
-
     def participants(self, room: str) -> list[ParticipantInfo]:
         conference = self._conferences.get(room)
         return list(conference.participants.values()) if conference else []
-
-    def subscribe(self, room: str, listener: Listener) -> Callable[[], None]:
-        """Call `listener` for every change in `room`, from now until the returned function
-        is called. Subscribing does not start a conference."""
-        conference = self._conferences.get(room)
-        if conference is None:
-            conference = self._conferences[room] = _Conference(room)
-
-        def unsubscribe() -> None:
-            current = self._conferences.get(room)
-            if current is not None and listener in current.listeners:
-                current.listeners.remove(listener)
-                if not current.participants and not current.listeners:
-                    del self._conferences[room]
-
-        conference.listeners.append(listener)
-        return unsubscribe
 
     def stats(self) -> dict[str, int]:
         return {
@@ -156,8 +199,131 @@ class Focus:
             "participants": len(self._where),
         }
 
+    # -- the participant's own changes -----------------------------------------------------
+
+    def set_muted(self, participant_id: str, muted: bool) -> ParticipantInfo:
+        """The participant mutes or unmutes themself (a phone's *6). Unmuting ends a
+        moderator's mute."""
+        info = self.get(participant_id)
+        if info.muted == muted:  # a moderator's mute implies muted: unmuting always acts
+            return info
+        return self._mute(info, muted, force=False, by=None)
+
+    def set_media(
+        self, participant_id: str, *, audio: bool, video: bool, screen: bool
+    ) -> ParticipantInfo:
+        """What a browser participant sends now. `audio` False mutes; True unmutes (and
+        ends a moderator's mute: only the participant can do this)."""
+        info = self.get(participant_id)
+        changed = frozenset(
+            name
+            for name, value in (("audio", audio), ("video", video), ("screen", screen))
+            if getattr(info, name) != value
+        )
+        muted = not audio
+        new = replace(info, audio=audio, video=video, screen=screen)
+        if muted != info.muted:  # carries the other flags too
+            return self._mute(new, muted, force=False, by=None)
+        if not changed:
+            return info
+        conference = self._conferences[info.room]
+        conference.participants[participant_id] = new
+        self._emit(conference, ParticipantUpdated(new, changed))
+        return new
+
+    def set_hand(self, participant_id: str, raised: bool) -> ParticipantInfo:
+        info = self.get(participant_id)
+        if info.hand == raised:
+            return info
+        log.info("participant %s: hand %s", participant_id, "raised" if raised else "lowered")
+        return self._change(info, frozenset({"hand"}), hand=raised)
+
+    def set_name(self, participant_id: str, name: str) -> ParticipantInfo:
+        info = self.get(participant_id)
+        if info.name == name:
+            return info
+        log.info("participant %s: renamed to %s", participant_id, name)
+        return self._change(info, frozenset({"name"}), name=name)
+
+    # -- moderation ------------------------------------------------------------------------
+
+    def moderator_mute(self, moderator_id: str, target_id: str) -> ParticipantInfo:
+        """A moderator mutes someone in their room (Forbidden otherwise). The event goes
+        out even when the target was already muted: the target is told to stop sending."""
+        self._check_moderator(moderator_id, target_id)
+        return self._mute(self.get(target_id), True, force=True, by=moderator_id)
+
+    def mute_all(self, moderator_id: str) -> list[ParticipantInfo]:
+        """Mute everyone in the moderator's room but the moderator."""
+        moderator = self._check_moderator(moderator_id, None)
+        targets = [p for p in self.participants(moderator.room) if p.id != moderator_id]
+        return [self._mute(p, True, force=True, by=moderator_id) for p in targets]
+
+    def kick(self, moderator_id: str, target_id: str) -> ParticipantInfo:
+        """A moderator removes someone from their room: ParticipantLeft(reason "kicked")."""
+        self._check_moderator(moderator_id, target_id)
+        info = self.get(target_id)
+        log.info("participant %s: kicked by %s", target_id, moderator_id)
+        self.leave(target_id, "kicked", by=moderator_id)
+        return info
+
+    def _check_moderator(self, moderator_id: str, target_id: str | None) -> ParticipantInfo:
+        moderator = self.get(moderator_id)
+        if not moderator.moderator:
+            raise Forbidden(f"{moderator_id} is not a moderator")
+        if target_id is not None and self.get(target_id).room != moderator.room:
+            raise Forbidden(f"{target_id} is not in room {moderator.room}")
+        return moderator
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(
+        self, room: str, listener: Listener, *, updates: bool = False
+    ) -> Callable[[], None]:
+        """Call `listener` for every change in `room`, from now until the returned function
+        is called. With `updates`, ParticipantUpdated events too. Subscribing does not start
+        a conference."""
+        conference = self._conferences.get(room)
+        if conference is None:
+            conference = self._conferences[room] = _Conference(room)
+        entry = (listener, updates)
+
+        def unsubscribe() -> None:
+            current = self._conferences.get(room)
+            if current is not None and entry in current.listeners:
+                current.listeners.remove(entry)
+                if not current.participants and not current.listeners:
+                    del self._conferences[room]
+
+        conference.listeners.append(entry)
+        return unsubscribe
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _mute(
+        self, info: ParticipantInfo, muted: bool, *, force: bool, by: str | None
+    ) -> ParticipantInfo:
+        conference = self._conferences[info.room]
+        info = conference.participants[info.id] = replace(info, muted=muted, force_muted=force)
+        if by is not None:
+            log.info("participant %s: muted by %s", info.id, by)
+        else:
+            log.info("participant %s: %s", info.id, "muted" if muted else "unmuted")
+        self._emit(conference, ParticipantMuted(info, by))
+        return info
+
+    def _change(
+        self, info: ParticipantInfo, changed: frozenset[str], **values: object
+    ) -> ParticipantInfo:
+        conference = self._conferences[info.room]
+        info = conference.participants[info.id] = replace(info, **values)  # type: ignore[arg-type]
+        self._emit(conference, ParticipantUpdated(info, changed))
+        return info
+
     def _emit(self, conference: _Conference, event: FocusEvent) -> None:
-        for listener in list(conference.listeners):
+        for listener, updates in list(conference.listeners):
+            if isinstance(event, ParticipantUpdated) and not updates:
+                continue
             try:
                 listener(event)
             except Exception:

@@ -477,6 +477,11 @@ class Gateway:
             if call is not None:
                 self.mixer.set_muted(call.leg_id, info.muted)
             return
+        if isinstance(event, ParticipantLeft) and call is not None and event.reason == "kicked":
+            # A moderator removed this caller: goodbye prompt, then BYE (see _tick).
+            self._leave_room(call, "kicked")
+            call.set_state(CallState.ENDING)
+            self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
         if isinstance(event, ParticipantJoined):
             # Someone came: whoever still hears "you are the only participant" stops hearing it.
             for leg_id in self.mixer.members(room) if room in self.mixer.rooms() else []:
@@ -546,7 +551,10 @@ class Gateway:
         while (event := self.mixer.next_event()) is not None:
             if isinstance(event, PromptFinished):
                 call = self._by_leg.get(event.leg_id)
-                if call is not None and call.ivr is not None:
+                if call is not None and call.state is CallState.ENDING:
+                    self._end(call, "removed")
+                    acted = True
+                elif call is not None and call.ivr is not None:
                     call.ivr.on_prompt_finished(now, event.name)
                     self._run_ivr(call, now)
                     acted = True

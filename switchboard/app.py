@@ -13,13 +13,19 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bridge.service import Bridge, BridgeSettings
 from dialplan.routing import Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
 from focus import Focus
+from focus.meeting import Meetings
+from focus.rooms import StoreRooms
+from focus.session import MeetingSettings
 from gateway.service import Gateway, GatewaySettings
 from switchboard.config import Config
 from web.app import create_app
+from web.pages import add_page_routes
+from web.signaling import add_signaling_routes
 
 log = logging.getLogger("switchboard")
 
@@ -56,27 +62,40 @@ class Server:
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle,
         )  # fmt: skip
+        self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
+        self.meetings = Meetings(
+            self.focus, self.bridge, StoreRooms(self.store), _meeting_settings(config)
+        )
         self._runner: web.AppRunner | None = None
+        self._bridge_started = False
 
     def health(self) -> dict[str, bool]:
         return {
             "store": self.store.health(),
             "gateway": self.gateway.healthy(),
+            "bridge": self._bridge_started,
             "web": self._runner is not None,
         }
 
     def stats(self) -> dict[str, int]:
         counts = dict(self.gateway.stats())
         counts["tasks"] = len(asyncio.all_tasks())
-        counts["endpoints"] = 0  # the bridge arrives with the browser-meetings issue
+        bridge = self.bridge.stats()
+        counts["endpoints"] = bridge.get("endpoints", 0)
+        counts["bridge_conferences"] = bridge.get("conferences", 0)
+        counts.update(self.meetings.stats())
         return counts
 
     async def start(self) -> None:
+        await self.bridge.start()
+        self._bridge_started = True
         await self.gateway.start()
         app = create_app(
             self.store, self.focus, admin_token=admin_token(self.config),
             health=self.health, stats=self.stats,
         )  # fmt: skip
+        add_signaling_routes(app, self.meetings)
+        add_page_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = self.config.http.host_port
@@ -91,18 +110,40 @@ class Server:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # closes every browser's WebSocket with 1001
             self._runner = None
+        await self.meetings.close()
         await self.gateway.stop()
+        if self._bridge_started:
+            await self.bridge.stop()
+            self._bridge_started = False
         self.store.close()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Server]:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         try:
             yield self
         finally:
             await self.stop()
+
+
+def _meeting_settings(config: Config) -> MeetingSettings:
+    m, b = config.meetings, config.bridge
+    ice: list[dict[str, object]] = []
+    if b.stun_servers:
+        ice.append({"urls": list(b.stun_servers)})
+    if b.turn_servers:
+        ice.append({"urls": list(b.turn_servers), "username": b.turn_username,
+                    "credential": b.turn_password})
+    return MeetingSettings(
+        create_rooms=m.create_rooms, max_participants=m.max_participants,
+        chat_history=m.chat_history, ice_servers=tuple(ice),
+    )  # fmt: skip
 
 
 async def run(config: Config) -> None:

@@ -1,0 +1,482 @@
+"""The only module that touches aiortc's and aioice's internals (aiortc==1.16.0, aioice 0.13.0).
+
+aiortc is a WebRTC endpoint, not a forwarder: it parses every RTP packet, routes it to an
+RTCRtpReceiver and decodes. The bridge keeps aiortc's transport layer (aioice's ICE agent,
+the DTLS handshake, the SRTP keys) and replaces its media path:
+
+- Gathering: aioice enumerates interfaces, skips 127.0.0.1 and binds port 0. We bind the
+  configured address ourselves, inside the configured port range, and hand the socket to
+  aioice as an already gathered host candidate (`Connection._protocols`,
+  `_local_candidates`, `_local_candidates_start/_end`).
+- Receiving: aioice's `StunProtocol.datagram_received` tries a STUN parse on every datagram
+  and queues the rest for `RTCDtlsTransport`'s receive task (one await chain per packet).
+  `_MediaProtocol` sorts by the first byte (RFC 7983): STUN goes to aioice as before, DTLS to
+  the queue the DTLS transport reads, and SRTP/SRTCP is unprotected right here with the
+  DTLS transport's `_rx_srtp` and handed to a plain callback: no task, no await, no parse.
+- Sending: `send()` protects with `_tx_srtp` and writes synchronously to the nominated
+  pair's datagram transport (`Connection._nominated`), instead of awaiting
+  `RTCDtlsTransport._send_rtp` -> `Connection.send` per packet.
+- `_BridgeDtlsTransport` overrides `_handle_rtp_data` / `_handle_rtcp_data`, so a packet
+  that still takes aiortc's own path never reaches aiortc's RtpPacket parser or router.
+
+Roles (documented in docs for the focus): the bridge writes the SDP offer and runs full
+ICE, so it is ICE-controlling (RFC 8445 section 6.1.1) and nominates; the browser answers
+`a=setup:active` to our `actpass`, so the bridge is the DTLS server. No STUN or TURN server
+is contacted unless one is configured (aiortc's default is Google's).
+
+tests/unit/bridge/test_aiortc_adapter.py checks every internal named here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pylibsrtp
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import (
+    CandidatePair,
+    Connection,
+    StunProtocol,
+    relayed_candidate,
+    server_reflexive_candidate,
+)
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCIceCandidate,
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceTransport,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import parse_stun_turn_uri
+
+from bridge.api import DtlsFingerprint, IceCandidate, TransportDescription
+
+log = logging.getLogger(__name__)
+
+RtpHandler = Callable[[bytes, float], None]  # (plain RTP or RTCP, now)
+GATHER_TIMEOUT = 5.0  # seconds for a STUN or TURN server to answer while gathering
+
+
+class TransportFailed(Exception):
+    """ICE or DTLS could not be set up; `reason` is short and goes into EndpointFailed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TurnServer:
+    host: str
+    port: int
+    username: str
+    password: str
+    transport: str = "udp"  # "udp" | "tcp"
+    tls: bool = False
+
+
+@dataclass(slots=True)
+class TransportCounters:
+    datagrams_received: int = 0
+    rtp_received: int = 0
+    rtcp_received: int = 0
+    packets_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    unprotect_errors: int = 0  # SRTP authentication or replay failures
+    protect_errors: int = 0
+    dropped: int = 0  # media before SRTP keys, unknown first byte, or not connected
+
+
+def ice_servers(
+    stun_urls: Iterable[str], turn_urls: Iterable[str], username: str, password: str
+) -> tuple[tuple[str, int] | None, TurnServer | None]:
+    """The STUN and TURN server the bridge itself uses (aioice takes one of each: the
+    first usable URL). Raises ValueError on a malformed URL."""
+    stun: tuple[str, int] | None = None
+    turn: TurnServer | None = None
+    for url in stun_urls:
+        parsed = parse_stun_turn_uri(url)
+        if parsed["scheme"] == "stun" and stun is None:
+            stun = (str(parsed["host"]), int(parsed["port"]))
+    for url in turn_urls:
+        parsed = parse_stun_turn_uri(url)
+        if parsed["scheme"] in ("turn", "turns") and turn is None:
+            turn = TurnServer(
+                host=str(parsed["host"]), port=int(parsed["port"]), username=username,
+                password=password, transport=str(parsed["transport"]),
+                tls=parsed["scheme"] == "turns",
+            )
+    return stun, turn
+
+
+def new_certificate() -> RTCCertificate:
+    """The bridge's DTLS certificate (one per process: its fingerprint goes into every
+    endpoint's TransportDescription)."""
+    return RTCCertificate.generateCertificate()
+
+
+def certificate_fingerprints(certificate: RTCCertificate) -> tuple[DtlsFingerprint, ...]:
+    return tuple(
+        DtlsFingerprint(algorithm=f.algorithm, value=f.value)
+        for f in certificate.getFingerprints()
+        if f.algorithm == "sha-256"
+    )
+
+
+class _MediaProtocol(StunProtocol):
+    """aioice's datagram protocol with a media fast path, demultiplexing on the first byte
+    as RFC 7983 section 7 does: 0-3 STUN, 20-63 DTLS, 128-191 RTP/RTCP."""
+
+    def __init__(self, receiver: Connection, owner: EndpointTransport) -> None:
+        super().__init__(receiver)
+        self._owner = owner
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        owner = self._owner
+        if not isinstance(data, bytes) or not data:
+            return
+        owner.counters.datagrams_received += 1
+        owner.counters.bytes_received += len(data)
+        owner.last_receive = now = owner.time()
+        first = data[0]
+        if 127 < first < 192:
+            owner.media_received(data, now)
+        elif first < 4:
+            try:
+                super().datagram_received(data, addr)
+            except Exception:  # aioice's STUN parser can raise more than ValueError
+                owner.counters.dropped += 1
+        elif 19 < first < 64:
+            self.receiver.data_received(data, self.local_candidate.component)
+        else:
+            owner.counters.dropped += 1
+
+
+class _BridgeDtlsTransport(RTCDtlsTransport):
+    """RTCDtlsTransport whose decrypted packets go to the bridge, never to aiortc's parser."""
+
+    def __init__(self, transport: RTCIceTransport, certificate: RTCCertificate,
+                 owner: EndpointTransport) -> None:
+        super().__init__(transport, [certificate])
+        self._owner = owner
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self._owner.counters.rtp_received += 1
+        self._owner.on_rtp(data, self._owner.time())
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        self._owner.counters.rtcp_received += 1
+        self._owner.on_rtcp(data, self._owner.time())
+
+
+class EndpointTransport:
+    """ICE + DTLS-SRTP for one endpoint (BUNDLE and rtcp-mux: one component, one socket).
+
+    Lifecycle: `await gather(...)`, `local_description()` into the offer,
+    `await connect(remote)` with the answer's transport, `send()` while connected,
+    `await close()`. Decrypted media goes to `on_rtp(data, now)` / `on_rtcp(data, now)`;
+    `on_closed(reason)` is called once if the remote side closes or the transport fails
+    after it was connected (not after our own close()).
+    """
+
+    def __init__(
+        self,
+        certificate: RTCCertificate,
+        on_rtp: RtpHandler,
+        on_rtcp: RtpHandler,
+        on_closed: Callable[[str], None] | None = None,
+        *,
+        label: str = "",
+    ) -> None:
+        self.on_rtp = on_rtp
+        self.on_rtcp = on_rtcp
+        self.on_closed = on_closed
+        self.label = label
+        self.counters = TransportCounters()
+        self.last_receive = 0.0
+        self.time: Callable[[], float] = asyncio.get_running_loop().time
+        self._certificate = certificate
+        # iceServers=[]: never aiortc's default (Google's STUN server); we gather ourselves.
+        self._gatherer = RTCIceGatherer(iceServers=[])
+        self._connection: Connection = self._gatherer._connection
+        self._connection.ice_controlling = True
+        # aioice fills and clears this dict in place; send() looks the pair up per packet.
+        self._nominated: dict[int, CandidatePair] = self._connection._nominated
+        self._ice = RTCIceTransport(self._gatherer)
+        self._dtls = _BridgeDtlsTransport(self._ice, certificate, self)
+        self._dtls.on("statechange", self._dtls_state_changed)
+        self._candidates: list[IceCandidate] = []
+        self._port = 0
+        self._rx: pylibsrtp.Session | None = None
+        self._tx: pylibsrtp.Session | None = None
+        self._pair: CandidatePair | None = None
+        self._pair_send: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._pair_addr: tuple[str, int] = ("", 0)
+        self._state = "new"  # new -> gathered -> connecting -> connected -> closed | failed
+
+    # --- setup -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def local_port(self) -> int:
+        return self._port
+
+    async def gather(
+        self,
+        address: str,
+        ports: Iterable[int],
+        *,
+        announce: str = "",
+        stun_server: tuple[str, int] | None = None,
+        turn_server: TurnServer | None = None,
+    ) -> None:
+        """Bind one UDP socket on `address` at the first free port of `ports` and make it
+        the ICE agent's host candidate (announced as `announce` when set), plus a
+        server-reflexive / relayed candidate when a STUN / TURN server is configured."""
+        if self._state != "new":
+            raise RuntimeError(f"gather() in state {self._state}")
+        loop = asyncio.get_running_loop()
+        connection = self._connection
+        protocol: _MediaProtocol | None = None
+        for port in ports:
+            try:
+                _, bound = await loop.create_datagram_endpoint(
+                    lambda: _MediaProtocol(connection, self), local_addr=(address, port)
+                )
+            except OSError as exc:
+                log.debug("endpoint %s: port %d: %s", self.label, port, exc)
+                continue
+            protocol = bound
+            break
+        if protocol is None:
+            raise TransportFailed(f"no free UDP port on {address}")
+        sock = protocol.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+        host, self._port = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=1,
+            transport="udp",
+            priority=candidate_priority(1, "host"),
+            host=host,
+            port=self._port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        connection._local_candidates.append(protocol.local_candidate)
+        announced = Candidate(
+            foundation=protocol.local_candidate.foundation, component=1, transport="udp",
+            priority=protocol.local_candidate.priority, host=announce or host,
+            port=self._port, type="host",
+        )
+        candidates = [announced]
+        if stun_server is not None and ipaddress.ip_address(host).version == 4:
+            try:
+                srflx, _ = await asyncio.wait_for(
+                    server_reflexive_candidate(protocol, stun_server), GATHER_TIMEOUT
+                )
+            except Exception as exc:  # unreachable, refused, timed out: no candidate
+                log.warning("endpoint %s: STUN server %s: %s", self.label, stun_server, exc)
+            else:
+                connection._local_candidates.append(srflx)
+                candidates.append(srflx)
+        if turn_server is not None:
+            try:
+                relay, relay_protocol = await asyncio.wait_for(
+                    relayed_candidate(
+                        component=1,
+                        hide_related_address=False,
+                        protocol_factory=lambda: _MediaProtocol(connection, self),
+                        turn_server=(turn_server.host, turn_server.port),
+                        turn_username=turn_server.username,
+                        turn_password=turn_server.password,
+                        turn_ssl=turn_server.tls,
+                        turn_transport=turn_server.transport,
+                    ),
+                    GATHER_TIMEOUT,
+                )
+            except Exception as exc:  # unreachable, refused, timed out: no candidate
+                log.warning("endpoint %s: TURN server %s: %s", self.label, turn_server.host, exc)
+            else:
+                connection._protocols.append(relay_protocol)
+                connection._local_candidates.append(relay)
+                candidates.append(relay)
+        connection._local_candidates_start = True
+        connection._local_candidates_end = True
+        self._candidates = [_to_api_candidate(c) for c in candidates]
+        self.last_receive = self.time()
+        self._state = "gathered"
+        log.debug("endpoint %s: gathered %s", self.label, self._candidates)
+
+    def local_description(self) -> TransportDescription:
+        """Our side for the offer: full ICE, DTLS actpass (the browser answers active)."""
+        params = self._gatherer.getLocalParameters()
+        return TransportDescription(
+            ice_ufrag=params.usernameFragment or "",
+            ice_pwd=params.password or "",
+            fingerprints=certificate_fingerprints(self._certificate),
+            setup="actpass",
+            candidates=tuple(self._candidates),
+            ice_lite=False,
+        )
+
+    async def connect(self, remote: TransportDescription) -> None:
+        """Run ICE connectivity checks (controlling, regular nomination) and then the DTLS
+        handshake. Returns once SRTP keys are in place; raises TransportFailed otherwise."""
+        if self._state != "gathered":
+            raise RuntimeError(f"connect() in state {self._state}")
+        self._state = "connecting"
+        for candidate in remote.candidates:
+            if candidate.protocol.lower() != "udp" or candidate.host.endswith(".local"):
+                # mDNS names are not resolved (no multicast from the bridge): the browser's
+                # checks reach us anyway and teach us its peer-reflexive address.
+                continue
+            await self._ice.addRemoteCandidate(_to_aiortc_candidate(candidate))
+        # No end-of-candidates: aioice would then fail at once on an empty check list (an
+        # answer without candidates, or only mDNS ones), although the browser's own checks
+        # are about to arrive and make peer-reflexive pairs. Failure is the endpoint's
+        # "not connected within endpoint_timeout" instead.
+        await self._ice.start(
+            RTCIceParameters(
+                usernameFragment=remote.ice_ufrag, password=remote.ice_pwd,
+                iceLite=remote.ice_lite,
+            )
+        )
+        if self._ice.state != "completed" or self._state != "connecting":
+            self._state = "failed"
+            raise TransportFailed("ICE failed")
+        # Answer "active" (or an offer's "actpass"): the remote side is the DTLS client.
+        role = "client" if remote.setup == "passive" else "server"
+        self._dtls._set_role(role)
+        await self._dtls.start(
+            RTCDtlsParameters(
+                fingerprints=[RTCDtlsFingerprint(f.algorithm, f.value)
+                              for f in remote.fingerprints],
+                role=role,
+            )
+        )
+        if self._dtls.state != "connected" or self._state != "connecting":
+            self._state = "failed"
+            raise TransportFailed("DTLS failed")
+        self._rx = self._dtls._rx_srtp
+        self._tx = self._dtls._tx_srtp
+        self._select_pair()
+        self._state = "connected"
+        log.info("endpoint %s: connected via %s", self.label, self._pair)
+
+    # --- media -------------------------------------------------------------------------
+
+    def media_received(self, data: bytes, now: float) -> None:
+        rx = self._rx
+        if rx is None:
+            self.counters.dropped += 1
+            return
+        rtcp = len(data) > 1 and 191 < data[1] < 224  # RTCP packet types 192-223 (RFC 5761)
+        try:
+            plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
+        except pylibsrtp.Error:  # authentication or replay check failed
+            self.counters.unprotect_errors += 1
+            return
+        if rtcp:
+            self.counters.rtcp_received += 1
+            self.on_rtcp(plain, now)
+        else:
+            self.counters.rtp_received += 1
+            self.on_rtp(plain, now)
+
+    def send(self, data: bytes) -> bool:
+        """Protect plain RTP or RTCP and send it now, without awaiting. False if it was not
+        sent (not connected, or SRTP refused it)."""
+        tx = self._tx
+        if tx is None:
+            self.counters.dropped += 1
+            return False
+        if self._nominated.get(1) is not self._pair:
+            self._select_pair()
+            if self._pair_send is None:
+                self.counters.dropped += 1
+                return False
+        try:
+            if len(data) > 1 and 191 < data[1] < 224:
+                out = tx.protect_rtcp(data)
+            else:
+                out = tx.protect(data)
+        except pylibsrtp.Error:
+            self.counters.protect_errors += 1
+            return False
+        assert self._pair_send is not None
+        self._pair_send(out, self._pair_addr)
+        self.counters.packets_sent += 1
+        self.counters.bytes_sent += len(out)
+        return True
+
+    def _select_pair(self) -> None:
+        pair = self._nominated.get(1)
+        self._pair = pair
+        if pair is None:
+            self._pair_send = None
+            return
+        self._pair_send = pair.protocol.transport.sendto
+        self._pair_addr = pair.remote_addr
+
+    # --- teardown ----------------------------------------------------------------------
+
+    def _dtls_state_changed(self) -> None:
+        state = self._dtls.state
+        if state in ("closed", "failed") and self._state == "connected":
+            self._state = "failed"
+            self._rx = self._tx = None
+            log.info("endpoint %s: DTLS %s by the remote side", self.label, state)
+            if self.on_closed is not None:
+                self.on_closed(f"DTLS {state}")
+
+    async def close(self) -> None:
+        """Close DTLS (close_notify if it was up), then ICE (its sockets and tasks)."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        self._rx = self._tx = None
+        self._pair = None
+        self._pair_send = None
+        try:
+            await self._dtls.stop()
+        finally:
+            await self._ice.stop()
+            self._dtls.remove_all_listeners()
+        log.debug("endpoint %s: transport closed", self.label)
+
+    def open_sockets(self) -> int:
+        """Sockets still owned by the ICE agent (0 after close(); for leak checks)."""
+        return len(self._connection._protocols)
+
+
+def _to_api_candidate(c: Candidate) -> IceCandidate:
+    return IceCandidate(
+        foundation=c.foundation, component=c.component, protocol=c.transport.lower(),
+        priority=c.priority, host=c.host, port=c.port, type=c.type,
+        related_address=c.related_address, related_port=c.related_port,
+    )
+
+
+def _to_aiortc_candidate(c: IceCandidate) -> RTCIceCandidate:
+    return RTCIceCandidate(
+        component=c.component, foundation=c.foundation, ip=c.host, port=c.port,
+        priority=c.priority, protocol=c.protocol, type=c.type,
+        relatedAddress=c.related_address, relatedPort=c.related_port,
+    )

@@ -1,0 +1,509 @@
+"""The bridge in-process: `Bridge` implements bridge.api.BridgeSession over asyncio.
+
+Per conference one sans-I/O Forwarder (bridge/forwarder.py) and one timer handle, re-armed
+to the forwarder's `get_timer()` and to the next liveness check of the endpoints. Per
+endpoint one transport (bridge/aiortc_adapter.py): decrypted packets go straight from the
+socket callback into the forwarder, and what the forwarder sends is protected and written
+synchronously. No task or timer exists per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+from bridge.aiortc_adapter import (
+    EndpointTransport,
+    TransportCounters,
+    TransportFailed,
+    TurnServer,
+    ice_servers,
+    new_certificate,
+)
+from bridge.api import (
+    BridgeEvent,
+    BridgeListener,
+    EndpointAllocation,
+    EndpointConnected,
+    EndpointFailed,
+    EndpointUpdate,
+    HeaderExtension,
+    MediaSource,
+    PayloadType,
+    ReceiveSource,
+)
+from bridge.endpoint import Endpoint
+from bridge.forwarder import Forwarder, ForwarderSettings
+
+log = logging.getLogger(__name__)
+
+# The conference's fixed codecs and header extensions (docs/signaling.md, "The offer's shape").
+VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
+PAYLOAD_TYPES: tuple[PayloadType, ...] = (
+    PayloadType(111, "opus", 48000, 2, "minptime=10;useinbandfec=1"),
+    PayloadType(96, "VP8", 90000, 1, "", VIDEO_FEEDBACK),
+    PayloadType(97, "rtx", 90000, 1, "apt=96"),
+    PayloadType(102, "H264", 90000, 1,
+                "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1",
+                VIDEO_FEEDBACK),
+    PayloadType(103, "rtx", 90000, 1, "apt=102"),
+)
+HEADER_EXTENSIONS: tuple[HeaderExtension, ...] = (
+    HeaderExtension(1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+    HeaderExtension(3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+    HeaderExtension(4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
+)
+COUNTER_NAMES = tuple(f.name for f in fields(TransportCounters))
+LIVENESS_INTERVAL = 1.0  # at most this late in noticing an endpoint's timeout
+
+
+def _drop(data: bytes, now: float) -> None:
+    """Media handler of a transport that is not in a conference yet."""
+
+
+class UnknownEndpoint(LookupError):
+    """The focus named an endpoint the bridge does not have (never allocated, expired, or
+    expired by the bridge after it failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """Built by the composition root from the [bridge] configuration section."""
+
+    address: str = "127.0.0.1"
+    announce: str = ""
+    port_range: tuple[int, int] = (40000, 40999)
+    stun_servers: tuple[str, ...] = ()
+    turn_servers: tuple[str, ...] = ()
+    turn_username: str = ""
+    turn_password: str = ""
+    last_n: int = 20
+    endpoint_timeout: float = 15.0
+
+    @classmethod
+    def from_config(cls, config: BridgeConfigLike) -> BridgeSettings:
+        """From switchboard.config.BridgeConfig (taken structurally: bridge imports no
+        other package)."""
+        return cls(
+            address=config.address, announce=config.announce, port_range=config.port_range,
+            stun_servers=tuple(config.stun_servers), turn_servers=tuple(config.turn_servers),
+            turn_username=config.turn_username, turn_password=config.turn_password,
+            last_n=config.last_n, endpoint_timeout=config.endpoint_timeout,
+        )
+
+
+class BridgeConfigLike(Protocol):
+    @property
+    def address(self) -> str: ...
+    @property
+    def announce(self) -> str: ...
+    @property
+    def port_range(self) -> tuple[int, int]: ...
+    @property
+    def stun_servers(self) -> tuple[str, ...]: ...
+    @property
+    def turn_servers(self) -> tuple[str, ...]: ...
+    @property
+    def turn_username(self) -> str: ...
+    @property
+    def turn_password(self) -> str: ...
+    @property
+    def last_n(self) -> int: ...
+    @property
+    def endpoint_timeout(self) -> float: ...
+
+
+class ForwarderLike(Protocol):
+    """What the service needs of bridge.forwarder.Forwarder."""
+
+    def add_endpoint(self, endpoint_id: str) -> None: ...
+    def remove_endpoint(self, endpoint_id: str) -> None: ...
+    def set_sources(self, endpoint_id: str, sources: tuple[MediaSource, ...]) -> None: ...
+    def set_audio_forced_off(self, endpoint_id: str, off: bool) -> None: ...
+    def set_last_n(self, endpoint_id: str, n: int) -> None: ...
+    def receive_sources(self, endpoint_id: str) -> tuple[ReceiveSource, ...]: ...
+    def on_rtp(self, endpoint_id: str, data: bytes, now: float) -> None: ...
+    def on_rtcp(self, endpoint_id: str, data: bytes, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def next_event(self) -> BridgeEvent | None: ...
+    def stats(self) -> dict[str, int]: ...
+
+
+SendFn = Callable[[str, bytes], None]
+ForwarderFactory = Callable[[str, BridgeSettings, SendFn], ForwarderLike]
+
+
+def default_forwarder(conference_id: str, settings: BridgeSettings, send: SendFn) -> ForwarderLike:
+    return Forwarder(conference_id, ForwarderSettings(last_n=settings.last_n), send)
+
+
+class PortRange:
+    """Hands out the UDP ports of the configured range round-robin; a port is tried by
+    binding it, so ports taken by other processes are skipped."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if not 0 < low <= high < 65536:
+            raise ValueError(f"bad UDP port range {low}-{high}")
+        self.low, self.high = low, high
+        self._cursor = low
+        self._used: set[int] = set()
+
+    def candidates(self) -> Iterator[int]:
+        size = self.high - self.low + 1
+        start = self._cursor
+        for i in range(size):
+            port = self.low + (start - self.low + i) % size
+            if port not in self._used:
+                yield port
+
+    def take(self, port: int) -> None:
+        self._used.add(port)
+        self._cursor = port + 1 if port < self.high else self.low
+
+    def release(self, port: int) -> None:
+        self._used.discard(port)
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+
+class Conference:
+    """One forwarder, its endpoints' transports, and one timer handle."""
+
+    def __init__(self, conference_id: str, bridge: Bridge) -> None:
+        self.conference_id = conference_id
+        self.endpoints: dict[str, Endpoint] = {}
+        self._bridge = bridge
+        self._loop = asyncio.get_running_loop()
+        self._transports: dict[str, EndpointTransport] = {}
+        self.forwarder = bridge.forwarder_factory(conference_id, bridge.settings, self._send)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._next_liveness = self._loop.time() + LIVENESS_INTERVAL
+        self._closed = False
+
+    # --- packets in and out ------------------------------------------------------------
+
+    def on_rtp(self, endpoint_id: str, data: bytes, now: float) -> None:
+        self.forwarder.on_rtp(endpoint_id, data, now)
+        self._after_input()
+
+    def on_rtcp(self, endpoint_id: str, data: bytes, now: float) -> None:
+        self.forwarder.on_rtcp(endpoint_id, data, now)
+        self._after_input()
+
+    def _send(self, endpoint_id: str, data: bytes) -> None:
+        transport = self._transports.get(endpoint_id)
+        if transport is not None:
+            transport.send(data)
+
+    def _after_input(self) -> None:
+        forwarder = self.forwarder
+        event = forwarder.next_event()
+        while event is not None:
+            self._bridge.emit(event)
+            event = forwarder.next_event()
+        when = forwarder.get_timer()
+        if when is not None and when < self._timer_at:
+            self._arm(when)
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def add(self, endpoint: Endpoint) -> None:
+        self.endpoints[endpoint.endpoint_id] = endpoint
+        self._transports[endpoint.endpoint_id] = endpoint.transport
+        self.forwarder.add_endpoint(endpoint.endpoint_id)
+        self._after_input()
+
+    def remove(self, endpoint_id: str) -> Endpoint | None:
+        endpoint = self.endpoints.pop(endpoint_id, None)
+        if endpoint is not None:
+            self._transports.pop(endpoint_id, None)
+            self.forwarder.remove_endpoint(endpoint_id)
+            self._after_input()
+        return endpoint
+
+    def rtp_handler(self, endpoint_id: str) -> Callable[[bytes, float], None]:
+        return functools.partial(self.on_rtp, endpoint_id)
+
+    def rtcp_handler(self, endpoint_id: str) -> Callable[[bytes, float], None]:
+        return functools.partial(self.on_rtcp, endpoint_id)
+
+    # --- the timer ---------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        if self._closed:
+            return
+        when = max(when, self._loop.time() + 0.001)  # never a busy loop on a stale deadline
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        now = self._loop.time()
+        when = self.forwarder.get_timer()
+        if when is not None and when <= now:
+            self.forwarder.handle_timer(now)
+        if now >= self._next_liveness:
+            self._next_liveness = now + LIVENESS_INTERVAL
+            for endpoint in list(self.endpoints.values()):
+                endpoint.check_timeout(now)
+        if self._closed:
+            return
+        self._after_input()
+        if self._next_liveness < self._timer_at:
+            self._arm(self._next_liveness)
+
+    def start_timer(self) -> None:
+        self._arm(self._next_liveness)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
+
+    @property
+    def timer_armed(self) -> bool:
+        return self._timer is not None
+
+
+class Bridge:
+    """The SFU service: allocate / update / expire endpoints of conferences (BridgeSession)."""
+
+    def __init__(self, settings: BridgeSettings,
+                 forwarder_factory: ForwarderFactory | None = None) -> None:
+        self.settings = settings
+        self.forwarder_factory = forwarder_factory or default_forwarder
+        self.ports = PortRange(*settings.port_range)
+        self._stun, self._turn = ice_servers(
+            settings.stun_servers, settings.turn_servers, settings.turn_username,
+            settings.turn_password,
+        )
+        self._certificate = new_certificate()
+        self._conferences: dict[str, Conference] = {}
+        self._listeners: list[BridgeListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._expiring: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running = False
+        self.endpoints_failed = 0
+        # Counters of expired endpoints' transports, so the totals in stats() only grow.
+        self._retired = TransportCounters()
+
+    @property
+    def turn_server(self) -> TurnServer | None:
+        return self._turn
+
+    async def start(self) -> None:
+        self._running = True
+        log.info("bridge: media on %s (announced %s), UDP %d-%d, STUN %s, TURN %s",
+                 self.settings.address, self.settings.announce or self.settings.address,
+                 self.ports.low, self.ports.high, self._stun or "none",
+                 self._turn.host if self._turn else "none")
+
+    async def stop(self) -> None:
+        """Expire every endpoint and wait for every task the bridge started."""
+        self._running = False
+        for conference in list(self._conferences.values()):
+            for endpoint_id in list(conference.endpoints):
+                await self.expire(conference.conference_id, endpoint_id)
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    # --- BridgeSession -----------------------------------------------------------------
+
+    async def allocate(self, conference_id: str, endpoint_id: str) -> EndpointAllocation:
+        """A new endpoint (an existing one of that id is expired first): binds its UDP
+        port and returns what goes into the browser's offer."""
+        if self._find(conference_id, endpoint_id) is not None:
+            log.info("endpoint %s/%s: allocated again; the old one is expired",
+                     conference_id, endpoint_id)
+            await self.expire(conference_id, endpoint_id)
+        transport = EndpointTransport(
+            self._certificate, _drop, _drop, label=f"{conference_id}/{endpoint_id}"
+        )
+        try:
+            await transport.gather(
+                self.settings.address, self.ports.candidates(),
+                announce=self.settings.announce, stun_server=self._stun,
+                turn_server=self._turn,
+            )
+        except (TransportFailed, OSError):
+            await transport.close()
+            raise
+        self.ports.take(transport.local_port)
+        # From here to conference.add() nothing awaits: the conference cannot go away.
+        conference = self._conferences.get(conference_id)
+        if conference is None:
+            conference = self._conferences[conference_id] = Conference(conference_id, self)
+            conference.start_timer()
+        transport.on_rtp = conference.rtp_handler(endpoint_id)
+        transport.on_rtcp = conference.rtcp_handler(endpoint_id)
+        allocation = EndpointAllocation(
+            conference_id=conference_id,
+            endpoint_id=endpoint_id,
+            transport=transport.local_description(),
+            payload_types=PAYLOAD_TYPES,
+            header_extensions=HEADER_EXTENSIONS,
+        )
+        endpoint = Endpoint(
+            allocation, transport, timeout=self.settings.endpoint_timeout,
+            now=asyncio.get_running_loop().time(),
+            on_connected=self._endpoint_connected, on_failed=self._endpoint_failed,
+        )
+        conference.add(endpoint)
+        log.info("endpoint %s/%s: allocated on %s:%d", conference_id, endpoint_id,
+                 self.settings.address, transport.local_port)
+        return allocation
+
+    async def update(self, conference_id: str, endpoint_id: str, update: EndpointUpdate) -> None:
+        endpoint = self._get(conference_id, endpoint_id)
+        forwarder = self._conferences[conference_id].forwarder
+        if update.sources is not None:
+            forwarder.set_sources(endpoint_id, update.sources)
+        if update.last_n is not None:
+            forwarder.set_last_n(endpoint_id, update.last_n)
+        if update.audio_forced_off is not None:
+            forwarder.set_audio_forced_off(endpoint_id, update.audio_forced_off)
+        if update.transport is not None:
+            endpoint.start(update.transport)
+        self._conferences[conference_id]._after_input()
+
+    async def expire(self, conference_id: str, endpoint_id: str) -> None:
+        """Close everything of the endpoint; a conference without endpoints goes away.
+        Returns once its socket and tasks are gone (also when the bridge is already
+        expiring it after a failure). Expiring an unknown endpoint does nothing."""
+        task = self._expiry(conference_id, endpoint_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _expiry(self, conference_id: str, endpoint_id: str) -> asyncio.Task[None] | None:
+        """The task closing this endpoint: started now if it is still in its conference."""
+        key = (conference_id, endpoint_id)
+        task = self._expiring.get(key)
+        if task is not None:
+            return task
+        conference = self._conferences.get(conference_id)
+        endpoint = conference.remove(endpoint_id) if conference is not None else None
+        if conference is None or endpoint is None:
+            return None
+        self._drop_if_empty(conference)
+        task = asyncio.get_running_loop().create_task(
+            self._close_endpoint(endpoint), name=f"bridge-expire-{endpoint_id}")
+        self._expiring[key] = task
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._expiring.get(key) is t:
+                del self._expiring[key]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _close_endpoint(self, endpoint: Endpoint) -> None:
+        try:
+            await endpoint.close()
+        except Exception:
+            log.exception("endpoint %s/%s: error while closing", endpoint.conference_id,
+                          endpoint.endpoint_id)
+        finally:
+            self.ports.release(endpoint.transport.local_port)
+            for name in COUNTER_NAMES:
+                setattr(self._retired, name, getattr(self._retired, name)
+                        + getattr(endpoint.transport.counters, name))
+        log.info("endpoint %s/%s: expired", endpoint.conference_id, endpoint.endpoint_id)
+
+    async def receive_sources(
+        self, conference_id: str, endpoint_id: str
+    ) -> tuple[ReceiveSource, ...]:
+        self._get(conference_id, endpoint_id)
+        return self._conferences[conference_id].forwarder.receive_sources(endpoint_id)
+
+    def subscribe(self, listener: BridgeListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def stats(self) -> dict[str, int]:
+        endpoints = [e for c in self._conferences.values() for e in c.endpoints.values()]
+        totals: dict[str, int] = {
+            "conferences": len(self._conferences),
+            "endpoints": len(endpoints),
+            "endpoints_connected": sum(e.state == "connected" for e in endpoints),
+            "endpoints_failed": self.endpoints_failed,
+        }
+        for name in COUNTER_NAMES:
+            totals[name] = getattr(self._retired, name) + sum(
+                getattr(e.transport.counters, name) for e in endpoints)
+        for conference in self._conferences.values():
+            for key, value in conference.forwarder.stats().items():
+                totals[f"forwarder_{key}"] = totals.get(f"forwarder_{key}", 0) + value
+        return totals
+
+    def resources(self) -> dict[str, int]:
+        """Live tasks, sockets and timers the bridge holds (tests check they go to 0)."""
+        conferences = list(self._conferences.values())
+        endpoints = [e for c in conferences for e in c.endpoints.values()]
+        return {
+            "conferences": len(conferences),
+            "endpoints": len(endpoints),
+            "ports": len(self.ports),
+            "sockets": sum(e.transport.open_sockets() for e in endpoints),
+            "timers": sum(c.timer_armed for c in conferences),
+            "tasks": len(self._tasks) + sum(e.has_task for e in endpoints),
+        }
+
+    # --- events ------------------------------------------------------------------------
+
+    def emit(self, event: BridgeEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("bridge: listener failed on %r", event)
+
+    def _endpoint_connected(self, endpoint: Endpoint) -> None:
+        self.emit(EndpointConnected(endpoint.conference_id, endpoint.endpoint_id))
+
+    def _endpoint_failed(self, endpoint: Endpoint, reason: str) -> None:
+        """The bridge expires a failed endpoint itself; the focus removes the participant
+        (its own expire() is then a no-op)."""
+        self.endpoints_failed += 1
+        conference = self._conferences.get(endpoint.conference_id)
+        if conference is not None and conference.endpoints.get(endpoint.endpoint_id) is endpoint:
+            self._expiry(endpoint.conference_id, endpoint.endpoint_id)
+        self.emit(EndpointFailed(endpoint.conference_id, endpoint.endpoint_id, reason))
+
+    # --- lookups -----------------------------------------------------------------------
+
+    def _find(self, conference_id: str, endpoint_id: str) -> Endpoint | None:
+        conference = self._conferences.get(conference_id)
+        return None if conference is None else conference.endpoints.get(endpoint_id)
+
+    def _get(self, conference_id: str, endpoint_id: str) -> Endpoint:
+        endpoint = self._find(conference_id, endpoint_id)
+        if endpoint is None:
+            raise UnknownEndpoint(f"{conference_id}/{endpoint_id}")
+        return endpoint
+
+    def _drop_if_empty(self, conference: Conference) -> None:
+        current = self._conferences.get(conference.conference_id)
+        if not conference.endpoints and current is conference:
+            conference.close()
+            del self._conferences[conference.conference_id]
+            log.info("conference %s: no endpoints left, removed", conference.conference_id)

@@ -1,0 +1,473 @@
+"""Browser meetings: the focus's side of docs/signaling.md, per conference.
+
+`Meetings` joins browsers to the roster (`Focus`) and to the bridge (`BridgeSession`:
+allocate / update / expire / receive_sources only), sends every SDP offer, applies the
+answers, and renegotiates the other browsers of a room when sources come and go (a burst
+of changes within `renegotiate_delay` makes one offer each). It talks to each browser
+through a `Connection` (send a message dict, close with a code) and knows nothing of
+aiohttp.
+
+Every roster change goes through `Focus` and comes back as a focus event, which this module
+turns into signaling messages; so a phone caller's join, leave or *6 mute reaches the
+browsers the same way a browser's does, and a kick or mute from anywhere acts the same.
+
+Errors a client causes raise `ProtocolError` (answered with `error` by the caller); bridge
+failures are logged with the participant's id and never reach another participant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from bridge.api import (
+    BridgeEvent,
+    BridgeSession,
+    DominantSpeakerChanged,
+    EndpointConnected,
+    EndpointFailed,
+    EndpointStats,
+    EndpointUpdate,
+)
+from focus import protocol as p
+from focus.conference import (
+    Focus,
+    FocusEvent,
+    Forbidden,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+    UnknownParticipant,
+)
+from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
+from focus.session import (
+    CLOSE_GOING_AWAY,
+    CLOSE_KICKED,
+    CLOSE_MEDIA_FAILED,
+    CLOSE_NO_ROOM,
+    CLOSE_NORMAL,
+    CLOSE_ROOM_FULL,
+    BrowserSession,
+    Connection,
+    JoinRefused,
+    MeetingSettings,
+    RoomDirectory,
+)
+
+__all__ = ["Meetings"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Room:
+    """A conference with at least one browser in it."""
+
+    __slots__ = ("chat", "flush", "name", "sessions", "unsubscribe")
+
+    def __init__(self, name: str, history: int) -> None:
+        self.name = name
+        self.sessions: dict[str, BrowserSession] = {}
+        self.chat: deque[dict[str, object]] = deque(maxlen=history)
+        self.flush: asyncio.TimerHandle | None = None
+        self.unsubscribe: Callable[[], None] = lambda: None
+
+
+class Meetings:
+    """Every browser session of this process, by participant id and by room."""
+
+    def __init__(
+        self,
+        focus: Focus,
+        bridge: BridgeSession,
+        rooms: RoomDirectory,
+        settings: MeetingSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.focus = focus
+        self.bridge = bridge
+        self.directory = rooms
+        self.settings = settings if settings is not None else MeetingSettings()
+        self._clock = clock  # wall clock, for chat timestamps
+        self._rooms: dict[str, _Room] = {}
+        self._sessions: dict[str, BrowserSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._unsubscribe_bridge = bridge.subscribe(self._on_bridge_event)
+
+    # -- the public surface ----------------------------------------------------------------
+
+    def session(self, participant_id: str) -> BrowserSession | None:
+        return self._sessions.get(participant_id)
+
+    def stats(self) -> dict[str, int]:
+        return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions)}
+
+    async def join(self, conn: Connection, msg: p.Join) -> str:
+        """Join a browser: roster, `joined`, bridge endpoint, then offer revision 1.
+        Raises JoinRefused (nothing joined) for a missing or full room."""
+        if self._closing:
+            raise JoinRefused("internal", "the server is stopping", CLOSE_GOING_AWAY)
+        name = msg.room
+        self._ensure_room_exists(name)
+        if len(self.focus.participants(name)) >= self.settings.max_participants:
+            raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
+        room = self._room(name)
+        info = self.focus.join(name, "browser", msg.name, audio=msg.audio, video=msg.video)
+        pid = info.id
+        session = BrowserSession(pid, name, conn)
+        room.sessions[pid] = session
+        self._sessions[pid] = session
+        others = [x for x in self.focus.participants(name) if x.id != pid]
+        self._send(session, p.joined(name, info, others, self.settings.ice_servers,
+                                     self._dial_in(name), room.chat))  # fmt: skip
+        try:
+            allocation = await self._bridge_call(self.bridge.allocate(name, pid))
+        except Exception:
+            log.exception("participant %s: bridge allocation failed", pid)
+            self.leave(pid, "timeout")
+            raise JoinRefused("internal", "media unavailable", CLOSE_MEDIA_FAILED) from None
+        if session.closed:  # left while the bridge allocated
+            self._spawn(self._expire(name, pid), pid)
+            return pid
+        session.allocation = allocation
+        session.force_offer = True
+        try:
+            await self._offer(session)
+        except Exception:
+            log.exception("participant %s: first offer failed", pid)
+            self.leave(pid, "timeout")
+            raise JoinRefused("internal", "media unavailable", CLOSE_MEDIA_FAILED) from None
+        return pid
+
+    async def handle(self, participant_id: str, msg: p.ClientMessage) -> None:
+        """One message from a joined browser. ProtocolError for what the client got wrong."""
+        session = self._sessions.get(participant_id)
+        if session is None:
+            raise p.ProtocolError("not-joined", "not in a room", msg.TYPE)
+        if msg.room is not None and msg.room != session.room:
+            raise p.ProtocolError("wrong-room", f"you are in room {session.room}", msg.TYPE)
+        pid = participant_id
+        match msg:
+            case p.Join():
+                raise p.ProtocolError("already-joined", "already in a room", msg.TYPE)
+            case p.Answer():
+                await self._answer(session, msg)
+            case p.Renegotiate():
+                session.force_offer = True
+                self._schedule(session.room)
+            case p.Media(audio=audio, video=video, screen=screen):
+                self.focus.set_media(pid, audio=audio, video=video, screen=screen)
+            case p.Chat(text=text):
+                self._chat(session, text)
+            case p.Hand(raised=raised):
+                self.focus.set_hand(pid, raised)
+            case p.SetName(name=name):
+                self.focus.set_name(pid, name)
+            case p.Moderate():
+                self._moderate(session, msg)
+            case p.Stats():
+                log.debug("participant %s: client stats %s", pid, msg)
+            case p.Ping(id=ping_id):
+                self._send(session, p.pong(ping_id))
+            case p.Leave():
+                self.leave(pid, "left")
+
+    def leave(self, participant_id: str, reason: str = "left") -> None:
+        """Remove a browser (socket closed, `leave`, media failed): roster, bridge, close."""
+        session = self._sessions.get(participant_id)
+        if session is None:
+            return
+        self.focus.leave(participant_id, reason)  # the focus event removes the session
+        if not session.closed:  # the focus did not know it
+            self._remove(session, reason, None)
+
+    async def close(self) -> None:
+        """Stop: close every browser (1001), expire every endpoint, forget every room."""
+        self._closing = True
+        unsubscribe, self._unsubscribe_bridge = self._unsubscribe_bridge, lambda: None
+        unsubscribe()
+        for session in list(self._sessions.values()):
+            session.conn.close(CLOSE_GOING_AWAY, "server stopping")
+            self.leave(session.participant_id, "left")
+        for room in list(self._rooms.values()):
+            self._drop_room(room)
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in pending:
+                task.cancel()
+
+    # -- joining ---------------------------------------------------------------------------
+
+    def _ensure_room_exists(self, name: str) -> None:
+        try:
+            if self.directory.exists(name):
+                return
+            if self.settings.create_rooms:
+                self.directory.create(name)
+                log.info("room %s: created for a browser join", name)
+                return
+        except Exception:
+            log.exception("room %s: could not look up or create", name)
+            if self.directory.exists(name):  # created concurrently: fine
+                return
+        raise JoinRefused("room-not-found", f"room {name} does not exist", CLOSE_NO_ROOM)
+
+    def _dial_in(self, name: str) -> Mapping[str, object] | None:
+        try:
+            return self.directory.dial_in(name)
+        except Exception:
+            log.exception("room %s: dial-in information unavailable", name)
+            return None
+
+    def _room(self, name: str) -> _Room:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = _Room(name, self.settings.chat_history)
+
+            def listener(event: FocusEvent) -> None:
+                self._on_focus_event(name, event)
+
+            room.unsubscribe = self.focus.subscribe(name, listener, updates=True)
+        return room
+
+    def _drop_room(self, room: _Room) -> None:
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+        room.unsubscribe()
+        if room.flush is not None:
+            room.flush.cancel()
+            room.flush = None
+
+    # -- offers and answers ----------------------------------------------------------------
+
+    async def _offer(self, session: BrowserSession) -> None:
+        """Send a new offer if one is wanted and allowed (one pending at a time, unless the
+        browser asked), and if it would change anything (unless forced)."""
+        pid = session.participant_id
+        async with session.lock:
+            force, session.force_offer = session.force_offer, False
+            if session.closed or session.allocation is None:
+                return
+            if session.pending is not None and not force:
+                session.want_offer = True
+                return
+            sources = await self._bridge_call(self.bridge.receive_sources(session.room, pid))
+            if session.closed:
+                return
+            session.want_offer = False
+            if not force and not session.slots.differs(sources):
+                return
+            slots = session.slots.assign(sources)
+            session.revision += 1
+            session.pending = session.revision
+            session.offered_mids = session.offer_mids()
+            sdp = build_offer(session.allocation, slots, session_id=session.session_id,
+                              version=session.revision)  # fmt: skip
+            log.info("participant %s: offer %d (%d receive m-lines)", pid, session.revision,
+                     sum(1 for s in slots if s.source is not None))  # fmt: skip
+            self._send(session, p.offer(sdp, session.revision, tracks_json(slots)))
+
+    async def _answer(self, session: BrowserSession, msg: p.Answer) -> None:
+        pid = session.participant_id
+        if msg.revision > session.revision:
+            raise p.ProtocolError("bad-message", f"revision: no offer {msg.revision}", "answer")
+        try:
+            parsed = parse_answer(msg.sdp, pid)
+        except SdpError as exc:
+            raise p.ProtocolError("bad-sdp", str(exc), "answer") from None
+        async with session.lock:
+            if session.closed or msg.revision != session.pending:
+                log.info("participant %s: answer to old offer %d ignored", pid, msg.revision)
+                return
+            if parsed.mids != session.offered_mids:
+                raise p.ProtocolError("bad-sdp", "the answer's m-lines do not match the offer",
+                                      "answer")  # fmt: skip
+            transport = parsed.transport if parsed.transport != session.transport else None
+            sources = parsed.sources if parsed.sources != session.sources else None
+            if transport is not None or sources is not None:
+                update = EndpointUpdate(transport=transport, sources=sources)
+                await self._bridge_call(self.bridge.update(session.room, pid, update))
+            session.transport = parsed.transport
+            session.sources = parsed.sources
+            session.pending = None
+            log.info("participant %s: answer %d (%d sources)", pid, msg.revision,
+                     len(parsed.sources))  # fmt: skip
+        if sources is not None:
+            self._renegotiate_others(session.room, pid)
+        if session.want_offer:
+            self._schedule(session.room)
+
+    def _renegotiate_others(self, name: str, except_id: str | None) -> None:
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        for other in room.sessions.values():
+            if other.participant_id != except_id:
+                other.want_offer = True
+        self._schedule(name)
+
+    def _schedule(self, name: str) -> None:
+        room = self._rooms.get(name)
+        if room is None or room.flush is not None:
+            return
+        loop = asyncio.get_running_loop()
+        room.flush = loop.call_later(self.settings.renegotiate_delay, self._flush, name)
+
+    def _flush(self, name: str) -> None:
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        room.flush = None
+        for session in list(room.sessions.values()):
+            if session.want_offer or session.force_offer:
+                self._spawn(self._offer(session), session.participant_id)
+
+    # -- chat and moderation ---------------------------------------------------------------
+
+    def _chat(self, session: BrowserSession, text: str) -> None:
+        room = self._rooms[session.room]
+        info = self.focus.get(session.participant_id)
+        message = p.chat(info.id, info.name, text, round(self._clock(), 3))
+        room.chat.append(message)
+        log.info("participant %s: chat in %s (%d characters)", info.id, room.name, len(text))
+        self._broadcast(room, message)
+
+    def _moderate(self, session: BrowserSession, msg: p.Moderate) -> None:
+        pid = session.participant_id
+        present = {x.id for x in self.focus.participants(session.room)}
+        if msg.target is not None and msg.target not in present:
+            raise p.ProtocolError("unknown-participant", f"no participant {msg.target}",
+                                  msg.TYPE)  # fmt: skip
+        try:
+            if msg.action == "mute-all":
+                self.focus.mute_all(pid)
+            elif msg.action == "mute":
+                assert msg.target is not None
+                self.focus.moderator_mute(pid, msg.target)
+            else:
+                assert msg.target is not None
+                self.focus.kick(pid, msg.target)
+        except Forbidden:
+            raise p.ProtocolError("forbidden", "only a moderator can do this", msg.TYPE) from None
+        except UnknownParticipant:
+            raise p.ProtocolError("unknown-participant", "no such participant",
+                                  msg.TYPE) from None  # fmt: skip
+
+    # -- focus events ----------------------------------------------------------------------
+
+    def _on_focus_event(self, name: str, event: FocusEvent) -> None:
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        info = event.participant
+        if isinstance(event, ParticipantJoined):
+            self._broadcast(room, p.participant_joined(info), except_id=info.id)
+            return
+        if isinstance(event, ParticipantLeft):
+            own = room.sessions.get(info.id)
+            if own is not None:
+                self._remove(own, event.reason, event.by)
+            self._broadcast(room, p.participant_left(info.id, event.reason))
+            self._renegotiate_others(name, None)
+            return
+        own = room.sessions.get(info.id)
+        if isinstance(event, ParticipantMuted) and own is not None and event.by is not None:
+            self._send(own, p.muted(event.by))
+        self._broadcast(room, p.participant_updated(info))
+        if own is not None and own.forced_off != info.force_muted:
+            own.forced_off = info.force_muted
+            self._spawn(self._push_forced(own), own.participant_id)
+
+    async def _push_forced(self, session: BrowserSession) -> None:
+        async with session.lock:
+            if session.closed:
+                return
+            update = EndpointUpdate(audio_forced_off=session.forced_off)
+            await self._bridge_call(self.bridge.update(session.room, session.participant_id,
+                                                       update))  # fmt: skip
+            log.info("participant %s: bridge %s their audio", session.participant_id,
+                     "drops" if session.forced_off else "forwards")  # fmt: skip
+
+    def _remove(self, session: BrowserSession, reason: str, by: str | None) -> None:
+        """Forget a session (once): close its socket with the reason's code, expire its
+        endpoint, and drop the room when it was the last browser."""
+        if session.closed:
+            return
+        session.closed = True
+        pid = session.participant_id
+        self._sessions.pop(pid, None)
+        room = self._rooms.get(session.room)
+        if room is not None:
+            room.sessions.pop(pid, None)
+            if not room.sessions:
+                self._drop_room(room)
+        if reason == "kicked":
+            self._send(session, p.kicked(by))
+            session.conn.close(CLOSE_KICKED, "kicked")
+        elif reason == "timeout":
+            session.conn.close(CLOSE_MEDIA_FAILED, "media failed or timed out")
+        else:
+            session.conn.close(CLOSE_NORMAL, reason)
+        if session.allocation is not None:
+            self._spawn(self._expire(session.room, pid), pid)
+
+    async def _expire(self, name: str, pid: str) -> None:
+        await self._bridge_call(self.bridge.expire(name, pid))
+        log.info("participant %s: endpoint expired", pid)
+
+    # -- bridge events ---------------------------------------------------------------------
+
+    def _on_bridge_event(self, event: BridgeEvent) -> None:
+        if isinstance(event, DominantSpeakerChanged):
+            room = self._rooms.get(event.conference_id)
+            if room is not None:
+                self._broadcast(room, p.dominant_speaker(event.endpoint_id))
+            return
+        session = self._sessions.get(event.endpoint_id)
+        if session is None or session.room != event.conference_id:
+            return
+        if isinstance(event, EndpointFailed):
+            log.info("participant %s: media failed (%s)", event.endpoint_id, event.reason)
+            self.leave(event.endpoint_id, "timeout")
+        elif isinstance(event, EndpointStats):
+            self._send(session, p.quality(event.rtt_ms, event.receive_bitrate,
+                                          event.send_bitrate, event.loss_fraction))  # fmt: skip
+        elif isinstance(event, EndpointConnected):
+            log.info("participant %s: media connected", event.endpoint_id)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _send(self, session: BrowserSession, message: Mapping[str, object]) -> None:
+        try:
+            session.conn.send(message)
+        except Exception:
+            log.exception("participant %s: send failed", session.participant_id)
+
+    def _broadcast(
+        self, room: _Room, message: Mapping[str, object], except_id: str | None = None
+    ) -> None:
+        for session in list(room.sessions.values()):
+            if session.participant_id != except_id:
+                self._send(session, message)
+
+    async def _bridge_call(self, call: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wait_for(call, self.settings.bridge_timeout)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], pid: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("participant %s: background task failed", pid,
+                          exc_info=t.exception())  # fmt: skip
+
+        task.add_done_callback(done)

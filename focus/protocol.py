@@ -1,0 +1,407 @@
+"""The signaling protocol, version 1 (docs/signaling.md): message schemas, sans-I/O.
+
+`parse_message(text)` turns one WebSocket text frame into a frozen dataclass or raises
+`ProtocolError(code, message, ref)`; the functions at the end build the server's messages
+as JSON-ready dicts and `encode()` writes them. Nothing here does I/O or knows a socket.
+
+Every client message may carry a `room` field (checked against the joined room by the
+caller: `wrong-room`); any other field not listed for its type is refused (`bad-message`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from focus.conference import ParticipantInfo
+
+__all__ = [
+    "ERROR_CODES",
+    "MAX_CHAT_TEXT",
+    "MAX_MESSAGE_BYTES",
+    "MAX_NAME",
+    "PROTOCOL_VERSION",
+    "Answer",
+    "Chat",
+    "ClientMessage",
+    "Hand",
+    "Join",
+    "Leave",
+    "Media",
+    "Moderate",
+    "Ping",
+    "ProtocolError",
+    "Renegotiate",
+    "SetName",
+    "Stats",
+    "encode",
+    "error",
+    "parse_message",
+    "participant_json",
+]
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_NAME = 64
+MAX_CHAT_TEXT = 2000
+MAX_ID = 64
+ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# C0 and C1 control characters and DEL; chat text may keep newlines and tabs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+ERROR_CODES = frozenset({
+    "bad-json", "unknown-type", "bad-message", "bad-sdp", "unsupported-version",
+    "not-joined", "already-joined", "wrong-room", "forbidden", "unknown-participant",
+    "rate-limited", "room-not-found", "room-full", "internal",
+})  # fmt: skip
+
+
+class ProtocolError(Exception):
+    """The client sent something the protocol refuses; answered with an `error` message.
+    `code` is one of ERROR_CODES, `ref` the offending message's type when known."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def as_message(self) -> dict[str, object]:
+        return error(self.code, self.message, self.ref)
+
+
+# -- client messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    TYPE: ClassVar[str] = "join"
+    room: str  # lower case: rooms are stored in lower case
+    name: str
+    audio: bool
+    video: bool
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    TYPE: ClassVar[str] = "answer"
+    sdp: str
+    revision: int
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Renegotiate:
+    TYPE: ClassVar[str] = "renegotiate"
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    TYPE: ClassVar[str] = "media"
+    audio: bool
+    video: bool
+    screen: bool
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    TYPE: ClassVar[str] = "chat"
+    text: str
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hand:
+    TYPE: ClassVar[str] = "hand"
+    raised: bool
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetName:
+    TYPE: ClassVar[str] = "set-name"
+    name: str
+    room: str | None = None
+
+
+ModerateAction = Literal["mute", "mute-all", "kick"]
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    TYPE: ClassVar[str] = "moderate"
+    action: ModerateAction
+    target: str | None  # None exactly for "mute-all"
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    TYPE: ClassVar[str] = "stats"
+    rtt_ms: float | None
+    bitrate_in: float | None
+    bitrate_out: float | None
+    loss: float | None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    TYPE: ClassVar[str] = "ping"
+    id: str | int | None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    TYPE: ClassVar[str] = "leave"
+    room: str | None = None
+
+
+ClientMessage = Join | Answer | Renegotiate | Media | Chat | Hand | SetName | Moderate | \
+    Stats | Ping | Leave  # fmt: skip
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Typed access to one message's fields; every failure names the field."""
+
+    def __init__(self, data: Mapping[str, object], kind: str) -> None:
+        self.data = data
+        self.kind = kind
+
+    def fail(self, name: str, expected: str) -> ProtocolError:
+        return ProtocolError("bad-message", f"{name}: expected {expected}", self.kind)
+
+    def boolean(self, name: str) -> bool:
+        value = self.data.get(name)
+        if not isinstance(value, bool):
+            raise self.fail(name, "true or false")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(name, f"an integer from {low} to {high}")
+        return value
+
+    def number(self, name: str) -> float | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value) or value < 0:  # fmt: skip
+            raise self.fail(name, "a number of at least 0, or null")
+        return float(value)
+
+    def text(self, name: str, longest: int, *, lines: bool = False) -> str:
+        value = self.data.get(name)
+        if not isinstance(value, str):
+            raise self.fail(name, "a string")
+        value = value.strip()
+        if not 1 <= len(value) <= longest:
+            raise self.fail(name, f"1 to {longest} characters")
+        if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
+            raise self.fail(name, "no control characters")
+        return value
+
+    def room(self, *, required: bool) -> str | None:
+        value = self.data.get("room")
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not ROOM_NAME.fullmatch(value):
+            raise self.fail("room", "1 to 64 characters from A-Z, a-z, 0-9, '.', '_', '-'")
+        return value.lower()
+
+
+def _join(f: _Fields) -> Join:
+    version = f.data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise f.fail("version", "an integer")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            "unsupported-version", f"version {version}: this server speaks {PROTOCOL_VERSION}",
+            "join",
+        )  # fmt: skip
+    room = f.room(required=True)
+    assert room is not None
+    return Join(room=room, name=f.text("name", MAX_NAME), audio=f.boolean("audio"),
+                video=f.boolean("video"), version=version)  # fmt: skip
+
+
+def _answer(f: _Fields) -> Answer:
+    sdp = f.data.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise f.fail("sdp", "an SDP answer (a string starting with 'v=0')")
+    return Answer(sdp=sdp, revision=f.integer("revision", 1, 2**31), room=f.room(required=False))
+
+
+def _media(f: _Fields) -> Media:
+    return Media(audio=f.boolean("audio"), video=f.boolean("video"), screen=f.boolean("screen"),
+                 room=f.room(required=False))  # fmt: skip
+
+
+def _moderate(f: _Fields) -> Moderate:
+    action = f.data.get("action")
+    target = f.data.get("target")
+    room = f.room(required=False)
+    if action == "mute-all":
+        if target is not None:
+            raise f.fail("target", "no target for mute-all")
+        return Moderate(action="mute-all", target=None, room=room)
+    if action in ("mute", "kick"):
+        if not isinstance(target, str) or not 1 <= len(target) <= MAX_ID:
+            raise f.fail("target", "a participant id")
+        return Moderate(action="mute" if action == "mute" else "kick", target=target, room=room)
+    raise f.fail("action", '"mute", "mute-all" or "kick" (nobody can unmute someone else)')
+
+
+def _ping(f: _Fields) -> Ping:
+    value = f.data.get("id")
+    ok = value is None or (isinstance(value, str) and len(value) <= MAX_ID) or \
+        (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53)  # fmt: skip
+    if not ok:
+        raise f.fail("id", f"a string of at most {MAX_ID} characters or an integer")
+    assert value is None or isinstance(value, str | int)
+    return Ping(id=value, room=f.room(required=False))
+
+
+def _stats(f: _Fields) -> Stats:
+    return Stats(rtt_ms=f.number("rtt_ms"), bitrate_in=f.number("bitrate_in"),
+                 bitrate_out=f.number("bitrate_out"), loss=f.number("loss"),
+                 room=f.room(required=False))  # fmt: skip
+
+
+_SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] = {
+    "join": (frozenset({"version", "room", "name", "audio", "video"}), _join),
+    "answer": (frozenset({"sdp", "revision"}), _answer),
+    "renegotiate": (frozenset(), lambda f: Renegotiate(room=f.room(required=False))),
+    "media": (frozenset({"audio", "video", "screen"}), _media),
+    "chat": (frozenset({"text"}),
+             lambda f: Chat(text=f.text("text", MAX_CHAT_TEXT, lines=True),
+                            room=f.room(required=False))),
+    "hand": (frozenset({"raised"}),
+             lambda f: Hand(raised=f.boolean("raised"), room=f.room(required=False))),
+    "set-name": (frozenset({"name"}),
+                 lambda f: SetName(name=f.text("name", MAX_NAME), room=f.room(required=False))),
+    "moderate": (frozenset({"action", "target"}), _moderate),
+    "stats": (frozenset({"rtt_ms", "bitrate_in", "bitrate_out", "loss"}), _stats),
+    "ping": (frozenset({"id"}), _ping),
+    "leave": (frozenset(), lambda f: Leave(room=f.room(required=False))),
+}  # fmt: skip
+
+
+def parse_message(text: str | bytes) -> ClientMessage:
+    """One client message from one text frame; ProtocolError when it does not fit."""
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("bad-message", f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # JSON, UTF-8, and too-long integer literals
+        raise ProtocolError("bad-json", "not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad-json", "expected a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad-message", "type: expected a string")
+    schema = _SCHEMAS.get(kind)
+    if schema is None:
+        raise ProtocolError("unknown-type", f"unknown message type {kind[:40]!r}", kind[:40])
+    allowed, build = schema
+    for key in data:
+        if key != "type" and key != "room" and key not in allowed:
+            raise ProtocolError("bad-message", f"{str(key)[:40]}: unknown field", kind)
+    return build(_Fields(data, kind))
+
+
+# -- server messages -------------------------------------------------------------------------
+
+
+def encode(message: Mapping[str, object]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(code: str, message: str, ref: str | None = None) -> dict[str, object]:
+    return {"type": "error", "code": code, "message": message, "ref": ref}
+
+
+def participant_json(info: ParticipantInfo) -> dict[str, object]:
+    return {
+        "id": info.id, "name": info.name, "kind": info.kind, "role": info.role,
+        "audio": info.audio, "video": info.video, "screen": info.screen,
+        "muted": info.muted, "hand": info.hand,
+    }  # fmt: skip
+
+
+def joined(
+    room: str,
+    me: ParticipantInfo,
+    participants: Iterable[ParticipantInfo],
+    ice_servers: Sequence[Mapping[str, object]],
+    dial_in: Mapping[str, object] | None,
+    chat: Iterable[Mapping[str, object]],
+) -> dict[str, object]:
+    return {
+        "type": "joined", "version": PROTOCOL_VERSION, "room": room,
+        "self": participant_json(me),
+        "participants": [participant_json(p) for p in participants],
+        "ice_servers": [dict(s) for s in ice_servers],
+        "dial_in": dict(dial_in) if dial_in is not None else None,
+        "chat": [dict(c) for c in chat],
+    }  # fmt: skip
+
+
+def offer(
+    sdp: str, revision: int, tracks: Mapping[str, Mapping[str, object]]
+) -> dict[str, object]:
+    return {"type": "offer", "sdp": sdp, "revision": revision,
+            "tracks": {mid: dict(t) for mid, t in tracks.items()}}  # fmt: skip
+
+
+def participant_joined(info: ParticipantInfo) -> dict[str, object]:
+    return {"type": "participant-joined", "participant": participant_json(info)}
+
+
+def participant_left(participant_id: str, reason: str) -> dict[str, object]:
+    return {"type": "participant-left", "id": participant_id, "reason": reason}
+
+
+def participant_updated(info: ParticipantInfo) -> dict[str, object]:
+    return {"type": "participant-updated", "participant": participant_json(info)}
+
+
+def dominant_speaker(participant_id: str | None) -> dict[str, object]:
+    return {"type": "dominant-speaker", "id": participant_id}
+
+
+def chat(sender: str, name: str, text: str, ts: float) -> dict[str, object]:
+    return {"type": "chat", "from": sender, "name": name, "text": text, "ts": ts}
+
+
+def muted(by: str) -> dict[str, object]:
+    return {"type": "muted", "by": by, "kind": "audio"}
+
+
+def kicked(by: str | None) -> dict[str, object]:
+    return {"type": "kicked", "by": by}
+
+
+def quality(
+    rtt_ms: float | None, receive_bitrate: int, send_bitrate: int, loss: float
+) -> dict[str, object]:
+    return {"type": "quality", "rtt_ms": rtt_ms, "receive_bitrate": receive_bitrate,
+            "send_bitrate": send_bitrate, "loss": loss}  # fmt: skip
+
+
+def pong(ping_id: str | int | None) -> dict[str, object]:
+    return {"type": "pong", "id": ping_id}

@@ -1,0 +1,451 @@
+"""The bridge against real aiortc peers on 127.0.0.1 (no browser).
+
+Each client is an aiortc RTCPeerConnection (RTCConfiguration(iceServers=[])) that answers
+offers built here from the bridge's EndpointAllocation, the way docs/signaling.md describes
+them: BUNDLE, rtcp-mux, m-lines a0 / v0 for the client's own audio and camera (recvonly
+from the bridge), then one sendonly m-line per source of every other participant, with the
+SSRCs the bridge's receive_sources() gives. Clients send a tone and a moving picture; the
+test waits until every client decodes every other client's audio and video.
+
+aioice skips 127.0.0.1 when it enumerates interfaces, so the *clients'* host addresses are
+pinned to 127.0.0.1 with monkeypatch (the bridge has its own address setting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fractions
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aioice.ice
+import av
+import numpy as np
+import pytest
+from aiortc import (
+    AudioStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from bridge.api import (
+    BridgeEvent,
+    DtlsFingerprint,
+    EndpointAllocation,
+    EndpointConnected,
+    EndpointFailed,
+    EndpointUpdate,
+    IceCandidate,
+    MediaSource,
+    ReceiveSource,
+    TransportDescription,
+)
+from bridge.service import Bridge, BridgeSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+log = logging.getLogger(__name__)
+
+CONF = "room-1"
+PORTS = (41000, 41099)
+WAIT = 30.0  # seconds: every wait in this module is bounded by this
+
+
+# --- SDP: the offer the focus would send, built from an allocation ---------------------------
+
+
+def _transport_lines(t: TransportDescription) -> list[str]:
+    lines = [f"a=ice-ufrag:{t.ice_ufrag}", f"a=ice-pwd:{t.ice_pwd}"]
+    lines += [f"a=fingerprint:{f.algorithm} {f.value}" for f in t.fingerprints]
+    lines.append(f"a=setup:{t.setup}")
+    for c in t.candidates:
+        lines.append(f"a=candidate:{c.foundation} {c.component} {c.protocol} {c.priority} "
+                     f"{c.host} {c.port} typ {c.type}")
+    lines.append("a=end-of-candidates")
+    return lines
+
+
+def _codec_lines(alloc: EndpointAllocation, kind: str) -> tuple[list[int], list[str]]:
+    pts: list[int] = []
+    lines: list[str] = []
+    audio = kind == "audio"
+    for p in alloc.payload_types:
+        if (p.name == "opus") != audio:
+            continue
+        pts.append(p.pt)
+        suffix = f"/{p.channels}" if p.channels > 1 else ""
+        lines.append(f"a=rtpmap:{p.pt} {p.name}/{p.clock_rate}{suffix}")
+        if p.fmtp:
+            lines.append(f"a=fmtp:{p.pt} {p.fmtp}")
+        lines += [f"a=rtcp-fb:{p.pt} {fb}" for fb in p.rtcp_fb]
+    for ext in alloc.header_extensions:
+        if audio or "audio-level" not in ext.uri:
+            lines.append(f"a=extmap:{ext.id} {ext.uri}")
+    return pts, lines
+
+
+def make_offer(alloc: EndpointAllocation, revision: int,
+               receive: tuple[ReceiveSource, ...]) -> tuple[str, dict[str, ReceiveSource]]:
+    """A Unified-Plan BUNDLE offer: a0, v0 (the client's sending slots), then r1.. (others)."""
+    slots: list[tuple[str, str, str, ReceiveSource | None]] = [
+        ("a0", "audio", "recvonly", None), ("v0", "video", "recvonly", None)]
+    tracks: dict[str, ReceiveSource] = {}
+    for i, rs in enumerate(receive, start=1):
+        slots.append((f"r{i}", rs.source.kind, "sendonly", rs))
+        tracks[f"r{i}"] = rs
+    lines = ["v=0", f"o=- 4242 {revision} IN IP4 0.0.0.0", "s=-", "t=0 0",
+             "a=group:BUNDLE " + " ".join(s[0] for s in slots), "a=msid-semantic: WMS *"]
+    for mid, kind, direction, rs in slots:
+        pts, codec_lines = _codec_lines(alloc, kind)
+        lines += [f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, pts))}",
+                  "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0", f"a=mid:{mid}",
+                  *_transport_lines(alloc.transport), "a=rtcp-mux", f"a={direction}",
+                  *codec_lines]
+        if rs is not None:
+            src = rs.source
+            stream, track = src.stream_id or src.endpoint_id, src.track_id or mid
+            lines.append(f"a=msid:{stream} {track}")
+            if rs.rtx_ssrc is not None:
+                lines.append(f"a=ssrc-group:FID {rs.ssrc} {rs.rtx_ssrc}")
+            for ssrc in (rs.ssrc, rs.rtx_ssrc):
+                if ssrc is not None:
+                    lines += [f"a=ssrc:{ssrc} cname:{src.endpoint_id}",
+                              f"a=ssrc:{ssrc} msid:{stream} {track}"]
+    return "\r\n".join(lines) + "\r\n", tracks
+
+
+def parse_answer(sdp: str, endpoint_id: str) -> tuple[TransportDescription,
+                                                      tuple[MediaSource, ...]]:
+    """What the focus would take from the answer: the transport and the sources sent."""
+    desc = SessionDescription.parse(sdp)
+    first = desc.media[0]
+    assert first.ice is not None and first.dtls is not None
+    setup = {"client": "active", "server": "passive", "auto": "actpass"}[first.dtls.role]
+    transport = TransportDescription(
+        ice_ufrag=first.ice.usernameFragment or "", ice_pwd=first.ice.password or "",
+        fingerprints=tuple(DtlsFingerprint(f.algorithm, f.value)
+                           for f in first.dtls.fingerprints),
+        setup=setup,
+        candidates=tuple(
+            IceCandidate(c.foundation, c.component, c.protocol.lower(), c.priority, c.ip,
+                         c.port, c.type, c.relatedAddress, c.relatedPort)
+            for c in first.ice_candidates),
+    )
+    sources: list[MediaSource] = []
+    for media in desc.media:
+        if media.rtp.muxId not in ("a0", "v0") or media.direction not in ("sendonly",
+                                                                           "sendrecv"):
+            continue
+        fid = [g.items for g in media.ssrc_group if g.semantic == "FID"]
+        main = int(fid[0][0]) if fid else media.ssrc[0].ssrc
+        rtx = int(fid[0][1]) if fid else None
+        stream, _, track = (media.msid or "- -").partition(" ")
+        sources.append(MediaSource(
+            endpoint_id=endpoint_id, kind="audio" if media.kind == "audio" else "video",
+            ssrc=main, rtx_ssrc=rtx, video_type="camera" if media.kind == "video" else None,
+            stream_id=stream, track_id=track))
+    return transport, tuple(sources)
+
+
+# --- media: a tone and a moving picture -------------------------------------------------------
+
+
+class ToneTrack(AudioStreamTrack):
+    def __init__(self, frequency: float) -> None:
+        super().__init__()
+        self.frequency = frequency
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()  # paced 20 ms of silence at 8 kHz
+        t = (np.arange(frame.samples) + frame.pts) / frame.sample_rate
+        tone = (8000 * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
+        frame.planes[0].update(tone.tobytes())
+        return frame
+
+
+class MovingTrack(VideoStreamTrack):
+    def __init__(self, shade: int) -> None:
+        super().__init__()
+        self.shade = shade
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self.count += 1
+        image = np.full((120, 160, 3), self.shade, np.uint8)
+        x = (self.count * 4) % 140
+        image[40:80, x:x + 20] = 255
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(time_base.numerator, time_base.denominator)
+        return frame
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    loud_frames: int = 0  # audio frames with a clearly audible level
+
+
+@dataclass
+class Client:
+    endpoint_id: str
+    allocation: EndpointAllocation
+    pc: RTCPeerConnection
+    audio: MediaStreamTrack
+    video: MediaStreamTrack
+    revision: int = 0
+    # (sender endpoint id, kind) -> what this client decoded from it
+    received: dict[tuple[str, str], Received] = field(default_factory=dict)
+    readers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    async def negotiate(self, bridge: Bridge) -> None:
+        """One offer/answer round: the offer from the bridge's view, the answer to the bridge."""
+        self.revision += 1
+        receive = await bridge.receive_sources(CONF, self.endpoint_id)
+        offer, tracks = make_offer(self.allocation, self.revision, receive)
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        if self.audio not in [s.track for s in self.pc.getSenders()]:
+            self.pc.addTrack(self.audio)
+            self.pc.addTrack(self.video)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        transport, sources = parse_answer(self.pc.localDescription.sdp, self.endpoint_id)
+        await bridge.update(CONF, self.endpoint_id,
+                            EndpointUpdate(transport=transport, sources=sources))
+        for transceiver in self.pc.getTransceivers():
+            mid = transceiver.mid
+            if mid in tracks and mid not in self.readers:
+                src = tracks[mid].source
+                stats = self.received.setdefault((src.endpoint_id, src.kind), Received())
+                self.readers[mid] = asyncio.create_task(
+                    _read(transceiver.receiver.track, stats))
+
+
+async def _read(track: MediaStreamTrack, stats: Received) -> None:
+    try:
+        while True:
+            frame = await track.recv()
+            stats.frames += 1
+            if isinstance(frame, av.AudioFrame):
+                samples = frame.to_ndarray().astype(np.float64)
+                if np.sqrt(np.mean(samples ** 2)) > 1000:
+                    stats.loud_frames += 1
+    except MediaStreamError:
+        return
+
+
+async def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def loopback_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aiortc clients gather on 127.0.0.1 only (aioice would skip it)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[Bridge]:
+    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=10.0))
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+async def _join(bridge: Bridge, endpoint_id: str, n: int) -> Client:
+    alloc = await bridge.allocate(CONF, endpoint_id)
+    # max-bundle: with aiortc's default (balanced), a first offer holding two m-lines of one
+    # kind leaves the second on a transport of its own that never connects.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[],
+                                            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    return Client(endpoint_id, alloc, pc, ToneTrack(300.0 + 200 * n), MovingTrack(40 * n))
+
+
+async def _leave(bridge: Bridge, client: Client) -> None:
+    for task in client.readers.values():
+        task.cancel()
+    await client.pc.close()
+    await asyncio.gather(*client.readers.values(), return_exceptions=True)
+    await bridge.expire(CONF, client.endpoint_id)
+
+
+def _everyone_hears_everyone(clients: list[Client]) -> bool:
+    for receiver in clients:
+        for sender in clients:
+            if sender is receiver:
+                continue
+            audio = receiver.received.get((sender.endpoint_id, "audio"))
+            video = receiver.received.get((sender.endpoint_id, "video"))
+            if audio is None or video is None:
+                return False
+            if audio.loud_frames < 25 or video.frames < 10:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("count", [2, 3])
+async def test_clients_exchange_audio_and_video(
+    bridge: Bridge, loopback_clients: None, count: int
+) -> None:
+    fds_before = _open_fds()
+    tasks_before = len(asyncio.all_tasks())
+    events: list[BridgeEvent] = []
+    unsubscribe = bridge.subscribe(events.append)
+
+    clients = [await _join(bridge, f"ep{i}", i) for i in range(count)]
+    assert bridge.stats()["endpoints"] == count
+    for alloc in (c.allocation for c in clients):
+        host = alloc.transport.candidates[0]
+        assert (host.host, host.type) == ("127.0.0.1", "host")
+        assert PORTS[0] <= host.port <= PORTS[1]
+        assert alloc.transport.setup == "actpass" and not alloc.transport.ice_lite
+        assert [p.pt for p in alloc.payload_types] == [111, 96, 97, 102, 103]
+        assert [h.id for h in alloc.header_extensions] == [1, 3, 4]
+
+    # Join one after another, as the focus does: the newcomer's offer carries everyone
+    # else's sources, and everyone else gets a new offer with the newcomer's.
+    for i, client in enumerate(clients):
+        await client.negotiate(bridge)
+        for earlier in clients[:i]:
+            await earlier.negotiate(bridge)
+
+    await _wait_until(lambda: sum(isinstance(e, EndpointConnected) for e in events) == count,
+                      "every endpoint connected")
+    await _wait_until(lambda: _everyone_hears_everyone(clients), "media between all clients")
+    stats = bridge.stats()
+    log.info("bridge stats: %s", stats)
+    assert stats["endpoints_connected"] == count
+    assert stats["packets_sent"] > 0 and stats["unprotect_errors"] == 0
+    assert not [e for e in events if isinstance(e, EndpointFailed)]
+
+    for client in clients:
+        await _leave(bridge, client)
+    unsubscribe()
+    assert bridge.stats()["endpoints"] == 0 and bridge.stats()["conferences"] == 0
+    assert bridge.resources() == {"conferences": 0, "endpoints": 0, "ports": 0, "sockets": 0,
+                                  "timers": 0, "tasks": 0}
+    await _wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 10.0)
+    await _wait_until(lambda: _open_fds() <= fds_before, "sockets to close", 10.0)
+
+
+async def test_silent_endpoint_times_out_and_is_expired(loopback_clients: None) -> None:
+    """A client that vanishes without a word (no DTLS close) is failed after the timeout."""
+    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=2.0))
+    await b.start()
+    events: list[BridgeEvent] = []
+    b.subscribe(events.append)
+    try:
+        a, c = await _join(b, "ep0", 0), await _join(b, "ep1", 1)
+        await a.negotiate(b)
+        await c.negotiate(b)
+        await a.negotiate(b)
+        await _wait_until(lambda: b.stats()["endpoints_connected"] == 2, "both connected")
+        # Vanish: stop c's ICE agent without DTLS close_notify, like a lost network.
+        for transceiver in c.pc.getTransceivers():
+            await transceiver.receiver.transport.transport.stop()
+        await _wait_until(lambda: any(isinstance(e, EndpointFailed) for e in events),
+                          "the silent endpoint to fail", 10.0)
+        failed = [e for e in events if isinstance(e, EndpointFailed)]
+        assert [(e.endpoint_id, e.reason) for e in failed] == [("ep1", "no packets for 2 s")]
+        await _wait_until(lambda: b.stats()["endpoints"] == 1, "the bridge to expire it", 5.0)
+        await b.expire(CONF, "ep1")  # the focus's expire after the event: a no-op now
+        await _leave(b, a)
+        await _leave(b, c)
+        assert b.resources()["sockets"] == 0 and b.resources()["endpoints"] == 0
+    finally:
+        await b.stop()
+
+
+async def test_unanswered_endpoint_fails_and_frees_its_port() -> None:
+    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=(41100, 41101),
+                              endpoint_timeout=1.0))
+    await b.start()
+    events: list[BridgeEvent] = []
+    b.subscribe(events.append)
+    try:
+        allocs = [await b.allocate(CONF, "x"), await b.allocate("other", "y")]
+        assert {a.transport.candidates[0].port for a in allocs} == {41100, 41101}
+        with pytest.raises(Exception, match="no free UDP port"):
+            await b.allocate("third", "z")
+        await _wait_until(lambda: len(events) == 2, "both to fail", 5.0)
+        assert {(e.endpoint_id, getattr(e, "reason", "")) for e in events} == {
+            ("x", "not connected within 1 s"), ("y", "not connected within 1 s")}
+        await _wait_until(lambda: b.resources()["ports"] == 0, "ports released", 5.0)
+        assert b.resources()["sockets"] == 0 and b.stats()["conferences"] == 0
+    finally:
+        await b.stop()
+
+
+async def test_expire_while_connecting_leaves_nothing() -> None:
+    """The browser's answer arrived but nobody answers ICE: expire mid-connection cancels
+    the connection task and closes the socket."""
+    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS))
+    await b.start()
+    tasks_before = len(asyncio.all_tasks())
+    try:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(5.0)
+        port = silent.getsockname()[1]
+        alloc = await b.allocate(CONF, "x")
+        remote = TransportDescription(
+            ice_ufrag="abcd", ice_pwd="p" * 22,
+            fingerprints=alloc.transport.fingerprints, setup="active",
+            candidates=(IceCandidate("1", 1, "udp", 2130706431, "127.0.0.1", port, "host"),))
+        await b.update(CONF, "x", EndpointUpdate(transport=remote))
+        await asyncio.sleep(0.3)
+        assert b.resources()["tasks"] == 1  # the connection task
+        assert len(silent.recv(2048)) > 20  # our connectivity check reached the candidate
+        await b.expire(CONF, "x")
+        assert b.resources() == {"conferences": 0, "endpoints": 0, "ports": 0, "sockets": 0,
+                                 "timers": 0, "tasks": 0}
+        await _wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 5.0)
+        silent.close()
+    finally:
+        await b.stop()
+
+
+async def test_wrong_dtls_fingerprint_fails_the_endpoint(loopback_clients: None) -> None:
+    """The answer's fingerprint does not match the client's certificate: ICE connects,
+    the DTLS handshake is refused, and the endpoint fails (and is expired by the bridge)."""
+    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS))
+    await b.start()
+    events: list[BridgeEvent] = []
+    b.subscribe(events.append)
+    client = await _join(b, "ep0", 0)
+    try:
+        offer, _ = make_offer(client.allocation, 1, ())
+        await client.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await client.pc.setLocalDescription(await client.pc.createAnswer())
+        transport, _ = parse_answer(client.pc.localDescription.sdp, "ep0")
+        forged = DtlsFingerprint("sha-256", ":".join(["AB"] * 32))
+        await b.update(CONF, "ep0", EndpointUpdate(
+            transport=dataclasses.replace(transport, fingerprints=(forged,))))
+        await _wait_until(lambda: bool(events), "a bridge event", 10.0)
+        assert events == [EndpointFailed(CONF, "ep0", "DTLS failed")]
+        await _wait_until(lambda: b.resources()["sockets"] == 0, "the socket to close", 5.0)
+        assert b.stats()["endpoints_failed"] == 1 and b.stats()["conferences"] == 0
+    finally:
+        await client.pc.close()
+        await b.stop()

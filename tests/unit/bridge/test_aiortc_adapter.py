@@ -1,0 +1,286 @@
+"""The day aiortc's or aioice's internals change, this fails.
+
+bridge/aiortc_adapter.py relies on private attributes and methods of aiortc 1.16.0 and aioice
+0.13.0. Each test below names what the adapter uses and checks it exists with the expected
+signature and behaves as the adapter assumes. Everything runs in memory except the last
+test, which binds one UDP socket on 127.0.0.1 and sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import inspect
+import os
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import pylibsrtp
+import pytest
+from aioice import Candidate, stun
+from aioice.ice import CandidatePair, Connection, StunProtocol
+from aiortc import RTCCertificate, RTCDtlsParameters, RTCIceGatherer, RTCIceTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from bridge import aiortc_adapter as adapter
+from bridge.aiortc_adapter import (
+    EndpointTransport,
+    TransportCounters,
+    _BridgeDtlsTransport,
+    _MediaProtocol,
+)
+
+
+def params(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def rtp(seq: int, ssrc: int = 0x1234) -> bytes:
+    return struct.pack("!BBHII", 0x80, 111, seq, seq * 960, ssrc) + b"\x01" * 40
+
+
+def rtcp_rr(ssrc: int = 0x1234) -> bytes:
+    return struct.pack("!BBHI", 0x80, 201, 1, ssrc)  # RR without report blocks
+
+
+def srtp_pair() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    key = os.urandom(30)
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    return tx, rx
+
+
+def test_pinned_versions() -> None:
+    assert importlib.metadata.version("aiortc") == "1.16.0"
+    assert importlib.metadata.version("aioice") == "0.13.0"
+
+
+# --- aioice: the ICE agent we hand our own socket to ---------------------------------------
+
+
+def test_gatherer_without_servers_contacts_none() -> None:
+    """RTCIceGatherer(iceServers=[]) builds an aioice Connection with no STUN/TURN server
+    (its default, iceServers=None, is Google's STUN server); `_connection` is shared with
+    RTCIceTransport, and `ice_controlling` decides its role."""
+    gatherer = RTCIceGatherer(iceServers=[])
+    connection = gatherer._connection
+    assert isinstance(connection, Connection)
+    assert connection.stun_server is None and connection.turn_server is None
+    ice = RTCIceTransport(gatherer)
+    assert ice._connection is connection
+    connection.ice_controlling = True
+    assert ice.role == "controlling"
+    assert RTCIceGatherer.getDefaultIceServers()[0].urls.startswith("stun:stun.l.google.com")
+
+
+async def test_connection_gathering_internals() -> None:
+    """The adapter gathers by appending to `_protocols` and `_local_candidates` and setting
+    `_local_candidates_start/_end`; connect() refuses to run until `_end` is set."""
+    connection = Connection(ice_controlling=True)
+    assert connection._protocols == [] and connection._local_candidates == []
+    assert connection._local_candidates_start is False
+    assert connection._local_candidates_end is False
+    assert connection._nominated == {}
+    connection.remote_username, connection.remote_password = "abcd", "a" * 22
+    with pytest.raises(ConnectionError, match="gathering was not performed"):
+        await connection.connect()
+    candidate = Candidate(foundation="f", component=1, transport="udp", priority=1,
+                          host="127.0.0.1", port=40000, type="host")
+    connection._local_candidates.append(candidate)
+    assert connection.local_candidates == [candidate]
+    await connection.close()
+
+
+async def test_connection_data_received_feeds_recv() -> None:
+    """DTLS datagrams go to `Connection.data_received(data, component)`, which is what
+    RTCDtlsTransport reads through `RTCIceTransport._recv` once a pair is nominated."""
+    assert params(Connection.data_received) == ["self", "data", "component"]
+    assert params(Connection.request_received) == ["self", "message", "addr", "protocol"]
+    connection = Connection(ice_controlling=True)
+    connection.data_received(b"\x16dtls", 1)
+    connection._nominated[1] = SimpleNamespace()  # recv() only checks there is a pair
+    assert await asyncio.wait_for(connection.recv(), 1.0) == b"\x16dtls"
+    connection._nominated.clear()
+    await connection.close()
+
+
+def test_stun_protocol_and_pair_internals() -> None:
+    """`_MediaProtocol` subclasses StunProtocol(receiver); send() writes to
+    `_nominated[1].protocol.transport.sendto(data, pair.remote_addr)`."""
+    assert params(StunProtocol.__init__) == ["self", "receiver"]
+    assert params(StunProtocol.datagram_received) == ["self", "data", "addr"]
+    assert {"local_candidate", "transport"} <= set(StunProtocol.__annotations__)
+    assert params(CandidatePair.__init__) == ["self", "protocol", "remote_candidate"]
+    remote = Candidate(foundation="r", component=1, transport="udp", priority=1,
+                       host="127.0.0.1", port=5000, type="host")
+    remote._network_host = "127.0.0.1"
+    pair = CandidatePair(SimpleNamespace(), remote)
+    assert pair.remote_addr == ("127.0.0.1", 5000)
+
+
+def test_aioice_helpers() -> None:
+    assert params(adapter.server_reflexive_candidate) == ["protocol", "stun_server"]
+    assert set(params(adapter.relayed_candidate)) == {
+        "component", "hide_related_address", "protocol_factory", "turn_server",
+        "turn_username", "turn_password", "turn_ssl", "turn_transport"}
+    assert isinstance(adapter.UDP_SOCKET_BUFFER_SIZE, int)
+    assert adapter.candidate_priority(1, "host") == (126 << 24) + (65535 << 8) + 255
+    assert len(adapter.candidate_foundation("host", "udp", "127.0.0.1")) == 32
+    stun_server, turn = adapter.ice_servers(
+        ["stun:stun.example.org:3479"], ["turn:turn.example.org?transport=tcp"], "u", "p")
+    assert stun_server == ("stun.example.org", 3479)
+    assert turn == adapter.TurnServer("turn.example.org", 3478, "u", "p", "tcp", False)
+    assert adapter.ice_servers([], [], "", "") == (None, None)
+
+
+# --- aiortc: the DTLS transport ------------------------------------------------------------
+
+
+def test_dtls_transport_internals() -> None:
+    assert params(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    assert params(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
+    assert params(RTCDtlsTransport._set_role) == ["self", "role"]
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._handle_rtp_data)
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._handle_rtcp_data)
+    ice = RTCIceTransport(RTCIceGatherer(iceServers=[]))
+    dtls = RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()])
+    assert dtls._rx_srtp is None and dtls._tx_srtp is None
+    assert dtls.state == "new"
+
+
+class FakeIce:
+    """Stands in for RTCIceTransport: RTCDtlsTransport only uses `_recv`, `_send`, `role`."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.peer: FakeIce | None = None
+
+    async def _recv(self) -> bytes:
+        data = await self.inbox.get()
+        if data is None:
+            raise ConnectionError
+        return data
+
+    async def _send(self, data: bytes) -> None:
+        assert self.peer is not None
+        self.peer.inbox.put_nowait(data)
+
+
+async def test_dtls_handshake_srtp_keys_and_handler_overrides() -> None:
+    """A DTLS-SRTP handshake in memory between the adapter's subclass (server) and a plain
+    RTCDtlsTransport (client): `_rx_srtp` / `_tx_srtp` exist afterwards and match the peer's,
+    and `_recv_next` hands decrypted bytes to the overridden `_handle_rtp_data` /
+    `_handle_rtcp_data` (aiortc's parser and router never see them)."""
+    got: list[tuple[str, bytes]] = []
+    owner = SimpleNamespace(
+        counters=TransportCounters(), time=lambda: 12.5,
+        on_rtp=lambda data, now: got.append(("rtp", data)),
+        on_rtcp=lambda data, now: got.append(("rtcp", data)),
+    )
+    server_ice, client_ice = FakeIce("controlling"), FakeIce("controlled")
+    server_ice.peer, client_ice.peer = client_ice, server_ice
+    server_cert, client_cert = (RTCCertificate.generateCertificate() for _ in range(2))
+    server = _BridgeDtlsTransport(server_ice, server_cert, owner)  # type: ignore[arg-type]
+    client = RTCDtlsTransport(client_ice, [client_cert])  # type: ignore[arg-type]
+    server._set_role("server")
+    client._set_role("client")
+    await asyncio.wait_for(asyncio.gather(
+        server.start(RTCDtlsParameters(fingerprints=client_cert.getFingerprints())),
+        client.start(RTCDtlsParameters(fingerprints=server_cert.getFingerprints())),
+    ), 10.0)
+    assert server.state == client.state == "connected"
+    assert isinstance(server._rx_srtp, pylibsrtp.Session)
+    assert isinstance(server._tx_srtp, pylibsrtp.Session)
+    # Server to client: the adapter protects with _tx_srtp; the browser unprotects.
+    assert client._rx_srtp.unprotect(server._tx_srtp.protect(rtp(1))) == rtp(1)
+    # Client to server through aiortc's own receive task.
+    server_ice.inbox.put_nowait(client._tx_srtp.protect(rtp(7)))
+    server_ice.inbox.put_nowait(client._tx_srtp.protect_rtcp(rtcp_rr()))
+    for _ in range(100):
+        if len(got) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [("rtp", rtp(7)), ("rtcp", rtcp_rr())]
+    assert (owner.counters.rtp_received, owner.counters.rtcp_received) == (1, 1)
+    await server.stop()
+    await client.stop()
+
+
+# --- the adapter's datagram demultiplexer --------------------------------------------------
+
+
+class FakeDatagramTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+async def test_media_protocol_demultiplexes() -> None:
+    got: list[tuple[str, bytes, float]] = []
+    transport = EndpointTransport(
+        RTCCertificate.generateCertificate(),
+        on_rtp=lambda data, now: got.append(("rtp", data, now)),
+        on_rtcp=lambda data, now: got.append(("rtcp", data, now)),
+    )
+    connection = transport._connection
+    protocol = _MediaProtocol(connection, transport)
+    protocol.local_candidate = Candidate(foundation="f", component=1, transport="udp",
+                                         priority=1, host="127.0.0.1", port=40000,
+                                         type="host")
+    fake = FakeDatagramTransport()
+    protocol.connection_made(fake)  # type: ignore[arg-type]
+    addr = ("127.0.0.1", 5000)
+
+    # STUN (first byte 0-3) still reaches aioice: a check without credentials gets a 400.
+    request = stun.Message(message_method=stun.Method.BINDING,
+                           message_class=stun.Class.REQUEST)
+    protocol.datagram_received(bytes(request), addr)
+    assert len(fake.sent) == 1
+    response = stun.parse_message(fake.sent[0][0])
+    assert response.message_class == stun.Class.ERROR
+    assert response.attributes["ERROR-CODE"][0] == 400
+
+    # DTLS (20-63) goes to Connection.data_received for RTCDtlsTransport.
+    queued: list[tuple[bytes, int]] = []
+    connection.data_received = lambda data, component: queued.append((data, component))
+    protocol.datagram_received(b"\x16\xfe\xfd" + bytes(10), addr)
+    assert queued == [(b"\x16\xfe\xfd" + bytes(10), 1)]
+
+    # SRTP before the keys exist is dropped; with keys it is unprotected in place.
+    tx, rx = srtp_pair()
+    protocol.datagram_received(tx.protect(rtp(1)), addr)
+    assert got == [] and transport.counters.dropped == 1
+    transport._rx = rx
+    protocol.datagram_received(tx.protect(rtp(2)), addr)
+    protocol.datagram_received(tx.protect_rtcp(rtcp_rr()), addr)
+    protocol.datagram_received(b"\x80\x6f" + bytes(30), addr)  # fails authentication
+    assert [(kind, data) for kind, data, _ in got] == [("rtp", rtp(2)), ("rtcp", rtcp_rr())]
+    assert transport.counters.unprotect_errors == 1
+    assert transport.counters.datagrams_received == 6
+    assert 0 < got[0][2] <= got[1][2] <= transport.last_receive  # now, from the loop clock
+    await transport.close()
+
+
+async def test_gather_binds_in_range_and_announces() -> None:
+    """Our own host candidate on 127.0.0.1 (aioice's enumeration would skip it), inside the
+    port range, announced under another address, and closed with the transport."""
+    transport = EndpointTransport(RTCCertificate.generateCertificate(),
+                                  on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
+    await transport.gather("127.0.0.1", iter(range(41900, 41910)), announce="203.0.113.7")
+    assert 41900 <= transport.local_port < 41910
+    assert transport.open_sockets() == 1
+    [local] = transport._connection.local_candidates
+    assert (local.host, local.port, local.type) == ("127.0.0.1", transport.local_port, "host")
+    description = transport.local_description()
+    [announced] = description.candidates
+    assert (announced.host, announced.port, announced.type) == (
+        "203.0.113.7", transport.local_port, "host")
+    assert description.setup == "actpass" and not description.ice_lite
+    assert [f.algorithm for f in description.fingerprints] == ["sha-256"]
+    assert len(description.ice_pwd) >= 22
+    await transport.close()
+    assert transport.open_sockets() == 0

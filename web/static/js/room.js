@@ -1,0 +1,591 @@
+// The meeting page: pre-join, then the meeting over the signaling WebSocket
+// (docs/signaling.md) and one RTCPeerConnection, then the end screen.
+
+import { $, formatDuration, copyText, isTyping } from './lib/dom.js';
+import { LocalMedia, LevelMeter } from './lib/media.js';
+import { MediaSession } from './lib/peer.js';
+import { QualityMeter } from './lib/quality.js';
+import { isRoomName } from './lib/rooms.js';
+import { Signaling, signalingUrl, PROTOCOL_VERSION } from './lib/signaling.js';
+import { rememberRoom } from './lib/storage.js';
+import { Chat } from './ui/chat.js';
+import { confirmDialog, showShortcuts } from './ui/dialogs.js';
+import { renderInfo, invitation, meetingUrl } from './ui/info.js';
+import { renderPeople } from './ui/people.js';
+import { Prejoin } from './ui/prejoin.js';
+import { QualityView } from './ui/quality.js';
+import { Stage } from './ui/tiles.js';
+import { renderToolbar, SHORTCUTS } from './ui/toolbar.js';
+import { toast } from './ui/toasts.js';
+import { showEnded, endReason } from './ui/ended.js';
+
+const JOIN_TIMEOUT_MS = 10000;
+const LEVELS_EVERY_MS = 200;
+const STATS_EVERY_MS = 2000;
+const STATS_SEND_EVERY = 3; // send `stats` every third sample
+const RETRY_DELAYS_S = [2, 5, 10];
+const PANEL_TITLES = { chat: 'Chat', people: 'Participants', info: 'Meeting details' };
+
+class Meeting {
+  constructor(room) {
+    this.room = room;
+    this.local = new LocalMedia();
+    this.name = '';
+    this.camWanted = false;
+    this.sig = null;
+    this.media = null;
+    this.view = 'prejoin';
+    this.selfId = null;
+    this.participants = new Map();
+    this.dominant = null;
+    this.dialIn = null;
+    this.panel = null;
+    this.unread = 0;
+    this.levels = new Map();
+    this.audioEls = new Map();
+    this.timers = [];
+    this.quality = new QualityMeter();
+    this.statsCount = 0;
+    this.joinedAt = 0;
+    this.leaving = false;
+    this.retry = 0;
+    this.kickedBy = null;
+    this.selfMeter = null;
+    this.mutedTalkSince = 0;
+    this.mutedHintAt = 0;
+    this.stage = new Stage({ stage: $('#stage'), grid: $('#grid'), screenArea: $('#screen-area'), aloneHint: $('#alone-hint') });
+    this.chat = new Chat({ log: $('#chat-log'), form: $('#chat-form'), input: $('#chat-input'), onSend: (text) => this.sendChat(text) });
+    this.qualityView = new QualityView({ button: $('#quality-button'), label: $('#quality-label'), pop: $('#quality-pop') });
+    this.local.addEventListener('change', () => this.onLocalChange());
+    this.wire();
+  }
+
+  // --- views --------------------------------------------------------------------------
+
+  show(view) {
+    this.view = view;
+    document.body.dataset.view = view;
+    $('#prejoin').hidden = view !== 'prejoin';
+    $('#meeting').hidden = view !== 'meeting';
+    $('#ended').hidden = view !== 'ended';
+  }
+
+  get self() {
+    return this.participants.get(this.selfId) || null;
+  }
+
+  get isModerator() {
+    return this.self?.role === 'moderator';
+  }
+
+  async start() {
+    document.title = `${this.room} · Switchboard`;
+    $('#room-title').textContent = this.room;
+    this.show('prejoin');
+    const choice = await new Prejoin({ room: this.room, local: this.local }).run();
+    this.name = choice.name;
+    this.camWanted = choice.camOn;
+    this.local.setMuted(!choice.micOn);
+    await this.join();
+  }
+
+  // --- joining and leaving ------------------------------------------------------------
+
+  async join() {
+    this.leaving = false;
+    this.kickedBy = null;
+    this.joinError = null;
+    this.participants = new Map();
+    this.selfId = null;
+    this.show('meeting');
+    this.qualityView.update({ local: null, server: null, state: 'new' });
+    this.render();
+    const sig = new Signaling(signalingUrl());
+    this.sig = sig;
+    for (const [type, handler] of Object.entries(this.handlers())) sig.on(type, handler);
+    sig.onclose = (event) => this.onClose(event);
+    try {
+      await sig.open();
+    } catch {
+      this.end({ code: 1006 });
+      return;
+    }
+    sig.send('join', {
+      version: PROTOCOL_VERSION, room: this.room, name: this.name,
+      audio: Boolean(this.local.mic) && !this.local.muted, video: Boolean(this.local.cam),
+    });
+    this.joinTimer = window.setTimeout(() => {
+      if (!this.selfId && this.sig === sig) {
+        sig.close();
+        this.end({ code: 'timeout' });
+      }
+    }, JOIN_TIMEOUT_MS);
+  }
+
+  handlers() {
+    return {
+      joined: (m) => this.onJoined(m),
+      offer: (m) => this.media && this.media.handleOffer(m),
+      'participant-joined': (m) => this.onParticipantJoined(m.participant),
+      'participant-left': (m) => this.onParticipantLeft(m),
+      'participant-updated': (m) => this.onParticipantUpdated(m.participant),
+      'dominant-speaker': (m) => { this.dominant = m.id || null; },
+      chat: (m) => this.onChat(m),
+      muted: (m) => this.onMutedByModerator(m),
+      kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
+      quality: (m) => this.qualityView.update({ server: m }),
+      error: (m) => this.onError(m),
+      pong: () => {},
+    };
+  }
+
+  onJoined(msg) {
+    window.clearTimeout(this.joinTimer);
+    if (!msg.self || typeof msg.self.id !== 'string') return;
+    this.selfId = msg.self.id;
+    this.participants = new Map();
+    for (const p of [...(Array.isArray(msg.participants) ? msg.participants : []), msg.self]) {
+      if (p && typeof p.id === 'string') this.participants.set(p.id, p);
+    }
+    this.dialIn = msg.dial_in || null;
+    this.joinedAt = Date.now();
+    this.retry = 0;
+    if (msg.self.muted && !this.local.muted) this.local.setMuted(true);
+    rememberRoom(this.room);
+    renderInfo({
+      link: $('#info-link'), block: $('#dialin-block'), none: $('#dialin-none'),
+      pin: $('#dialin-pin'), numbers: $('#dialin-numbers'),
+    }, this.room, this.dialIn);
+    this.chat.clear();
+    for (const c of Array.isArray(msg.chat) ? msg.chat : []) this.chat.add(c, this.selfId);
+    this.unread = 0;
+
+    this.media = new MediaSession({
+      iceServers: msg.ice_servers, local: this.local, send: (type, fields) => this.sig.send(type, fields),
+    });
+    this.media.addEventListener('remote', () => this.onRemoteMedia());
+    this.media.addEventListener('state', (e) => this.qualityView.update({ state: e.detail }));
+    this.startTimers();
+    this.render();
+  }
+
+  startTimers() {
+    this.stopTimers();
+    this.selfMeter = this.local.mic ? new LevelMeter(this.local.mic) : null;
+    this.timers.push(window.setInterval(() => this.tickLevels(), LEVELS_EVERY_MS));
+    this.timers.push(window.setInterval(() => this.tickStats(), STATS_EVERY_MS));
+    const clock = () => { $('#meeting-clock').textContent = formatDuration((Date.now() - this.joinedAt) / 1000); };
+    clock();
+    this.timers.push(window.setInterval(clock, 1000));
+  }
+
+  stopTimers() {
+    for (const t of this.timers) window.clearInterval(t);
+    this.timers = [];
+    if (this.selfMeter) this.selfMeter.close();
+    this.selfMeter = null;
+  }
+
+  teardown() {
+    window.clearTimeout(this.joinTimer);
+    this.stopTimers();
+    if (this.media) this.media.close();
+    this.media = null;
+    for (const el of this.audioEls.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
+    this.audioEls.clear();
+    if (this.sig) this.sig.close();
+    this.sig = null;
+    this.local.stopAll();
+    this.quality = new QualityMeter();
+  }
+
+  leave() {
+    if (this.view !== 'meeting') return;
+    this.leaving = true;
+    if (this.sig) this.sig.send('leave');
+    this.teardown();
+    showEnded({ kind: 'left' }, () => this.rejoin());
+    this.show('ended');
+  }
+
+  onClose({ code }) {
+    if (this.leaving) return;
+    this.end({ code, message: this.joinError || '' });
+  }
+
+  end({ code, message = '' }) {
+    if (this.view === 'ended') return;
+    const reason = endReason(code, this.kickedBy, message);
+    this.teardown();
+    this.show('ended');
+    const delay = reason.retry && this.retry < RETRY_DELAYS_S.length ? RETRY_DELAYS_S[this.retry] : 0;
+    showEnded({ ...reason, autoRetry: delay }, () => this.rejoin());
+  }
+
+  async rejoin() {
+    this.retry += 1;
+    const muted = this.local.muted;
+    await this.local.start({ micId: this.local.micId, camId: this.local.camId, video: this.camWanted });
+    this.local.setMuted(muted);
+    await this.join();
+  }
+
+  // --- server messages ----------------------------------------------------------------
+
+  onParticipantJoined(p) {
+    if (!p || typeof p.id !== 'string') return;
+    const known = this.participants.has(p.id);
+    this.participants.set(p.id, p);
+    if (!known && p.id !== this.selfId) {
+      toast(p.kind === 'phone' ? `${p.name} joined by phone` : `${p.name} joined`, { icon: p.kind === 'phone' ? 'phone' : 'people' });
+    }
+    this.render();
+  }
+
+  onParticipantLeft({ id, reason }) {
+    const p = this.participants.get(id);
+    if (!p || id === this.selfId) return;
+    this.participants.delete(id);
+    const text = {
+      kicked: `${p.name} was removed from the meeting`,
+      timeout: `${p.name} lost their connection`,
+      hangup: `${p.name} hung up`,
+    }[reason] || `${p.name} left`;
+    toast(text, { icon: reason === 'kicked' ? 'remove' : 'leave' });
+    this.render();
+  }
+
+  onParticipantUpdated(p) {
+    if (!p || typeof p.id !== 'string') return;
+    const before = this.participants.get(p.id);
+    this.participants.set(p.id, p);
+    if (before && p.id !== this.selfId) {
+      if (p.hand && !before.hand) toast(`${p.name} raised their hand`, { icon: 'hand', kind: 'warn' });
+      if (p.screen && !before.screen) toast(`${p.name} is presenting`, { icon: 'screen' });
+    }
+    if (before && p.id === this.selfId && p.role === 'moderator' && before.role !== 'moderator') {
+      toast('You are now a moderator', { icon: 'star' });
+    }
+    this.render();
+  }
+
+  onChat(msg) {
+    this.chat.add(msg, this.selfId);
+    if (msg.from !== this.selfId && this.panel !== 'chat') {
+      this.unread += 1;
+      const preview = String(msg.text || '').slice(0, 80);
+      toast(`${msg.name}: ${preview}`, { icon: 'chat' });
+      this.renderChrome();
+    }
+  }
+
+  onMutedByModerator(msg) {
+    this.local.setMuted(true);
+    this.sendMedia();
+    const by = this.participants.get(msg.by)?.name || 'A moderator';
+    toast(`${by} muted you. Press M to unmute.`, { icon: 'mic-off', kind: 'warn', timeout: 6000 });
+    this.render();
+  }
+
+  onError(msg) {
+    console.warn(`signaling error ${msg.code}: ${msg.message}`);
+    if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
+    else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
+    else if (msg.ref === 'join' && !this.selfId) {
+      // The close code that follows says why; the message is the fallback.
+      const sig = this.sig;
+      this.joinError = msg.message;
+      window.setTimeout(() => {
+        if (this.sig === sig && !this.selfId && this.view === 'meeting') {
+          sig.close();
+          this.end({ code: 'join-error', message: msg.message });
+        }
+      }, 3000);
+    }
+  }
+
+  onRemoteMedia() {
+    if (!this.media) return;
+    const live = new Set();
+    for (const entry of this.media.remote.values()) {
+      if (entry.kind !== 'audio') continue;
+      live.add(entry.mid);
+      let el = this.audioEls.get(entry.mid);
+      if (!el) {
+        el = document.createElement('audio');
+        el.autoplay = true;
+        el.dataset.mid = entry.mid;
+        $('#audio-sink').append(el);
+        this.audioEls.set(entry.mid, el);
+      }
+      el.dataset.participant = entry.participant;
+      const current = el.srcObject ? el.srcObject.getTracks()[0] : null;
+      if (current !== entry.track) {
+        el.srcObject = new MediaStream([entry.track]);
+        el.play().catch(() => toast('Click anywhere to hear the others', { icon: 'info' }));
+      }
+    }
+    for (const [mid, el] of this.audioEls) {
+      if (!live.has(mid)) {
+        el.srcObject = null;
+        el.remove();
+        this.audioEls.delete(mid);
+      }
+    }
+    this.render();
+  }
+
+  // --- local actions ------------------------------------------------------------------
+
+  onLocalChange() {
+    if (this.media) this.media.sync();
+    if (this.view === 'meeting') this.render();
+  }
+
+  sendMedia() {
+    this.sig?.send('media', {
+      audio: Boolean(this.local.mic) && !this.local.muted,
+      video: Boolean(this.local.cam),
+      screen: Boolean(this.local.screen),
+    });
+  }
+
+  patchSelf(fields) {
+    const self = this.self;
+    if (self) this.participants.set(self.id, { ...self, ...fields });
+  }
+
+  toggleMic() {
+    if (!this.local.mic) return;
+    this.local.setMuted(!this.local.muted);
+    this.patchSelf({ muted: this.local.muted, audio: !this.local.muted });
+    this.sendMedia();
+    this.render();
+  }
+
+  async toggleCam() {
+    if (this.local.cam) {
+      this.local.closeCamera();
+      this.camWanted = false;
+    } else if (!(await this.local.openCamera(this.local.camId, false))) {
+      toast(this.local.errors.cam || 'The camera could not be started', { icon: 'cam-off', kind: 'bad' });
+      return;
+    } else {
+      this.camWanted = true;
+    }
+    this.patchSelf({ video: Boolean(this.local.cam) });
+    this.sendMedia();
+    this.render();
+  }
+
+  async toggleScreen() {
+    if (this.local.screen) {
+      this.local.stopScreen();
+    } else {
+      try {
+        await this.local.startScreen();
+      } catch (err) {
+        if (err && err.name !== 'NotAllowedError' && err.name !== 'AbortError') {
+          toast('Screen sharing could not start', { icon: 'screen', kind: 'bad' });
+        }
+        return;
+      }
+    }
+    this.patchSelf({ screen: Boolean(this.local.screen) });
+    this.sendMedia();
+    this.render();
+  }
+
+  toggleHand() {
+    const raised = !(this.self?.hand);
+    this.sig?.send('hand', { raised });
+    this.patchSelf({ hand: raised });
+    this.render();
+  }
+
+  sendChat(text) {
+    return Boolean(this.sig?.send('chat', { text }));
+  }
+
+  togglePanel(name) {
+    this.panel = this.panel === name ? null : name;
+    if (this.panel === 'chat') this.unread = 0;
+    this.render();
+    if (this.panel === 'chat') {
+      this.chat.scrollToEnd();
+      $('#chat-input').focus();
+    }
+    window.requestAnimationFrame(() => this.stage.layout());
+  }
+
+  muteParticipant(p) {
+    this.sig?.send('moderate', { action: 'mute', target: p.id });
+  }
+
+  async kickParticipant(p) {
+    const ok = await confirmDialog({
+      title: `Remove ${p.name}?`, text: `${p.name} will leave the meeting at once.`,
+      confirm: 'Remove', danger: true,
+    });
+    if (ok) this.sig?.send('moderate', { action: 'kick', target: p.id });
+  }
+
+  muteAll() {
+    this.sig?.send('moderate', { action: 'mute-all' });
+    toast('You muted everyone else', { icon: 'mic-off' });
+  }
+
+  // --- periodic work ------------------------------------------------------------------
+
+  tickLevels() {
+    if (!this.media) return;
+    const levels = this.media.remoteLevels() || new Map(this.quality.latest?.audioLevels || []);
+    const selfLevel = this.selfMeter ? this.selfMeter.level() : 0;
+    if (this.self && this.local.mic && !this.local.muted) levels.set(this.selfId, selfLevel * 0.5);
+    this.levels = levels;
+    this.stage.setLevels(levels, this.dominant);
+    if (this.local.muted && this.local.mic && selfLevel > 0.45) {
+      const now = Date.now();
+      if (!this.mutedTalkSince) this.mutedTalkSince = now;
+      if (now - this.mutedTalkSince > 1200 && now - this.mutedHintAt > 30000) {
+        this.mutedHintAt = now;
+        toast('Are you talking? Your microphone is muted. Press M to unmute.', { icon: 'mic-off', kind: 'warn' });
+      }
+    } else {
+      this.mutedTalkSince = 0;
+    }
+    if (this.panel === 'people') this.renderPanel();
+  }
+
+  async tickStats() {
+    if (!this.media) return;
+    const media = this.media;
+    const report = await media.getStats().catch(() => null);
+    if (!report || media !== this.media) return;
+    const sample = this.quality.sample(report, Date.now(), media.remote);
+    this.qualityView.update({ local: sample, state: media.connectionState });
+    this.statsCount += 1;
+    if (this.statsCount % STATS_SEND_EVERY === 0 && sample.bitrateIn !== null) {
+      this.sig?.send('stats', {
+        rtt_ms: Math.round(sample.rttMs ?? 0), bitrate_in: Math.round(sample.bitrateIn),
+        bitrate_out: Math.round(sample.bitrateOut ?? 0), loss: Number((sample.lossIn ?? 0).toFixed(4)),
+      });
+    }
+  }
+
+  // --- rendering ----------------------------------------------------------------------
+
+  render() {
+    if (this.view !== 'meeting') return;
+    const participants = [...this.participants.values()];
+    // Our own tile shows what we send now, not what the server last heard; before `joined`
+    // it stands alone so that the stage is never empty.
+    const selfId = this.selfId || 'joining';
+    const self = this.self || { id: selfId, name: this.name, kind: 'browser', role: 'guest', hand: false };
+    const i = participants.findIndex((p) => p.id === selfId);
+    participants.splice(i < 0 ? 0 : i, i < 0 ? 0 : 1, {
+      ...self, audio: Boolean(this.local.mic) && !this.local.muted,
+      muted: this.local.muted || !this.local.mic, video: Boolean(this.local.cam), screen: Boolean(this.local.screen),
+    });
+    this.stage.render({
+      participants, selfId, media: this.media ? this.media.byParticipant() : new Map(),
+      local: { cam: this.local.cam, screen: this.local.screen },
+    });
+    this.renderChrome();
+    this.renderPanel();
+  }
+
+  renderChrome() {
+    renderToolbar({
+      hasMic: Boolean(this.local.mic), muted: this.local.muted, camOn: Boolean(this.local.cam),
+      canCam: true, sharing: Boolean(this.local.screen), canShare: this.local.canShareScreen,
+      hand: Boolean(this.self?.hand), panel: this.panel, unread: this.unread, count: this.participants.size,
+    });
+    document.title = `${this.unread ? `(${this.unread}) ` : ''}${this.room} · Switchboard`;
+  }
+
+  renderPanel() {
+    const panel = $('#panel');
+    panel.hidden = !this.panel;
+    if (!this.panel) return;
+    $('#panel-title').textContent = this.panel === 'people'
+      ? `${PANEL_TITLES.people} (${this.participants.size})` : PANEL_TITLES[this.panel];
+    for (const name of ['chat', 'people', 'info']) $(`#panel-${name}`).hidden = this.panel !== name;
+    if (this.panel === 'people') {
+      $('#people-actions').hidden = !this.isModerator || this.participants.size < 2;
+      const speaking = new Set([...this.levels].filter(([, v]) => v > 0.03).map(([id]) => id));
+      const key = JSON.stringify([[...this.participants.values()], [...speaking], this.isModerator]);
+      if (key === this.peopleKey) return;
+      this.peopleKey = key;
+      renderPeople($('#people-list'), {
+        participants: [...this.participants.values()], selfId: this.selfId, moderator: this.isModerator,
+        speaking, onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
+      });
+    }
+  }
+
+  // --- wiring -------------------------------------------------------------------------
+
+  wire() {
+    const actions = {
+      'btn-mic': () => this.toggleMic(),
+      'btn-cam': () => this.toggleCam(),
+      'btn-screen': () => this.toggleScreen(),
+      'btn-hand': () => this.toggleHand(),
+      'btn-chat': () => this.togglePanel('chat'),
+      'btn-people': () => this.togglePanel('people'),
+      'btn-info': () => this.togglePanel('info'),
+      'topbar-info': () => this.togglePanel('info'),
+      'btn-leave': () => this.leave(),
+      'panel-close': () => this.togglePanel(this.panel),
+      'mute-all': () => this.muteAll(),
+      'copy-link': async () => toast(await copyText(meetingUrl(this.room)) ? 'Link copied' : 'Could not copy', { icon: 'copy' }),
+      'copy-invite': async () => toast(await copyText(invitation(this.room, this.dialIn)) ? 'Invitation copied' : 'Could not copy', { icon: 'copy' }),
+    };
+    for (const [id, action] of Object.entries(actions)) $(`#${id}`).addEventListener('click', action);
+    $('#screen-area').addEventListener('click', (e) => {
+      if (e.target.closest('[data-action="stop-screen"]')) this.toggleScreen();
+    });
+    const keys = {
+      m: () => this.toggleMic(), v: () => this.toggleCam(), s: () => this.local.canShareScreen && this.toggleScreen(),
+      h: () => this.toggleHand(), c: () => this.togglePanel('chat'), p: () => this.togglePanel('people'),
+      i: () => this.togglePanel('info'), '?': () => showShortcuts(SHORTCUTS),
+    };
+    document.addEventListener('keydown', (event) => {
+      if (this.view !== 'meeting' || event.defaultPrevented) return;
+      if (event.key === 'Escape' && this.panel && !document.querySelector('dialog[open]')) {
+        this.togglePanel(this.panel);
+        return;
+      }
+      if (isTyping(event) || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+      const action = keys[event.key.toLowerCase()] || keys[event.key];
+      if (action) {
+        event.preventDefault();
+        action();
+      }
+    });
+    window.addEventListener('pagehide', () => {
+      if (this.view === 'meeting' && this.sig) this.sig.send('leave');
+    });
+  }
+}
+
+function main() {
+  const room = decodeURIComponent(window.location.pathname.replace(/^\/+|\/+$/g, ''));
+  if (!isRoomName(room)) {
+    window.location.replace('/');
+    return;
+  }
+  const meeting = new Meeting(room.toLowerCase());
+  // A handle for debugging and the browser tests: the meeting and its RTCPeerConnection.
+  window.switchboard = {
+    meeting,
+    get pc() { return meeting.media ? meeting.media.pc : null; },
+  };
+  meeting.start().catch((err) => console.error('meeting: could not start', err));
+}
+
+main();

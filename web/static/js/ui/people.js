@@ -1,0 +1,60 @@
+// The participants pane: everyone in the room, their state, and moderator actions.
+
+import { h, icon, avatar } from '../lib/dom.js';
+
+function roleText(p, isSelf) {
+  const parts = [];
+  if (isSelf) parts.push('You');
+  if (p.role === 'moderator') parts.push('Moderator');
+  if (p.kind === 'phone') parts.push('Phone');
+  if (p.screen) parts.push('Presenting');
+  return parts;
+}
+
+/**
+ * @param {HTMLElement} list
+ * @param {{participants: object[], selfId: string, moderator: boolean, speaking: Set<string>,
+ *          onMute: (p) => void, onKick: (p) => void}} options
+ */
+export function renderPeople(list, { participants, selfId, moderator, speaking, onMute, onKick }) {
+  const sorted = [...participants].sort((a, b) => {
+    if (a.id === selfId) return -1;
+    if (b.id === selfId) return 1;
+    if (a.hand !== b.hand) return a.hand ? -1 : 1;
+    return a.name.localeCompare(b.name);
+  });
+  list.replaceChildren(...sorted.map((p) => {
+    const isSelf = p.id === selfId;
+    const av = avatar(p);
+    av.classList.toggle('speaking', speaking.has(p.id));
+    const micOff = p.muted || !p.audio;
+    const icons = [];
+    if (p.hand) icons.push(h('span', { title: 'Hand raised' }, icon('hand', 'icon hand')));
+    if (p.kind !== 'phone') {
+      icons.push(h('span', { title: p.video ? 'Camera on' : 'Camera off' },
+        icon(p.video ? 'cam' : 'cam-off', p.video ? 'icon' : 'icon off')));
+    }
+    if (moderator && !isSelf) {
+      icons.push(h('button', {
+        class: 'icon-btn', type: 'button', disabled: micOff,
+        'aria-label': micOff ? `${p.name} is muted` : `Mute ${p.name}`,
+        'data-tooltip': micOff ? 'Muted' : 'Mute', onclick: () => onMute(p),
+      }, icon(micOff ? 'mic-off' : 'mic', micOff ? 'icon off' : 'icon')));
+      icons.push(h('button', {
+        class: 'icon-btn danger', type: 'button', 'aria-label': `Remove ${p.name} from the meeting`,
+        'data-tooltip': 'Remove', onclick: () => onKick(p),
+      }, icon('remove')));
+    } else {
+      icons.push(h('span', { title: micOff ? 'Muted' : 'Microphone on' },
+        icon(micOff ? 'mic-off' : 'mic', micOff ? 'icon off' : 'icon')));
+    }
+    const sub = roleText(p, isSelf);
+    return h('li', { class: 'person', 'data-participant': p.id },
+      av,
+      h('div', { class: 'person-main' },
+        h('div', { class: 'person-name' }, p.name),
+        sub.length ? h('div', { class: 'person-sub' },
+          p.role === 'moderator' ? icon('star') : null, sub.join(' · ')) : null),
+      h('div', { class: 'person-icons' }, icons));
+  }));
+}

@@ -1,0 +1,253 @@
+// The stage: one tile per participant (video or avatar, name, mic state, speaking, hand), laid
+// out as large as the stage allows; a shared screen takes the stage with the tiles in a strip.
+
+import { h, icon, avatar, colorFor } from '../lib/dom.js';
+
+const GAP = 10;
+const MIN_ASPECT = 0.75;
+const MAX_ASPECT = 1.9;
+const SPEAKING_LEVEL = 0.03;
+
+/** How much a tile shape is worth: landscape reads best; portrait crops most cameras. */
+function shapeWeight(aspect) {
+  if (aspect >= 1.3) return 1;
+  if (aspect >= 1) return 0.85;
+  return 0.7;
+}
+
+/**
+ * Tile size for n tiles in a W x H box: for each column count, the tiles fill their cell,
+ * with the aspect ratio held between 3:4 and 1.9:1; the best-weighted area wins.
+ */
+export function bestLayout(n, width, height, gap = GAP) {
+  let best = { w: 0, h: 0, cols: 1, score: 0 };
+  if (n <= 0 || width <= 0 || height <= 0) return best;
+  for (let cols = 1; cols <= n; cols += 1) {
+    const rows = Math.ceil(n / cols);
+    let w = (width - gap * (cols - 1)) / cols;
+    let h = (height - gap * (rows - 1)) / rows;
+    if (w <= 0 || h <= 0) continue;
+    if (w / h > MAX_ASPECT) w = h * MAX_ASPECT;
+    if (w / h < MIN_ASPECT) h = w / MIN_ASPECT;
+    const score = w * h * shapeWeight(w / h);
+    if (score > best.score) best = { w, h, cols, score };
+  }
+  return { w: Math.floor(best.w), h: Math.floor(best.h), cols: best.cols };
+}
+
+function attach(video, track) {
+  const current = video.srcObject ? video.srcObject.getTracks()[0] : null;
+  if (current === track) return;
+  video.srcObject = track ? new MediaStream([track]) : null;
+  if (track) video.play().catch(() => { /* autoplay of a muted video: retried on resize */ });
+}
+
+class Tile {
+  constructor(id, onTrackState) {
+    this.id = id;
+    this.onTrackState = onTrackState;
+    this.video = h('video', { autoplay: true, playsinline: true, muted: true });
+    this.video.muted = true;
+    this.avatarBox = h('div', { class: 'tile-avatar' });
+    this.hand = h('div', { class: 'tile-hand', hidden: true }, icon('hand'), h('span', {}, 'Hand raised'));
+    this.badge = h('div', { class: 'tile-badge', hidden: true });
+    this.micIcon = icon('mic-off', 'icon tile-mic off');
+    this.bars = h('span', { class: 'speak-bars', 'aria-hidden': 'true' }, h('i'), h('i'), h('i'));
+    this.kindIcon = icon('phone', 'icon tile-kind');
+    this.name = h('span', { class: 'tile-name' });
+    this.label = h('div', { class: 'tile-label' }, this.micIcon, this.bars, this.kindIcon, this.name);
+    this.el = h('div', { class: 'tile video-hidden', 'data-participant': id, role: 'group' },
+      this.video, this.avatarBox, this.hand, this.badge, this.label);
+    this.track = null;
+    this.avatarKey = '';
+    this.trackListener = () => this.onTrackState();
+  }
+
+  setTrack(track) {
+    if (this.track === track) return;
+    if (this.track) {
+      this.track.removeEventListener('mute', this.trackListener);
+      this.track.removeEventListener('unmute', this.trackListener);
+    }
+    this.track = track;
+    if (track) {
+      track.addEventListener('mute', this.trackListener);
+      track.addEventListener('unmute', this.trackListener);
+    }
+    attach(this.video, track);
+  }
+
+  update(p, { isSelf, track, showVideo }) {
+    const avatarKey = `${p.kind}|${p.name}`;
+    if (avatarKey !== this.avatarKey) {
+      this.avatarKey = avatarKey;
+      this.avatarBox.replaceChildren(avatar(p));
+      this.avatarBox.style.setProperty('--avatar', colorFor(p.id));
+    }
+    this.setTrack(track);
+    this.el.classList.toggle('video-hidden', !showVideo);
+    this.el.classList.toggle('self', isSelf);
+    const label = isSelf ? `${p.name} (you)` : p.name;
+    this.name.textContent = label;
+    this.el.setAttribute('aria-label', [
+      label, p.kind === 'phone' ? 'on the phone' : '', p.muted || !p.audio ? 'muted' : '',
+      p.hand ? 'hand raised' : '',
+    ].filter(Boolean).join(', '));
+    const micOff = p.muted || !p.audio;
+    this.micIcon.style.display = micOff ? '' : 'none';
+    this.bars.style.display = micOff ? 'none' : '';
+    this.kindIcon.style.display = p.kind === 'phone' ? '' : 'none';
+    this.hand.hidden = !p.hand;
+    this.badge.hidden = !p.screen;
+    this.badge.textContent = p.screen ? 'Presenting' : '';
+  }
+
+  setLevel(level) {
+    const speaking = level > SPEAKING_LEVEL;
+    this.el.classList.toggle('speaking', speaking);
+    this.el.style.setProperty('--lvl', Math.min(1, level * 3).toFixed(2));
+  }
+}
+
+export class Stage {
+  constructor({ stage, grid, screenArea, aloneHint }) {
+    this.stageEl = stage;
+    this.gridEl = grid;
+    this.screenArea = screenArea;
+    this.aloneHint = aloneHint;
+    this.tiles = new Map();
+    this.order = [];
+    this.screenVideo = h('video', { autoplay: true, playsinline: true, muted: true });
+    this.screenVideo.muted = true;
+    this.screenLabel = h('div', { class: 'tile-label' });
+    this.screenWait = h('p', { class: 'screen-wait', hidden: true });
+    this.screenOwner = null;
+    this.screenTrack = null;
+    this.screenListener = () => this.rerender();
+    this.lastInput = null;
+    const observer = new ResizeObserver(() => this.layout());
+    observer.observe(this.gridEl);
+  }
+
+  /**
+   * @param {object} input
+   * @param {object[]} input.participants everyone, self included, in roster order
+   * @param {string} input.selfId
+   * @param {Map<string, {camera, screen}>} input.media remote tracks by participant
+   * @param {{cam: MediaStreamTrack|null, screen: MediaStreamTrack|null}} input.local
+   */
+  render(input) {
+    this.lastInput = input;
+    const { participants, selfId, media, local } = input;
+    const seen = new Set();
+    const ordered = [...participants].sort((a, b) => (a.id === selfId ? -1 : b.id === selfId ? 1 : 0));
+    for (const p of ordered) {
+      seen.add(p.id);
+      let tile = this.tiles.get(p.id);
+      if (!tile) {
+        tile = new Tile(p.id, () => this.rerender());
+        this.tiles.set(p.id, tile);
+      }
+      const isSelf = p.id === selfId;
+      const remote = media.get(p.id);
+      const track = isSelf ? local.cam : remote && remote.camera ? remote.camera.track : null;
+      const showVideo = Boolean(track) && (isSelf || (p.video && !track.muted));
+      tile.update(p, { isSelf, track, showVideo });
+    }
+    for (const [id, tile] of this.tiles) {
+      if (!seen.has(id)) {
+        tile.setTrack(null);
+        tile.el.remove();
+        this.tiles.delete(id);
+      }
+    }
+    const els = ordered.map((p) => this.tiles.get(p.id).el);
+    if (els.some((el, i) => this.gridEl.children[i] !== el) || this.gridEl.children.length !== els.length) {
+      this.gridEl.replaceChildren(...els);
+    }
+    this.aloneHint.hidden = participants.length !== 1 || selfId === 'joining';
+    this.renderScreen(participants, selfId, media, local);
+    this.layout();
+  }
+
+  rerender() {
+    if (this.lastInput) this.render(this.lastInput);
+  }
+
+  renderScreen(participants, selfId, media, local) {
+    // A remote screen first; our own screen is not shown back to us (no hall of mirrors).
+    let owner = null;
+    let track = null;
+    for (const p of participants) {
+      const remote = p.id !== selfId ? media.get(p.id) : null;
+      if (remote && remote.screen && p.screen !== false) {
+        owner = p;
+        track = remote.screen.track;
+        break;
+      }
+    }
+    if (!owner && local.screen) owner = participants.find((p) => p.id === selfId) || null;
+    this.stageEl.classList.toggle('has-screen', Boolean(owner));
+    this.screenArea.hidden = !owner;
+    if (!owner) {
+      this.watchScreen(null);
+      attach(this.screenVideo, null);
+      this.screenOwner = null;
+      return;
+    }
+    const isSelf = owner.id === selfId;
+    if (isSelf) {
+      this.watchScreen(null);
+      attach(this.screenVideo, null);
+      this.screenArea.replaceChildren(h('div', { class: 'self-presenting' },
+        icon('screen'), h('p', {}, 'You are presenting to everyone'),
+        h('button', { class: 'btn btn-secondary', type: 'button', 'data-action': 'stop-screen' }, 'Stop presenting')));
+    } else {
+      this.watchScreen(track);
+      attach(this.screenVideo, track);
+      this.screenLabel.replaceChildren(icon('screen'), h('span', { class: 'tile-name' }, `${owner.name} is presenting`));
+      this.screenWait.textContent = `Waiting for ${owner.name}'s screen…`;
+      this.screenWait.hidden = !track.muted;
+      if (this.screenVideo.parentNode !== this.screenArea) {
+        this.screenArea.replaceChildren(this.screenVideo, this.screenWait, this.screenLabel);
+      }
+    }
+    this.screenOwner = owner.id;
+  }
+
+  /** Re-render when the shared screen's frames start or stop (track mute / unmute). */
+  watchScreen(track) {
+    if (this.screenTrack === track) return;
+    if (this.screenTrack) {
+      this.screenTrack.removeEventListener('mute', this.screenListener);
+      this.screenTrack.removeEventListener('unmute', this.screenListener);
+    }
+    this.screenTrack = track;
+    if (track) {
+      track.addEventListener('mute', this.screenListener);
+      track.addEventListener('unmute', this.screenListener);
+    }
+  }
+
+  layout() {
+    if (this.stageEl.classList.contains('has-screen')) {
+      this.gridEl.style.removeProperty('--tile-w');
+      this.gridEl.style.removeProperty('--tile-h');
+      return;
+    }
+    const n = this.gridEl.children.length;
+    const { width, height } = this.gridEl.getBoundingClientRect();
+    const gap = parseFloat(getComputedStyle(this.gridEl).rowGap) || GAP;
+    const best = bestLayout(n, width, height, gap);
+    this.gridEl.style.setProperty('--tile-w', `${best.w}px`);
+    this.gridEl.style.setProperty('--tile-h', `${best.h}px`);
+  }
+
+  /** levels: Map participant id -> 0..1; dominant: id or null. */
+  setLevels(levels, dominant) {
+    for (const [id, tile] of this.tiles) {
+      tile.setLevel(levels.get(id) || 0);
+      tile.el.classList.toggle('dominant', id === dominant);
+    }
+  }
+}
