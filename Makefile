@@ -7,7 +7,7 @@ STAMPS := .stamps
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench setup system peers venv lint typecheck unit integration clean
+.PHONY: run test bench setup system peers venv lint typecheck unit integration browser clean
 
 run: setup
 	$(VENV)/bin/switchboard serve $(if $(CONFIG),--config $(CONFIG))
@@ -41,8 +41,13 @@ unit: venv
 integration: setup peers
 	$(VENV)/bin/pytest -q tests/integration $(PYTEST_ARGS)
 
+# Browser tests: the server and headless Chromium in a network namespace with only loopback.
+browser: setup peers
+	unshare -n -- bash -c 'ip link set lo up && $(VENV)/bin/pytest -q tests/browser $(PYTEST_ARGS)'
+
 test: setup peers lint
-	$(VENV)/bin/pytest -q tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests --ignore=tests/browser $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory browser
 
 bench: setup peers
 	$(PY) -m tests.bench

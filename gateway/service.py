@@ -157,6 +157,7 @@ class Gateway:
         self._ports = PortAllocator(*settings.rtp_ports)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
+        self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,7 +197,20 @@ class Gateway:
     def healthy(self) -> bool:
         return self._transport is not None and self._clock is not None and self._clock.running
 
+    def _count_rtp(self, session: RtpSession) -> None:
+        c = session.counters
+        self._rtp_closed["rtp_rx_packets"] += c.rx_packets
+        self._rtp_closed["rtp_tx_packets"] += c.tx_packets
+        self._rtp_closed["rtp_rx_dropped"] += c.rx_garbage + c.rx_unexpected_pt + c.rx_foreign
+
     def stats(self) -> dict[str, int]:
+        rtp = dict(self._rtp_closed)
+        for call in self.calls.values():
+            if call.session is not None:
+                c = call.session.counters
+                rtp["rtp_rx_packets"] += c.rx_packets
+                rtp["rtp_tx_packets"] += c.tx_packets
+                rtp["rtp_rx_dropped"] += c.rx_garbage + c.rx_unexpected_pt + c.rx_foreign
         clock = self._clock.stats() if self._clock is not None else None
         counts = {
             "calls": self.ua.calls(),
@@ -210,6 +224,7 @@ class Gateway:
             "mix_ticks_skipped": clock.skipped_ticks if clock else 0,
         }
         counts.update(self.counters)
+        counts.update(rtp)
         return counts
 
     # -- SIP events --------------------------------------------------------------------
@@ -539,6 +554,7 @@ class Gateway:
         if call.leg_id in self.mixer:
             self.mixer.remove_leg(call.leg_id)
         if call.session is not None:
+            self._count_rtp(call.session)
             call.session.close()
         self.calls.pop(call.call_id, None)
         self._by_leg.pop(call.leg_id, None)

@@ -1,16 +1,18 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
-# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2 and sipvicious.
+# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2, sipvicious, and
+# Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
 # Exits non-zero, naming what is missing, if anything is still absent afterwards.
 # Usage: scripts/install-peers.sh
 set -eu
 
-PACKAGES="sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious"
+PACKAGES="sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
+fonts-dejavu-core util-linux"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
-ip:iproute2 svmap:sipvicious"
+ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux"
 
 log() { echo "install-peers: $*" >&2; }
 
@@ -97,4 +99,4 @@ if [ "$failed" -ne 0 ]; then
     log "FAILED: the integration-test peers are not all installed"
     exit 1
 fi
-log "ok: sipp baresip kamailio sox espeak-ng ip svmap are installed"
+log "ok: every peer and tool the tests use is installed"
