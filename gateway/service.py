@@ -148,7 +148,7 @@ class Gateway:
         self._ivr_calls: set[PhoneCall] = set()
         self._by_leg: dict[str, PhoneCall] = {}
         self._by_participant: dict[str, PhoneCall] = {}
-        self._room_legs: dict[str, int] = {}
+        self._room_calls: dict[str, set[PhoneCall]] = {}  # phone calls in each room
         self._room_unsubscribe: dict[str, Callable[[], None]] = {}
         self._leg_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -216,7 +216,7 @@ class Gateway:
             "calls": self.ua.calls(),
             "legs": sum(1 for c in self.calls.values() if c.session is not None),
             "ivr": len(self._ivr_calls),
-            "mixer_rooms": len(self._room_legs),
+            "mixer_rooms": len(self._room_calls),
             "rtp_ports_in_use": self._ports.in_use,
             "transactions": self.ua.stats()["transactions"],
             "mix_ticks": clock.ticks if clock else 0,
@@ -470,7 +470,7 @@ class Gateway:
         call.participant_id = info.id
         self._by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
-        self._room_legs[room] = self._room_legs.get(room, 0) + 1
+        self._room_calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
         call.alone_prompt = self.mixer.play_if_alone(
             call.leg_id, self.prompts.player("only_participant")
@@ -497,39 +497,36 @@ class Gateway:
             self._leave_room(call, "kicked")
             call.set_state(CallState.ENDING)
             self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
+        calls = self._room_calls.get(room, ())
         if isinstance(event, ParticipantJoined):
             # Someone came: whoever still hears "you are the only participant" stops hearing it.
-            for leg_id in self.mixer.members(room) if room in self.mixer.rooms() else []:
-                other = self._by_leg.get(leg_id)
-                if other is not None and other.alone_prompt:
+            for other in calls:
+                if other.alone_prompt:
                     other.alone_prompt = False
-                    self.mixer.play_to_leg(leg_id, None)
-        tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
-        if room in self.mixer.rooms():
+                    self.mixer.play_to_leg(other.leg_id, None)
+        if calls:
+            tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
             self.mixer.play_to_room(room, tone)
-        if isinstance(event, ParticipantLeft) and room in self.mixer.rooms():
-            members = self.mixer.members(room)
-            if len(members) == 1:
-                self.mixer.play_to_leg(members[0], self.prompts.player("only_participant"))
-                alone = self._by_leg.get(members[0])
-                if alone is not None:
-                    alone.alone_prompt = True
+        if isinstance(event, ParticipantLeft) and len(calls) == 1:
+            (alone,) = calls
+            if len(self.focus.participants(room)) == 1 and not alone.alone_prompt:
+                alone.alone_prompt = True
+                self.mixer.play_to_leg(alone.leg_id, self.prompts.player("only_participant"))
 
     def _leave_room(self, call: PhoneCall, reason: str) -> None:
         room = call.room
         if call.participant_id is not None:
             pid, call.participant_id = call.participant_id, None
             self._by_participant.pop(pid, None)
-            if room is not None:
-                count = self._room_legs.get(room, 1) - 1
-                if count <= 0:
-                    self._room_legs.pop(room, None)
-                else:
-                    self._room_legs[room] = count
+            calls = self._room_calls.get(room) if room is not None else None
+            if calls is not None:
+                calls.discard(call)
+                if not calls:
+                    del self._room_calls[room]  # type: ignore[arg-type]
             if call.leg_id in self.mixer:
                 self.mixer.move_leg(call.leg_id, None)
             self.focus.leave(pid, reason)
-        if room is not None and room not in self._room_legs:
+        if room is not None and room not in self._room_calls:
             unsubscribe = self._room_unsubscribe.pop(room, None)
             if unsubscribe is not None:
                 unsubscribe()

@@ -1,7 +1,7 @@
 // The meeting page: pre-join, then the meeting over the signaling WebSocket
 // (docs/signaling.md) and one RTCPeerConnection, then the end screen.
 
-import { $, formatDuration, copyText, isTyping } from './lib/dom.js';
+import { $, formatDuration } from './lib/dom.js';
 import { LocalMedia, LevelMeter } from './lib/media.js';
 import { MediaSession } from './lib/peer.js';
 import { QualityMeter } from './lib/quality.js';
@@ -9,13 +9,14 @@ import { isRoomName } from './lib/rooms.js';
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './lib/signaling.js';
 import { rememberRoom } from './lib/storage.js';
 import { Chat } from './ui/chat.js';
-import { confirmDialog, showShortcuts } from './ui/dialogs.js';
-import { renderInfo, invitation, meetingUrl } from './ui/info.js';
-import { renderPeople } from './ui/people.js';
+import { confirmDialog } from './ui/dialogs.js';
+import { wireControls } from './ui/controls.js';
+import { renderInfo } from './ui/info.js';
+import { renderPeople, markSpeaking } from './ui/people.js';
 import { Prejoin } from './ui/prejoin.js';
 import { QualityView } from './ui/quality.js';
-import { Stage } from './ui/tiles.js';
-import { renderToolbar, SHORTCUTS } from './ui/toolbar.js';
+import { Stage, SPEAKING_LEVEL } from './ui/tiles.js';
+import { renderToolbar } from './ui/toolbar.js';
 import { toast } from './ui/toasts.js';
 import { showEnded, endReason } from './ui/ended.js';
 
@@ -57,7 +58,7 @@ class Meeting {
     this.chat = new Chat({ log: $('#chat-log'), form: $('#chat-form'), input: $('#chat-input'), onSend: (text) => this.sendChat(text) });
     this.qualityView = new QualityView({ button: $('#quality-button'), label: $('#quality-label'), pop: $('#quality-pop') });
     this.local.addEventListener('change', () => this.onLocalChange());
-    this.wire();
+    wireControls(this);
   }
 
   // --- views --------------------------------------------------------------------------
@@ -325,7 +326,7 @@ class Meeting {
       const current = el.srcObject ? el.srcObject.getTracks()[0] : null;
       if (current !== entry.track) {
         el.srcObject = new MediaStream([entry.track]);
-        el.play().catch(() => toast('Click anywhere to hear the others', { icon: 'info' }));
+        el.play().catch(() => this.unlockAudio());
       }
     }
     for (const [mid, el] of this.audioEls) {
@@ -336,6 +337,17 @@ class Meeting {
       }
     }
     this.render();
+  }
+
+  /** The browser refused to play sound before a user gesture: play on the next click. */
+  unlockAudio() {
+    if (this.audioLocked) return;
+    this.audioLocked = true;
+    toast('Click anywhere to hear the others', { icon: 'info', timeout: 8000 });
+    document.addEventListener('pointerdown', () => {
+      this.audioLocked = false;
+      for (const el of this.audioEls.values()) el.play().catch(() => {});
+    }, { once: true });
   }
 
   // --- local actions ------------------------------------------------------------------
@@ -443,11 +455,11 @@ class Meeting {
   tickLevels() {
     if (!this.media) return;
     const levels = this.media.remoteLevels() || new Map(this.quality.latest?.audioLevels || []);
-    const selfLevel = this.selfMeter ? this.selfMeter.level() : 0;
-    if (this.self && this.local.mic && !this.local.muted) levels.set(this.selfId, selfLevel * 0.5);
+    const selfRms = this.selfMeter ? this.selfMeter.rms() : 0;
+    if (this.self && this.local.mic && !this.local.muted) levels.set(this.selfId, selfRms);
     this.levels = levels;
     this.stage.setLevels(levels, this.dominant);
-    if (this.local.muted && this.local.mic && selfLevel > 0.45) {
+    if (this.local.muted && this.local.mic && selfRms > 0.05) {
       const now = Date.now();
       if (!this.mutedTalkSince) this.mutedTalkSince = now;
       if (now - this.mutedTalkSince > 1200 && now - this.mutedHintAt > 30000) {
@@ -516,60 +528,17 @@ class Meeting {
     for (const name of ['chat', 'people', 'info']) $(`#panel-${name}`).hidden = this.panel !== name;
     if (this.panel === 'people') {
       $('#people-actions').hidden = !this.isModerator || this.participants.size < 2;
-      const speaking = new Set([...this.levels].filter(([, v]) => v > 0.03).map(([id]) => id));
-      const key = JSON.stringify([[...this.participants.values()], [...speaking], this.isModerator]);
-      if (key === this.peopleKey) return;
-      this.peopleKey = key;
-      renderPeople($('#people-list'), {
-        participants: [...this.participants.values()], selfId: this.selfId, moderator: this.isModerator,
-        speaking, onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
-      });
+      const speaking = new Set([...this.levels].filter(([, v]) => v > SPEAKING_LEVEL).map(([id]) => id));
+      const key = JSON.stringify([[...this.participants.values()], this.isModerator]);
+      if (key !== this.peopleKey) {
+        this.peopleKey = key;
+        renderPeople($('#people-list'), {
+          participants: [...this.participants.values()], selfId: this.selfId, moderator: this.isModerator,
+          onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
+        });
+      }
+      markSpeaking($('#people-list'), speaking);
     }
-  }
-
-  // --- wiring -------------------------------------------------------------------------
-
-  wire() {
-    const actions = {
-      'btn-mic': () => this.toggleMic(),
-      'btn-cam': () => this.toggleCam(),
-      'btn-screen': () => this.toggleScreen(),
-      'btn-hand': () => this.toggleHand(),
-      'btn-chat': () => this.togglePanel('chat'),
-      'btn-people': () => this.togglePanel('people'),
-      'btn-info': () => this.togglePanel('info'),
-      'topbar-info': () => this.togglePanel('info'),
-      'btn-leave': () => this.leave(),
-      'panel-close': () => this.togglePanel(this.panel),
-      'mute-all': () => this.muteAll(),
-      'copy-link': async () => toast(await copyText(meetingUrl(this.room)) ? 'Link copied' : 'Could not copy', { icon: 'copy' }),
-      'copy-invite': async () => toast(await copyText(invitation(this.room, this.dialIn)) ? 'Invitation copied' : 'Could not copy', { icon: 'copy' }),
-    };
-    for (const [id, action] of Object.entries(actions)) $(`#${id}`).addEventListener('click', action);
-    $('#screen-area').addEventListener('click', (e) => {
-      if (e.target.closest('[data-action="stop-screen"]')) this.toggleScreen();
-    });
-    const keys = {
-      m: () => this.toggleMic(), v: () => this.toggleCam(), s: () => this.local.canShareScreen && this.toggleScreen(),
-      h: () => this.toggleHand(), c: () => this.togglePanel('chat'), p: () => this.togglePanel('people'),
-      i: () => this.togglePanel('info'), '?': () => showShortcuts(SHORTCUTS),
-    };
-    document.addEventListener('keydown', (event) => {
-      if (this.view !== 'meeting' || event.defaultPrevented) return;
-      if (event.key === 'Escape' && this.panel && !document.querySelector('dialog[open]')) {
-        this.togglePanel(this.panel);
-        return;
-      }
-      if (isTyping(event) || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-      const action = keys[event.key.toLowerCase()] || keys[event.key];
-      if (action) {
-        event.preventDefault();
-        action();
-      }
-    });
-    window.addEventListener('pagehide', () => {
-      if (this.view === 'meeting' && this.sig) this.sig.send('leave');
-    });
   }
 }
 

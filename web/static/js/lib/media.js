@@ -214,13 +214,18 @@ export class LevelMeter {
     }
   }
 
-  /** RMS mapped to 0..1 on a log scale (-60 dBFS -> 0, -10 dBFS -> 1). */
-  level() {
+  /** The RMS of the last few milliseconds, linear 0..1 (like WebRTC's audioLevel). */
+  rms() {
     if (!this.analyser) return 0;
     this.analyser.getFloatTimeDomainData(this.buffer);
     let sum = 0;
     for (const v of this.buffer) sum += v * v;
-    const rms = Math.sqrt(sum / this.buffer.length);
+    return Math.sqrt(sum / this.buffer.length);
+  }
+
+  /** RMS mapped to 0..1 on a log scale (-60 dBFS -> 0, -10 dBFS -> 1), for meters. */
+  level() {
+    const rms = this.rms();
     if (rms <= 0) return 0;
     const db = 20 * Math.log10(rms);
     return Math.min(1, Math.max(0, (db + 60) / 50));

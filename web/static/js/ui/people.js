@@ -13,10 +13,10 @@ function roleText(p, isSelf) {
 
 /**
  * @param {HTMLElement} list
- * @param {{participants: object[], selfId: string, moderator: boolean, speaking: Set<string>,
+ * @param {{participants: object[], selfId: string, moderator: boolean,
  *          onMute: (p) => void, onKick: (p) => void}} options
  */
-export function renderPeople(list, { participants, selfId, moderator, speaking, onMute, onKick }) {
+export function renderPeople(list, { participants, selfId, moderator, onMute, onKick }) {
   const sorted = [...participants].sort((a, b) => {
     if (a.id === selfId) return -1;
     if (b.id === selfId) return 1;
@@ -26,7 +26,6 @@ export function renderPeople(list, { participants, selfId, moderator, speaking, 
   list.replaceChildren(...sorted.map((p) => {
     const isSelf = p.id === selfId;
     const av = avatar(p);
-    av.classList.toggle('speaking', speaking.has(p.id));
     const micOff = p.muted || !p.audio;
     const icons = [];
     if (p.hand) icons.push(h('span', { title: 'Hand raised' }, icon('hand', 'icon hand')));
@@ -57,4 +56,11 @@ export function renderPeople(list, { participants, selfId, moderator, speaking, 
           p.role === 'moderator' ? icon('star') : null, sub.join(' · ')) : null),
       h('div', { class: 'person-icons' }, icons));
   }));
+}
+
+/** Light up the avatars of who is speaking, without redrawing the list. */
+export function markSpeaking(list, speaking) {
+  for (const row of list.children) {
+    row.querySelector('.avatar')?.classList.toggle('speaking', speaking.has(row.dataset.participant));
+  }
 }

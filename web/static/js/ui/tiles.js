@@ -6,31 +6,39 @@ import { h, icon, avatar, colorFor } from '../lib/dom.js';
 const GAP = 10;
 const MIN_ASPECT = 0.75;
 const MAX_ASPECT = 1.9;
-const SPEAKING_LEVEL = 0.03;
+const SPEAKING_LEVEL = 0.015; // linear audio level, as RTCRtpSynchronizationSource gives it
+const SPEAKING_HOLD_MS = 700;
 
-/** How much a tile shape is worth: landscape reads best; portrait crops most cameras. */
+export { SPEAKING_LEVEL };
+
+/** How much a tile shape is worth: cameras are 16:9, and a squarer tile crops them more. */
 function shapeWeight(aspect) {
-  if (aspect >= 1.3) return 1;
-  if (aspect >= 1) return 0.85;
-  return 0.7;
+  if (aspect >= 1.5) return 1;
+  if (aspect >= 1.25) return 0.78;
+  if (aspect >= 1) return 0.5;
+  return 0.45;
 }
 
 /**
- * Tile size for n tiles in a W x H box: for each column count, the tiles fill their cell,
- * with the aspect ratio held between 3:4 and 1.9:1; the best-weighted area wins.
+ * Tile size for n tiles in a W x H box. For each column count, a tile may take its whole
+ * cell (aspect held between 3:4 and 1.9:1) or the largest 16:9 or 4:3 box inside it; the
+ * largest area, weighted by shape, wins.
  */
 export function bestLayout(n, width, height, gap = GAP) {
   let best = { w: 0, h: 0, cols: 1, score: 0 };
   if (n <= 0 || width <= 0 || height <= 0) return best;
   for (let cols = 1; cols <= n; cols += 1) {
     const rows = Math.ceil(n / cols);
-    let w = (width - gap * (cols - 1)) / cols;
-    let h = (height - gap * (rows - 1)) / rows;
-    if (w <= 0 || h <= 0) continue;
-    if (w / h > MAX_ASPECT) w = h * MAX_ASPECT;
-    if (w / h < MIN_ASPECT) h = w / MIN_ASPECT;
-    const score = w * h * shapeWeight(w / h);
-    if (score > best.score) best = { w, h, cols, score };
+    const cw = (width - gap * (cols - 1)) / cols;
+    const ch = (height - gap * (rows - 1)) / rows;
+    if (cw <= 0 || ch <= 0) continue;
+    const cell = Math.min(MAX_ASPECT, Math.max(MIN_ASPECT, cw / ch));
+    for (const aspect of [cell, 16 / 9, 4 / 3]) {
+      const w = Math.min(cw, ch * aspect);
+      const h = w / aspect;
+      const score = w * h * shapeWeight(aspect);
+      if (score > best.score) best = { w, h, cols, score };
+    }
   }
   return { w: Math.floor(best.w), h: Math.floor(best.h), cols: best.cols };
 }
@@ -102,10 +110,13 @@ class Tile {
     this.badge.textContent = p.screen ? 'Presenting' : '';
   }
 
-  setLevel(level) {
-    const speaking = level > SPEAKING_LEVEL;
+  /** Speaking while the level is over the threshold, and for a moment after (no flicker). */
+  setLevel(level, now) {
+    if (level > SPEAKING_LEVEL) this.loudAt = now;
+    this.shown = Math.max(level, (this.shown || 0) * 0.6);
+    const speaking = now - (this.loudAt || -Infinity) < SPEAKING_HOLD_MS;
     this.el.classList.toggle('speaking', speaking);
-    this.el.style.setProperty('--lvl', Math.min(1, level * 3).toFixed(2));
+    this.el.style.setProperty('--lvl', Math.min(1, Math.sqrt(this.shown) * 1.6).toFixed(2));
   }
 }
 
@@ -244,9 +255,9 @@ export class Stage {
   }
 
   /** levels: Map participant id -> 0..1; dominant: id or null. */
-  setLevels(levels, dominant) {
+  setLevels(levels, dominant, now = performance.now()) {
     for (const [id, tile] of this.tiles) {
-      tile.setLevel(levels.get(id) || 0);
+      tile.setLevel(levels.get(id) || 0, now);
       tile.el.classList.toggle('dominant', id === dominant);
     }
   }

@@ -1,0 +1,165 @@
+"""`switchboard serve` for browser tests: a TOML config on loopback ports, start, wait for
+/api/health, stop by PID.
+
+The process runs as `timeout --kill-after=5 SECONDS switchboard serve --config FILE` in a new
+session, so its process group is ours alone: SIGTERM goes to the wrapper (which passes it on),
+and if the server does not stop, SIGKILL goes to that group. Nothing is stopped by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _free_block(count: int, start: int) -> int:
+    """The first even port from `start` with `count` free UDP ports after it."""
+    port = start
+    while port + count < 65000:
+        if all(_udp_free(p) for p in range(port, port + count, max(1, count // 8))):
+            return port
+        port += count
+    raise RuntimeError(f"no block of {count} free UDP ports from {start}")
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _toml(data: Mapping[str, Any]) -> str:
+    """Tables of scalars and lists of scalars: all a test config needs."""
+    lines: list[str] = []
+    for table, values in data.items():
+        lines.append(f"[{table}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass
+class SwitchboardProcess:
+    url: str
+    token: str
+    config_path: Path
+    log_path: Path
+    popen: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls, workdir: Path, extra: Mapping[str, Mapping[str, Any]] | None = None,
+              *, health_timeout: float = 30.0, max_seconds: int = 900) -> SwitchboardProcess:
+        workdir.mkdir(parents=True, exist_ok=True)
+        http_port = _free_port(socket.SOCK_STREAM)
+        sip_port = _free_port(socket.SOCK_DGRAM)
+        token = secrets.token_urlsafe(24)
+        rtp = _free_block(100, 20000)
+        bridge = _free_block(200, 40000)
+        config: dict[str, dict[str, Any]] = {
+            "sip": {"listen": [f"udp:{LOOPBACK}:{sip_port}"]},
+            "http": {"listen": f"{LOOPBACK}:{http_port}"},
+            "media": {"address": LOOPBACK, "rtp_ports": f"{rtp}-{rtp + 99}"},
+            "bridge": {"address": LOOPBACK, "udp_ports": f"{bridge}-{bridge + 199}"},
+            "store": {"path": str(workdir / "data")},
+            "admin": {"token": token},
+        }
+        for table, values in (extra or {}).items():
+            config.setdefault(table, {}).update(values)
+        config_path = workdir / "switchboard.toml"
+        config_path.write_text(_toml(config))
+        script = REPO / ".venv" / "bin" / "switchboard"
+        argv = ([str(script)] if script.exists() else [sys.executable, "-m", "switchboard"])
+        argv = ["timeout", "--kill-after=5", str(max_seconds), *argv, "serve",
+                "--config", str(config_path)]
+        log_path = workdir / "switchboard.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
+            )
+        server = cls(f"http://{LOOPBACK}:{http_port}", token, config_path, log_path, popen)
+        try:
+            server._wait_healthy(health_timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"switchboard exited with {self.popen.returncode}:\n"
+                                   f"{self.log_tail()}")
+            try:
+                with _NO_PROXY.open(f"{self.url}/api/health", timeout=1.0) as resp:
+                    if resp.status == 200:
+                        return
+                    last = f"HTTP {resp.status}"
+            except (OSError, urllib.error.URLError) as err:
+                last = str(err)
+            time.sleep(0.2)
+        raise RuntimeError(f"switchboard not healthy in {timeout:.0f} s ({last}):\n"
+                           f"{self.log_tail()}")
+
+    def api(self, method: str, path: str, body: object = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.url}{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}",
+                     "Content-Type": "application/json"},
+        )
+        with _NO_PROXY.open(req, timeout=5.0) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL to the process group; True when it stopped on SIGTERM."""
+        if self.popen.poll() is not None:
+            return True
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            log.warning("switchboard (pid %d) ignored SIGTERM: killing its group",
+                        self.popen.pid)
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+            return False
