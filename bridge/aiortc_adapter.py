@@ -407,8 +407,8 @@ class EndpointTransport:
         if tx is None:
             self.counters.dropped += 1
             return False
-        if self._nominated.get(1) is not self._pair:
-            self._select_pair()
+        if self._nominated.get(1) is not self._pair or self._pair_send is None:
+            self._select_pair()  # a new pair, or none left (ICE consent expired)
             if self._pair_send is None:
                 self.counters.dropped += 1
                 return False
@@ -420,7 +420,6 @@ class EndpointTransport:
         except pylibsrtp.Error:
             self.counters.protect_errors += 1
             return False
-        assert self._pair_send is not None
         self._pair_send(out, self._pair_addr)
         self.counters.packets_sent += 1
         self.counters.bytes_sent += len(out)

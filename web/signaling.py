@@ -238,16 +238,26 @@ class _Socket:
     async def serve(self) -> None:
         loop = self.loop
         guard = FloodGuard(self.settings, loop.time())
-        deadline = loop.time() + self.settings.join_timeout
+        # One absolute deadline for the join: aiohttp's receive(timeout=) restarts its wait
+        # after every PING/PONG it handles, so a heartbeat would keep a silent socket open.
+        join_deadline = loop.call_at(
+            loop.time() + self.settings.join_timeout, self._join_timeout
+        )
+        try:
+            await self._receive_loop(guard)
+        finally:
+            join_deadline.cancel()
+
+    def _join_timeout(self) -> None:
+        if self.pid is None and not self.conn.closing:
+            log.info("participant %s: no join within %.0f s", self.conn.label,
+                     self.settings.join_timeout)  # fmt: skip
+            self.conn.close(CLOSE_POLICY, "join timeout")
+
+    async def _receive_loop(self, guard: FloodGuard) -> None:
+        loop = self.loop
         while not self.conn.closing:
-            timeout = None if self.pid is not None else max(0.001, deadline - loop.time())
-            try:
-                msg = await self.ws.receive(timeout=timeout)
-            except TimeoutError:
-                log.info("participant %s: no join within %.0f s", self.conn.label,
-                         self.settings.join_timeout)  # fmt: skip
-                self.conn.close(CLOSE_POLICY, "join timeout")
-                return
+            msg = await self.ws.receive()
             if msg.type is WSMsgType.TEXT:
                 verdict = guard.check(loop.time())
                 if verdict == "ok":

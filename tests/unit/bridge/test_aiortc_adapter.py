@@ -284,3 +284,16 @@ async def test_gather_binds_in_range_and_announces() -> None:
     assert len(description.ice_pwd) >= 22
     await transport.close()
     assert transport.open_sockets() == 0
+
+
+async def test_send_without_an_ice_pair_drops_instead_of_raising() -> None:
+    """ICE consent expired (aioice cleared its nominated pair) or never connected: every
+    send is a counted drop, never an exception into the forwarder's fan-out."""
+    transport = EndpointTransport(RTCCertificate.generateCertificate(),
+                                  on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
+    tx, _rx = srtp_pair()
+    transport._tx = tx
+    assert transport.send(rtp(1)) is False
+    assert transport.send(rtp(2)) is False
+    assert transport.counters.dropped == 2
+    await transport.close()

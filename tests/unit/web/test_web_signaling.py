@@ -391,3 +391,14 @@ async def test_shutdown_closes_every_browser_1001(aiohttp_client: MakeClient, st
     await setup.app.shutdown()
     assert await closed_with(a) == 1001 and await closed_with(b) == 1001
     assert sorted(setup.bridge.expired) == sorted([a_id, b_id])
+
+
+async def test_heartbeats_do_not_keep_a_silent_socket_open(
+    aiohttp_client: MakeClient, store: Store
+) -> None:
+    """aiohttp restarts receive(timeout=) after every PONG: the join deadline must not."""
+    _setup, client = await start(aiohttp_client, store, join_timeout=0.6, heartbeat=0.2)
+    ws = await client.ws_connect("/ws", autoping=True)
+    started = time.monotonic()
+    assert await closed_with(ws) == 1008
+    assert time.monotonic() - started < 2.0
