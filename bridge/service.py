@@ -187,6 +187,7 @@ class Conference:
         self._timer_at = math.inf
         self._next_liveness = self._loop.time() + LIVENESS_INTERVAL
         self._closed = False
+        self.send_errors = 0
 
     # --- packets in and out ------------------------------------------------------------
 
@@ -200,8 +201,15 @@ class Conference:
 
     def _send(self, endpoint_id: str, data: bytes) -> None:
         transport = self._transports.get(endpoint_id)
-        if transport is not None:
+        if transport is None:
+            return
+        try:
             transport.send(data)
+        except Exception:  # one receiver's failure must not stop the fan-out to the others
+            self.send_errors += 1
+            if self.send_errors % 1000 == 1:
+                log.exception("conference %s: send to %s failed (%d so far)",
+                              self.conference_id, endpoint_id, self.send_errors)
 
     def _after_input(self) -> None:
         forwarder = self.forwarder
