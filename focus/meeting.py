@@ -62,6 +62,8 @@ __all__ = ["Meetings"]
 
 log = logging.getLogger(__name__)
 
+DTLS_CLOSE_GRACE = 1.0  # seconds a browser that closed its DTLS has to send `leave`
+
 T = TypeVar("T")
 
 
@@ -435,7 +437,15 @@ class Meetings:
             return
         if isinstance(event, EndpointFailed):
             log.info("participant %s: media failed (%s)", event.endpoint_id, event.reason)
-            self.leave(event.endpoint_id, "timeout")
+            if event.reason == "DTLS closed":
+                # The browser closed its peer connection on purpose, as it does when leaving;
+                # its `leave` travels on the WebSocket and may come a moment later. Wait for
+                # it, so the others see a leave and not a lost connection.
+                asyncio.get_running_loop().call_later(
+                    DTLS_CLOSE_GRACE, self.leave, event.endpoint_id, "left"
+                )
+            else:
+                self.leave(event.endpoint_id, "timeout")
         elif isinstance(event, EndpointStats):
             self._send(session, p.quality(event.rtt_ms, event.receive_bitrate,
                                           event.send_bitrate, event.loss_fraction))  # fmt: skip

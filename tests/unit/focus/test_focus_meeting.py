@@ -438,6 +438,23 @@ async def test_endpoint_failure_removes_the_participant() -> None:
     assert cb.closed is None
 
 
+async def test_dtls_close_is_a_leave_not_a_lost_connection(monkeypatch: Any) -> None:
+    """A browser that closes its peer connection (as it does when leaving) is shown as
+    having left, whether its `leave` arrives in the grace period or not."""
+    import focus.meeting
+
+    monkeypatch.setattr(focus.meeting, "DTLS_CLOSE_GRACE", 0.05)
+    w = World()
+    a, ca = await w.join("A")
+    _b, cb = await w.join("B")
+    w.bridge.emit(EndpointFailed("standup", a, "DTLS closed"))
+    assert ca.closed is None  # not yet: `leave` may still come
+    await asyncio.sleep(0.15)
+    assert ca.closed == (1000, "left")
+    assert cb.last("participant-left") == {"type": "participant-left", "id": a,
+                                           "reason": "left"}  # fmt: skip
+
+
 async def test_dominant_speaker_and_quality() -> None:
     w = World()
     a, ca = await w.join("A")

@@ -423,6 +423,8 @@ class Meeting {
   }
 
   togglePanel(name) {
+    const panel = $('#panel');
+    if (panel && panel.contains(document.activeElement)) document.activeElement.blur();
     this.panel = this.panel === name ? null : name;
     if (this.panel === 'chat') this.unread = 0;
     this.render();
