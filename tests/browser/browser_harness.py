@@ -7,6 +7,13 @@
 - `rtp_stats(page)`: the page's inbound/outbound RTP figures from getStats().
 - `screenshot(page, name)`: a PNG in tests/browser/artifacts/.
 - `wait_for(fn)`: poll a condition with a bound on time.
+- `Browser.messages(page, type)`: the signaling messages the page received over /ws, as
+  Chromium saw them on the wire (recorded by Playwright, not by the page's code).
+- `remote_media(browser, page)`: every live remote source of the page with its sender (from
+  the applied offer's `a=msid` and the server's `tracks` map) and its inbound-rtp figures.
+- `Crowd` / `Member`: browsers joined to rooms of a server, each with its participant id.
+- `Browser.freeze()` / `Browser.kill()`: SIGSTOP / SIGKILL this Chromium's own processes (found
+  by its profile directory), to make a participant vanish without a word.
 
 Chromium must run inside a network namespace with only loopback (PEERS.md): the tests'
 conftest fails the run otherwise.
@@ -14,7 +21,11 @@ conftest fails the run otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -22,7 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright, ViewportSize
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    ViewportSize,
+    WebSocket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +105,29 @@ def wait_for(
 class PageLog:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    # Signaling messages (parsed JSON objects) received and sent on the page's /ws socket.
+    received: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    closed_sockets: int = 0
+
+    def on_websocket(self, ws: WebSocket) -> None:
+        if not ws.url.endswith("/ws"):
+            return
+
+        def parse(into: list[dict[str, Any]], payload: str | bytes) -> None:
+            try:
+                msg = json.loads(payload)
+            except ValueError:
+                msg = {"type": "(not json)", "raw": repr(payload)[:200]}
+            into.append(msg if isinstance(msg, dict) else {"type": "(not an object)"})
+
+        ws.on("framereceived", lambda payload: parse(self.received, payload))
+        ws.on("framesent", lambda payload: parse(self.sent, payload))
+
+        def on_close(_: WebSocket) -> None:
+            self.closed_sockets += 1
+
+        ws.on("close", on_close)
 
     def all(self) -> list[str]:
         return self.console_errors + self.page_errors
@@ -104,6 +145,8 @@ class Browser:
             args=list(CHROMIUM_ARGS), **options,
         )
         self.context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        self.profile = profile
+        self.frozen = False
         self._logs: dict[Page, PageLog] = {}
         self._blank = list(self.context.pages)  # the page a persistent context opens with
 
@@ -118,6 +161,7 @@ class Browser:
 
         page.on("console", on_console)
         page.on("pageerror", lambda exc: page_log.page_errors.append(str(exc)))
+        page.on("websocket", page_log.on_websocket)
         if viewport:
             page.set_viewport_size(viewport)
         page.goto(url)
@@ -126,11 +170,72 @@ class Browser:
     def errors(self, page: Page) -> list[str]:
         return self._logs[page].all() if page in self._logs else []
 
+    def messages(self, page: Page, type_: str | None = None, *,
+                 sent: bool = False) -> list[dict[str, Any]]:
+        """Signaling messages the page received (or `sent`) so far, optionally of one type.
+        Playwright delivers them while the test calls into Playwright (not during
+        time.sleep): poll with page calls or page.wait_for_timeout."""
+        page_log = self._logs.get(page)
+        if page_log is None:
+            return []
+        found = page_log.sent if sent else page_log.received
+        return [m for m in list(found) if type_ is None or m.get("type") == type_]
+
+    def process_ids(self) -> list[int]:
+        """This Chromium's processes: the one started with our profile directory and its
+        descendants (zygotes, renderers, the network service)."""
+        return _process_tree(f"--user-data-dir={self.profile}")
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP every process of this Chromium: its sockets stay open but nothing is sent
+        or answered any more (a participant whose network went away). Returns the pids."""
+        pids = self.process_ids()
+        self.frozen = True
+        for pid in pids:
+            _signal(pid, signal.SIGSTOP)
+        log.info("froze Chromium processes %s", pids)
+        return pids
+
+    def kill(self) -> None:
+        """SIGKILL every process of this Chromium (then `close()` only tidies up)."""
+        for pid in self.process_ids():
+            _signal(pid, signal.SIGKILL)
+
     def close(self) -> None:
+        if self.frozen:  # a stopped Chromium would never answer Playwright's close
+            self.kill()
         try:
             self.context.close()
         except Exception:  # the browser may already be gone after a crash
             log.exception("closing Chromium failed")
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _process_tree(marker: str) -> list[int]:
+    """The Chromium browser process whose argv holds `marker`, then its descendants."""
+    parents: dict[int, int] = {}
+    roots: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if argv and argv[0].endswith(b"chromium") and marker.encode() in argv:
+            roots.append(pid)
+    tree = list(roots)
+    for pid in tree:  # grows while we walk it: breadth first
+        tree.extend(child for child, parent in parents.items()
+                    if parent == pid and child not in tree)
+    return tree
 
 
 def join_meeting(page: Page, name: str, *, mic: bool = True, camera: bool = True) -> None:
@@ -193,9 +298,186 @@ def remote_tracks(page: Page) -> dict[str, dict[str, Any]]:
     return result
 
 
+_REMOTE_JS = """
+async () => {
+  const pc = window.switchboard && window.switchboard.pc;
+  if (!pc || !pc.remoteDescription) return null;
+  const report = await pc.getStats();
+  const inbound = [];
+  report.forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    inbound.push({kind: s.kind, mid: s.mid ?? null, ssrc: s.ssrc,
+      packetsReceived: s.packetsReceived ?? 0, bytesReceived: s.bytesReceived ?? 0,
+      audioLevel: s.audioLevel ?? null, totalAudioEnergy: s.totalAudioEnergy ?? null,
+      framesDecoded: s.framesDecoded ?? null, frameWidth: s.frameWidth ?? null});
+  });
+  return {sdp: pc.remoteDescription.sdp, inbound, state: pc.connectionState};
+}
+"""
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """One receive m-line of the applied offer that is live (a=sendonly from the server)."""
+    mid: str
+    kind: str  # "audio" | "video"
+    participant: str  # the sender: a=msid's stream id in the SDP
+    tracks_participant: str | None  # the sender by the offer's `tracks` map
+    video_type: str | None  # "camera" | "screen" from `tracks`, None for audio
+    ssrcs: frozenset[int]
+    packets: int  # inbound-rtp packetsReceived of the SDP's SSRC (0 before the first packet)
+    audio_level: float
+    audio_energy: float
+    frames: int  # framesDecoded
+
+
+def _sdp_sections(sdp: str) -> list[dict[str, Any]]:
+    sections = []
+    for text in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
+        lines = text.split("\n")
+        attrs = [line[2:] for line in lines if line.startswith("a=")]
+        mid = next((a[4:] for a in attrs if a.startswith("mid:")), None)
+        msid = next((a[5:].split()[0] for a in attrs if a.startswith("msid:")), None)
+        direction = next((a for a in attrs if a in
+                          ("sendrecv", "sendonly", "recvonly", "inactive")), "sendrecv")
+        ssrcs = {int(a[5:].split()[0]) for a in attrs if a.startswith("ssrc:")}
+        port = lines[0].split()[1] if len(lines[0].split()) > 1 else "0"
+        sections.append({"mid": mid, "kind": lines[0].split()[0], "msid": msid,
+                         "direction": direction, "ssrcs": ssrcs, "port": port})
+    return sections
+
+
+def _sdp_version(sdp: str) -> int | None:
+    for line in sdp.splitlines():
+        if line.startswith("o="):
+            parts = line.split()
+            return int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+    return None
+
+
+def remote_media(browser: Browser, page: Page) -> list[RemoteSource]:
+    """The page's live remote sources: mids the server's applied offer sends (a=sendonly),
+    each with its sender from a=msid, the `tracks` map of the offer with that revision (as
+    Playwright saw it on the socket), and the inbound-rtp stats of the m-line's SSRC."""
+    raw: dict[str, Any] | None = page.evaluate(_REMOTE_JS)
+    if raw is None:
+        return []
+    version = _sdp_version(raw["sdp"])
+    offers = browser.messages(page, "offer")
+    offer = next((o for o in reversed(offers) if o.get("revision") == version),
+                 offers[-1] if offers else {})
+    tracks: dict[str, Any] = offer.get("tracks") or {}
+    out = []
+    for section in _sdp_sections(raw["sdp"]):
+        if section["direction"] != "sendonly" or section["port"] == "0" or not section["mid"]:
+            continue
+        stats = [s for s in raw["inbound"] if s["ssrc"] in section["ssrcs"]]
+        stat: dict[str, Any] = max(stats, key=lambda s: s["packetsReceived"], default={})
+        info = tracks.get(section["mid"]) or {}
+        out.append(RemoteSource(
+            mid=section["mid"], kind=section["kind"], participant=str(section["msid"]),
+            tracks_participant=info.get("participant"), video_type=info.get("video_type"),
+            ssrcs=frozenset(section["ssrcs"]), packets=int(stat.get("packetsReceived") or 0),
+            audio_level=float(stat.get("audioLevel") or 0.0),
+            audio_energy=float(stat.get("totalAudioEnergy") or 0.0),
+            frames=int(stat.get("framesDecoded") or 0),
+        ))
+    return out
+
+
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     log.info("screenshot %s", path)
     return path
+
+
+_TIMING_JS = """
+() => {
+  const t = window.__joinTiming = {click: null, audio: null, frame: null};
+  document.addEventListener('click', (e) => {
+    if (t.click === null && e.target.closest && e.target.closest('#join-button')) {
+      t.click = performance.now();
+    }
+  }, true);
+  const started = performance.now();
+  const timer = setInterval(async () => {
+    const pc = window.switchboard && window.switchboard.pc;
+    if (performance.now() - started > 60000) clearInterval(timer);
+    if (!pc) return;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const now = performance.now();
+      if (s.kind === 'audio' && s.packetsReceived > 0 && t.audio === null) t.audio = now;
+      if (s.kind === 'video' && s.framesDecoded > 0 && t.frame === null) t.frame = now;
+    });
+    if (t.audio !== null && t.frame !== null) clearInterval(timer);
+  }, 20);
+}
+"""
+
+
+@dataclass
+class Member:
+    """One browser that joined a room: its page and its participant id (from `joined`)."""
+    browser: Browser
+    page: Page
+    name: str
+    room: str
+    id: str
+
+    def messages(self, type_: str | None = None) -> list[dict[str, Any]]:
+        return self.browser.messages(self.page, type_)
+
+    def media(self) -> list[RemoteSource]:
+        return remote_media(self.browser, self.page)
+
+    def join_timing(self) -> dict[str, float | None]:
+        """Milliseconds from the click on Join to the first remote audio packet and the first
+        decoded remote video frame (the page's getStats, polled every 20 ms); None if not
+        seen (or the member joined without `measure`)."""
+        t: dict[str, float | None] | None = self.page.evaluate("() => window.__joinTiming || null")
+        if not t or t.get("click") is None:
+            return {"audio_ms": None, "video_ms": None}
+        click = float(t["click"] or 0.0)
+        return {f"{k}_ms": None if t.get(k) is None else round(float(t[k] or 0.0) - click, 1)
+                for k in ("audio", "frame")}
+
+
+class Crowd:
+    """Browsers (one Chromium each) that join rooms of the server at `url`; `close()` closes
+    them all, frozen ones included."""
+
+    def __init__(self, playwright: Playwright, workdir: Path, url: str) -> None:
+        self.playwright = playwright
+        self.workdir = workdir
+        self.url = url
+        self.browsers: list[Browser] = []
+
+    def open(self, room: str, *, mobile: bool = False) -> tuple[Browser, Page]:
+        browser = Browser(self.playwright, self.workdir / f"profile-{len(self.browsers)}",
+                          mobile=mobile)  # fmt: skip
+        self.browsers.append(browser)
+        return browser, browser.open(f"{self.url}/{room}")
+
+    def join(self, room: str, name: str, *, mic: bool = True, camera: bool = True,
+             measure: bool = False) -> Member:
+        browser, page = self.open(room)
+        if measure:
+            page.evaluate(_TIMING_JS)
+        join_meeting(page, name, mic=mic, camera=camera)
+        deadline = time.monotonic() + 10.0
+        while not browser.messages(page, "joined"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: no `joined` within 10 s: "
+                                     f"{browser.messages(page)[-5:]}")
+            page.wait_for_timeout(50)
+        joined = browser.messages(page, "joined")[0]
+        return Member(browser, page, name, room, str(joined["self"]["id"]))
+
+    def close(self) -> None:
+        for browser in self.browsers:
+            browser.close()
+        self.browsers = []
