@@ -135,6 +135,12 @@ class ForwarderLike(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
+# Forwarder figures that describe the present (they go back to 0); the rest are running counts.
+FORWARDER_GAUGES = frozenset({
+    "endpoints", "sources", "rtx_sources", "projections", "history_packets", "twcc_pending",
+    "speakers",
+})
+
 SendFn = Callable[[str, bytes], None]
 ForwarderFactory = Callable[[str, BridgeSettings, SendFn], ForwarderLike]
 
@@ -307,6 +313,7 @@ class Bridge:
         self.endpoints_failed = 0
         # Counters of expired endpoints' transports, so the totals in stats() only grow.
         self._retired = TransportCounters()
+        self._retired_forwarder: dict[str, int] = {}  # counters of removed conferences
 
     @property
     def turn_server(self) -> TurnServer | None:
@@ -458,6 +465,8 @@ class Bridge:
         for name in COUNTER_NAMES:
             totals[name] = getattr(self._retired, name) + sum(
                 getattr(e.transport.counters, name) for e in endpoints)
+        for key, value in self._retired_forwarder.items():
+            totals[f"forwarder_{key}"] = value
         for conference in self._conferences.values():
             for key, value in conference.forwarder.stats().items():
                 totals[f"forwarder_{key}"] = totals.get(f"forwarder_{key}", 0) + value
@@ -512,6 +521,9 @@ class Bridge:
     def _drop_if_empty(self, conference: Conference) -> None:
         current = self._conferences.get(conference.conference_id)
         if not conference.endpoints and current is conference:
+            for key, value in conference.forwarder.stats().items():
+                if key not in FORWARDER_GAUGES:  # keep running totals growing
+                    self._retired_forwarder[key] = self._retired_forwarder.get(key, 0) + value
             conference.close()
             del self._conferences[conference.conference_id]
             log.info("conference %s: no endpoints left, removed", conference.conference_id)
