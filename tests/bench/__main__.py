@@ -1,7 +1,8 @@
 """Run the benchmarks and print one table: figure | measured | goal | how.
 
-    python -m tests.bench                   # all figures against switchboard (~10 min)
+    python -m tests.bench                   # all figures against switchboard (~15 min)
     python -m tests.bench --only legs       # one figure
+    python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import callrate, legs, memory
+from . import bridge, callrate, legs, memory
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -32,6 +33,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "callrate": ("Call setup rate (RFC 7502)", "500 calls/s on one core"),
     "legs": ("Phone legs mixed in real time", "300 legs with <1% late ticks on one core"),
     "memory": ("Memory per call", "report (no target set)"),
+    **bridge.FIGURES,  # forwarding, endpoints, join
 }
 
 
@@ -63,6 +65,12 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "memory": lambda: memory.measure(
             workdir / "memory", against=args.against, n=args.calls,
             budget_s=60 if quick else 120),
+        "forwarding": lambda: bridge.measure_forwarding(
+            workdir / "forwarding", budget_s=50 if quick else 80, window_s=5 if quick else 10),
+        "endpoints": lambda: bridge.measure_endpoints(
+            workdir / "endpoints", budget_s=90 if quick else 170, window_s=4 if quick else 8),
+        "join": lambda: bridge.measure_join(
+            workdir / "join", budget_s=80 if quick else 100, joins=3 if quick else 5),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()
