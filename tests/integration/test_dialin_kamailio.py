@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 from peers import procs
 from peers.kamailio import Kamailio
+from peers.rtp_receiver import RtpReceiver
 from peers.scenarios_dialin import (
     hold_reinvite_scenario,
     plain_call_scenario,
@@ -57,41 +56,6 @@ def assert_idle(server: Any, timeout: float = 10.0) -> None:
 def setup_room(server: Any) -> None:
     resp = server.api("POST", "/api/rooms", {"name": ROOM, "pin": PIN})
     assert resp.status == 201, resp.text
-
-
-class ArrivalCounter:
-    """A UDP socket the test owns, named in the caller's SDP: the arrival time of every
-    datagram the server sends there (in a thread, at most `max_s` seconds)."""
-
-    def __init__(self, max_s: float = 60.0) -> None:
-        self.port = procs.find_port_block(2, kinds=("udp",))
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((procs.LOOPBACK, self.port))
-        self.sock.settimeout(0.2)
-        self.arrivals: list[float] = []
-        self._stop = threading.Event()
-        self._max_s = max_s
-        self._thread = threading.Thread(target=self._run, name="rtp-counter", daemon=True)
-
-    def __enter__(self) -> ArrivalCounter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self._max_s
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.arrivals.append(time.monotonic())
 
 
 def call_ids(sipp_messages: Path) -> set[str]:
@@ -143,7 +107,7 @@ def test_reinvite_hold_through_proxy(switchboard_server: Any, tmp_workdir: Path)
     server answers a=recvonly and stops sending RTP; the BYE follows the same route."""
     server = switchboard_server()
     setup_room(server)
-    with ArrivalCounter() as rx, \
+    with RtpReceiver() as rx, \
             Kamailio(tmp_workdir, trunk_uri=f"sip:{server.sip_address}") as kam:
         xml = hold_reinvite_scenario(ROOM, before_ms=2000, after_ms=2000)
         scenario = write_scenario(tmp_workdir / "hold.xml",
@@ -162,8 +126,9 @@ def test_reinvite_hold_through_proxy(switchboard_server: Any, tmp_workdir: Path)
     assert res.ok, res.describe()
     # Before the hold the caller (alone in the room) got audio; once the server answered
     # a=recvonly it sent none (0.3 s grace for packets already under way, then 1.2 s).
-    before = [t for t in rx.arrivals if t < held_at]
-    during = [t for t in rx.arrivals if held_at + 0.3 < t < held_at + 1.5]
+    arrivals = [p.at for p in rx.packets]
+    before = [t for t in arrivals if t < held_at]
+    during = [t for t in arrivals if held_at + 0.3 < t < held_at + 1.5]
     assert len(before) >= 40, f"only {len(before)} RTP packets before the hold"
     assert during == [], f"{len(during)} RTP packets sent to a caller on hold"
     assert len(joined) == 1, joined
