@@ -13,6 +13,9 @@ from typing import Literal, Protocol
 
 MediaKind = Literal["audio", "video"]
 VideoType = Literal["camera", "screen"]
+# What an endpoint is sent: every other endpoint's sources (as a browser), only their audio
+# (the gateway's room mixer), or nothing (a phone caller's send-only endpoint).
+ReceivePolicy = Literal["all", "audio", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,34 @@ class EndpointAllocation:
 
 
 @dataclass(frozen=True, slots=True)
+class PlainEndpointAllocation:
+    """The bridge's side of a plain endpoint: plain RTP and RTCP (no ICE, DTLS or SRTP) for
+    a media component of our own, the gateway. It is connected at once and has no liveness
+    timeout (a silent phone sends nothing: DTX); its owner expires it.
+
+    `payload_types` and `header_extensions` are the conference's (the same numbers as the
+    browsers'): audio goes as Opus on payload type 111 with the RFC 6464 audio level in
+    one-byte header extension 1, exactly like a browser's. Its sources are declared with
+    `EndpointUpdate(sources=...)` as a browser's are. A plain endpoint starts with
+    `receive="audio"` (it has no use for video); a phone caller's is set to "none" and
+    shares a `group` with its gateway's room mixer.
+
+    `media` names the packet link to the endpoint:
+
+    - "local:<conference_id>/<endpoint_id>": the bridge runs in this process; the composition
+      root connects to it with `Bridge.connect_local(media, on_rtp, on_rtcp)`.
+    - "udp:HOST:PORT": reserved for a bridge on another host (plain RTP/RTCP multiplexed on
+      one UDP port, RFC 5761); not implemented yet.
+    """
+
+    conference_id: str
+    endpoint_id: str
+    payload_types: tuple[PayloadType, ...]
+    header_extensions: tuple[HeaderExtension, ...]
+    media: str
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointUpdate:
     """What the focus learned from the browser's answer (None: unchanged)."""
 
@@ -103,6 +134,12 @@ class EndpointUpdate:
     # The focus's mute: the bridge drops this endpoint's audio for everyone (moderator mute
     # must hold even against a modified client).
     audio_forced_off: bool | None = None
+    # What the endpoint is sent (a new browser endpoint starts with "all", a plain one with
+    # "audio").
+    receive: ReceivePolicy | None = None
+    # Endpoints with the same non-empty group never receive each other's sources: the
+    # gateway mixes its own phones itself. "" leaves the group (a new endpoint has none).
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +200,13 @@ class BridgeSession(Protocol):
 
     async def allocate(self, conference_id: str, endpoint_id: str) -> EndpointAllocation: ...
 
+    async def allocate_plain(
+        self, conference_id: str, endpoint_id: str
+    ) -> PlainEndpointAllocation:
+        """A plain endpoint (the gateway's phone callers and room mixer); update, expire and
+        receive_sources take it as they take a browser's."""
+        ...
+
     async def update(self, conference_id: str, endpoint_id: str, update: EndpointUpdate) -> None:
         ...
 
@@ -171,8 +215,8 @@ class BridgeSession(Protocol):
     async def receive_sources(
         self, conference_id: str, endpoint_id: str
     ) -> tuple[ReceiveSource, ...]:
-        """The sources this endpoint should be offered to receive (every other endpoint's),
-        with the SSRCs the bridge will use towards it."""
+        """The sources this endpoint should be offered to receive (every other endpoint's,
+        as its `receive` and `group` allow), with the SSRCs the bridge will use towards it."""
         ...
 
     def subscribe(self, listener: BridgeListener) -> Callable[[], None]: ...

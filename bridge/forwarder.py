@@ -13,6 +13,10 @@ What happens to a packet (the fast path works on bytes, without a packet object)
 - Audio of an endpoint the focus muted is dropped; other audio feeds the dominant speaker
   with its RFC 6464 level and goes to every other endpoint. Video goes to the receivers that
   have the sender in their last-N set (`lastn.py`); screen shares go to everyone.
+- Each receiver's policy limits that: `receive` "audio" gets only audio sources, "none"
+  nothing (and no key frame is asked for on its behalf), and endpoints of the same non-empty
+  `group` (a gateway's phone callers and its room mixer) get nothing from each other. All of
+  it is decided in `_route`, never per packet.
 - A receiver that starts getting a stream (a join, a last-N switch, the end of a forced
   mute) gets it from a key frame on: the forwarder asks the sender with a PLI (at most once
   per `keyframe_interval` per source) and holds that receiver's copy back until a key frame
@@ -50,6 +54,7 @@ from bridge.api import (
     DominantSpeakerChanged,
     EndpointStats,
     MediaSource,
+    ReceivePolicy,
     ReceiveSource,
 )
 from bridge.lastn import effective_last_n, select_video_senders
@@ -64,6 +69,7 @@ SendFn = Callable[[str, bytes], None]  # (endpoint_id, plain RTP or RTCP) -> pro
 MAX_NACK_ITEMS = 128  # sequence numbers answered per NACK packet
 MAX_LOGGED_SSRCS = 32  # undeclared SSRCs remembered per endpoint (logged once each)
 CNAME = b"switchboard-bridge"
+RECEIVE_POLICIES: tuple[ReceivePolicy, ...] = ("all", "audio", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +123,12 @@ class Forwarder:
 
     # --- endpoints and sources (from the focus, through the service) -------------------
 
-    def add_endpoint(self, endpoint_id: str) -> None:
+    def add_endpoint(self, endpoint_id: str, receive: ReceivePolicy = "all") -> None:
         if endpoint_id in self._endpoints:
             return
-        self._endpoints[endpoint_id] = EndpointState(endpoint_id, self._speakers.add(endpoint_id))
+        ep = self._endpoints[endpoint_id] = EndpointState(endpoint_id,
+                                                         self._speakers.add(endpoint_id))
+        ep.receive = receive
         log.info("conference %s: endpoint %s added", self.conference_id, endpoint_id)
         self._route()
 
@@ -201,10 +209,34 @@ class Forwarder:
             ep.last_n = n
             self._route()
 
+    def set_receive(self, endpoint_id: str, receive: ReceivePolicy | None,
+                    group: str | None) -> None:
+        """What the endpoint is sent ("all", "audio" or "none"), and its group: endpoints of
+        the same non-empty group get nothing from each other. None leaves a value as it is;
+        group "" leaves the group."""
+        if receive is not None and receive not in RECEIVE_POLICIES:
+            raise ValueError(f"receive policy {receive!r} is not one of {RECEIVE_POLICIES}")
+        ep = self._endpoints.get(endpoint_id)
+        if ep is None:
+            return
+        policy = (receive or ep.receive, ep.group if group is None else group)
+        if policy != (ep.receive, ep.group):
+            ep.receive, ep.group = policy
+            log.info("conference %s: endpoint %s receives %s, group %r", self.conference_id,
+                     endpoint_id, ep.receive, ep.group)
+            self._route()
+
     def receive_sources(self, endpoint_id: str) -> tuple[ReceiveSource, ...]:
+        """What `endpoint_id` may be sent, as its receive policy and group allow: the
+        sources its offer must hold. Last-N is not applied (it changes with the speaker)."""
+        r = self._endpoints.get(endpoint_id)
+        receive, group = ("all", "") if r is None else (r.receive, r.group)
+        if receive == "none":
+            return ()
         return tuple(ReceiveSource(src.media, src.ssrc, src.media.rtx_ssrc)
-                     for ep in self._endpoints.values() if ep.id != endpoint_id
-                     for src in ep.sources)
+                     for ep in self._endpoints.values()
+                     if ep.id != endpoint_id and not (group and ep.group == group)
+                     for src in ep.sources if receive == "all" or src.audio)
 
     def _drop_source(self, src: SourceState) -> None:
         if self._sources.get(src.ssrc) is src:
@@ -221,18 +253,27 @@ class Forwarder:
 
     def _route(self) -> None:
         """Attach and detach (receiver, source) pairs after anything that changes who gets
-        what: endpoints, sources, last-N, the dominant speaker."""
+        what: endpoints, sources, last-N, the dominant speaker, receive policies and groups.
+        The per-packet path only walks `src.out`, so every policy is decided here."""
         recent = self._speakers.recent
-        cameras = [ep.id for ep in self._endpoints.values()
+        endpoints = self._endpoints.values()
+        cameras = [ep for ep in endpoints
                    if any(not s.audio and not s.screen for s in ep.sources)]
-        for r in self._endpoints.values():
-            n = effective_last_n(self.settings.last_n, r.last_n)
-            chosen = select_video_senders(r.id, n, recent, cameras)
-            for ep in self._endpoints.values():
+        for r in endpoints:
+            receive, group = r.receive, r.group
+            chosen: frozenset[str] = frozenset()
+            if receive == "all":
+                n = effective_last_n(self.settings.last_n, r.last_n)
+                chosen = select_video_senders(
+                    r.id, n, recent,
+                    [ep.id for ep in cameras if not group or ep.group != group])
+            for ep in endpoints:
                 if ep is r:
                     continue
+                closed = receive == "none" or (group != "" and ep.group == group)
                 for src in ep.sources:
-                    want = src.audio or src.screen or ep.id in chosen
+                    want = not closed and (src.audio or (
+                        receive == "all" and (src.screen or ep.id in chosen)))
                     p = r.projections.get(src.ssrc)
                     if want and (p is None or not p.attached):
                         if p is None:

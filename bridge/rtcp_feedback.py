@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import struct
 
-from bridge.api import MediaSource
+from bridge.api import MediaSource, ReceivePolicy
 from bridge.levels import SpeakerState
 from bridge.rtp import RTCP_RTPFB, RTPFB_TRANSPORT_CC, report_block
 
@@ -335,15 +335,17 @@ class SrTimes:
 class EndpointState:
     """One endpoint: what it sends, what it receives, and the figures about both."""
 
-    __slots__ = ("audio_forced_off", "downlink_loss", "id", "in_bytes", "last_n", "out_bytes",
-                 "projections", "remb", "remb_at", "rtt", "sources", "speaker", "stat_in",
-                 "stat_out", "twcc", "twcc_seq", "unknown_ssrcs")
+    __slots__ = ("audio_forced_off", "downlink_loss", "group", "id", "in_bytes", "last_n",
+                 "out_bytes", "projections", "receive", "remb", "remb_at", "rtt", "sources",
+                 "speaker", "stat_in", "stat_out", "twcc", "twcc_seq", "unknown_ssrcs")
 
     def __init__(self, endpoint_id: str, speaker: SpeakerState) -> None:
         self.id = endpoint_id
         self.sources: tuple[SourceState, ...] = ()
         self.audio_forced_off = False
         self.last_n = -1  # the endpoint's own wish; -1: none
+        self.receive: ReceivePolicy = "all"  # what it is sent: "all" | "audio" | "none"
+        self.group = ""  # non-empty: it gets nothing from endpoints of the same group
         self.projections: dict[int, Projection] = {}  # by source SSRC: what it receives
         self.twcc = TransportCcRecorder()  # what it sent us
         self.twcc_seq = 0  # transport-wide sequence number towards it

@@ -2,9 +2,10 @@
 
 Per conference one sans-I/O Forwarder (bridge/forwarder.py) and one timer handle, re-armed
 to the forwarder's `get_timer()` and to the next liveness check of the endpoints. Per
-endpoint one transport (bridge/aiortc_adapter.py): decrypted packets go straight from the
-socket callback into the forwarder, and what the forwarder sends is protected and written
-synchronously. No task or timer exists per packet.
+browser endpoint one transport (bridge/aiortc_adapter.py): decrypted packets go straight
+from the socket callback into the forwarder, and what the forwarder sends is protected and
+written synchronously. Plain endpoints (bridge/plain.py, the gateway's) have no transport:
+their local link calls the forwarder directly. No task or timer exists per packet.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ from bridge.api import (
     HeaderExtension,
     MediaSource,
     PayloadType,
+    PlainEndpointAllocation,
+    ReceivePolicy,
     ReceiveSource,
 )
 from bridge.endpoint import Endpoint
 from bridge.forwarder import Forwarder, ForwarderSettings
+from bridge.plain import LocalLink, PacketOut, PlainEndpoint, PlainEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +125,13 @@ class BridgeConfigLike(Protocol):
 class ForwarderLike(Protocol):
     """What the service needs of bridge.forwarder.Forwarder."""
 
-    def add_endpoint(self, endpoint_id: str) -> None: ...
+    def add_endpoint(self, endpoint_id: str, receive: ReceivePolicy = "all") -> None: ...
     def remove_endpoint(self, endpoint_id: str) -> None: ...
     def set_sources(self, endpoint_id: str, sources: tuple[MediaSource, ...]) -> None: ...
     def set_audio_forced_off(self, endpoint_id: str, off: bool) -> None: ...
     def set_last_n(self, endpoint_id: str, n: int) -> None: ...
+    def set_receive(self, endpoint_id: str, receive: ReceivePolicy | None,
+                    group: str | None) -> None: ...
     def receive_sources(self, endpoint_id: str) -> tuple[ReceiveSource, ...]: ...
     def on_rtp(self, endpoint_id: str, data: bytes, now: float) -> None: ...
     def on_rtcp(self, endpoint_id: str, data: bytes, now: float) -> None: ...
@@ -147,6 +153,13 @@ ForwarderFactory = Callable[[str, BridgeSettings, SendFn], ForwarderLike]
 
 def default_forwarder(conference_id: str, settings: BridgeSettings, send: SendFn) -> ForwarderLike:
     return Forwarder(conference_id, ForwarderSettings(last_n=settings.last_n), send)
+
+
+class PacketSink(Protocol):
+    """Where the forwarder's packets for one endpoint go: a browser's transport (protects
+    and sends) or a plain endpoint (hands them to its link)."""
+
+    def send(self, data: bytes) -> bool: ...
 
 
 class PortRange:
@@ -184,10 +197,11 @@ class Conference:
 
     def __init__(self, conference_id: str, bridge: Bridge) -> None:
         self.conference_id = conference_id
-        self.endpoints: dict[str, Endpoint] = {}
+        self.endpoints: dict[str, Endpoint] = {}  # browsers'
+        self.plain: dict[str, PlainEndpoint] = {}
         self._bridge = bridge
         self._loop = asyncio.get_running_loop()
-        self._transports: dict[str, EndpointTransport] = {}
+        self._transports: dict[str, PacketSink] = {}
         self.forwarder = bridge.forwarder_factory(conference_id, bridge.settings, self._send)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -235,13 +249,30 @@ class Conference:
         self.forwarder.add_endpoint(endpoint.endpoint_id)
         self._after_input()
 
-    def remove(self, endpoint_id: str) -> Endpoint | None:
-        endpoint = self.endpoints.pop(endpoint_id, None)
+    def add_plain(self, endpoint: PlainEndpoint) -> None:
+        """A plain endpoint starts receiving audio only: it has no use for video, and so
+        no key frame is asked for on its behalf before the focus sets its policy."""
+        self.plain[endpoint.endpoint_id] = endpoint
+        self._transports[endpoint.endpoint_id] = endpoint
+        self.forwarder.add_endpoint(endpoint.endpoint_id, "audio")
+        self._after_input()
+
+    def remove(self, endpoint_id: str) -> Endpoint | PlainEndpoint | None:
+        endpoint: Endpoint | PlainEndpoint | None = self.endpoints.pop(endpoint_id, None)
+        if endpoint is None:
+            endpoint = self.plain.pop(endpoint_id, None)
         if endpoint is not None:
             self._transports.pop(endpoint_id, None)
             self.forwarder.remove_endpoint(endpoint_id)
             self._after_input()
         return endpoint
+
+    @property
+    def empty(self) -> bool:
+        return not self.endpoints and not self.plain
+
+    def time(self) -> float:
+        return self._loop.time()
 
     def rtp_handler(self, endpoint_id: str) -> Callable[[bytes, float], None]:
         return functools.partial(self.on_rtp, endpoint_id)
@@ -314,6 +345,7 @@ class Bridge:
         # Counters of expired endpoints' transports, so the totals in stats() only grow.
         self._retired = TransportCounters()
         self._retired_forwarder: dict[str, int] = {}  # counters of removed conferences
+        self._plain = PlainEndpoints()
 
     @property
     def turn_server(self) -> TurnServer | None:
@@ -330,7 +362,7 @@ class Bridge:
         """Expire every endpoint and wait for every task the bridge started."""
         self._running = False
         for conference in list(self._conferences.values()):
-            for endpoint_id in list(conference.endpoints):
+            for endpoint_id in [*conference.endpoints, *conference.plain]:
                 await self.expire(conference.conference_id, endpoint_id)
         while self._tasks:
             await asyncio.wait(list(self._tasks))
@@ -358,10 +390,7 @@ class Bridge:
             raise
         self.ports.take(transport.local_port)
         # From here to conference.add() nothing awaits: the conference cannot go away.
-        conference = self._conferences.get(conference_id)
-        if conference is None:
-            conference = self._conferences[conference_id] = Conference(conference_id, self)
-            conference.start_timer()
+        conference = self._conference(conference_id)
         transport.on_rtp = conference.rtp_handler(endpoint_id)
         transport.on_rtcp = conference.rtcp_handler(endpoint_id)
         allocation = EndpointAllocation(
@@ -381,9 +410,40 @@ class Bridge:
                  self.settings.address, transport.local_port)
         return allocation
 
+    async def allocate_plain(
+        self, conference_id: str, endpoint_id: str
+    ) -> PlainEndpointAllocation:
+        """A plain endpoint (an existing one of that id is expired first): connected at once
+        (EndpointConnected follows as soon as the caller yields), no socket, no timeout.
+        Its packets go through `connect_local(allocation.media, ...)`."""
+        if self._find(conference_id, endpoint_id) is not None:
+            log.info("endpoint %s/%s: allocated again; the old one is expired",
+                     conference_id, endpoint_id)
+            await self.expire(conference_id, endpoint_id)
+        conference = self._conference(conference_id)
+        endpoint = self._plain.create(
+            conference_id, endpoint_id, PAYLOAD_TYPES, HEADER_EXTENSIONS,
+            rtp_in=conference.rtp_handler(endpoint_id),
+            rtcp_in=conference.rtcp_handler(endpoint_id), clock=conference.time)
+        conference.add_plain(endpoint)
+        log.info("endpoint %s/%s: plain endpoint allocated (%s)", conference_id, endpoint_id,
+                 endpoint.media)
+        # After the allocation reaches the caller: the focus knows the endpoint by then.
+        asyncio.get_running_loop().call_soon(self._plain_connected, endpoint)
+        return endpoint.allocation
+
+    def connect_local(self, media: str, on_rtp: PacketOut, on_rtcp: PacketOut) -> LocalLink:
+        """The in-process packet link of a plain endpoint (its allocation's `media`).
+        `on_rtp` / `on_rtcp` get what the bridge sends the endpoint, synchronously, from
+        inside the forwarder. Raises UnknownMedia (a LookupError) for media the bridge has no
+        endpoint for; after the endpoint is expired the link drops what it is given."""
+        return self._plain.connect(media, on_rtp, on_rtcp)
+
     async def update(self, conference_id: str, endpoint_id: str, update: EndpointUpdate) -> None:
         endpoint = self._get(conference_id, endpoint_id)
         forwarder = self._conferences[conference_id].forwarder
+        if update.receive is not None or update.group is not None:
+            forwarder.set_receive(endpoint_id, update.receive, update.group)
         if update.sources is not None:
             forwarder.set_sources(endpoint_id, update.sources)
         if update.last_n is not None:
@@ -391,7 +451,11 @@ class Bridge:
         if update.audio_forced_off is not None:
             forwarder.set_audio_forced_off(endpoint_id, update.audio_forced_off)
         if update.transport is not None:
-            endpoint.start(update.transport)
+            if isinstance(endpoint, Endpoint):
+                endpoint.start(update.transport)
+            else:
+                log.warning("endpoint %s/%s: a plain endpoint has no ICE/DTLS transport; "
+                            "ignored", conference_id, endpoint_id)
         self._conferences[conference_id]._after_input()
 
     async def expire(self, conference_id: str, endpoint_id: str) -> None:
@@ -413,6 +477,10 @@ class Bridge:
         if conference is None or endpoint is None:
             return None
         self._drop_if_empty(conference)
+        if isinstance(endpoint, PlainEndpoint):  # nothing to wait for
+            self._plain.close(endpoint)
+            log.info("endpoint %s/%s: expired", conference_id, endpoint_id)
+            return None
         task = asyncio.get_running_loop().create_task(
             self._close_endpoint(endpoint), name=f"bridge-expire-{endpoint_id}")
         self._expiring[key] = task
@@ -455,12 +523,16 @@ class Bridge:
         return unsubscribe
 
     def stats(self) -> dict[str, int]:
+        """Gauges (conferences, endpoints*, plain_links) and running counts: the browsers'
+        transports' (COUNTER_NAMES), the local links' ("plain_*"), the forwarders'."""
         endpoints = [e for c in self._conferences.values() for e in c.endpoints.values()]
+        plain = len(self._plain)
         totals: dict[str, int] = {
             "conferences": len(self._conferences),
-            "endpoints": len(endpoints),
-            "endpoints_connected": sum(e.state == "connected" for e in endpoints),
+            "endpoints": len(endpoints) + plain,
+            "endpoints_connected": sum(e.state == "connected" for e in endpoints) + plain,
             "endpoints_failed": self.endpoints_failed,
+            **self._plain.stats(),
         }
         for name in COUNTER_NAMES:
             totals[name] = getattr(self._retired, name) + sum(
@@ -473,12 +545,13 @@ class Bridge:
         return totals
 
     def resources(self) -> dict[str, int]:
-        """Live tasks, sockets and timers the bridge holds (tests check they go to 0)."""
+        """Live tasks, sockets and timers the bridge holds (tests check they go to 0).
+        "endpoints" counts plain ones too (they hold nothing else)."""
         conferences = list(self._conferences.values())
         endpoints = [e for c in conferences for e in c.endpoints.values()]
         return {
             "conferences": len(conferences),
-            "endpoints": len(endpoints),
+            "endpoints": len(endpoints) + sum(len(c.plain) for c in conferences),
             "ports": len(self.ports),
             "sockets": sum(e.transport.open_sockets() for e in endpoints),
             "timers": sum(c.timer_armed for c in conferences),
@@ -497,6 +570,10 @@ class Bridge:
     def _endpoint_connected(self, endpoint: Endpoint) -> None:
         self.emit(EndpointConnected(endpoint.conference_id, endpoint.endpoint_id))
 
+    def _plain_connected(self, endpoint: PlainEndpoint) -> None:
+        if self._plain.current(endpoint):  # not expired in the meantime
+            self.emit(EndpointConnected(endpoint.conference_id, endpoint.endpoint_id))
+
     def _endpoint_failed(self, endpoint: Endpoint, reason: str) -> None:
         """The bridge expires a failed endpoint itself; the focus removes the participant
         (its own expire() is then a no-op)."""
@@ -508,19 +585,28 @@ class Bridge:
 
     # --- lookups -----------------------------------------------------------------------
 
-    def _find(self, conference_id: str, endpoint_id: str) -> Endpoint | None:
+    def _find(self, conference_id: str, endpoint_id: str) -> Endpoint | PlainEndpoint | None:
         conference = self._conferences.get(conference_id)
-        return None if conference is None else conference.endpoints.get(endpoint_id)
+        if conference is None:
+            return None
+        return conference.endpoints.get(endpoint_id) or conference.plain.get(endpoint_id)
 
-    def _get(self, conference_id: str, endpoint_id: str) -> Endpoint:
+    def _get(self, conference_id: str, endpoint_id: str) -> Endpoint | PlainEndpoint:
         endpoint = self._find(conference_id, endpoint_id)
         if endpoint is None:
             raise UnknownEndpoint(f"{conference_id}/{endpoint_id}")
         return endpoint
 
+    def _conference(self, conference_id: str) -> Conference:
+        conference = self._conferences.get(conference_id)
+        if conference is None:
+            conference = self._conferences[conference_id] = Conference(conference_id, self)
+            conference.start_timer()
+        return conference
+
     def _drop_if_empty(self, conference: Conference) -> None:
         current = self._conferences.get(conference.conference_id)
-        if not conference.endpoints and current is conference:
+        if conference.empty and current is conference:
             for key, value in conference.forwarder.stats().items():
                 if key not in FORWARDER_GAUGES:  # keep running totals growing
                     self._retired_forwarder[key] = self._retired_forwarder.get(key, 0) + value

@@ -111,6 +111,11 @@ class Meetings:
     def stats(self) -> dict[str, int]:
         return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions)}
 
+    def sources_changed(self, room: str) -> None:
+        """Another participant's sources came or went (a phone caller's, from
+        focus.phones): re-offer the room's browsers."""
+        self._renegotiate_others(room, None)
+
     async def join(self, conn: Connection, msg: p.Join) -> str:
         """Join a browser: roster, `joined`, bridge endpoint, then offer revision 1.
         Raises JoinRefused (nothing joined) for a missing or full room."""

@@ -29,7 +29,11 @@ class CallState(enum.Enum):
 
 
 class PhoneLeg:
-    """The mixer's view of a call: the leg's decoded input and encoded output."""
+    """The mixer's view of a call: the leg's decoded input and encoded output.
+
+    ``sample_rate`` is the PCM rate of both (the session's codec: 8000 for G.711, 16000 for
+    G.722, 8000 or 16000 for Opus): ``pull_frame`` gives ``sample_rate / 50`` samples and
+    ``send_payload`` wants frames encoded from that many."""
 
     __slots__ = ("codec_name", "leg_id", "session")
 
@@ -37,6 +41,10 @@ class PhoneLeg:
         self.leg_id = leg_id
         self.session = session
         self.codec_name = codec_name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.session.sample_rate
 
     def pull_frame(self, now: float) -> Pcm | None:
         return self.session.pull_frame(now)

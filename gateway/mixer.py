@@ -15,14 +15,25 @@ The media clock (``gateway/clock.py``) calls :meth:`ConferenceMixer.tick` every 
    that leg hears, in a room or solo.
 
 Inputs and outputs are separate seams: a :class:`Contributor` gives frames (a phone leg, or
-later a decoded browser stream from the bridge), a :class:`Listener` takes encoded frames in
-its codec. A phone leg (:class:`MixerLeg`) is both. All frames have ``frame_samples`` samples
-(160: 20 ms at 8 kHz); a wideband mixer is the same class built with 320 and 16 kHz codecs.
+a decoded browser stream from the bridge), a :class:`Listener` takes encoded frames in its
+codec. A phone leg (:class:`MixerLeg`) is both.
 
-Encoding goes through ``encoder_for(codec_name)``, looked up once per listener. Sharing one
-encoded frame between listeners assumes the encoder keeps no state between frames (true for
-G.711). A stateful codec (G.722, Opus) needs one encoder per listener; give such listeners
-distinct codec names (for example ``"G722/leg-17"``) or extend the lookup to be per listener.
+Rates: a member may say its PCM rate with a ``sample_rate`` attribute (8000 or 16000; absent
+means 8000; 0 on a contributor means "whatever the room runs at"). A room mixes at 16 kHz
+while any member of it is wideband, else at 8 kHz, so a room of G.711 phones never
+resamples. Frames at another rate are resampled per member with streaming filters
+(``gateway/media/resample.py``); prompts and tones (8 kHz) likewise. ``room_rate(room)``
+tells a contributor of rate 0 what to give.
+
+Encoding: ``encoder_for(codec_name)`` is called once per listener, and once per room and
+codec for the shared frame, so stateful encoders (G.722, Opus) are never shared between
+streams that diverge. A listener moving between its own N-1 mix and the shared mix changes
+encoder instance; the decoder at the phone sees a small discontinuity, as in any mixer
+that shares encodings.
+
+A voice tap (:meth:`ConferenceMixer.set_tap`) sees each tick what a member contributed at
+its own rate (``None`` when it was muted, silent or gave nothing): the gateway encodes a
+phone caller's voice towards the bridge from it.
 
 The frame handed to an encoder or returned by a contributor is only valid during the call:
 the mixer reuses its buffers. Prompt-end events (:class:`PromptFinished`) are pulled with
@@ -40,13 +51,15 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from gateway.prompts import FRAME_SAMPLES, PromptPlayer
+from gateway.media.resample import Resampler
+from gateway.prompts import SAMPLE_RATE, PromptPlayer
 
 log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
 EncodeFn = Callable[[Pcm], bytes]
 EncoderLookup = Callable[[str], EncodeFn]
+VoiceTap = Callable[["Pcm | None"], None]
 
 INT16_MIN = -32768
 INT16_MAX = 32767
@@ -90,6 +103,13 @@ class PromptFinished:
 MixerEvent = PromptFinished
 
 
+def member_rate(obj: object | None, default: int = SAMPLE_RATE) -> int:
+    if obj is None:
+        return default
+    rate = getattr(obj, "sample_rate", default)
+    return int(rate) if isinstance(rate, int) else default
+
+
 class MixerError(Exception):
     """The mixer's API was misused (unknown leg, duplicate id): our own code's fault."""
 
@@ -97,8 +117,8 @@ class MixerError(Exception):
 class _Member:
     """One leg, source or listener, as the mixer sees it."""
 
-    __slots__ = ("codec", "encode", "errors", "listener", "member_id", "muted", "overlay",
-                 "prompt", "room", "row", "source")
+    __slots__ = ("codec", "encode", "errors", "in_rate", "listener", "member_id", "muted",
+                 "out_rate", "overlay", "prompt", "resamplers", "room", "row", "source", "tap")
 
     def __init__(self, member_id: str, source: Contributor | None, listener: Listener | None,
                  encode: EncodeFn | None) -> None:
@@ -113,48 +133,85 @@ class _Member:
         self.overlay: PromptPlayer | None = None  # mixed over what the leg hears
         self.row = -1  # this tick: row in the room's frame block, -1 = contributed nothing
         self.errors = 0
+        self.in_rate = member_rate(source)  # 0: follows the room
+        self.out_rate = member_rate(listener)
+        self.tap: VoiceTap | None = None
+        self.resamplers: dict[tuple[str, int, int], Resampler] = {}
+
+    def resample(self, what: str, frame: Pcm, from_rate: int, to_rate: int) -> Pcm:
+        """``frame`` at ``to_rate`` through this member's own streaming filter for ``what``."""
+        key = (what, from_rate, to_rate)
+        r = self.resamplers.get(key)
+        if r is None:
+            r = self.resamplers[key] = Resampler(from_rate, to_rate)
+        return r.process(frame)
 
 
 class _Room:
-    __slots__ = ("block", "contributors", "listeners", "name", "out", "shared", "tones", "total",
-                 "voiced")
+    __slots__ = ("block", "contributors", "listeners", "name", "out", "rate", "resamplers",
+                 "shared", "shared_encoders", "tones", "total", "voiced")
 
-    def __init__(self, name: str, frame_samples: int) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
         self.contributors: list[_Member] = []
         self.listeners: list[_Member] = []
         self.tones: list[PromptPlayer] = []
-        # Buffers reused every tick, grown as contributors join:
-        self.block = np.zeros((4, frame_samples), dtype=np.int32)    # one row per voice
-        self.out = np.zeros((5, frame_samples), dtype=np.int32)      # N-1 mixes + full mix
-        self.total = np.zeros(frame_samples, dtype=np.int32)         # sum of the voices
+        self.rate = 0
         self.voiced: list[_Member] = []                               # member of each row
         self.shared: dict[str, bytes] = {}                            # codec -> encoded mix
+        self.shared_encoders: dict[str, EncodeFn] = {}                # codec -> its encoder
+        self.resamplers: dict[tuple[str, int], Resampler] = {}       # tones, shared mixes
+        self._allocate(SAMPLE_RATE, 4)
+
+    def _allocate(self, rate: int, rows: int) -> None:
+        # Buffers reused every tick, grown as contributors join:
+        samples = rate // 50
+        self.rate = rate
+        self.block = np.zeros((rows, samples), dtype=np.int32)    # one row per voice
+        self.out = np.zeros((rows + 1, samples), dtype=np.int32)  # N-1 mixes + full mix
+        self.total = np.zeros(samples, dtype=np.int32)            # sum of the voices
 
     def ensure_rows(self, rows: int) -> None:
         if rows > self.block.shape[0]:
-            size = max(rows, 2 * self.block.shape[0])
-            self.block = np.zeros((size, self.block.shape[1]), dtype=np.int32)
-            self.out = np.zeros((size + 1, self.block.shape[1]), dtype=np.int32)
+            self._allocate(self.rate, max(rows, 2 * self.block.shape[0]))
+
+    def update_rate(self) -> None:
+        """16 kHz while any member is wideband, else 8 kHz."""
+        members = (*self.contributors, *self.listeners)
+        rate = max((max(m.in_rate, m.out_rate if m.listener is not None else 0)
+                    for m in members), default=SAMPLE_RATE)
+        rate = 16000 if rate > SAMPLE_RATE else SAMPLE_RATE
+        if rate != self.rate:
+            log.info("mixer: room %s now mixes at %d Hz", self.name, rate)
+            self._allocate(rate, self.block.shape[0])
+            self.resamplers.clear()
+
+    def resample(self, what: str, frame: Pcm, to_rate: int) -> Pcm:
+        """A room-wide stream (``what``: tones, or the shared mix for one rate) at
+        ``to_rate``, from the room's rate (tones: from 8 kHz)."""
+        key = (what, to_rate)
+        r = self.resamplers.get(key)
+        if r is None:
+            from_rate = SAMPLE_RATE if what == "tones" else self.rate
+            r = self.resamplers[key] = Resampler(from_rate, to_rate)
+        return r.process(frame)
 
 
 class ConferenceMixer:
     """Mixes every room and plays the IVR's prompts; driven by tick(now)."""
 
-    def __init__(self, encoder_for: EncoderLookup, *, frame_samples: int = FRAME_SAMPLES,
-                 silence_threshold: int = 16) -> None:
+    def __init__(self, encoder_for: EncoderLookup, *, silence_threshold: int = 16) -> None:
         """``silence_threshold``: a frame whose peak |sample| is at or below it counts as
         silent (the leg contributed nothing and shares the common frame)."""
         self._encoder_for = encoder_for
-        self._encoders: dict[str, EncodeFn] = {}
-        self.frame_samples = frame_samples
         self.silence_threshold = silence_threshold
         self._members: dict[str, _Member] = {}
         self._rooms: dict[str, _Room] = {}
         self._solo: dict[str, _Member] = {}
         self._events: deque[MixerEvent] = deque()
-        self._silence = np.zeros(frame_samples, dtype=np.int16)
-        self._silence.flags.writeable = False
+        self._silence = {rate: np.zeros(rate // 50, dtype=np.int16) for rate in (8000, 16000)}
+        for frame in self._silence.values():
+            frame.flags.writeable = False
         self.ticks = 0
 
     # ------------------------------------------------------------------ membership
@@ -205,6 +262,11 @@ class ConferenceMixer:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
+    def room_rate(self, room: str) -> int:
+        """The rate the room mixes at now (8000 when there is no such room)."""
+        r = self._rooms.get(room)
+        return r.rate if r is not None else SAMPLE_RATE
+
     def __contains__(self, leg_id: object) -> bool:
         return leg_id in self._members
 
@@ -215,6 +277,11 @@ class ConferenceMixer:
 
     def is_muted(self, leg_id: str) -> bool:
         return self._member(leg_id).muted
+
+    def set_tap(self, leg_id: str, tap: VoiceTap | None) -> None:
+        """Each tick the member is in a room, ``tap`` gets what it contributed, at its own
+        rate (valid during the call only), or None: muted, silent or no frame."""
+        self._member(leg_id).tap = tap
 
     def set_prompt(self, leg_id: str, player: PromptPlayer | None) -> None:
         """What a solo leg hears (the IVR's prompt); None stops it. The replaced player is
@@ -281,16 +348,16 @@ class ConferenceMixer:
              room: str | None) -> None:
         if member_id in self._members:
             raise MixerError(f"mixer: {member_id!r} already added")
-        encode = self._encoder(listener.codec_name) if listener is not None else None
+        encode = self._encoder_for(listener.codec_name) if listener is not None else None
         member = _Member(member_id, source, listener, encode)
         self._members[member_id] = member
         self._attach(member, room)
         log.debug("mixer: %s added to %s", member_id, room or "solo")
 
-    def _encoder(self, codec: str) -> EncodeFn:
-        encode = self._encoders.get(codec)
+    def _shared_encoder(self, room: _Room, codec: str) -> EncodeFn:
+        encode = room.shared_encoders.get(codec)
         if encode is None:
-            encode = self._encoders[codec] = self._encoder_for(codec)
+            encode = room.shared_encoders[codec] = self._encoder_for(codec)
         return encode
 
     def _attach(self, member: _Member, room: str | None) -> None:
@@ -302,13 +369,14 @@ class ConferenceMixer:
             member.prompt = None
         r = self._rooms.get(room)
         if r is None:
-            r = self._rooms[room] = _Room(room, self.frame_samples)
+            r = self._rooms[room] = _Room(room)
         member.room = r
         if member.source is not None:
             r.contributors.append(member)
             r.ensure_rows(len(r.contributors))
         if member.listener is not None:
             r.listeners.append(member)
+        r.update_rate()
 
     def _detach(self, member: _Member) -> None:
         r = member.room
@@ -323,6 +391,8 @@ class ConferenceMixer:
             r.listeners.remove(member)
         if not r.contributors and not r.listeners:
             del self._rooms[r.name]
+        else:
+            r.update_rate()
 
     def _failed(self, member: _Member, what: str) -> None:
         if member.errors % ERROR_LOG_EVERY == 0:
@@ -330,17 +400,18 @@ class ConferenceMixer:
                           member.errors + 1)
         member.errors += 1
 
-    def _pull(self, member: _Member, now: float) -> Pcm | None:
+    def _pull(self, member: _Member, now: float, rate: int) -> Pcm | None:
+        """The member's next frame, which must be 20 ms at ``rate`` (its own rate)."""
         assert member.source is not None
         try:
             frame = member.source.pull_frame(now)
         except Exception:
             self._failed(member, "pull_frame")
             return None
-        if frame is not None and frame.shape != (self.frame_samples,):
+        if frame is not None and frame.shape != (rate // 50,):
             if member.errors % ERROR_LOG_EVERY == 0:
                 log.warning("mixer: %s gave a frame of shape %s, want (%d,)",
-                            member.member_id, frame.shape, self.frame_samples)
+                            member.member_id, frame.shape, rate // 50)
             member.errors += 1
             return None
         return frame
@@ -353,6 +424,7 @@ class ConferenceMixer:
             self._failed(member, "send_payload")
 
     def _overlay_frame(self, member: _Member) -> Pcm | None:
+        """The member's overlay prompt's next frame at the member's output rate."""
         player = member.overlay
         if player is None:
             return None
@@ -361,19 +433,28 @@ class ConferenceMixer:
             member.overlay = None
             if not player.stopped:
                 self._events.append(PromptFinished(member.member_id, player.name))
+            return None
+        if member.out_rate != SAMPLE_RATE:
+            frame = member.resample("overlay", frame, SAMPLE_RATE, member.out_rate)
         return frame
 
     def _mix_room(self, room: _Room, now: float) -> None:
+        rate = room.rate
         block = room.block
         count = 0
         voiced = room.voiced
         voiced.clear()
+        tapped: list[tuple[_Member, Pcm | None]] = []
         for member in tuple(room.contributors):
             member.row = -1
-            frame = self._pull(member, now)
+            own_rate = member.in_rate or rate
+            frame = self._pull(member, now, own_rate)
+            if member.tap is not None:
+                tapped.append((member, None if member.muted else frame))
             if frame is None or member.muted:
                 continue
-            block[count] = frame
+            block[count] = frame if own_rate == rate else member.resample(
+                "in", frame, own_rate, rate)
             member.row = count
             voiced.append(member)
             count += 1
@@ -389,6 +470,8 @@ class ConferenceMixer:
             np.add.reduce(voices, axis=0, out=total)
         else:
             total.fill(0)
+        for member, frame in tapped:
+            self._tap(member, frame if member.row >= 0 else None)
 
         if room.tones:
             for tone in tuple(room.tones):
@@ -396,6 +479,8 @@ class ConferenceMixer:
                 if tone_frame is None:
                     room.tones.remove(tone)
                 else:
+                    if rate != SAMPLE_RATE:
+                        tone_frame = room.resample("tones", tone_frame, rate)
                     total += tone_frame
 
         # Rows 0..count-1: each voice's N-1 mix; row count: the full mix. Clip all at once.
@@ -409,28 +494,43 @@ class ConferenceMixer:
 
         shared = room.shared
         shared.clear()
+        mixes: dict[int, Pcm] = {rate: mix16}
         for member in tuple(room.listeners):
             encode = member.encode
             assert encode is not None
             row = member.row if member.row >= 0 else count
-            if member.overlay is not None:
-                overlay = self._overlay_frame(member)
-                if overlay is not None:
-                    self._send(member, encode(_clip16(out[row] + overlay)))
-                    continue
-            if row != count:
-                self._send(member, encode(out16[row]))
+            own_rate = member.out_rate
+            overlay = self._overlay_frame(member) if member.overlay is not None else None
+            if overlay is None and row == count:
+                payload = shared.get(member.codec)
+                if payload is None:
+                    mix = mixes.get(own_rate)
+                    if mix is None:
+                        mix = mixes[own_rate] = room.resample("mix", mix16, own_rate)
+                    payload = shared[member.codec] = self._shared_encoder(room, member.codec)(
+                        mix)
+                self._send(member, payload)
                 continue
-            payload = shared.get(member.codec)
-            if payload is None:
-                payload = shared[member.codec] = encode(mix16)
-            self._send(member, payload)
+            frame = out16[row]
+            if own_rate != rate:
+                frame = member.resample("out", frame, rate, own_rate)
+            if overlay is not None:
+                frame = _clip16(frame.astype(np.int32) + overlay)
+            self._send(member, encode(frame))
+
+    def _tap(self, member: _Member, frame: Pcm | None) -> None:
+        assert member.tap is not None
+        try:
+            member.tap(frame)
+        except Exception:
+            self._failed(member, "voice tap")
 
     def _play_solo(self, now: float) -> None:
         silence: dict[str, bytes] = {}
         for member in tuple(self._solo.values()):
             if member.source is not None:
-                self._pull(member, now)  # keep the leg's input draining; nobody hears it
+                # Keep the leg's input draining; nobody hears it.
+                self._pull(member, now, member.in_rate or SAMPLE_RATE)
             if member.listener is None:
                 continue
             base: Pcm | None = None
@@ -441,6 +541,8 @@ class ConferenceMixer:
                     member.prompt = None
                     if not player.stopped:
                         self._events.append(PromptFinished(member.member_id, player.name))
+                elif member.out_rate != SAMPLE_RATE:
+                    base = member.resample("prompt", base, SAMPLE_RATE, member.out_rate)
             overlay = self._overlay_frame(member) if member.overlay is not None else None
             encode = member.encode
             assert encode is not None
@@ -451,7 +553,7 @@ class ConferenceMixer:
             else:
                 payload = silence.get(member.codec)
                 if payload is None:
-                    payload = silence[member.codec] = encode(self._silence)
+                    payload = silence[member.codec] = encode(self._silence[member.out_rate])
                 self._send(member, payload)
                 continue
             self._send(member, encode(frame16))

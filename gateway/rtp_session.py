@@ -11,11 +11,25 @@ RTCP on the next one) bound on the configured media address, and:
 - receive fast path: the common 12-byte header is read with one ``struct`` call and the
   payload goes straight into the jitter buffer; anything malformed is counted and dropped,
   no exception ever leaves ``datagram_received``.
-- ``pull_frame(now)`` once per 20 ms tick: jitter buffer pop, decode, loss concealment.
+- ``pull_frame(now)`` once per 20 ms tick: jitter buffer pop, decode, loss concealment;
+  frames of ``sample_rate / 50`` samples at the codec's PCM rate (``sample_rate``: 8000
+  for G.711, 16000 for G.722, 8000 or 16000 for Opus as its codec instance was built).
+  The jitter buffer counts in RTP timestamp units with the codec's ``timestamp_step`` as
+  its frame (160 ticks for G.711 and G.722, whose RTP clock is 8 kHz; 960 for Opus).
+  Losses are concealed by the codec itself when it can (Opus: ``decode_lost``, with the
+  in-band FEC of the next packet when it is already buffered), else by the generic
+  concealer at the codec's rate.
+- ``on_audio_packet(payload_type, payload, timestamp, marker)``, when set, sees every
+  accepted audio packet from the phone before the jitter buffer (an Opus phone's payload
+  can go to the bridge unchanged).
 - ``send_payload(payload)`` once per 20 ms tick: our SSRC, sequence number and timestamp
-  (advancing one frame per call, sent or not), marker on the first packet after the start,
-  a hold or a DTMF event. Nothing is sent while the remote side holds us.
-- DTMF in (RFC 4733, ``on_dtmf(digit)`` once per digit) and out (``send_dtmf``).
+  (advancing ``timestamp_step`` per call, sent or not), marker on the first packet after the
+  start, a hold or a DTMF event. Nothing is sent while the remote side holds us.
+- DTMF in (RFC 4733, ``on_dtmf(digit)`` once per digit) and out (``send_dtmf``). Events
+  share the audio's SSRC, sequence numbers and timestamp base (RFC 4733 section 2.1), so
+  their timestamps and durations are counted at the audio codec's RTP clock: 8000 for G.711
+  and G.722, 48000 for Opus. (Phones commonly offer only telephone-event/8000 beside Opus;
+  baresip, for one, then sends its events on the 48 kHz audio clock, as we do.)
 - one periodic housekeeping callback (every ``check_interval`` s): media timeout
   (``on_timeout()`` once when no RTP came for ``media_timeout`` s while we expect it), RTCP
   SR/RR every ``rtcp_interval`` s.
@@ -40,8 +54,8 @@ import numpy.typing as npt
 
 from gateway.media.codecs import AudioCodec
 from gateway.media.dtmf import DtmfReceiver, DtmfStarted, digit_to_event, dtmf_packets
-from gateway.media.jitterbuffer import FrameKind, JitterBuffer
-from gateway.media.plc import Concealer
+from gateway.media.jitterbuffer import JitterBuffer
+from gateway.media.plc import FrameDecoder
 from gateway.media.rtcp import parse_compound
 from gateway.media.rtp import HEADER, RtpPacket
 from gateway.media.stats import RtcpStats
@@ -162,6 +176,8 @@ class RtpSession:
         self.dtmf_duration_ms = dtmf_duration_ms
         self.on_dtmf: Callable[[str], None] = _ignore_digit
         self.on_timeout: Callable[[], None] = _ignore
+        #: (payload_type, payload, RTP timestamp, marker) of each accepted audio packet
+        self.on_audio_packet: Callable[[int, bytes, int, bool], None] | None = None
         self.local_port = 0
         self.counters = SessionCounters()
         self._allocator = allocator
@@ -184,7 +200,7 @@ class RtpSession:
         self._expect_rtp = True
         # receive state
         self._jb: JitterBuffer | None = None
-        self._plc: Concealer | None = None
+        self._decoder: FrameDecoder | None = None
         self._dtmf_rx = DtmfReceiver()
         self._last_rx: float | None = None       # last accepted RTP packet
         self._last_rtcp_rx: float | None = None
@@ -290,17 +306,24 @@ class RtpSession:
         if self._rtcp_latched is None:
             self._rtcp_dest = self._sdp_rtcp_addr
         old = self._codec
+        if old is not None and _same_codec(old, codec):
+            codec = old                          # keep the running decoder state
         self._codec = codec
         self._audio_pt = codec.payload_type
         self._dtmf_pt = -1 if dtmf_pt is None else dtmf_pt
-        if old is None or old.name != codec.name or old.clock_rate != codec.clock_rate:
-            self._jb = JitterBuffer(codec.clock_rate, codec.timestamp_step, codec.bytes_per_tick)
-            self._plc = Concealer(codec.frame_samples, codec.sample_rate)
+        if (old is None or old.name != codec.name or old.clock_rate != codec.clock_rate
+                or old.sample_rate != codec.sample_rate):
+            ticks = getattr(codec, "packet_ticks", None)
+            self._jb = JitterBuffer(codec.clock_rate, codec.timestamp_step, codec.bytes_per_tick,
+                                    packet_ticks=ticks if callable(ticks) else None)
+            self._decoder = FrameDecoder(codec)
             self._dtmf_rx = DtmfReceiver(codec.clock_rate)
             self._step = codec.timestamp_step
             self._stats.clock_rate = codec.clock_rate
             self._stats.sender.clock_rate = codec.clock_rate
             self._marker_next = True
+        elif self._decoder is not None:
+            self._decoder.use(codec)
         self._timeout_base = self._now()
         log.info("call %s: remote media %s:%d %r dtmf=%s", self.call_id, host, port, codec,
                  dtmf_pt)
@@ -335,6 +358,17 @@ class RtpSession:
     @property
     def codec_name(self) -> str:
         return self._codec.name if self._codec is not None else ""
+
+    @property
+    def sample_rate(self) -> int:
+        """The PCM rate of ``pull_frame``'s frames and of what the payloads given to
+        ``send_payload`` were encoded from (8000 until ``set_remote``)."""
+        return self._codec.sample_rate if self._codec is not None else 8000
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples in one ``pull_frame`` frame: ``sample_rate / 50``."""
+        return self._codec.frame_samples if self._codec is not None else 160
 
     @property
     def remote_addr(self) -> Addr | None:
@@ -387,6 +421,12 @@ class RtpSession:
         self._last_rx = now
         self._stats.on_rtp_received(ssrc, seq, ts, now)
         if pt == self._audio_pt:
+            hook = self.on_audio_packet
+            if hook is not None:
+                try:
+                    hook(pt, payload, ts, second > 127)
+                except Exception:
+                    self._internal_error()
             if self._jb is not None:
                 self._jb.insert(ssrc, seq, ts, second > 127, payload, now)
             return
@@ -441,20 +481,13 @@ class RtpSession:
         self._stats.on_rtcp(packets, now, time.time())
 
     def pull_frame(self, now: float) -> Pcm | None:
-        """The next 20 ms of decoded audio (concealed on loss); None for silence."""
+        """The next 20 ms of decoded audio, ``frame_samples`` samples at ``sample_rate``
+        (concealed on loss); None for silence."""
         jb = self._jb
-        codec = self._codec
-        plc = self._plc
-        if jb is None or codec is None or plc is None:
+        decoder = self._decoder
+        if jb is None or decoder is None:
             return None
-        frame = jb.pop(now)
-        kind = frame.kind
-        if kind is FrameKind.AUDIO:
-            return plc.good(codec.decode(frame.payload))
-        if kind is FrameKind.LOST:
-            return plc.conceal()
-        plc.reset()
-        return None
+        return decoder.frame(jb.pop(now))
 
     # --- send -------------------------------------------------------------------------
 
@@ -583,6 +616,8 @@ class RtpSession:
             for key, value in asdict(self._jb.stats).items():
                 out[f"jb_{key}"] = value
             out["jb_target_ms"] = self._jb.target_ms
+        if self._decoder is not None:
+            out["rx_undecodable"] = self._decoder.undecodable   # concealed instead
         sources = list(self._stats.sources.values())
         if sources:
             best = max(sources, key=lambda s: s.received)
@@ -592,6 +627,12 @@ class RtpSession:
         if self._stats.rtt is not None:
             out["rtt_ms"] = round(self._stats.rtt * 1000, 1)
         return out
+
+
+def _same_codec(a: AudioCodec, b: AudioCodec) -> bool:
+    """The same negotiated codec again (a re-INVITE): the running instance is kept."""
+    return (a.name == b.name and a.payload_type == b.payload_type
+            and a.clock_rate == b.clock_rate and a.sample_rate == b.sample_rate)
 
 
 def _fmt(addr: Addr | None) -> str:

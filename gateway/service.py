@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from dialplan.routing import Prompt, Reject, Room, Router
@@ -25,12 +24,14 @@ from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, Partici
 from gateway.call import CallState, PhoneCall, PhoneLeg
 from gateway.callerid import caller_name
 from gateway.clock import MediaClock
-from gateway.ivr import CheckPin, Hangup, IvrSettings, Join, PinIvr, PlayPrompt, StopPrompt
+from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
+from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
-from gateway.mixer import ConferenceMixer, PromptFinished
+from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
+from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
 from gateway.sip.events import (
     CallConfirmed,
     CallEnded,
@@ -44,54 +45,8 @@ from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
 from gateway.tones import join_tone, leave_tone
-from switchboard.config import Config
 
 log = logging.getLogger(__name__)
-
-CODECS = ["PCMU/8000", "PCMA/8000", "telephone-event/8000"]
-STAR_WINDOW = 2.0  # seconds between '*' and '6' for the mute toggle
-
-
-@dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    sip_listen: tuple[tuple[str, str, int], ...]
-    sip_announce: str
-    user_agent: str
-    session_expires: int
-    min_se: int
-    tcp_idle_timeout: float
-    max_tcp_connections: int
-    media_address: str
-    media_announce: str
-    rtp_ports: tuple[int, int]
-    media_timeout: float
-    prompts_dir: str | None
-    ivr: IvrSettings
-
-    @classmethod
-    def from_config(cls, config: Config) -> GatewaySettings:
-        ivr = config.ivr
-        return cls(
-            sip_listen=tuple((a.transport, a.host, a.port) for a in config.sip.listen_addresses),
-            sip_announce=config.sip.announce or config.media.announce_address,
-            user_agent=config.sip.user_agent,
-            session_expires=config.sip.session_expires,
-            min_se=config.sip.min_se,
-            tcp_idle_timeout=config.sip.tcp_idle_timeout,
-            max_tcp_connections=config.sip.max_tcp_connections,
-            media_address=config.media.address,
-            media_announce=config.media.announce_address,
-            rtp_ports=config.media.port_range,
-            media_timeout=config.media.timeout,
-            prompts_dir=ivr.prompts_dir or None,
-            ivr=IvrSettings(
-                first_digit_timeout=ivr.first_digit_timeout,
-                inter_digit_timeout=ivr.inter_digit_timeout,
-                max_attempts=ivr.max_attempts,
-                max_pin_length=ivr.max_pin_length,
-            ),
-        )
-
 
 class _GatewayNode:
     """The SansIoNode the transport drives: the user agent, with its events handled at once."""
@@ -123,7 +78,11 @@ class Gateway:
         router: Router,
         store: Store,
         throttle: PinThrottle,
+        media: MediaProvider | None = None,
+        connect: LinkFactory | None = None,
     ) -> None:
+        """``media`` and ``connect``: the focus's plain bridge endpoints and the packet
+        links to them; without them phones hear only phones (no browsers)."""
         self.settings = settings
         self.focus = focus
         self.router = router
@@ -143,7 +102,11 @@ class Gateway:
                 timers=TimerSettings(),
             )
         )
-        self.mixer = ConferenceMixer(lambda name: codec_by_name(name).encode)
+        self.mixer = ConferenceMixer(_encoder_for)
+        self.audio: ConferenceAudio | None = None
+        if media is not None and connect is not None:
+            self.audio = ConferenceAudio(self.mixer, media, connect, self._time,
+                                         settings.audio)
         self.calls: dict[str, PhoneCall] = {}
         self._ivr_calls: set[PhoneCall] = set()
         self._by_leg: dict[str, PhoneCall] = {}
@@ -182,6 +145,8 @@ class Gateway:
                 self.ua.hangup(call.call_id, now=self._time())
                 self._cleanup(call, "server stopping")
         self._flush()
+        if self.audio is not None:
+            await self.audio.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -225,6 +190,8 @@ class Gateway:
         }
         counts.update(self.counters)
         counts.update(rtp)
+        if self.audio is not None:
+            counts.update(self.audio.stats())
         return counts
 
     # -- SIP events --------------------------------------------------------------------
@@ -470,6 +437,12 @@ class Gateway:
         call.participant_id = info.id
         self._by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
+        if self.audio is not None and call.session is not None:
+            passthrough = call.leg.codec_name == "OPUS"
+            caller = self.audio.caller_joined(room, info.id, call.leg_id,
+                                              call.leg.sample_rate, passthrough=passthrough)
+            if passthrough:
+                call.session.on_audio_packet = caller.on_phone_packet
         self._room_calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
         call.alone_prompt = self.mixer.play_if_alone(
@@ -523,6 +496,10 @@ class Gateway:
                 calls.discard(call)
                 if not calls:
                     del self._room_calls[room]  # type: ignore[arg-type]
+            if self.audio is not None:
+                self.audio.caller_left(pid)
+                if call.session is not None:
+                    call.session.on_audio_packet = None
             if call.leg_id in self.mixer:
                 self.mixer.move_leg(call.leg_id, None)
             self.focus.leave(pid, reason)
@@ -559,6 +536,8 @@ class Gateway:
     # -- the clock ---------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
+        if self.audio is not None:
+            self.audio.before_tick(now)
         self.mixer.tick(now)
         acted = False
         while (event := self.mixer.next_event()) is not None:
@@ -594,3 +573,8 @@ class Gateway:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _encoder_for(codec: str) -> EncodeFn:
+    """A new encoder for the mixer (one per listener, one per room's shared mix)."""
+    return codec_by_name(codec, OPUS_PT if codec == "OPUS" else None).encode

@@ -20,9 +20,11 @@ from dialplan.store import Store
 from dialplan.throttle import PinThrottle
 from focus import Focus
 from focus.meeting import Meetings
+from focus.phones import PhoneMedia
 from focus.rooms import StoreRooms
 from focus.session import MeetingSettings
-from gateway.service import Gateway, GatewaySettings
+from gateway.service import Gateway
+from gateway.settings import GatewaySettings
 from switchboard.config import Config
 from web.app import create_app
 from web.pages import add_page_routes
@@ -59,14 +61,17 @@ class Server:
         self.router = Router(self.store, config.dialplan.default_route)
         t = config.ivr.throttle
         self.throttle = PinThrottle(t.max_failures, t.window, t.block)
-        self.gateway = Gateway(
-            GatewaySettings.from_config(config), self.focus, self.router, self.store,
-            self.throttle,
-        )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         self.meetings = Meetings(
             self.focus, self.bridge, StoreRooms(self.store), _meeting_settings(config)
         )
+        # Phone callers reach the bridge through the focus (plain endpoints); their packets
+        # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
+        self.phone_media = PhoneMedia(self.bridge, self.meetings)
+        self.gateway = Gateway(
+            GatewaySettings.from_config(config), self.focus, self.router, self.store,
+            self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
+        )  # fmt: skip
         self._runner: web.AppRunner | None = None
         self._bridge_started = False
 

@@ -112,6 +112,8 @@ class MediaConfig:
     announce: str = ""
     rtp_ports: str = "20000-20999"
     timeout: float = 30.0
+    mixed_browser_streams: int = 3
+    opus_complexity: int = 5
 
     @property
     def announce_address(self) -> str:
@@ -306,6 +308,10 @@ def _validate(config: Config) -> None:
         )
     if config.media.timeout <= 0:
         raise ConfigError("media.timeout: expected a positive number of seconds")
+    if not 1 <= config.media.mixed_browser_streams <= 16:
+        raise ConfigError("media.mixed_browser_streams: expected 1 to 16")
+    if not 0 <= config.media.opus_complexity <= 10:
+        raise ConfigError("media.opus_complexity: expected 0 to 10")
     bridge = config.bridge
     _check_ip("bridge.address", bridge.address)
     if bridge.announce:

@@ -1,15 +1,30 @@
 """Audio codecs of the phone side behind one small protocol, and a factory keyed by name.
 
 A codec has two rates: ``clock_rate`` is the RTP timestamp rate from the SDP rtpmap and
-``sample_rate`` the PCM rate of its frames. They are equal for G.711; G.722 will have
-8000 and 16000, Opus 48000 and 48000. ``frame_samples`` counts PCM samples per 20 ms frame
-and ``timestamp_step`` the RTP timestamp increment per frame.
+``sample_rate`` the PCM rate of its frames. ``frame_samples`` counts PCM samples per 20 ms
+frame and ``timestamp_step`` the RTP timestamp increment per frame:
+
+=======  ==========  ===========  =============  ==============  ==============
+codec    clock_rate  sample_rate  frame_samples  timestamp_step  bytes_per_tick
+=======  ==========  ===========  =============  ==============  ==============
+PCMU/A   8000        8000         160            160             1
+G722     8000        16000        320            160             1
+OPUS     48000       8000/16000   160/320        960             None (framed)
+=======  ==========  ===========  =============  ==============  ==============
+
+A codec instance is one stream's state: G.711 has none, G.722 (ADPCM) and Opus do, each
+with separate encoder and decoder states. ``codec_by_name`` returns a new instance on every
+call; never share a G.722 or Opus instance between two streams (two phones, or the shared
+mix and a phone's own mix).
+
+Codecs that conceal losses themselves (Opus) also have ``decode_lost(next_payload=None)``:
+see :class:`ConcealingCodec`. G.722 and Opus are imported on first use (PyAV, libopus).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +53,14 @@ class AudioCodec(Protocol):
     def silence(self) -> bytes:
         """One encoded 20 ms frame of silence."""
         ...
+
+
+@runtime_checkable
+class ConcealingCodec(AudioCodec, Protocol):
+    """A codec with its own loss concealment (Opus: PLC, or in-band FEC from the packet
+    that follows the lost one)."""
+
+    def decode_lost(self, next_payload: bytes | None = None) -> npt.NDArray[np.int16]: ...
 
 
 def _as_int16(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
@@ -96,20 +119,68 @@ class PcmaCodec(_G711):
         super().__init__("PCMA", payload_type)
 
 
-#: name -> (factory taking a payload type, static payload type or None for dynamic ones)
-_REGISTRY: dict[str, tuple[Callable[[int], AudioCodec], int | None]] = {
-    "PCMU": (PcmuCodec, 0),
-    "PCMA": (PcmaCodec, 8),
+def _g722(payload_type: int, sample_rate: int | None, options: dict[str, Any]) -> AudioCodec:
+    from .g722 import SAMPLE_RATE, G722Codec
+
+    _check_rate("G722", sample_rate, SAMPLE_RATE)
+    _no_options("G722", options)
+    return G722Codec(payload_type)
+
+
+def _opus(payload_type: int, sample_rate: int | None, options: dict[str, Any]) -> AudioCodec:
+    from .opus import OpusCodec
+
+    return OpusCodec(payload_type, 16000 if sample_rate is None else sample_rate, **options)
+
+
+def _pcmu(payload_type: int, sample_rate: int | None, options: dict[str, Any]) -> AudioCodec:
+    _check_rate("PCMU", sample_rate, 8000)
+    _no_options("PCMU", options)
+    return PcmuCodec(payload_type)
+
+
+def _pcma(payload_type: int, sample_rate: int | None, options: dict[str, Any]) -> AudioCodec:
+    _check_rate("PCMA", sample_rate, 8000)
+    _no_options("PCMA", options)
+    return PcmaCodec(payload_type)
+
+
+def _check_rate(name: str, sample_rate: int | None, fixed: int) -> None:
+    if sample_rate is not None and sample_rate != fixed:
+        raise ValueError(f"{name} runs at {fixed} Hz, not {sample_rate}")
+
+
+def _no_options(name: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"{name} has no options ({', '.join(sorted(options))})")
+
+
+_Factory = Callable[[int, "int | None", dict[str, Any]], AudioCodec]
+
+#: name -> (factory, static payload type or None for dynamic ones), in our preference order
+_REGISTRY: dict[str, tuple[_Factory, int | None]] = {
+    "OPUS": (_opus, None),
+    "G722": (_g722, 9),
+    "PCMU": (_pcmu, 0),
+    "PCMA": (_pcma, 8),
 }
 
 SUPPORTED_CODECS: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def codec_by_name(name: str, payload_type: int | None = None) -> AudioCodec:
-    """A codec for an rtpmap encoding name (case-insensitive).
+def codec_by_name(
+    name: str, payload_type: int | None = None, *, sample_rate: int | None = None,
+    **options: Any,
+) -> AudioCodec:
+    """A NEW codec instance (its own encoder and decoder state) for an rtpmap encoding
+    name, case-insensitive: "PCMU", "PCMA", "G722", "opus".
 
-    ``payload_type`` defaults to the static one (0 for PCMU, 8 for PCMA); dynamic codecs
-    added later must be given theirs. Raises ``ValueError`` for an unsupported name.
+    ``payload_type`` defaults to the static one (0 PCMU, 8 PCMA, 9 G722); Opus is dynamic
+    and must be given its type. ``sample_rate`` picks Opus's PCM rate (8000 or 16000,
+    default 16000); for the others it may only repeat their fixed rate. ``options`` go to
+    the Opus constructor (``complexity``, ``bitrate``, ``fec``, ``loss_percent``).
+    Raises ``ValueError`` for an unsupported name, a missing or bad payload type, or a bad
+    rate or option.
     """
     entry = _REGISTRY.get(name.upper())
     if entry is None:
@@ -118,4 +189,7 @@ def codec_by_name(name: str, payload_type: int | None = None) -> AudioCodec:
     pt = static_pt if payload_type is None else payload_type
     if pt is None or not 0 <= pt <= 127:
         raise ValueError(f"codec {name!r} needs a payload type in 0..127, got {pt!r}")
-    return factory(pt)
+    try:
+        return factory(pt, sample_rate, options)
+    except TypeError as exc:        # an option Opus does not have
+        raise ValueError(f"codec {name!r}: {exc}") from None

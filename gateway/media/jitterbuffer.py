@@ -7,8 +7,15 @@ play: not started, or the stream is silent).
 
 The buffer works in RTP timestamp units, so it does not care about sequence numbers
 (wrap included), copes with senders that use 10 or 30 ms packets when the codec can be
-cut at any byte (G.711: ``bytes_per_tick=1``), and treats a gap before a marker packet as
-silence rather than loss.
+cut at any byte (G.711 and G.722: ``bytes_per_tick=1``), and treats a gap before a marker
+packet as silence rather than loss.
+
+Framed codecs (Opus: ``bytes_per_tick=None``) cannot be cut. Their packets last one frame
+unless ``packet_ticks(payload)`` says otherwise: a 40 or 60 ms packet is handed out whole
+as the AUDIO frame of its first 20 ms, and the pops that fall inside the rest of it return
+CONTINUED (play the rest of what that packet decoded to). A LOST frame carries the payload
+of the packet that follows it when that one is already here (framed codecs only), for
+codecs that can rebuild a lost frame from the next packet (Opus in-band FEC).
 
 Depth: the target is the peak extra delay seen recently (packet arrival relative to the
 fastest packet, a floor that creeps up slowly to follow clock drift) plus one frame,
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .rtp import RtpPacket
@@ -38,16 +46,17 @@ _NO_LEVEL = 1 << 62
 
 
 class FrameKind(enum.Enum):
-    AUDIO = "audio"     # payload holds one frame
-    LOST = "lost"       # a frame should be here: conceal it
+    AUDIO = "audio"     # payload holds one frame (or a longer framed packet: see CONTINUED)
+    LOST = "lost"       # a frame should be here: conceal it (payload: next packet, see above)
     EMPTY = "empty"     # nothing to play (not started, silent stream)
+    CONTINUED = "continued"   # still inside the last AUDIO frame's multi-frame packet
 
 
 @dataclass(frozen=True, slots=True)
 class JitterFrame:
     kind: FrameKind
-    payload: bytes = b""
-    timestamp: int = 0     # RTP timestamp of the first sample (AUDIO only)
+    payload: bytes = b""   # AUDIO: the frame; LOST: the following packet when already here
+    timestamp: int = 0     # RTP timestamp of the first sample (AUDIO, CONTINUED)
     marker: bool = False   # first frame after a start, resync or talk spurt start
 
 
@@ -80,10 +89,14 @@ class JitterBuffer:
         floor_creep_ms_per_s: float = 2.0,
         shrink_window: int = 50,
         conceal_frames: int = 3,
+        packet_ticks: Callable[[bytes], int] | None = None,
     ) -> None:
+        """``packet_ticks``: the duration of a framed codec's packet in timestamp units (0
+        when unknown: one frame is assumed); only used when ``bytes_per_tick`` is None."""
         self.clock_rate = clock_rate
         self.frame_ticks = frame_ticks
         self.bytes_per_tick = bytes_per_tick
+        self._packet_ticks = packet_ticks if not bytes_per_tick else None
         frame_s = frame_ticks / clock_rate
         self._min_s = max(min_ms / 1000.0, frame_s)
         self._max_s = max(max_ms / 1000.0, self._min_s)
@@ -103,6 +116,7 @@ class JitterBuffer:
         self._next_marker = True
         self._last_seq: int | None = None
         self._dry_pops = 0                      # consecutive pops without audio while playing
+        self._cont_end: int | None = None       # end of the multi-frame packet being played
         # depth estimation
         self._peak = self._start_peak
         self._floor: float | None = None
@@ -143,7 +157,14 @@ class JitterBuffer:
         stats = self.stats
         stats.received += 1
         bpt = self.bytes_per_tick
-        duration = len(payload) // bpt if bpt else self.frame_ticks
+        if bpt:
+            duration = len(payload) // bpt
+        elif self._packet_ticks is None or not payload:
+            duration = self.frame_ticks if payload else 0
+        else:
+            # whole frames only: a 10 ms packet counts as one (unusual for phones)
+            frames = self._packet_ticks(payload) // self.frame_ticks
+            duration = max(1, frames) * self.frame_ticks
         if duration <= 0:
             stats.discarded += 1
             return
@@ -217,6 +238,7 @@ class JitterBuffer:
         self._newest_end = timestamp
         self._playing = False
         self._next_marker = True
+        self._cont_end = None
         self._floor = None
         self._window_min = _NO_LEVEL
         self._window_pops = 0
@@ -234,6 +256,7 @@ class JitterBuffer:
         self.stats.discarded += len(old)
         self._play = min(arriving, *buf) if buf else arriving
         self._next_marker = True
+        self._cont_end = None
 
     # --- output -----------------------------------------------------------------------
 
@@ -242,6 +265,14 @@ class JitterBuffer:
         play = self._play
         if play is None:
             return EMPTY_FRAME
+        cont = self._cont_end
+        if cont is not None:
+            if play < cont:
+                # inside the multi-frame packet handed out before
+                self._play = play + self.frame_ticks
+                self.stats.played += 1
+                return JitterFrame(FrameKind.CONTINUED, b"", play % _MOD32)
+            self._cont_end = None
         buf = self._buf
         level = self._newest_end - play if buf else 0
         if not self._playing:
@@ -257,6 +288,11 @@ class JitterBuffer:
             # fast path: one packet is exactly one frame
             del buf[play]
             payload, marker = entry[0], entry[1]
+        elif entry is not None and entry[2] > frame_end and not self.bytes_per_tick:
+            # a framed packet of several frames: all of it now, CONTINUED for the rest
+            del buf[play]
+            payload, marker = entry[0], entry[1]
+            self._cont_end = entry[2]
         else:
             assembled = self._assemble(play, frame_end)
             if assembled is None:
@@ -322,6 +358,9 @@ class JitterBuffer:
                 return EMPTY_FRAME
             stats.lost += 1
             self._dry_pops = 1
+            if nxt == frame_end and not self.bytes_per_tick:
+                # the next packet of a framed codec is here: in-band FEC can rebuild this frame
+                return JitterFrame(FrameKind.LOST, buf[nxt][0])
             return LOST_FRAME
         # nothing newer: the buffer ran dry; rebuild the target depth before playing on
         stats.underruns += 1

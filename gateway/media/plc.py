@@ -1,13 +1,17 @@
 """Packet loss concealment for decoded PCM, a simple take on ITU-T G.711 Appendix I.
 
-On a lost frame the concealer estimates the pitch period of the recent history (40..120
-samples at 8 kHz, by normalized autocorrelation), repeats the last period, keeps the level
-for the first 10 ms, then fades by 20 % per 10 ms, so that 60 ms after the loss began the
-output is silence (``conceal()`` returns ``None``). The first good frame after a loss is
-cross-faded from the synthetic signal over 4 ms to avoid a click.
+On a lost frame the concealer estimates the pitch period of the recent history (5..15 ms:
+40..120 samples at 8 kHz, 80..240 at 16 kHz for G.722, by normalized autocorrelation),
+repeats the last period, keeps the level for the first 10 ms, then fades by 20 % per 10 ms,
+so that 60 ms after the loss began the output is silence (``conceal()`` returns ``None``).
+The first good frame after a loss is cross-faded from the synthetic signal over 4 ms to
+avoid a click. Opus does not come here: libopus conceals (or uses FEC) itself.
 
 Work is done only when a frame is lost; ``good()`` just keeps references to the last
 frames.
+
+:class:`FrameDecoder` puts a codec and the concealer behind the jitter buffer: it turns the
+buffer's frames (audio, lost, continued, empty) into PCM frames for one stream.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .codecs import AudioCodec, ConcealingCodec
+from .jitterbuffer import FrameKind, JitterFrame
 
 Pcm = npt.NDArray[np.int16]
 
@@ -142,3 +149,70 @@ class Concealer:
             np.rint(tail * (1.0 - ramp) + pcm[:ov].astype(np.float32) * ramp), -32768, 32767
         ).astype(np.int16)
         return out
+
+
+class FrameDecoder:
+    """One received stream's jitter buffer frames to PCM: decode, conceal, and split the
+    longer packets of framed codecs (a 40 ms Opus packet: AUDIO then CONTINUED).
+
+    Every frame out has ``codec.frame_samples`` samples. Codecs with their own concealment
+    (:class:`ConcealingCodec`: Opus) get ``decode_lost(next_payload)`` for a LOST frame, so
+    Opus rebuilds it from the next packet's in-band FEC when the jitter buffer has that
+    packet; the others go through :class:`Concealer` at the codec's rate. A payload the
+    codec refuses (``ValueError``) is counted in ``undecodable`` and concealed.
+    """
+
+    __slots__ = ("_concealer", "_decode_lost", "_pending", "codec", "undecodable")
+
+    def __init__(self, codec: AudioCodec) -> None:
+        self.codec = codec
+        self._concealer = Concealer(codec.frame_samples, codec.sample_rate)
+        self._decode_lost = codec.decode_lost if isinstance(codec, ConcealingCodec) else None
+        self._pending: Pcm | None = None     # decoded audio beyond the last frame
+        self.undecodable = 0
+
+    def use(self, codec: AudioCodec) -> None:
+        """Decode with another instance of the same codec and rates from now on."""
+        self.codec = codec
+        self._decode_lost = codec.decode_lost if isinstance(codec, ConcealingCodec) else None
+
+    def frame(self, jf: JitterFrame) -> Pcm | None:
+        """PCM for one popped frame; None for silence (EMPTY, or concealment faded out)."""
+        kind = jf.kind
+        if kind is FrameKind.AUDIO:
+            self._pending = None
+            try:
+                pcm = self.codec.decode(jf.payload)
+            except ValueError:                  # a corrupt packet from the network
+                self.undecodable += 1
+                return self._lost(None)
+            return self._good(self._fit(pcm))
+        if kind is FrameKind.CONTINUED:
+            pending = self._pending
+            if pending is None:
+                return self._lost(None)
+            self._pending = None
+            return self._good(self._fit(pending))
+        self._pending = None
+        if kind is FrameKind.LOST:
+            return self._lost(jf.payload or None)
+        self._concealer.reset()
+        return None
+
+    def _good(self, pcm: Pcm) -> Pcm:
+        return pcm if self._decode_lost is not None else self._concealer.good(pcm)
+
+    def _fit(self, pcm: Pcm) -> Pcm:
+        """One frame: the rest of a longer packet is kept for CONTINUED, a short one padded."""
+        n = self.codec.frame_samples
+        if pcm.size == n:
+            return pcm
+        if pcm.size > n:
+            self._pending = pcm[n:]
+            return pcm[:n]
+        return np.concatenate((pcm, np.zeros(n - pcm.size, dtype=np.int16)))
+
+    def _lost(self, next_payload: bytes | None) -> Pcm | None:
+        if self._decode_lost is not None:
+            return self._fit(self._decode_lost(next_payload))
+        return self._concealer.conceal()

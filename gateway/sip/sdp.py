@@ -456,7 +456,8 @@ class AudioNegotiation:
     direction: str  # the offerer's effective direction
     ptime: int | None
     media_index: int  # which m= line of the offer
-    fmtp: str | None = None  # the offerer's fmtp for the codec
+    fmtp: str | None = None  # the offerer's fmtp for the codec (see parse_fmtp)
+    dtmf_clock_rate: int | None = None  # the rtpmap rate of the chosen telephone-event
 
     @property
     def remote_address(self) -> tuple[str, int]:
@@ -477,21 +478,35 @@ def _match_codec(media: MediaDescription, spec: CodecSpec) -> int | None:
         if (
             name.lower() == spec.name.lower()
             and rate == spec.clock_rate
-            and channels == spec.channels
+            # RFC 7587 wants opus/48000/2 whatever is sent; "opus/48000" occurs too
+            and (channels == spec.channels or name.lower() == "opus")
         ):
             return pt
     return None
 
 
+def parse_fmtp(params: str | None) -> dict[str, str]:
+    """"useinbandfec=1; maxplaybackrate=16000" -> {"useinbandfec": "1", ...} (keys lower
+    case; a value-less item such as "0-16" maps to "")."""
+    out: dict[str, str] = {}
+    for item in (params or "").split(";"):
+        key, _, value = item.strip().partition("=")
+        if key:
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
 def negotiate_audio(
     offer: SessionDescription, supported: list[str] | None = None
 ) -> AudioNegotiation | None:
-    """Pick the first audio codec in our preference order that the offer has, on the first
-    usable audio m= line. None: nothing in common (answer 488). "telephone-event/<rate>" in
-    `supported` enables RFC 4733 DTMF at the chosen codec's clock rate."""
+    """Pick the first audio codec in OUR preference order (``supported``) that the offer
+    has, whatever the offer's order, on the first usable audio m= line. None: nothing in
+    common (answer 488). "telephone-event/<rate>" in `supported` enables RFC 4733 DTMF:
+    the offer's telephone-event at the chosen codec's clock rate when both sides have it,
+    else one at another rate we support (phones offer telephone-event/8000 beside opus)."""
     specs = [codec_spec(name) for name in (supported or DEFAULT_AUDIO_CODECS)]
     audio_specs = [s for s in specs if s.name.lower() != TELEPHONE_EVENT]
-    want_dtmf = {s.clock_rate for s in specs if s.name.lower() == TELEPHONE_EVENT}
+    dtmf_specs = [s for s in specs if s.name.lower() == TELEPHONE_EVENT]
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.rejected or "RTP/" not in media.proto.upper():
             continue
@@ -499,10 +514,12 @@ def negotiate_audio(
             pt = _match_codec(media, spec)
             if pt is None:
                 continue
-            dtmf_pt = None
-            if spec.clock_rate in want_dtmf:
-                dtmf_pt = _match_codec(media, KNOWN_CODECS[_codec_key(
-                    TELEPHONE_EVENT, spec.clock_rate, 1)])
+            dtmf_pt = dtmf_rate = None
+            for dtmf in sorted(dtmf_specs, key=lambda d: d.clock_rate != spec.clock_rate):
+                dtmf_pt = _match_codec(media, dtmf)
+                if dtmf_pt is not None:
+                    dtmf_rate = dtmf.clock_rate
+                    break
             connection = offer.connection_for(media)
             if connection is None:
                 raise RemoteProtocolError("SDP audio without a c= line")
@@ -516,6 +533,7 @@ def negotiate_audio(
                 ptime=media.ptime,
                 media_index=index,
                 fmtp=media.fmtp.get(pt),
+                dtmf_clock_rate=dtmf_rate,
             )
     return None
 
@@ -556,12 +574,15 @@ def build_answer(
         pt_text = str(negotiation.payload_type)
         media = MediaDescription("audio", local_port, offered.proto, [pt_text])
         media.rtpmap[negotiation.payload_type] = spec.rtpmap()
-        if negotiation.fmtp is not None:
-            media.fmtp[negotiation.payload_type] = negotiation.fmtp
+        # our own parameters (opus: what we receive) when we have some, else the offer's
+        fmtp = spec.fmtp if spec.fmtp is not None else negotiation.fmtp
+        if fmtp is not None:
+            media.fmtp[negotiation.payload_type] = fmtp
         if negotiation.dtmf_payload_type is not None:
             dtmf_pt = negotiation.dtmf_payload_type
             media.formats.append(str(dtmf_pt))
-            media.rtpmap[dtmf_pt] = RtpMap(TELEPHONE_EVENT, spec.clock_rate)
+            media.rtpmap[dtmf_pt] = RtpMap(TELEPHONE_EVENT,
+                                           negotiation.dtmf_clock_rate or spec.clock_rate)
             media.fmtp[dtmf_pt] = offered.fmtp.get(dtmf_pt, "0-16")
         media.ptime = offered.ptime
         media.direction = answer_direction(negotiation.direction, local_direction)

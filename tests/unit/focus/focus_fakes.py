@@ -16,6 +16,7 @@ from bridge.api import (
     EndpointUpdate,
     IceCandidate,
     MediaSource,
+    PlainEndpointAllocation,
     ReceiveSource,
     TransportDescription,
 )
@@ -43,6 +44,12 @@ class FakeBridge:
                 (IceCandidate("1", 1, "udp", 2130706431, "127.0.0.1", 40000, "host"),)),
             payload_types=(), header_extensions=(),
         )  # fmt: skip
+
+    async def allocate_plain(self, conference_id: str,
+                             endpoint_id: str) -> PlainEndpointAllocation:
+        self.endpoints[(conference_id, endpoint_id)] = ()
+        return PlainEndpointAllocation(conference_id, endpoint_id, (), (),
+                                       f"local:{conference_id}/{endpoint_id}")
 
     async def update(self, conference_id: str, endpoint_id: str, update: EndpointUpdate) -> None:
         assert (conference_id, endpoint_id) in self.endpoints, "update before allocate"

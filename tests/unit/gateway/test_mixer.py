@@ -137,9 +137,10 @@ def test_silent_legs_share_one_encoded_frame_per_codec(mixer: ConferenceMixer,
     for leg in quiet_u + quiet_a:
         assert level(leg.heard()) == {500}
     assert level(speaker.heard()) == {0}
-    # The lookup happens once per codec, not per leg or per tick.
+    # An encoder per listener (codecs may keep state) and one per room and codec for the
+    # shared frame; none per tick.
     mixer.tick(0.02)
-    assert sorted(encoders.lookups) == ["PCMA", "PCMU"]
+    assert Counter(encoders.lookups) == Counter({"PCMU": 5, "PCMA": 3})
     assert encoders.calls == Counter({"PCMU": 4, "PCMA": 2})
 
 
@@ -407,12 +408,101 @@ def test_a_failing_leg_does_not_stop_the_others(mixer: ConferenceMixer,
     assert len([r for r in caplog.records if "broken" in r.getMessage()]) == 1
 
 
-def test_wideband_mixer_is_the_same_class() -> None:
-    mixer = ConferenceMixer(FakeEncoders(frame_samples=320), frame_samples=320)
-    a = FakeLeg("a", codec_name="G722", voice=np.full(320, 500, dtype=np.int16))
-    b = FakeLeg("b", codec_name="G722")
-    narrow = FakeLeg("narrow", codec_name="G722", voice=tone(900))  # wrong size: dropped
-    room_of(mixer, "r", a, b, narrow)
+def sine(freq: float, rate: int, frames: int, amplitude: float = 8000.0) -> list[Pcm]:
+    t = np.arange(frames * rate // 50) / rate
+    pcm = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return list(pcm.reshape(frames, rate // 50))
+
+
+@dataclass
+class RatedLeg(FakeLeg):
+    sample_rate: int = 8000
+    frames: list[Pcm] = field(default_factory=list)
+
+    def pull_frame(self, now: float) -> Pcm | None:
+        self.pulls.append(now)
+        return self.frames.pop(0) if self.frames else None
+
+
+class WideEncoders(FakeEncoders):
+    """Accepts 160 (narrowband codecs) or 320 (G722) samples."""
+
+    def __call__(self, codec: str) -> EncodeFn:
+        self.lookups.append(codec)
+        want = 320 if codec == "G722" else 160
+
+        def encode(pcm: Pcm) -> bytes:
+            assert pcm.dtype == np.int16 and pcm.shape == (want,), (codec, pcm.shape)
+            self.calls[codec] += 1
+            return codec.encode() + b"|" + pcm.tobytes()
+
+        return encode
+
+
+def dominant(frames: list[Pcm], rate: int) -> float:
+    pcm = np.concatenate(frames).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm))))
+    return float(np.argmax(spectrum) * rate / len(pcm))
+
+
+def test_a_room_of_narrowband_phones_mixes_at_8_khz_without_resampling() -> None:
+    mixer = ConferenceMixer(WideEncoders())
+    a = RatedLeg("a", frames=[tone(100)] * 3)
+    b = RatedLeg("b")
+    room_of(mixer, "r", a, b)
+    assert mixer.room_rate("r") == 8000
     mixer.tick(0.0)
-    assert b.heard().shape == (320,)
-    assert level(b.heard()) == {500}
+    assert level(b.heard()) == {100}  # bit-exact: no filter in the way
+
+
+def test_wideband_and_narrowband_phones_hear_each_other() -> None:
+    mixer = ConferenceMixer(WideEncoders())
+    wide = RatedLeg("wide", codec_name="G722", sample_rate=16000,
+                    frames=sine(5000, 16000, 25) + sine(1000, 16000, 25))
+    narrow = RatedLeg("narrow", frames=[np.zeros(160, np.int16)] * 25 + sine(700, 8000, 25))
+    room_of(mixer, "r", wide, narrow)
+    assert mixer.room_rate("r") == 16000
+    for k in range(50):
+        mixer.tick(k * 0.02)
+    heard_wide = [decode(p)[1] for p in wide.sent]
+    heard_narrow = [decode(p)[1] for p in narrow.sent]
+    assert all(len(f) == 320 for f in heard_wide) and all(len(f) == 160 for f in heard_narrow)
+    # The narrowband phone hears the wideband one's 1 kHz, and not its 5 kHz (above 4 kHz).
+    assert abs(dominant(heard_narrow[30:], 8000) - 1000) < 30
+    assert np.abs(np.concatenate(heard_narrow[5:20])).max() < 400
+    # The wideband phone hears the narrowband one's 700 Hz, upsampled.
+    assert abs(dominant(heard_wide[30:], 16000) - 700) < 30
+    # When the wideband phone leaves, the room goes back to 8 kHz.
+    mixer.remove_leg("wide")
+    assert mixer.room_rate("r") == 8000
+
+
+def test_shared_mix_uses_one_encoder_per_codec_per_room() -> None:
+    enc = WideEncoders()
+    mixer = ConferenceMixer(enc)
+    speaker = RatedLeg("s", codec_name="G722", sample_rate=16000, frames=sine(500, 16000, 5))
+    quiet = [RatedLeg(f"q{i}", codec_name="G722", sample_rate=16000) for i in range(3)]
+    room_of(mixer, "r", speaker, *quiet)
+    for k in range(5):
+        mixer.tick(k * 0.02)
+    # 4 listener encoders + 1 shared; the three quiet phones got the same shared payloads.
+    assert enc.lookups.count("G722") == 5
+    assert quiet[0].sent == quiet[1].sent == quiet[2].sent
+    assert enc.calls["G722"] == 10  # per tick: the speaker's own N-1 and the shared mix
+
+
+def test_voice_tap_sees_what_the_caller_contributed() -> None:
+    mixer = ConferenceMixer(WideEncoders())
+    a = RatedLeg("a", frames=[tone(500), tone(3), tone(500), tone(500)])
+    b = RatedLeg("b")
+    room_of(mixer, "r", a, b)
+    seen: list[object] = []
+    mixer.set_tap("a", lambda f: seen.append(None if f is None else int(f[0])))
+    mixer.tick(0.0)
+    mixer.tick(0.02)  # below the silence threshold: None
+    mixer.set_muted("a", True)
+    mixer.tick(0.04)  # muted: None
+    mixer.set_muted("a", False)
+    mixer.tick(0.06)
+    assert seen == [500, None, None, 500]
+

@@ -11,7 +11,7 @@ import { rememberRoom } from './lib/storage.js';
 import { Chat } from './ui/chat.js';
 import { confirmDialog } from './ui/dialogs.js';
 import { wireControls } from './ui/controls.js';
-import { renderInfo } from './ui/info.js';
+import { renderInfo, dialInNumbers } from './ui/info.js';
 import { renderPeople, markSpeaking } from './ui/people.js';
 import { Prejoin } from './ui/prejoin.js';
 import { QualityView } from './ui/quality.js';
@@ -98,6 +98,7 @@ class Meeting {
     this.joinError = null;
     this.participants = new Map();
     this.selfId = null;
+    this.setDominant(null);
     this.show('meeting');
     this.qualityView.update({ local: null, server: null, state: 'new' });
     this.render();
@@ -130,7 +131,7 @@ class Meeting {
       'participant-joined': (m) => this.onParticipantJoined(m.participant),
       'participant-left': (m) => this.onParticipantLeft(m),
       'participant-updated': (m) => this.onParticipantUpdated(m.participant),
-      'dominant-speaker': (m) => { this.dominant = m.id || null; },
+      'dominant-speaker': (m) => this.onDominantSpeaker(m.id),
       chat: (m) => this.onChat(m),
       muted: (m) => this.onMutedByModerator(m),
       kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
@@ -157,6 +158,9 @@ class Meeting {
       link: $('#info-link'), block: $('#dialin-block'), none: $('#dialin-none'),
       pin: $('#dialin-pin'), numbers: $('#dialin-numbers'),
     }, this.room, this.dialIn);
+    $('#alone-hint').textContent = dialInNumbers(this.dialIn).length
+      ? 'You are the only one here. Share the link or the dial-in number to invite others.'
+      : 'You are the only one here. Share the link to invite others.';
     this.chat.clear();
     for (const c of Array.isArray(msg.chat) ? msg.chat : []) this.chat.add(c, this.selfId);
     this.unread = 0;
@@ -250,6 +254,7 @@ class Meeting {
     const p = this.participants.get(id);
     if (!p || id === this.selfId) return;
     this.participants.delete(id);
+    if (this.dominant === id) this.setDominant(null);
     const text = {
       kicked: `${p.name} was removed from the meeting`,
       timeout: `${p.name} lost their connection`,
@@ -271,6 +276,17 @@ class Meeting {
       toast('You are now a moderator', { icon: 'star' });
     }
     this.render();
+  }
+
+  /** The bridge's dominant speaker (a browser or a phone caller alike), shown at once. */
+  onDominantSpeaker(id) {
+    this.setDominant(typeof id === 'string' ? id : null);
+    if (this.panel === 'people') this.renderPanel();
+  }
+
+  setDominant(id) {
+    this.dominant = id;
+    this.stage.setDominant(id);
   }
 
   onChat(msg) {
@@ -530,7 +546,8 @@ class Meeting {
     for (const name of ['chat', 'people', 'info']) $(`#panel-${name}`).hidden = this.panel !== name;
     if (this.panel === 'people') {
       $('#people-actions').hidden = !this.isModerator || this.participants.size < 2;
-      const speaking = new Set([...this.levels].filter(([, v]) => v > SPEAKING_LEVEL).map(([id]) => id));
+      const speaking = this.stage.speakingIds();
+      for (const [id, v] of this.levels) if (v > SPEAKING_LEVEL) speaking.add(id);
       const key = JSON.stringify([[...this.participants.values()], this.isModerator]);
       if (key !== this.peopleKey) {
         this.peopleKey = key;
@@ -539,7 +556,7 @@ class Meeting {
           onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
         });
       }
-      markSpeaking($('#people-list'), speaking);
+      markSpeaking($('#people-list'), speaking, this.dominant);
     }
   }
 }

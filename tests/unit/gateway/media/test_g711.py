@@ -74,7 +74,7 @@ def test_codec_by_name_and_attributes() -> None:
         "PCMA", 8, 160, 8000)
     assert pcmu.silence() == b"\xff" * 160 and pcma.silence() == b"\xd5" * 160
     assert codec_by_name("PCMU", 96).payload_type == 96
-    assert SUPPORTED_CODECS == ("PCMU", "PCMA")
+    assert SUPPORTED_CODECS == ("OPUS", "G722", "PCMU", "PCMA")
     with pytest.raises(ValueError):
         codec_by_name("G729")
     with pytest.raises(ValueError):

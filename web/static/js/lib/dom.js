@@ -43,6 +43,36 @@ export function icon(name, cls = 'icon') {
   return svg;
 }
 
+// A telephone handset (the sprite's `phone` symbol), drawn inline so that it needs no second
+// request and can carry its own accessible name.
+const HANDSET_PATH = 'M5 3h3l2 5-2.5 1.5a11 11 0 0 0 5 5L14 12l5 2v3a2 2 0 0 1-2 2A16 16 0 0 1 3 5a2 2 0 0 1 2-2z';
+export const PHONE_LABEL = 'phone caller';
+
+/**
+ * An inline <svg> handset. With a label it is an image named by it (role="img", aria-label
+ * and <title>); without one it is decoration (aria-hidden).
+ */
+export function phoneIcon(cls = 'icon', label = PHONE_LABEL) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  for (const [k, v] of Object.entries({
+    class: `${cls} phone-icon`, viewBox: '0 0 24 24', fill: 'none', stroke: 'currentColor',
+    'stroke-width': '2', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', focusable: 'false',
+  })) svg.setAttribute(k, v);
+  if (label) {
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', label);
+    const title = document.createElementNS(SVG_NS, 'title');
+    title.textContent = label;
+    svg.append(title);
+  } else {
+    svg.setAttribute('aria-hidden', 'true');
+  }
+  const path = document.createElementNS(SVG_NS, 'path');
+  path.setAttribute('d', HANDSET_PATH);
+  svg.append(path);
+  return svg;
+}
+
 /** Point an existing sprite <svg> (or its <use>) at another symbol. */
 export function setIcon(svg, name) {
   const use = svg.tagName.toLowerCase() === 'use' ? svg : svg.querySelector('use');
@@ -72,9 +102,13 @@ export function colorFor(seed) {
 export function avatar(participant, cls = 'avatar') {
   const el = h('div', { class: cls, 'aria-hidden': 'true' });
   el.style.setProperty('--avatar', colorFor(participant.id || participant.name));
-  const text = participant.kind === 'phone' ? '' : initials(participant.name);
+  if (participant.kind === 'phone') {
+    el.append(phoneIcon('icon', null));
+    return el;
+  }
+  const text = initials(participant.name);
   if (text) el.textContent = text;
-  else el.append(icon(participant.kind === 'phone' ? 'phone' : 'people'));
+  else el.append(icon('people'));
   return el;
 }
 

@@ -1,6 +1,8 @@
-// The participants pane: everyone in the room, their state, and moderator actions.
+// The participants pane: everyone in the room, their state, and moderator actions. Phone
+// callers are listed like browsers, with a handset where a browser's camera state is; the
+// moderator's mute and remove work the same for both (docs/signaling.md, `moderate`).
 
-import { h, icon, avatar } from '../lib/dom.js';
+import { h, icon, avatar, phoneIcon, PHONE_LABEL } from '../lib/dom.js';
 
 function roleText(p, isSelf) {
   const parts = [];
@@ -29,7 +31,9 @@ export function renderPeople(list, { participants, selfId, moderator, onMute, on
     const micOff = p.muted || !p.audio;
     const icons = [];
     if (p.hand) icons.push(h('span', { title: 'Hand raised' }, icon('hand', 'icon hand')));
-    if (p.kind !== 'phone') {
+    if (p.kind === 'phone') {
+      icons.push(h('span', { class: 'person-kind', title: 'Phone caller' }, phoneIcon('icon', PHONE_LABEL)));
+    } else {
       icons.push(h('span', { title: p.video ? 'Camera on' : 'Camera off' },
         icon(p.video ? 'cam' : 'cam-off', p.video ? 'icon' : 'icon off')));
     }
@@ -58,9 +62,12 @@ export function renderPeople(list, { participants, selfId, moderator, onMute, on
   }));
 }
 
-/** Light up the avatars of who is speaking, without redrawing the list. */
-export function markSpeaking(list, speaking) {
+/** Light up the avatars of who is speaking (and mark the dominant speaker), without redrawing
+ * the list. */
+export function markSpeaking(list, speaking, dominant = null) {
   for (const row of list.children) {
-    row.querySelector('.avatar')?.classList.toggle('speaking', speaking.has(row.dataset.participant));
+    const id = row.dataset.participant;
+    row.querySelector('.avatar')?.classList.toggle('speaking', speaking.has(id));
+    row.classList.toggle('dominant', id === dominant);
   }
 }

@@ -1,13 +1,20 @@
 // The stage: one tile per participant (video or avatar, name, mic state, speaking, hand), laid
 // out as large as the stage allows; a shared screen takes the stage with the tiles in a strip.
+// A phone caller's tile is the same with no video: an avatar and a handset next to the name.
+//
+// Speaking: a tile is `.speaking` while its audio level is over SPEAKING_LEVEL (and for
+// SPEAKING_HOLD_MS after), and for DOMINANT_SPEAKING_MS after the bridge names it the dominant
+// speaker (the bridge only switches to someone who talks). The dominant speaker's tile is also
+// `.dominant` until the bridge names someone else.
 
-import { h, icon, avatar, colorFor } from '../lib/dom.js';
+import { h, icon, avatar, colorFor, phoneIcon, PHONE_LABEL } from '../lib/dom.js';
 
 const GAP = 10;
 const MIN_ASPECT = 0.75;
 const MAX_ASPECT = 1.9;
 const SPEAKING_LEVEL = 0.015; // linear audio level, as RTCRtpSynchronizationSource gives it
 const SPEAKING_HOLD_MS = 700;
+const DOMINANT_SPEAKING_MS = 1500;
 
 export { SPEAKING_LEVEL };
 
@@ -61,13 +68,15 @@ class Tile {
     this.badge = h('div', { class: 'tile-badge', hidden: true });
     this.micIcon = icon('mic-off', 'icon tile-mic off');
     this.bars = h('span', { class: 'speak-bars', 'aria-hidden': 'true' }, h('i'), h('i'), h('i'));
-    this.kindIcon = icon('phone', 'icon tile-kind');
+    this.kindIcon = phoneIcon('icon tile-kind', PHONE_LABEL); // in the label for phone callers only
     this.name = h('span', { class: 'tile-name' });
-    this.label = h('div', { class: 'tile-label' }, this.micIcon, this.bars, this.kindIcon, this.name);
+    this.label = h('div', { class: 'tile-label' }, this.micIcon, this.bars, this.name);
     this.el = h('div', { class: 'tile video-hidden', 'data-participant': id, role: 'group' },
       this.video, this.avatarBox, this.hand, this.badge, this.label);
     this.track = null;
     this.avatarKey = '';
+    this.speakingUntil = -Infinity;
+    this.shown = 0;
     this.trackListener = () => this.onTrackState();
   }
 
@@ -95,16 +104,20 @@ class Tile {
     this.setTrack(track);
     this.el.classList.toggle('video-hidden', !showVideo);
     this.el.classList.toggle('self', isSelf);
+    const isPhone = p.kind === 'phone';
+    this.el.classList.toggle('phone', isPhone);
+    this.el.dataset.kind = isPhone ? 'phone' : 'browser';
     const label = isSelf ? `${p.name} (you)` : p.name;
     this.name.textContent = label;
     this.el.setAttribute('aria-label', [
-      label, p.kind === 'phone' ? 'on the phone' : '', p.muted || !p.audio ? 'muted' : '',
+      label, isPhone ? PHONE_LABEL : '', p.muted || !p.audio ? 'muted' : '',
       p.hand ? 'hand raised' : '',
     ].filter(Boolean).join(', '));
     const micOff = p.muted || !p.audio;
     this.micIcon.style.display = micOff ? '' : 'none';
     this.bars.style.display = micOff ? 'none' : '';
-    this.kindIcon.style.display = p.kind === 'phone' ? '' : 'none';
+    if (isPhone && this.kindIcon.parentNode !== this.label) this.name.before(this.kindIcon);
+    else if (!isPhone && this.kindIcon.parentNode) this.kindIcon.remove();
     this.hand.hidden = !p.hand;
     this.badge.hidden = !p.screen;
     this.badge.textContent = p.screen ? 'Presenting' : '';
@@ -112,11 +125,25 @@ class Tile {
 
   /** Speaking while the level is over the threshold, and for a moment after (no flicker). */
   setLevel(level, now) {
-    if (level > SPEAKING_LEVEL) this.loudAt = now;
-    this.shown = Math.max(level, (this.shown || 0) * 0.6);
-    const speaking = now - (this.loudAt || -Infinity) < SPEAKING_HOLD_MS;
-    this.el.classList.toggle('speaking', speaking);
+    if (level > SPEAKING_LEVEL) this.speakingUntil = Math.max(this.speakingUntil, now + SPEAKING_HOLD_MS);
+    this.shown = Math.max(level, this.shown * 0.6);
+    this.paintSpeaking(now);
+  }
+
+  /** The bridge just named this participant the dominant speaker: they are talking. */
+  startedSpeaking(now) {
+    this.speakingUntil = Math.max(this.speakingUntil, now + DOMINANT_SPEAKING_MS);
+    this.shown = Math.max(this.shown, 0.1);
+    this.paintSpeaking(now);
+  }
+
+  paintSpeaking(now) {
+    this.el.classList.toggle('speaking', now < this.speakingUntil);
     this.el.style.setProperty('--lvl', Math.min(1, Math.sqrt(this.shown) * 1.6).toFixed(2));
+  }
+
+  get speaking() {
+    return this.el.classList.contains('speaking');
   }
 }
 
@@ -136,6 +163,7 @@ export class Stage {
     this.screenTrack = null;
     this.screenListener = () => this.rerender();
     this.lastInput = null;
+    this.dominant = null;
     const observer = new ResizeObserver(() => this.layout());
     observer.observe(this.gridEl);
   }
@@ -164,6 +192,7 @@ export class Stage {
       const track = isSelf ? local.cam : remote && remote.camera ? remote.camera.track : null;
       const showVideo = Boolean(track) && (isSelf || (p.video && !track.muted));
       tile.update(p, { isSelf, track, showVideo });
+      tile.el.classList.toggle('dominant', p.id === this.dominant);
     }
     for (const [id, tile] of this.tiles) {
       if (!seen.has(id)) {
@@ -256,9 +285,22 @@ export class Stage {
 
   /** levels: Map participant id -> 0..1; dominant: id or null. */
   setLevels(levels, dominant, now = performance.now()) {
-    for (const [id, tile] of this.tiles) {
-      tile.setLevel(levels.get(id) || 0, now);
-      tile.el.classList.toggle('dominant', id === dominant);
+    this.setDominant(dominant, now);
+    for (const [id, tile] of this.tiles) tile.setLevel(levels.get(id) || 0, now);
+  }
+
+  /** The bridge's dominant speaker (id or null), shown at once; a new one is speaking now. */
+  setDominant(id, now = performance.now()) {
+    const changed = id !== this.dominant;
+    this.dominant = id || null;
+    for (const [pid, tile] of this.tiles) {
+      tile.el.classList.toggle('dominant', pid === this.dominant);
+      if (changed && pid === this.dominant) tile.startedSpeaking(now);
     }
+  }
+
+  /** The ids whose tiles show the speaking indicator now. */
+  speakingIds() {
+    return new Set([...this.tiles].filter(([, tile]) => tile.speaking).map(([id]) => id));
   }
 }

@@ -1,0 +1,59 @@
+"""The gateway's settings, built by the composition root from the configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.conference_audio import AudioSettings
+from gateway.ivr import IvrSettings
+from switchboard.config import Config
+
+# Preference order: Opus (no transcoding towards the browsers), then wideband G.722, then G.711.
+CODECS = ["opus/48000/2", "G722/8000", "PCMU/8000", "PCMA/8000", "telephone-event/8000"]
+STAR_WINDOW = 2.0  # seconds between '*' and '6' for the mute toggle
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    sip_listen: tuple[tuple[str, str, int], ...]
+    sip_announce: str
+    user_agent: str
+    session_expires: int
+    min_se: int
+    tcp_idle_timeout: float
+    max_tcp_connections: int
+    media_address: str
+    media_announce: str
+    rtp_ports: tuple[int, int]
+    media_timeout: float
+    prompts_dir: str | None
+    ivr: IvrSettings
+    audio: AudioSettings = field(default_factory=AudioSettings)
+
+    @classmethod
+    def from_config(cls, config: Config) -> GatewaySettings:
+        ivr = config.ivr
+        return cls(
+            sip_listen=tuple((a.transport, a.host, a.port) for a in config.sip.listen_addresses),
+            sip_announce=config.sip.announce or config.media.announce_address,
+            user_agent=config.sip.user_agent,
+            session_expires=config.sip.session_expires,
+            min_se=config.sip.min_se,
+            tcp_idle_timeout=config.sip.tcp_idle_timeout,
+            max_tcp_connections=config.sip.max_tcp_connections,
+            media_address=config.media.address,
+            media_announce=config.media.announce_address,
+            rtp_ports=config.media.port_range,
+            media_timeout=config.media.timeout,
+            prompts_dir=ivr.prompts_dir or None,
+            ivr=IvrSettings(
+                first_digit_timeout=ivr.first_digit_timeout,
+                inter_digit_timeout=ivr.inter_digit_timeout,
+                max_attempts=ivr.max_attempts,
+                max_pin_length=ivr.max_pin_length,
+            ),
+            audio=AudioSettings(
+                max_decoded=config.media.mixed_browser_streams,
+                opus_complexity=config.media.opus_complexity,
+            ),
+        )
