@@ -36,6 +36,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "goodbye": "Goodbye.",
     "muted": "You are muted.",
     "unmuted": "You are unmuted.",
+    "muted_by_moderator": "You have been muted by the moderator. Press star six to unmute.",
     "removed": "You have been removed from the meeting.",
     "blocked": "Too many attempts. Please try again later.",
     "room_not_found": "That meeting could not be found.",

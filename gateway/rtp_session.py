@@ -59,6 +59,9 @@ from gateway.media.plc import FrameDecoder
 from gateway.media.rtcp import parse_compound
 from gateway.media.rtp import HEADER, RtpPacket
 from gateway.media.stats import RtcpStats
+from gateway.rtp_ports import PortAllocator, PortsExhausted
+
+__all__ = ["PortAllocator", "PortsExhausted", "RtpSession", "SessionCounters"]
 
 log = logging.getLogger(__name__)
 
@@ -68,44 +71,6 @@ Addr = tuple[Any, ...]          # what asyncio gives: (host, port) or (host, por
 _AFTER_HEADER = struct.Struct("!BHII")     # M/PT, seq, ts, SSRC after the first octet
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 DTMF_GAP = 0.06                            # silence between queued digits, seconds
-
-
-class PortsExhausted(RuntimeError):
-    """Every RTP port of the configured range is in use."""
-
-
-class PortAllocator:
-    """Even RTP ports in [low, high] (RTCP on port + 1 must be <= high too), round-robin so
-    that a released port is not handed out again at once (late packets of the old call)."""
-
-    def __init__(self, low: int, high: int) -> None:
-        first = low + (low & 1)
-        ports = list(range(first, high, 2))        # p + 1 <= high
-        if not ports or first < 1 or high > 65535:
-            raise ValueError(f"no even RTP port with its RTCP port in {low}..{high}")
-        self._free: deque[int] = deque(ports)
-        self._used: set[int] = set()
-        self.size = len(ports)
-
-    def take(self) -> int:
-        if not self._free:
-            raise PortsExhausted(f"all {self.size} RTP ports are in use")
-        port = self._free.popleft()
-        self._used.add(port)
-        return port
-
-    def release(self, port: int) -> None:
-        if port in self._used:
-            self._used.remove(port)
-            self._free.append(port)
-
-    @property
-    def in_use(self) -> int:
-        return len(self._used)
-
-    @property
-    def available(self) -> int:
-        return len(self._free)
 
 
 @dataclass(slots=True)

@@ -445,9 +445,10 @@ class Gateway:
                 call.session.on_audio_packet = caller.on_phone_packet
         self._room_calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
-        call.alone_prompt = self.mixer.play_if_alone(
-            call.leg_id, self.prompts.player("only_participant")
-        )
+        # Alone in the conference, browsers counted (not only the phones in the mixer).
+        call.alone_prompt = len(self.focus.participants(room)) == 1
+        if call.alone_prompt:
+            self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
 
     def _watch_room(self, room: str) -> None:
         if room in self._room_unsubscribe:
@@ -464,6 +465,9 @@ class Gateway:
         if isinstance(event, ParticipantMuted):
             if call is not None:
                 self.mixer.set_muted(call.leg_id, info.muted)
+                if event.by is not None and info.muted:  # a moderator's mute, not *6
+                    self.mixer.play_to_leg(call.leg_id,
+                                           self.prompts.player("muted_by_moderator"))
             return
         if isinstance(event, ParticipantLeft) and call is not None and event.reason == "kicked":
             # A moderator removed this caller: goodbye prompt, then BYE (see _tick).
@@ -502,7 +506,7 @@ class Gateway:
                     call.session.on_audio_packet = None
             if call.leg_id in self.mixer:
                 self.mixer.move_leg(call.leg_id, None)
-            self.focus.leave(pid, reason)
+            self.focus.leave(pid, _roster_reason(reason))
         if room is not None and room not in self._room_calls:
             unsubscribe = self._room_unsubscribe.pop(room, None)
             if unsubscribe is not None:
@@ -578,3 +582,12 @@ class Gateway:
 def _encoder_for(codec: str) -> EncodeFn:
     """A new encoder for the mixer (one per listener, one per room's shared mix)."""
     return codec_by_name(codec, OPUS_PT if codec == "OPUS" else None).encode
+
+
+def _roster_reason(reason: str) -> str:
+    """Why a caller left, in the words of docs/signaling.md's participant-left."""
+    if reason in ("kicked", "timeout"):
+        return reason
+    if reason == "media timeout":
+        return "timeout"
+    return "hangup"

@@ -2,7 +2,8 @@
 
 - `Browser`: one Chromium (a persistent context in a fresh profile directory) with fake
   microphone and camera, loopback-only WebRTC and autoplay allowed; `open(url)` gives a page
-  whose console errors and uncaught exceptions are recorded (`errors(page)`).
+  whose console errors and uncaught exceptions are recorded (`errors(page)`). With
+  `audio_file=WAV` the fake microphone plays that file (looped) instead of its beep.
 - `join_meeting(page, name)`: fill the pre-join screen and join.
 - `rtp_stats(page)`: the page's inbound/outbound RTP figures from getStats().
 - `screenshot(page, name)`: a PNG in tests/browser/artifacts/.
@@ -14,6 +15,9 @@
 - `Crowd` / `Member`: browsers joined to rooms of a server, each with its participant id.
 - `Browser.freeze()` / `Browser.kill()`: SIGSTOP / SIGKILL this Chromium's own processes (found
   by its profile directory), to make a participant vanish without a word.
+- `install_audio_probe(page)` / `inbound_audio(page)`: what the page receives from each
+  remote participant as audio samples (WebAudio: the remote track into an AnalyserNode at
+  16 kHz, its last 2 s), to measure in Python (dominant frequency, band energies).
 
 Chromium must run inside a network namespace with only loopback (PEERS.md): the tests'
 conftest fails the run otherwise.
@@ -33,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
@@ -136,13 +142,21 @@ class PageLog:
 class Browser:
     """One Chromium process with its own profile. Close it (the fixture does)."""
 
-    def __init__(self, playwright: Playwright, profile: Path, *, mobile: bool = False) -> None:
+    def __init__(self, playwright: Playwright, profile: Path, *, mobile: bool = False,
+                 audio_file: Path | None = None) -> None:
         options: dict[str, Any] = {"viewport": PHONE if mobile else DESKTOP}
         if mobile:
             options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
+        args = list(CHROMIUM_ARGS)
+        if audio_file is not None:
+            # A 16-bit PCM WAV, played in a loop as the fake microphone.
+            if not audio_file.is_file():
+                raise FileNotFoundError(f"fake microphone file {audio_file} is missing")
+            args.append(f"--use-file-for-fake-audio-capture={audio_file}")
+        self.audio_file = audio_file
         self.context: BrowserContext = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), headless=True,
-            args=list(CHROMIUM_ARGS), **options,
+            args=args, **options,
         )
         self.context.set_default_timeout(DEFAULT_TIMEOUT_MS)
         self.profile = profile
@@ -434,6 +448,10 @@ class Member:
     def media(self) -> list[RemoteSource]:
         return remote_media(self.browser, self.page)
 
+    def inbound_audio(self) -> dict[str, InboundAudio]:
+        """What this member received from each participant recently (see `inbound_audio`)."""
+        return inbound_audio(self.page)
+
     def join_timing(self) -> dict[str, float | None]:
         """Milliseconds from the click on Join to the first remote audio packet and the first
         decoded remote video frame (the page's getStats, polled every 20 ms); None if not
@@ -456,15 +474,17 @@ class Crowd:
         self.url = url
         self.browsers: list[Browser] = []
 
-    def open(self, room: str, *, mobile: bool = False) -> tuple[Browser, Page]:
+    def open(self, room: str, *, mobile: bool = False,
+             audio_file: Path | None = None) -> tuple[Browser, Page]:
         browser = Browser(self.playwright, self.workdir / f"profile-{len(self.browsers)}",
-                          mobile=mobile)  # fmt: skip
+                          mobile=mobile, audio_file=audio_file)  # fmt: skip
         self.browsers.append(browser)
         return browser, browser.open(f"{self.url}/{room}")
 
     def join(self, room: str, name: str, *, mic: bool = True, camera: bool = True,
-             measure: bool = False) -> Member:
-        browser, page = self.open(room)
+             measure: bool = False, audio_file: Path | None = None) -> Member:
+        """Open a Chromium (its fake microphone playing `audio_file` if given) and join."""
+        browser, page = self.open(room, audio_file=audio_file)
         if measure:
             page.evaluate(_TIMING_JS)
         join_meeting(page, name, mic=mic, camera=camera)
@@ -481,3 +501,109 @@ class Crowd:
         for browser in self.browsers:
             browser.close()
         self.browsers = []
+
+    def leave(self, member: Member) -> None:
+        """Close one member's Chromium: the page goes away without a `leave` message."""
+        member.browser.close()
+        if member.browser in self.browsers:
+            self.browsers.remove(member.browser)
+
+
+# -- what the page hears from each remote participant -----------------------------------------
+
+PROBE_RATE = 16000
+PROBE_FFT = 32768  # AnalyserNode's largest: 2.048 s at 16 kHz
+
+# Every 100 ms each live remote audio source (meeting.media.remote) gets a source node ->
+# AnalyserNode (-> a muted gain -> destination, so it is pulled) in one AudioContext at
+# PROBE_RATE; gone sources are disconnected. read(): per participant, the last PROBE_FFT
+# samples. (The page's <audio> elements keep playing the tracks, which Chromium needs.)
+_PROBE_JS = """
+([rate, fftSize]) => {
+  if (window.__audioProbe) return true;
+  const ctx = new AudioContext({sampleRate: rate});
+  const sink = ctx.createGain();
+  sink.gain.value = 0;
+  sink.connect(ctx.destination);
+  const nodes = new Map();  // mid -> {participant, track, source, analyser, since}
+  const scan = () => {
+    const media = window.switchboard && window.switchboard.meeting.media;
+    const live = new Set();
+    if (media) {
+      for (const [mid, e] of media.remote) {
+        if (e.kind !== 'audio' || !e.track || e.track.readyState !== 'live') continue;
+        live.add(mid);
+        const known = nodes.get(mid);
+        if (known && known.track === e.track && known.participant === e.participant) continue;
+        if (known) { known.source.disconnect(); known.analyser.disconnect(); }
+        const source = ctx.createMediaStreamSource(new MediaStream([e.track]));
+        const analyser = ctx.createAnalyser();
+        analyser.fftSize = fftSize;
+        analyser.smoothingTimeConstant = 0;
+        source.connect(analyser);
+        analyser.connect(sink);
+        nodes.set(mid, {participant: e.participant, track: e.track, source, analyser,
+                        since: performance.now()});
+      }
+    }
+    for (const [mid, n] of nodes) {
+      if (!live.has(mid)) { n.source.disconnect(); n.analyser.disconnect(); nodes.delete(mid); }
+    }
+    if (ctx.state === 'suspended') ctx.resume();
+  };
+  setInterval(scan, 100);
+  scan();
+  window.__audioProbe = {
+    read() {
+      const out = {};
+      for (const [mid, n] of nodes) {
+        const buf = new Float32Array(n.analyser.fftSize);
+        n.analyser.getFloatTimeDomainData(buf);
+        out[n.participant] = {mid, rate: ctx.sampleRate, state: ctx.state,
+          age_ms: performance.now() - n.since,
+          samples: Array.from(buf, (x) => Math.round(x * 32768))};
+      }
+      return out;
+    },
+  };
+  return true;
+}
+"""
+
+
+@dataclass(frozen=True)
+class InboundAudio:
+    """The last `samples.size / rate` seconds a page received from one participant."""
+    participant: str
+    mid: str
+    rate: int
+    age_s: float  # how long the probe has listened to this source
+    samples: npt.NDArray[np.float64]  # in [-1, 1)
+
+    def recent(self, seconds: float) -> npt.NDArray[np.float64]:
+        """The newest `seconds` (all if it has not listened that long)."""
+        keep = round(min(seconds, self.age_s) * self.rate)
+        return self.samples[-keep:] if keep > 0 else self.samples[:0]
+
+
+def install_audio_probe(page: Page) -> None:
+    """Start listening to every remote audio source of the page (idempotent)."""
+    page.evaluate(_PROBE_JS, [PROBE_RATE, PROBE_FFT])
+
+
+def inbound_audio(page: Page) -> dict[str, InboundAudio]:
+    """participant id -> what the page received from them in the last 2 s (install the
+    probe first; a source it has listened to for less than that is padded with zeros at the
+    start: use `recent()`)."""
+    raw: dict[str, Any] | None = page.evaluate(
+        "() => window.__audioProbe ? window.__audioProbe.read() : null")
+    if raw is None:
+        raise AssertionError("the audio probe is not installed in this page")
+    out = {}
+    for participant, entry in raw.items():
+        if entry["state"] != "running":
+            raise AssertionError(f"the probe's AudioContext is {entry['state']}, not running")
+        samples = np.asarray(entry["samples"], dtype=np.float64) / 32768.0
+        out[participant] = InboundAudio(participant, str(entry["mid"]), int(entry["rate"]),
+                                        float(entry["age_ms"]) / 1000.0, samples)
+    return out

@@ -74,6 +74,15 @@ class SwitchboardProcess:
     config_path: Path
     log_path: Path
     popen: subprocess.Popen[bytes]
+    sip_port: int = 0  # UDP, on LOOPBACK
+
+    @property
+    def sip_address(self) -> str:
+        return f"{LOOPBACK}:{self.sip_port}"
+
+    def sip_uri(self, user: str) -> str:
+        """sip:USER@127.0.0.1:PORT, a number of this server to dial."""
+        return f"sip:{user}@{self.sip_address}"
 
     @classmethod
     def start(cls, workdir: Path, extra: Mapping[str, Mapping[str, Any]] | None = None,
@@ -106,7 +115,8 @@ class SwitchboardProcess:
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
             )
-        server = cls(f"http://{LOOPBACK}:{http_port}", token, config_path, log_path, popen)
+        server = cls(f"http://{LOOPBACK}:{http_port}", token, config_path, log_path, popen,
+                     sip_port)
         try:
             server._wait_healthy(health_timeout)
         except BaseException:

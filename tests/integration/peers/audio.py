@@ -1,5 +1,6 @@
-"""Make and measure test audio: tones as 8 kHz 16-bit mono WAV or raw mu-law, and the
-measurements integration tests assert on (dominant frequency, RMS, Goertzel tone energy).
+"""Make and measure test audio: tones as 16-bit WAV (8 kHz mono by default) or raw mu-law,
+and the measurements integration tests assert on (dominant frequency, RMS, Goertzel tone
+energy, the energy in bands around given frequencies).
 
 Samples are float64 numpy arrays scaled to [-1.0, 1.0).
 """
@@ -50,20 +51,25 @@ def to_pcm16(samples: Samples) -> npt.NDArray[np.int16]:
     return np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def write_wav(path: Path, samples: Samples, *, rate: int = RATE) -> Path:
-    """Write 16-bit signed mono PCM WAV."""
-    pcm = to_pcm16(samples).astype("<i2").tobytes()
+def write_wav(path: Path, samples: Samples, *, rate: int = RATE, channels: int = 1) -> Path:
+    """Write 16-bit signed PCM WAV; mono samples are copied to every one of `channels`."""
+    pcm16 = to_pcm16(samples)
+    if channels > 1:
+        pcm16 = np.repeat(pcm16, channels)  # interleaved: the same sample in every channel
+    pcm = pcm16.astype("<i2").tobytes()
     header = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels,
+                                    2 * channels, 16)
     header += b"data" + struct.pack("<I", len(pcm))
     path.write_bytes(header + pcm)
     return path
 
 
 def make_tone_wav(path: Path, freq: float, seconds: float, *, rate: int = RATE,
-                  amplitude: float = 0.5) -> Path:
-    """An 8 kHz (by default) 16-bit mono WAV of one tone."""
-    return write_wav(path, tone(freq, seconds, rate=rate, amplitude=amplitude), rate=rate)
+                  amplitude: float = 0.5, channels: int = 1) -> Path:
+    """An 8 kHz (by default) 16-bit mono (by default) WAV of one tone."""
+    return write_wav(path, tone(freq, seconds, rate=rate, amplitude=amplitude), rate=rate,
+                     channels=channels)
 
 
 def make_tone_wav_sox(path: Path, freq: float, seconds: float, *, rate: int = RATE,
@@ -163,6 +169,21 @@ def _decode(raw: bytes, fmt: tuple[int, int, int, int], path: Path) -> Samples:
     raise ValueError(f"{path}: unsupported WAV format tag {tag} with {bits} bits")
 
 
+def wav_format(path: Path) -> tuple[int, int]:
+    """(sample rate, channels) from a WAV file's fmt chunk."""
+    with path.open("rb") as fh:
+        data = fh.read(4096)
+    pos = 12
+    while pos + 8 <= len(data):
+        cid = data[pos:pos + 4]
+        size = struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if cid == b"fmt ":
+            channels, rate = struct.unpack("<HI", data[pos + 10:pos + 16])
+            return int(rate), int(channels)
+        pos += 8 + size + (size & 1)
+    raise ValueError(f"{path}: no fmt chunk")
+
+
 def read_ulaw(path: Path) -> Samples:
     return ulaw_decode(path.read_bytes())
 
@@ -206,6 +227,35 @@ def dominant_frequency(samples: Samples, rate: int) -> float:
         if denom != 0:
             shift = 0.5 * (a - c) / denom
     return (k + shift) * rate / samples.size
+
+
+def band_energy(samples: Samples, rate: int, freq: float, *,
+                half_width: float = 30.0) -> float:
+    """The mean power of the signal in [freq - half_width, freq + half_width] Hz (Hann-windowed
+    FFT): about A**2 / 2 for a sine of amplitude A in the band, about 0 for silence or a tone
+    elsewhere. 0.0 for an empty signal."""
+    if samples.size < 16:
+        return 0.0
+    window = np.hanning(samples.size)
+    spectrum = np.abs(np.fft.rfft(samples * window)) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1.0 / rate)
+    band = (freqs >= freq - half_width) & (freqs <= freq + half_width)
+    # Parseval with the window's energy: sum |X|^2 over both sides = N * sum(w^2) * power.
+    return float(2.0 * np.sum(spectrum[band]) / (samples.size * np.sum(window * window)))
+
+
+def band_energies(samples: Samples, rate: int, freqs: Iterable[float], *,
+                  half_width: float = 30.0) -> dict[float, float]:
+    """`band_energy` at each frequency."""
+    return {f: band_energy(samples, rate, f, half_width=half_width) for f in freqs}
+
+
+def describe_bands(energies: dict[float, float]) -> str:
+    """'500 Hz: -23.1 dBFS, 900 Hz: -70.0 dBFS' (power relative to a full-scale sine's)."""
+    def dbfs(power: float) -> float:
+        return 10.0 * float(np.log10(power / 0.5)) if power > 0 else float("-inf")
+
+    return ", ".join(f"{f:g} Hz: {dbfs(p):.1f} dBFS" for f, p in energies.items())
 
 
 def goertzel_power(samples: Samples, rate: int, freq: float) -> float:

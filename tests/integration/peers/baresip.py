@@ -6,6 +6,11 @@ longer than the instance lives: at its end baresip hangs up), the player is ALSA
 device, and `sndfile` records every call as `rec/dump-<time>-enc.wav` (what it sent) and
 `rec/dump-<time>-dec.wav` (what it heard).
 
+The source's sample rate and channels must be the ones baresip's audio source runs at
+(`ausrc_srate`, `ausrc_channels`: aufile refuses any other file): `sample_rate` (8000 by
+default; 16000 suits G.722, 48000 Opus) sets both the source and the player, `channels`
+(None: as the codec has them) both channel counts.
+
 ctrl_tcp speaks netstring-framed JSON: commands `{"command", "params", "token"}` get a
 `{"response": true, "ok", "data", "token"}`; events arrive as
 `{"event": true, "type": "CALL_ESTABLISHED", "param": ..., "id": ...}`.
@@ -19,6 +24,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -47,12 +53,13 @@ class BaresipEvent:
     peer_uri: str
     direction: str
     raw: dict[str, Any] = field(compare=False)
+    at: float = field(default=0.0, compare=False)  # time.monotonic() when it was read
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> BaresipEvent:
+    def from_json(cls, obj: dict[str, Any], at: float = 0.0) -> BaresipEvent:
         return cls(type=str(obj.get("type", "")), param=str(obj.get("param", "")),
                    call_id=str(obj.get("id", "")), peer_uri=str(obj.get("peeruri", "")),
-                   direction=str(obj.get("direction", "")), raw=obj)
+                   direction=str(obj.get("direction", "")), raw=obj, at=at)
 
 
 class NetstringReader:
@@ -120,7 +127,7 @@ class CtrlClient:
                 log.warning("baresip %s: not JSON on ctrl_tcp: %r", self.name, payload[:200])
                 continue
             if obj.get("event"):
-                event = BaresipEvent.from_json(obj)
+                event = BaresipEvent.from_json(obj, time.monotonic())
                 log.debug("baresip %s event %s %s", self.name, event.type, event.param)
                 self.events.append(event)
             elif obj.get("response"):
@@ -214,6 +221,9 @@ class Baresip:
         modules: Sequence[str] = (),
         extra_config: Sequence[str] = (),
         timeout_s: float = 120.0,
+        sample_rate: int = 8000,
+        channels: int | None = None,
+        display_name: str | None = None,
     ) -> None:
         self.name = name
         self.user = user or name
@@ -235,6 +245,10 @@ class Baresip:
         self.account_params = account_params
         self.modules = tuple(modules)
         self.extra_config = tuple(extra_config)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.display_name = display_name
+        self.frozen = False
         self.proc: procs.ManagedProcess | None = None
         self.ctrl: CtrlClient | None = None
 
@@ -264,7 +278,8 @@ class Baresip:
             params.append(f"auth_pass={self.auth_pass}")
         if self.account_params:
             params.append(self.account_params.lstrip(";"))
-        return f"<{self.aor}>;" + ";".join(params) + "\n"
+        display = f'"{self.display_name}" ' if self.display_name else ""
+        return f"{display}<{self.aor}>;" + ";".join(params) + "\n"
 
     def _config(self, source: Path) -> str:
         # account.so reads the accounts file: it must come after the codecs, or the
@@ -279,8 +294,10 @@ class Baresip:
             f"audio_source aufile,{source}",
             "audio_player alsa,null",
             "audio_alert alsa,null",
-            "ausrc_srate 8000",
-            "auplay_srate 8000",
+            f"ausrc_srate {self.sample_rate}",
+            f"auplay_srate {self.sample_rate}",
+            *([f"ausrc_channels {self.channels}", f"auplay_channels {self.channels}"]
+              if self.channels else []),
             *[f"module {m}" for m in dict.fromkeys(modules)],
             "module_app menu.so",
             f"ctrl_tcp_listen {procs.LOOPBACK}:{self.ctrl_port}",
@@ -294,9 +311,12 @@ class Baresip:
             return self.source_wav
         seconds = self.timeout_s + 30
         path = self.dir / "source.wav"
+        rate, channels = self.sample_rate, self.channels or 1
         if self.tone_hz:
-            return audio.make_tone_wav(path, self.tone_hz, seconds)
-        return audio.write_wav(path, audio.tone(0, seconds))
+            return audio.make_tone_wav(path, self.tone_hz, seconds, rate=rate,
+                                       channels=channels)
+        return audio.write_wav(path, audio.tone(0, seconds, rate=rate), rate=rate,
+                               channels=channels)
 
     # --- life cycle ---
 
@@ -414,6 +434,26 @@ class Baresip:
             out.append(Recording(enc=enc, dec=dec))
         return out
 
+    def current_recording(self, timeout: float = 5.0) -> Recording:
+        """The newest call's recording while the call may still be going (waits up to
+        `timeout` for sndfile to create it)."""
+        deadline = time.monotonic() + timeout
+        while not self.recordings():
+            if time.monotonic() > deadline:
+                raise BaresipError(f"baresip {self.name}: no recording in {self.rec_dir} "
+                                   f"within {timeout:.0f} s")
+            time.sleep(0.1)
+        return self.recordings()[-1]
+
+    def heard(self, seconds: float, *, skip_end_s: float = 0.2
+              ) -> tuple[audio.Samples, int]:  # fmt: skip
+        """The last `seconds` of what this phone heard so far in its current call (its
+        `-dec.wav`, read while sndfile is still writing it), less the newest `skip_end_s`;
+        and the recording's sample rate. Shorter when the recording is."""
+        samples, rate = audio.read_wav(self.current_recording().dec)
+        end = max(samples.size - round(skip_end_s * rate), 0)
+        return samples[max(end - round(seconds * rate), 0):end], rate
+
     def last_recording(self, settle_s: float = 2.0) -> Recording:
         """The newest call's recording, after its files stop growing (at most `settle_s`)."""
         recs = self.recordings()
@@ -443,12 +483,29 @@ class Baresip:
             self.proc.wait(timeout=timeout)
         return self.stop()
 
+    def freeze(self) -> None:
+        """SIGSTOP baresip itself: its call stays up but it sends nothing any more (no RTP,
+        no SIP), as when the phone's network is gone."""
+        if self.proc is None or not self.proc.running():
+            raise BaresipError(f"baresip {self.name} is not running")
+        self.proc.signal(signal.SIGSTOP)
+        self.frozen = True
+        log.info("baresip %s (pid %d) stopped with SIGSTOP", self.name, self.proc.main_pid)
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        if self.proc is not None and self.frozen:
+            self.proc.signal(signal.SIGCONT)
+        self.frozen = False
+
     def stop(self) -> int | None:
         if self.ctrl is not None:
             self.ctrl.close()
             self.ctrl = None
         if self.proc is None:
             return None
+        if self.frozen:  # a stopped process would only see SIGTERM once continued
+            self.thaw()
         return self.proc.stop()
 
     def log_tail(self, lines: int = 60) -> str:
