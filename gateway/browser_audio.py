@@ -7,8 +7,8 @@ and an Opus decoder, added to the room mixer as a contributor that follows the r
 
 Decoding is the expensive part, so only the loudest few streams are decoded: their RFC 6464
 levels (read from the RTP header extension, no decoding) rank them each tick and the
-`max_decoded` loudest that are not silent are decoded, once each, whatever the number of
-phones. The others' packets go through the jitter buffer and are dropped. A stream that
+`max_decoded` loudest that spoke within the last `HANGOVER` are decoded, once each, whatever
+the number of phones (the hangover keeps a talker's pauses between words intact). The others' packets go through the jitter buffer and are dropped. A stream that
 sends nothing for `stream_timeout` seconds (its browser left, or muted with DTX) is removed
 from the mixer.
 """
@@ -32,6 +32,8 @@ Pcm = npt.NDArray[np.int16]
 _RTP = struct.Struct("!BBHII")
 LEVEL_SILENT = 127
 LOUDNESS_DECAY = 0.7  # per tick: how fast a stream's ranking loudness falls after it stops
+HANGOVER = 0.5  # s a stream stays mixable after its level last showed speech (pauses between
+#                 words must not cut it: deselecting drops the frame being played)
 SELECTED_BONUS = 6.0  # dB: a stream being decoded keeps its place against one barely louder
 SILENT_LOUDNESS = 127 - 75  # loudness (127 - level) at or under which a stream is not mixed
 
@@ -106,6 +108,7 @@ class BrowserStream:
                                    start_ms=40.0, min_ms=20.0, max_ms=200.0)
         self.loudness = 0.0  # 127 - level, decaying: for ranking
         self.last_packet = 0.0
+        self.active_until = 0.0  # the end of the hangover after the last speech
         self.selected = False
         self.decoder: Decoder | None = None
         self.decoder_rate = 0
@@ -118,6 +121,8 @@ class BrowserStream:
         loud = float(LEVEL_SILENT - level)
         if loud > self.loudness:
             self.loudness = loud
+        if loud > SILENT_LOUDNESS:
+            self.active_until = now + HANGOVER
 
     def pull_frame(self, now: float) -> Pcm | None:
         frame = self.buffer.pop(now)
@@ -193,10 +198,13 @@ class RoomAudio:
             del streams[ssrc]
             self.mixer.remove(self.source_id(ssrc))
             log.info("room %s: browser audio SSRC %d left the phones' mix", self.room, ssrc)
-        ranked = sorted(streams.values(), reverse=True,
+        # Candidates: streams that spoke within the hangover; the loudest of them (a stream
+        # being decoded gets a bonus against one barely louder) are decoded.
+        ranked = sorted((s for s in streams.values() if now < s.active_until), reverse=True,
                         key=lambda s: s.loudness + (SELECTED_BONUS if s.selected else 0.0))
-        for i, stream in enumerate(ranked):
-            stream.selected = i < self.max_decoded and stream.loudness > SILENT_LOUDNESS
+        chosen = {id(s) for s in ranked[: self.max_decoded]}
+        for stream in streams.values():
+            stream.selected = id(stream) in chosen
 
     def decoding(self) -> int:
         return sum(1 for s in self.streams.values() if s.selected)

@@ -77,6 +77,9 @@ class MixerLike(Protocol):
 class AudioSettings:
     max_decoded: int = 3  # browser streams decoded per room (the loudest)
     opus_complexity: int = 5
+    # Opus bitrate of callers' voices: libopus's automatic rate at 8 kHz with FEC costs about
+    # one PESQ MOS on G.711 speech (3.15 against 4.13); 32 kb/s without FEC is transparent.
+    opus_bitrate: int = 32000
     stream_timeout: float = 2.0
 
 
@@ -177,7 +180,8 @@ class ConferenceAudio:
         encoder: FrameEncoder | None = None
         if caller.rate:
             encoder = OpusCodec(OPUS_PT, sample_rate=caller.rate,
-                                complexity=self.settings.opus_complexity)
+                                complexity=self.settings.opus_complexity,
+                                bitrate=self.settings.opus_bitrate, fec=False)
         caller.uplink = VoiceUplink(caller.participant_id, caller.ssrc, caller.link, encoder,
                                     payload_type=OPUS_PT)
         log.info("participant %s: voice to the bridge (%s)", caller.participant_id,

@@ -128,3 +128,13 @@ def test_parse_rtp_handles_padding_csrc_and_other_extensions() -> None:
     assert parse_rtp(bytes(bad), 1) == (5, 3, 2880, False, 33, bytes([9]) * 11)
     bad[-1] = 200  # more padding than the packet has
     assert parse_rtp(bytes(bad), 1) is None
+
+
+def test_a_pause_between_words_keeps_the_stream_decoded() -> None:
+    mixer = Mixer()
+    room = RoomAudio("r", mixer, Decoder, max_decoded=1)
+    run(room, mixer, {1: 20}, 10)
+    heard = run(room, mixer, {1: 127}, 5, start=10)  # 100 ms pause: still decoded
+    assert room.streams[1].selected and all(h is not None for h in heard[1])
+    run(room, mixer, {1: 127}, 30, start=15)  # 600 ms of silence: no longer decoded
+    assert not room.streams[1].selected and room.decoding() == 0
