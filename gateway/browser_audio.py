@@ -8,9 +8,9 @@ and an Opus decoder, added to the room mixer as a contributor that follows the r
 Decoding is the expensive part, so only the loudest few streams are decoded: their RFC 6464
 levels (read from the RTP header extension, no decoding) rank them each tick and the
 `max_decoded` loudest that spoke within the last `HANGOVER` are decoded, once each, whatever
-the number of phones (the hangover keeps a talker's pauses between words intact). The others' packets go through the jitter buffer and are dropped. A stream that
-sends nothing for `stream_timeout` seconds (its browser left, or muted with DTX) is removed
-from the mixer.
+the number of phones (the hangover keeps a talker's pauses between words intact). The
+others' packets go through the jitter buffer and are dropped. A stream that sends nothing for
+`stream_timeout` seconds (its browser left, or muted with DTX) is removed from the mixer.
 """
 
 from __future__ import annotations
