@@ -243,9 +243,8 @@ class ConferenceAudio:
     async def close(self) -> None:
         for pid in list(self.callers):
             self.caller_left(pid)
-        while self._tasks:
+        if self._tasks:  # the releases (bounded: the focus times its bridge calls out)
             await asyncio.wait(list(self._tasks), timeout=5.0)
-            break
 
     def stats(self) -> dict[str, int]:
         uplinks = [c.uplink for c in self.callers.values() if c.uplink is not None]
