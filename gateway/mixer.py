@@ -32,8 +32,9 @@ encoder instance; the decoder at the phone sees a small discontinuity, as in any
 that shares encodings.
 
 A voice tap (:meth:`ConferenceMixer.set_tap`) sees each tick what a member contributed at
-its own rate (``None`` when it was muted, silent or gave nothing): the gateway encodes a
-phone caller's voice towards the bridge from it.
+its own rate (``None`` when it was muted or gave nothing; quiet frames are given, so the
+receiver can keep a hangover): the gateway encodes a phone caller's voice towards the bridge
+from it.
 
 The frame handed to an encoder or returned by a contributor is only valid during the call:
 the mixer reuses its buffers. Prompt-end events (:class:`PromptFinished`) are pulled with
@@ -279,8 +280,8 @@ class ConferenceMixer:
         return self._member(leg_id).muted
 
     def set_tap(self, leg_id: str, tap: VoiceTap | None) -> None:
-        """Each tick the member is in a room, ``tap`` gets what it contributed, at its own
-        rate (valid during the call only), or None: muted, silent or no frame."""
+        """Each tick the member is in a room, ``tap`` gets its frame at its own rate (valid
+        during the call only; quiet ones too), or None: muted or no frame."""
         self._member(leg_id).tap = tap
 
     def set_prompt(self, leg_id: str, player: PromptPlayer | None) -> None:
@@ -471,7 +472,7 @@ class ConferenceMixer:
         else:
             total.fill(0)
         for member, frame in tapped:
-            self._tap(member, frame if member.row >= 0 else None)
+            self._tap(member, frame)
 
         if room.tones:
             for tone in tuple(room.tones):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.browser_audio import parse_rtp
-from gateway.uplink import LEVEL_SILENT, VoiceUplink, audio_level, rtp_with_level
+from gateway.uplink import (
+    HANGOVER_FRAMES,
+    LEVEL_SILENT,
+    VoiceUplink,
+    audio_level,
+    rtp_with_level,
+)
 
 
 class Link:
@@ -45,12 +51,24 @@ def test_packet_carries_level_and_parses_back() -> None:
     assert data[0] == 0x90 and data[1] == 0x80 | 111
 
 
+def test_quiet_frames_are_sent_for_a_hangover_then_nothing() -> None:
+    link, enc = Link(), Encoder()
+    up = VoiceUplink("p1", 1, link, enc)
+    up.on_frame(tone(8000))
+    quiet = np.zeros(160, dtype=np.int16)
+    for _ in range(HANGOVER_FRAMES + 5):
+        up.on_frame(quiet)
+    assert len(link.sent) == 1 + HANGOVER_FRAMES  # the gap between words is sent
+    up.on_frame(tone(8000))
+    assert parse_rtp(link.sent[-1], 1)[3] is True  # a new talkspurt  # type: ignore[index]
+
+
 def test_speech_is_encoded_once_per_tick_and_silence_sends_nothing() -> None:
     link, enc = Link(), Encoder()
     up = VoiceUplink("p1", 1234, link, enc, initial_seq=65535, initial_ts=0)
     up.on_frame(tone(8000))
     up.on_frame(tone(8000))
-    up.on_frame(None)  # muted or quiet: nothing sent, time runs on
+    up.on_frame(None)  # muted: nothing sent at once, time runs on
     up.on_frame(tone(8000))
     assert enc.frames == 3 and len(link.sent) == 3
     parsed = [parse_rtp(p, 1) for p in link.sent]
