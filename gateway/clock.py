@@ -36,6 +36,7 @@ class ClockStats:
     max_lateness: float
     max_callback_seconds: float
     errors: int
+    callback_seconds: float = 0.0  # total time the callbacks held the loop
 
 
 class MediaClock:
@@ -57,6 +58,7 @@ class MediaClock:
         self.skipped_ticks = 0
         self.max_lateness = 0.0
         self.max_callback_seconds = 0.0
+        self.callback_seconds = 0.0
         self.errors = 0
 
     @property
@@ -80,7 +82,7 @@ class MediaClock:
 
     def stats(self) -> ClockStats:
         return ClockStats(self.ticks, self.late_ticks, self.skipped_ticks, self.max_lateness,
-                          self.max_callback_seconds, self.errors)
+                          self.max_callback_seconds, self.errors, self.callback_seconds)
 
     def _on_tick(self) -> None:
         fired = self._handle
@@ -105,6 +107,7 @@ class MediaClock:
             self.errors += 1
             log.exception("media clock: tick callback failed")
         spent = time.perf_counter() - started
+        self.callback_seconds += spent
         if spent > self.max_callback_seconds:
             self.max_callback_seconds = spent
         if self._handle is not fired:  # the callback stopped (or restarted) the clock

@@ -187,6 +187,9 @@ class Gateway:
             "mix_ticks": clock.ticks if clock else 0,
             "mix_ticks_late": clock.late_ticks if clock else 0,
             "mix_ticks_skipped": clock.skipped_ticks if clock else 0,
+            # How long the media tick (mixing and codec work) holds the event loop.
+            "mix_tick_max_us": round(clock.max_callback_seconds * 1e6) if clock else 0,
+            "mix_tick_busy_us": round(clock.callback_seconds * 1e6) if clock else 0,
         }
         counts.update(self.counters)
         counts.update(rtp)
