@@ -1,8 +1,9 @@
 """Run the benchmarks and print one table: figure | measured | goal | how.
 
-    python -m tests.bench                   # all figures against switchboard (~15 min)
+    python -m tests.bench                   # all figures against switchboard (~25 min)
     python -m tests.bench --only legs       # one figure
     python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
+    python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import bridge, callrate, legs, memory
+from . import bridge, callrate, conference, legs, memory
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -34,6 +35,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "legs": ("Phone legs mixed in real time", "300 legs with <1% late ticks on one core"),
     "memory": ("Memory per call", "report (no target set)"),
     **bridge.FIGURES,  # forwarding, endpoints, join
+    **conference.FIGURES,  # quality, latency, capacity
 }
 
 
@@ -71,6 +73,12 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
             workdir / "endpoints", budget_s=90 if quick else 170, window_s=4 if quick else 8),
         "join": lambda: bridge.measure_join(
             workdir / "join", budget_s=80 if quick else 100, joins=3 if quick else 5),
+        "quality": lambda: conference.measure_quality(
+            workdir / "quality", budget_s=100 if quick else 180, quick=quick),
+        "latency": lambda: conference.measure_latency(
+            workdir / "latency", budget_s=40 if quick else 60, pairs=2 if quick else 5),
+        "capacity": lambda: conference.measure_capacity(
+            workdir / "capacity", budget_s=150 if quick else 300, window_s=5 if quick else 10),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()
