@@ -26,10 +26,11 @@ resamples. Frames at another rate are resampled per member with streaming filter
 tells a contributor of rate 0 what to give.
 
 Encoding: ``encoder_for(codec_name)`` is called once per listener, and once per room and
-codec for the shared frame, so stateful encoders (G.722, Opus) are never shared between
-streams that diverge. A listener moving between its own N-1 mix and the shared mix changes
-encoder instance; the decoder at the phone sees a small discontinuity, as in any mixer
-that shares encodings.
+codec for the shared frame. Only codecs without state between frames (``shared_codecs``:
+G.711) share that frame: a stateful encoder (G.722's ADPCM, Opus) must feed one decoder
+from one continuous state, and handing a phone between its own encoder and a shared one
+made its decoder lose track (full-scale pops whenever the phone started or stopped
+talking). Listeners of stateful codecs encode the full mix with their own encoder.
 
 A voice tap (:meth:`ConferenceMixer.set_tap`) sees each tick what a member contributed at
 its own rate (``None`` when it was muted or gave nothing; quiet frames are given, so the
@@ -201,10 +202,13 @@ class _Room:
 class ConferenceMixer:
     """Mixes every room and plays the IVR's prompts; driven by tick(now)."""
 
-    def __init__(self, encoder_for: EncoderLookup, *, silence_threshold: int = 16) -> None:
+    def __init__(self, encoder_for: EncoderLookup, *, silence_threshold: int = 16,
+                 shared_codecs: frozenset[str] = frozenset({"PCMU", "PCMA"})) -> None:
         """``silence_threshold``: a frame whose peak |sample| is at or below it counts as
-        silent (the leg contributed nothing and shares the common frame)."""
+        silent (the leg contributed nothing and shares the common frame).
+        ``shared_codecs``: codecs whose encoders keep no state (their frames can be shared)."""
         self._encoder_for = encoder_for
+        self.shared_codecs = shared_codecs
         self.silence_threshold = silence_threshold
         self._members: dict[str, _Member] = {}
         self._rooms: dict[str, _Room] = {}
@@ -502,7 +506,7 @@ class ConferenceMixer:
             row = member.row if member.row >= 0 else count
             own_rate = member.out_rate
             overlay = self._overlay_frame(member) if member.overlay is not None else None
-            if overlay is None and row == count:
+            if overlay is None and row == count and member.codec in self.shared_codecs:
                 payload = shared.get(member.codec)
                 if payload is None:
                     mix = mixes.get(own_rate)
@@ -551,12 +555,14 @@ class ConferenceMixer:
                 frame16 = overlay if base is None else _clip16(base.astype(np.int32) + overlay)
             elif base is not None:
                 frame16 = base
-            else:
+            elif member.codec in self.shared_codecs:
                 payload = silence.get(member.codec)
                 if payload is None:
                     payload = silence[member.codec] = encode(self._silence[member.out_rate])
                 self._send(member, payload)
                 continue
+            else:
+                frame16 = self._silence[member.out_rate]
             self._send(member, encode(frame16))
 
 

@@ -477,7 +477,7 @@ def test_wideband_and_narrowband_phones_hear_each_other() -> None:
     assert mixer.room_rate("r") == 8000
 
 
-def test_shared_mix_uses_one_encoder_per_codec_per_room() -> None:
+def test_stateful_codecs_never_share_an_encoder() -> None:
     enc = WideEncoders()
     mixer = ConferenceMixer(enc)
     speaker = RatedLeg("s", codec_name="G722", sample_rate=16000, frames=sine(500, 16000, 5))
@@ -485,10 +485,25 @@ def test_shared_mix_uses_one_encoder_per_codec_per_room() -> None:
     room_of(mixer, "r", speaker, *quiet)
     for k in range(5):
         mixer.tick(k * 0.02)
-    # 4 listener encoders + 1 shared; the three quiet phones got the same shared payloads.
-    assert enc.lookups.count("G722") == 5
-    assert quiet[0].sent == quiet[1].sent == quiet[2].sent
-    assert enc.calls["G722"] == 10  # per tick: the speaker's own N-1 and the shared mix
+    # G.722 keeps ADPCM state: every phone's stream comes from its own encoder, every tick,
+    # whether it speaks or not (a hand-over between encoders desynchronises its decoder).
+    assert enc.lookups.count("G722") == 4
+    assert enc.calls["G722"] == 20
+    assert quiet[0].sent == quiet[1].sent  # the same mix, each encoded separately
+    assert quiet[0].sent[0] is not quiet[1].sent[0]
+
+
+def test_stateless_codecs_share_one_frame_with_one_encoder_per_room() -> None:
+    enc = WideEncoders()
+    mixer = ConferenceMixer(enc)
+    speaker = RatedLeg("s", frames=[tone(500)] * 5)
+    quiet = [RatedLeg(f"q{i}") for i in range(3)]
+    room_of(mixer, "r", speaker, *quiet)
+    for k in range(5):
+        mixer.tick(k * 0.02)
+    assert enc.lookups.count("PCMU") == 5  # 4 listeners + 1 shared
+    assert enc.calls["PCMU"] == 10  # per tick: the speaker's N-1 and the shared mix
+    assert all(q.sent[0] is quiet[0].sent[0] for q in quiet)
 
 
 def test_voice_tap_sees_what_the_caller_contributed() -> None:
