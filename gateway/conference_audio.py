@@ -76,7 +76,7 @@ class MixerLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class AudioSettings:
     max_decoded: int = 3  # browser streams decoded per room (the loudest)
-    opus_complexity: int = 5
+    opus_complexity: int = 1
     # Opus bitrate of callers' voices: libopus's automatic rate at 8 kHz with FEC costs about
     # one PESQ MOS on G.711 speech (3.15 against 4.13); 32 kb/s without FEC is transparent.
     opus_bitrate: int = 32000

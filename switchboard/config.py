@@ -113,7 +113,7 @@ class MediaConfig:
     rtp_ports: str = "20000-20999"
     timeout: float = 30.0
     mixed_browser_streams: int = 3
-    opus_complexity: int = 5
+    opus_complexity: int = 1
 
     @property
     def announce_address(self) -> str:
