@@ -68,7 +68,7 @@ class MixerLike(Protocol):
 
     def room_rate(self, room: str) -> int: ...
 
-    def set_tap(self, leg_id: str, tap: Callable[[Pcm | None], None] | None) -> None: ...
+    def set_tap(self, leg_id: str, tap: Callable[[Pcm | None, bool], None] | None) -> None: ...
 
     def __contains__(self, leg_id: object) -> bool: ...
 
@@ -97,9 +97,9 @@ class _Caller:
         self.link: Link | None = None
         self.closed = False
 
-    def on_frame(self, frame: Pcm | None) -> None:
+    def on_frame(self, frame: Pcm | None, voiced: bool) -> None:
         if self.uplink is not None:
-            self.uplink.on_frame(frame)
+            self.uplink.on_frame(frame, voiced)
 
     def on_phone_packet(self, payload_type: int, payload: bytes, timestamp: int,
                         marker: bool) -> None:

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 Pcm = npt.NDArray[np.int16]
 EncodeFn = Callable[[Pcm], bytes]
 EncoderLookup = Callable[[str], EncodeFn]
-VoiceTap = Callable[["Pcm | None"], None]
+VoiceTap = Callable[["Pcm | None", bool], None]  # (frame, voiced)
 
 INT16_MIN = -32768
 INT16_MAX = 32767
@@ -285,7 +285,8 @@ class ConferenceMixer:
 
     def set_tap(self, leg_id: str, tap: VoiceTap | None) -> None:
         """Each tick the member is in a room, ``tap`` gets its frame at its own rate (valid
-        during the call only; quiet ones too), or None: muted or no frame."""
+        during the call only; quiet ones too), or None: muted or no frame; and whether the
+        mixer counted it as voice (not at or under ``silence_threshold``)."""
         self._member(leg_id).tap = tap
 
     def set_prompt(self, leg_id: str, player: PromptPlayer | None) -> None:
@@ -313,15 +314,6 @@ class ConferenceMixer:
             log.debug("mixer: no room %s for %s", room, player.name)
             return
         r.tones.append(player)
-
-    def play_if_alone(self, leg_id: str, player: PromptPlayer) -> bool:
-        """Play ``player`` ("you are the only participant") to the leg if nothing else is in
-        its room. Returns whether it was played."""
-        member = self._member(leg_id)
-        if member.room is None or self.members(member.room.name) != [leg_id]:
-            return False
-        self.play_to_leg(leg_id, player)
-        return True
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
@@ -476,7 +468,7 @@ class ConferenceMixer:
         else:
             total.fill(0)
         for member, frame in tapped:
-            self._tap(member, frame)
+            self._tap(member, frame, member.row >= 0)
 
         if room.tones:
             for tone in tuple(room.tones):
@@ -523,10 +515,10 @@ class ConferenceMixer:
                 frame = _clip16(frame.astype(np.int32) + overlay)
             self._send(member, encode(frame))
 
-    def _tap(self, member: _Member, frame: Pcm | None) -> None:
+    def _tap(self, member: _Member, frame: Pcm | None, voiced: bool) -> None:
         assert member.tap is not None
         try:
-            member.tap(frame)
+            member.tap(frame, voiced)
         except Exception:
             self._failed(member, "voice tap")
 

@@ -8,7 +8,7 @@ the ssrc-audio-level header extension so the bridge's dominant-speaker logic and
 browsers' speaking indicators see phone callers as they see browsers.
 
 Silence sends nothing, as a browser with Opus DTX would: a muted caller or no frame at once,
-quiet frames (peak at or under `quiet_peak`) only after `HANGOVER_FRAMES` of them, so the
+quiet frames (the mixer's verdict: not voiced) only after `HANGOVER_FRAMES` of them, so the
 short gaps between words are sent and the browser's Opus decoder never predicts across a
 hole (that alone cost 0.7 PESQ MOS). The RTP timestamp keeps running and the first packet
 after a pause carries the marker bit (RFC 3551 talkspurt).
@@ -78,8 +78,7 @@ class VoiceUplink:
 
     def __init__(self, participant_id: str, ssrc: int, link: PacketLink,
                  encoder: FrameEncoder | None, *, payload_type: int = 111,
-                 level_ext_id: int = 1, initial_seq: int = 0, initial_ts: int = 0,
-                 quiet_peak: int = 16) -> None:
+                 level_ext_id: int = 1, initial_seq: int = 0, initial_ts: int = 0) -> None:
         """``encoder``: Opus at the leg's PCM rate; None for a pass-through (Opus) phone."""
         self.participant_id = participant_id
         self.ssrc = ssrc
@@ -94,17 +93,15 @@ class VoiceUplink:
         self.packets = 0
         self.errors = 0
         self.closed = False
-        self.quiet_peak = quiet_peak
         self.hangover = 0  # quiet frames still to send
         self.sending = False  # the last tick's frame was sent (or passed through)
         self._ts_offset: int | None = None
 
-    def on_frame(self, frame: Pcm | None) -> None:
+    def on_frame(self, frame: Pcm | None, voiced: bool) -> None:
         """The mixer's voice tap: one call per tick while the caller is in the room."""
         if self.closed:
             return
-        quiet = frame is None or int(np.abs(frame).max(initial=0)) <= self.quiet_peak
-        if not quiet:
+        if frame is not None and voiced:
             self.hangover = HANGOVER_FRAMES
         elif frame is not None and self.hangover > 0:
             self.hangover -= 1

@@ -253,7 +253,7 @@ def phone_codec(name: str) -> PhoneCodec:
 
 
 class SipError(RuntimeError):
-    pass
+    """The bench phone's call failed (a final error response, or no answer in time)."""
 
 
 def _parse_sip(data: bytes) -> tuple[str, dict[str, list[str]], bytes]:

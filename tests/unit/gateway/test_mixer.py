@@ -352,21 +352,6 @@ def test_sources_and_listeners_only(mixer: ConferenceMixer) -> None:
     assert mixer.members("r") == ["browser-stream", "phone", "recorder"]
 
 
-def test_play_if_alone(mixer: ConferenceMixer) -> None:
-    first = FakeLeg("first")
-    mixer.add_leg("r", first)
-    assert mixer.play_if_alone("first", PromptPlayer(to_frames(tone(3)), "only_participant"))
-    second = FakeLeg("second")
-    mixer.add_leg("r", second)
-    assert not mixer.play_if_alone("second", PromptPlayer(to_frames(tone(3)), "x"))
-    mixer.tick(0.0)
-    assert level(first.heard()) == {3}
-    assert level(second.heard()) == {0}
-    solo = FakeLeg("solo")
-    mixer.add_leg(None, solo)
-    assert not mixer.play_if_alone("solo", PromptPlayer(to_frames(tone(3)), "x"))
-
-
 def test_set_prompt_on_a_room_leg_is_ignored(mixer: ConferenceMixer) -> None:
     a = FakeLeg("a")
     mixer.add_leg("r", a)
@@ -512,7 +497,7 @@ def test_voice_tap_sees_what_the_caller_contributed() -> None:
     b = RatedLeg("b")
     room_of(mixer, "r", a, b)
     seen: list[object] = []
-    mixer.set_tap("a", lambda f: seen.append(None if f is None else int(f[0])))
+    mixer.set_tap("a", lambda f, voiced: seen.append(None if f is None else int(f[0])))
     mixer.tick(0.0)
     mixer.tick(0.02)  # below the silence threshold: given (the uplink keeps a hangover)
     mixer.set_muted("a", True)

@@ -54,22 +54,22 @@ def test_packet_carries_level_and_parses_back() -> None:
 def test_quiet_frames_are_sent_for_a_hangover_then_nothing() -> None:
     link, enc = Link(), Encoder()
     up = VoiceUplink("p1", 1, link, enc)
-    up.on_frame(tone(8000))
+    up.on_frame(tone(8000), True)
     quiet = np.zeros(160, dtype=np.int16)
     for _ in range(HANGOVER_FRAMES + 5):
-        up.on_frame(quiet)
+        up.on_frame(quiet, False)
     assert len(link.sent) == 1 + HANGOVER_FRAMES  # the gap between words is sent
-    up.on_frame(tone(8000))
+    up.on_frame(tone(8000), True)
     assert parse_rtp(link.sent[-1], 1)[3] is True  # a new talkspurt  # type: ignore[index]
 
 
 def test_speech_is_encoded_once_per_tick_and_silence_sends_nothing() -> None:
     link, enc = Link(), Encoder()
     up = VoiceUplink("p1", 1234, link, enc, initial_seq=65535, initial_ts=0)
-    up.on_frame(tone(8000))
-    up.on_frame(tone(8000))
-    up.on_frame(None)  # muted: nothing sent at once, time runs on
-    up.on_frame(tone(8000))
+    up.on_frame(tone(8000), True)
+    up.on_frame(tone(8000), True)
+    up.on_frame(None, False)  # muted: nothing sent at once, time runs on
+    up.on_frame(tone(8000), True)
     assert enc.frames == 3 and len(link.sent) == 3
     parsed = [parse_rtp(p, 1) for p in link.sent]
     assert [p[1] for p in parsed if p] == [65535, 0, 1]  # continuous, wrapping
@@ -83,10 +83,10 @@ def test_passthrough_keeps_phone_timestamps_and_respects_silence() -> None:
     up = VoiceUplink("p1", 99, link, None)
     up.on_phone_packet(b"x", 5000, False)  # no level yet: treated as silent
     assert link.sent == []
-    up.on_frame(tone(8000, 320))
+    up.on_frame(tone(8000, 320), True)
     up.on_phone_packet(b"a", 5000, False)
     up.on_phone_packet(b"b", 5960, False)
-    up.on_frame(None)  # muted
+    up.on_frame(None, False)  # muted
     up.on_phone_packet(b"c", 6920, False)
     got = [parse_rtp(p, 1) for p in link.sent]
     assert [(g[2], g[5]) for g in got if g] == [(960, b"a"), (1920, b"b")]
@@ -99,5 +99,5 @@ def test_a_failing_link_is_counted_not_raised() -> None:
 
     up = VoiceUplink("p1", 1, Broken(), Encoder())
     for _ in range(3):
-        up.on_frame(tone(8000))
+        up.on_frame(tone(8000), True)
     assert up.errors == 3 and up.packets == 0
