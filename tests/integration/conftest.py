@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aioice.ice
 import pytest
 from peers import procs
 
@@ -327,3 +328,10 @@ def pytest_runtest_makereport(item: pytest.Item,
         for server in item.stash.get(_SERVERS_KEY, []):
             report.sections.append((f"switchboard log tail ({server.log_path})",
                                     server.log_tail(80)))
+
+
+@pytest.fixture
+def loopback_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aiortc clients gather on 127.0.0.1 only (aioice would skip it)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])

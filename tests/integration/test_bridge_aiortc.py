@@ -19,15 +19,13 @@ import fractions
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aioice.ice
 import av
 import numpy as np
 import pytest
 from aiortc import (
-    AudioStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
@@ -35,7 +33,12 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import SessionDescription
+from peers.webrtc import (
+    ToneTrack,
+    make_offer,
+    parse_answer,
+    wait_until,
+)
 
 from bridge.api import (
     BridgeEvent,
@@ -45,8 +48,6 @@ from bridge.api import (
     EndpointFailed,
     EndpointUpdate,
     IceCandidate,
-    MediaSource,
-    ReceiveSource,
     TransportDescription,
 )
 from bridge.service import Bridge, BridgeSettings
@@ -62,113 +63,7 @@ WAIT = 30.0  # seconds: every wait in this module is bounded by this
 # --- SDP: the offer the focus would send, built from an allocation ---------------------------
 
 
-def _transport_lines(t: TransportDescription) -> list[str]:
-    lines = [f"a=ice-ufrag:{t.ice_ufrag}", f"a=ice-pwd:{t.ice_pwd}"]
-    lines += [f"a=fingerprint:{f.algorithm} {f.value}" for f in t.fingerprints]
-    lines.append(f"a=setup:{t.setup}")
-    for c in t.candidates:
-        lines.append(f"a=candidate:{c.foundation} {c.component} {c.protocol} {c.priority} "
-                     f"{c.host} {c.port} typ {c.type}")
-    lines.append("a=end-of-candidates")
-    return lines
-
-
-def _codec_lines(alloc: EndpointAllocation, kind: str) -> tuple[list[int], list[str]]:
-    pts: list[int] = []
-    lines: list[str] = []
-    audio = kind == "audio"
-    for p in alloc.payload_types:
-        if (p.name == "opus") != audio:
-            continue
-        pts.append(p.pt)
-        suffix = f"/{p.channels}" if p.channels > 1 else ""
-        lines.append(f"a=rtpmap:{p.pt} {p.name}/{p.clock_rate}{suffix}")
-        if p.fmtp:
-            lines.append(f"a=fmtp:{p.pt} {p.fmtp}")
-        lines += [f"a=rtcp-fb:{p.pt} {fb}" for fb in p.rtcp_fb]
-    for ext in alloc.header_extensions:
-        if audio or "audio-level" not in ext.uri:
-            lines.append(f"a=extmap:{ext.id} {ext.uri}")
-    return pts, lines
-
-
-def make_offer(alloc: EndpointAllocation, revision: int,
-               receive: tuple[ReceiveSource, ...]) -> tuple[str, dict[str, ReceiveSource]]:
-    """A Unified-Plan BUNDLE offer: a0, v0 (the client's sending slots), then r1.. (others)."""
-    slots: list[tuple[str, str, str, ReceiveSource | None]] = [
-        ("a0", "audio", "recvonly", None), ("v0", "video", "recvonly", None)]
-    tracks: dict[str, ReceiveSource] = {}
-    for i, rs in enumerate(receive, start=1):
-        slots.append((f"r{i}", rs.source.kind, "sendonly", rs))
-        tracks[f"r{i}"] = rs
-    lines = ["v=0", f"o=- 4242 {revision} IN IP4 0.0.0.0", "s=-", "t=0 0",
-             "a=group:BUNDLE " + " ".join(s[0] for s in slots), "a=msid-semantic: WMS *"]
-    for mid, kind, direction, rs in slots:
-        pts, codec_lines = _codec_lines(alloc, kind)
-        lines += [f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, pts))}",
-                  "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0", f"a=mid:{mid}",
-                  *_transport_lines(alloc.transport), "a=rtcp-mux", f"a={direction}",
-                  *codec_lines]
-        if rs is not None:
-            src = rs.source
-            stream, track = src.stream_id or src.endpoint_id, src.track_id or mid
-            lines.append(f"a=msid:{stream} {track}")
-            if rs.rtx_ssrc is not None:
-                lines.append(f"a=ssrc-group:FID {rs.ssrc} {rs.rtx_ssrc}")
-            for ssrc in (rs.ssrc, rs.rtx_ssrc):
-                if ssrc is not None:
-                    lines += [f"a=ssrc:{ssrc} cname:{src.endpoint_id}",
-                              f"a=ssrc:{ssrc} msid:{stream} {track}"]
-    return "\r\n".join(lines) + "\r\n", tracks
-
-
-def parse_answer(sdp: str, endpoint_id: str) -> tuple[TransportDescription,
-                                                      tuple[MediaSource, ...]]:
-    """What the focus would take from the answer: the transport and the sources sent."""
-    desc = SessionDescription.parse(sdp)
-    first = desc.media[0]
-    assert first.ice is not None and first.dtls is not None
-    setup = {"client": "active", "server": "passive", "auto": "actpass"}[first.dtls.role]
-    transport = TransportDescription(
-        ice_ufrag=first.ice.usernameFragment or "", ice_pwd=first.ice.password or "",
-        fingerprints=tuple(DtlsFingerprint(f.algorithm, f.value)
-                           for f in first.dtls.fingerprints),
-        setup=setup,
-        candidates=tuple(
-            IceCandidate(c.foundation, c.component, c.protocol.lower(), c.priority, c.ip,
-                         c.port, c.type, c.relatedAddress, c.relatedPort)
-            for c in first.ice_candidates),
-    )
-    sources: list[MediaSource] = []
-    for media in desc.media:
-        if media.rtp.muxId not in ("a0", "v0") or media.direction not in ("sendonly",
-                                                                           "sendrecv"):
-            continue
-        fid = [g.items for g in media.ssrc_group if g.semantic == "FID"]
-        main = int(fid[0][0]) if fid else media.ssrc[0].ssrc
-        rtx = int(fid[0][1]) if fid else None
-        stream, _, track = (media.msid or "- -").partition(" ")
-        sources.append(MediaSource(
-            endpoint_id=endpoint_id, kind="audio" if media.kind == "audio" else "video",
-            ssrc=main, rtx_ssrc=rtx, video_type="camera" if media.kind == "video" else None,
-            stream_id=stream, track_id=track))
-    return transport, tuple(sources)
-
-
 # --- media: a tone and a moving picture -------------------------------------------------------
-
-
-class ToneTrack(AudioStreamTrack):
-    def __init__(self, frequency: float) -> None:
-        super().__init__()
-        self.frequency = frequency
-
-    async def recv(self) -> av.AudioFrame:
-        frame = await super().recv()  # paced 20 ms of silence at 8 kHz
-        t = (np.arange(frame.samples) + frame.pts) / frame.sample_rate
-        tone = (8000 * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
-        frame.planes[0].update(tone.tobytes())
-        return frame
 
 
 class MovingTrack(VideoStreamTrack):
@@ -243,24 +138,8 @@ async def _read(track: MediaStreamTrack, stats: Received) -> None:
         return
 
 
-async def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def loopback_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The aiortc clients gather on 127.0.0.1 only (aioice would skip it)."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
 
 
 @pytest.fixture
@@ -330,9 +209,9 @@ async def test_clients_exchange_audio_and_video(
         for earlier in clients[:i]:
             await earlier.negotiate(bridge)
 
-    await _wait_until(lambda: sum(isinstance(e, EndpointConnected) for e in events) == count,
+    await wait_until(lambda: sum(isinstance(e, EndpointConnected) for e in events) == count,
                       "every endpoint connected")
-    await _wait_until(lambda: _everyone_hears_everyone(clients), "media between all clients")
+    await wait_until(lambda: _everyone_hears_everyone(clients), "media between all clients")
     stats = bridge.stats()
     log.info("bridge stats: %s", stats)
     assert stats["endpoints_connected"] == count
@@ -345,8 +224,8 @@ async def test_clients_exchange_audio_and_video(
     assert bridge.stats()["endpoints"] == 0 and bridge.stats()["conferences"] == 0
     assert bridge.resources() == {"conferences": 0, "endpoints": 0, "ports": 0, "sockets": 0,
                                   "timers": 0, "tasks": 0}
-    await _wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 10.0)
-    await _wait_until(lambda: _open_fds() <= fds_before, "sockets to close", 10.0)
+    await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 10.0)
+    await wait_until(lambda: _open_fds() <= fds_before, "sockets to close", 10.0)
 
 
 async def test_silent_endpoint_times_out_and_is_expired(loopback_clients: None) -> None:
@@ -360,15 +239,15 @@ async def test_silent_endpoint_times_out_and_is_expired(loopback_clients: None) 
         await a.negotiate(b)
         await c.negotiate(b)
         await a.negotiate(b)
-        await _wait_until(lambda: b.stats()["endpoints_connected"] == 2, "both connected")
+        await wait_until(lambda: b.stats()["endpoints_connected"] == 2, "both connected")
         # Vanish: stop c's ICE agent without DTLS close_notify, like a lost network.
         for transceiver in c.pc.getTransceivers():
             await transceiver.receiver.transport.transport.stop()
-        await _wait_until(lambda: any(isinstance(e, EndpointFailed) for e in events),
+        await wait_until(lambda: any(isinstance(e, EndpointFailed) for e in events),
                           "the silent endpoint to fail", 10.0)
         failed = [e for e in events if isinstance(e, EndpointFailed)]
         assert [(e.endpoint_id, e.reason) for e in failed] == [("ep1", "no packets for 2 s")]
-        await _wait_until(lambda: b.stats()["endpoints"] == 1, "the bridge to expire it", 5.0)
+        await wait_until(lambda: b.stats()["endpoints"] == 1, "the bridge to expire it", 5.0)
         await b.expire(CONF, "ep1")  # the focus's expire after the event: a no-op now
         await _leave(b, a)
         await _leave(b, c)
@@ -388,10 +267,10 @@ async def test_unanswered_endpoint_fails_and_frees_its_port() -> None:
         assert {a.transport.candidates[0].port for a in allocs} == {41100, 41101}
         with pytest.raises(Exception, match="no free UDP port"):
             await b.allocate("third", "z")
-        await _wait_until(lambda: len(events) == 2, "both to fail", 5.0)
+        await wait_until(lambda: len(events) == 2, "both to fail", 5.0)
         assert {(e.endpoint_id, getattr(e, "reason", "")) for e in events} == {
             ("x", "not connected within 1 s"), ("y", "not connected within 1 s")}
-        await _wait_until(lambda: b.resources()["ports"] == 0, "ports released", 5.0)
+        await wait_until(lambda: b.resources()["ports"] == 0, "ports released", 5.0)
         assert b.resources()["sockets"] == 0 and b.stats()["conferences"] == 0
     finally:
         await b.stop()
@@ -420,7 +299,7 @@ async def test_expire_while_connecting_leaves_nothing() -> None:
         await b.expire(CONF, "x")
         assert b.resources() == {"conferences": 0, "endpoints": 0, "ports": 0, "sockets": 0,
                                  "timers": 0, "tasks": 0}
-        await _wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 5.0)
+        await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before, "tasks to end", 5.0)
         silent.close()
     finally:
         await b.stop()
@@ -442,9 +321,9 @@ async def test_wrong_dtls_fingerprint_fails_the_endpoint(loopback_clients: None)
         forged = DtlsFingerprint("sha-256", ":".join(["AB"] * 32))
         await b.update(CONF, "ep0", EndpointUpdate(
             transport=dataclasses.replace(transport, fingerprints=(forged,))))
-        await _wait_until(lambda: bool(events), "a bridge event", 10.0)
+        await wait_until(lambda: bool(events), "a bridge event", 10.0)
         assert events == [EndpointFailed(CONF, "ep0", "DTLS failed")]
-        await _wait_until(lambda: b.resources()["sockets"] == 0, "the socket to close", 5.0)
+        await wait_until(lambda: b.resources()["sockets"] == 0, "the socket to close", 5.0)
         assert b.stats()["endpoints_failed"] == 1 and b.stats()["conferences"] == 0
     finally:
         await client.pc.close()

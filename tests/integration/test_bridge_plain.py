@@ -14,14 +14,12 @@ import asyncio
 import fractions
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import aioice.ice
 import av
 import numpy as np
 import pytest
 from aiortc import (
-    AudioStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
@@ -31,19 +29,19 @@ from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
-from aiortc.sdp import SessionDescription
+from peers.webrtc import (
+    ToneTrack,
+    make_offer,
+    parse_answer,
+    wait_until,
+)
 
 from bridge.api import (
     BridgeEvent,
-    DtlsFingerprint,
-    EndpointAllocation,
     EndpointConnected,
     EndpointFailed,
     EndpointUpdate,
-    IceCandidate,
     MediaSource,
-    ReceiveSource,
-    TransportDescription,
 )
 from bridge.levels import audio_level
 from bridge.service import Bridge, BridgeSettings
@@ -59,62 +57,6 @@ LOUD_RMS = 1000.0
 
 
 # --- the browser-like client ------------------------------------------------------------------
-
-
-def make_offer(alloc: EndpointAllocation, revision: int,
-               receive: tuple[ReceiveSource, ...]) -> tuple[str, dict[str, ReceiveSource]]:
-    """Audio only: a0 (the client's own audio, recvonly from the bridge), r1.. (others)."""
-    t = alloc.transport
-    transport = [f"a=ice-ufrag:{t.ice_ufrag}", f"a=ice-pwd:{t.ice_pwd}",
-                 *(f"a=fingerprint:{f.algorithm} {f.value}" for f in t.fingerprints),
-                 f"a=setup:{t.setup}",
-                 *(f"a=candidate:{c.foundation} {c.component} {c.protocol} {c.priority} "
-                   f"{c.host} {c.port} typ {c.type}" for c in t.candidates),
-                 "a=end-of-candidates"]
-    opus = [p for p in alloc.payload_types if p.name == "opus"]
-    codec = [f"a=rtpmap:{p.pt} {p.name}/{p.clock_rate}/{p.channels}" for p in opus]
-    codec += [f"a=fmtp:{p.pt} {p.fmtp}" for p in opus if p.fmtp]
-    codec += [f"a=extmap:{h.id} {h.uri}" for h in alloc.header_extensions]
-    slots: list[tuple[str, str, ReceiveSource | None]] = [("a0", "recvonly", None)]
-    slots += [(f"r{i}", "sendonly", rs) for i, rs in enumerate(receive, start=1)]
-    lines = ["v=0", f"o=- 4343 {revision} IN IP4 0.0.0.0", "s=-", "t=0 0",
-             "a=group:BUNDLE " + " ".join(s[0] for s in slots), "a=msid-semantic: WMS *"]
-    for mid, direction, rs in slots:
-        lines += [f"m=audio 9 UDP/TLS/RTP/SAVPF {' '.join(str(p.pt) for p in opus)}",
-                  "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0", f"a=mid:{mid}", *transport,
-                  "a=rtcp-mux", f"a={direction}", *codec]
-        if rs is not None:
-            owner = rs.source.endpoint_id
-            lines += [f"a=msid:{owner} {mid}", f"a=ssrc:{rs.ssrc} cname:{owner}",
-                      f"a=ssrc:{rs.ssrc} msid:{owner} {mid}"]
-    return "\r\n".join(lines) + "\r\n", {s[0]: s[2] for s in slots if s[2] is not None}
-
-
-def parse_answer(sdp: str, endpoint_id: str) -> tuple[TransportDescription, MediaSource]:
-    desc = SessionDescription.parse(sdp)
-    first = desc.media[0]
-    assert first.ice is not None and first.dtls is not None
-    transport = TransportDescription(
-        ice_ufrag=first.ice.usernameFragment or "", ice_pwd=first.ice.password or "",
-        fingerprints=tuple(DtlsFingerprint(f.algorithm, f.value)
-                           for f in first.dtls.fingerprints),
-        setup={"client": "active", "server": "passive", "auto": "actpass"}[first.dtls.role],
-        candidates=tuple(IceCandidate(c.foundation, c.component, c.protocol.lower(),
-                                      c.priority, c.ip, c.port, c.type)
-                         for c in first.ice_candidates))
-    (own,) = [m for m in desc.media if m.rtp.muxId == "a0"]
-    assert own.direction in ("sendonly", "sendrecv") and own.ssrc
-    return transport, MediaSource(endpoint_id, "audio", own.ssrc[0].ssrc)
-
-
-class ToneTrack(AudioStreamTrack):
-    async def recv(self) -> av.AudioFrame:
-        frame = await super().recv()  # paced 20 ms of silence at 8 kHz
-        assert isinstance(frame, av.AudioFrame)
-        t = (np.arange(frame.samples) + (frame.pts or 0)) / frame.sample_rate
-        frame.planes[0].update((8000 * np.sin(2 * np.pi * 500.0 * t)).astype(np.int16)
-                               .tobytes())
-        return frame
 
 
 def rms(frame: av.AudioFrame) -> float:
@@ -160,22 +102,6 @@ def plain_rtp(seq: int, payload: bytes, level: int = 20) -> bytes:
     return header + struct.pack("!HH", 0xBEDE, 1) + bytes((0x10, 0x80 | level, 0, 0)) + payload
 
 
-async def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-def loopback_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The aiortc client gathers on 127.0.0.1 only (aioice would skip it)."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
 @pytest.fixture
 async def bridge() -> AsyncIterator[Bridge]:
     b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=10.0))
@@ -211,9 +137,9 @@ async def test_plain_endpoint_and_aiortc_peer_hear_each_other(
         assert [rs.ssrc for rs in receive] == [PLAIN_SSRC]
         offer, tracks = make_offer(alloc, 1, receive)
         await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-        pc.addTrack(ToneTrack())
+        pc.addTrack(ToneTrack(500.0))
         await pc.setLocalDescription(await pc.createAnswer())
-        transport, source = parse_answer(pc.localDescription.sdp, "browser")
+        transport, (source,) = parse_answer(pc.localDescription.sdp, "browser")
         await bridge.update(CONF, "browser", EndpointUpdate(transport=transport,
                                                             sources=(source,)))
         (r1,) = [t for t in pc.getTransceivers() if t.mid in tracks]
@@ -226,12 +152,12 @@ async def test_plain_endpoint_and_aiortc_peer_hear_each_other(
                 await asyncio.sleep(0.02)
 
         sender = asyncio.create_task(send_tone())
-        await _wait_until(lambda: {e.endpoint_id for e in events
+        await wait_until(lambda: {e.endpoint_id for e in events
                                    if isinstance(e, EndpointConnected)} == {"caller", "browser"},
                           "both endpoints connected")
-        await _wait_until(lambda: counts["loud"] >= 25, "the plain endpoint's tone decoded "
+        await wait_until(lambda: counts["loud"] >= 25, "the plain endpoint's tone decoded "
                           "by the aiortc peer")
-        await _wait_until(lambda: len(got_rtp) >= 50, "the peer's audio at the plain endpoint")
+        await wait_until(lambda: len(got_rtp) >= 50, "the peer's audio at the plain endpoint")
 
         packets = [RtpPacket.parse(d) for d in got_rtp]
         assert {p.ssrc for p in packets} == {source.ssrc}
