@@ -24,13 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.media.jitterbuffer import FrameKind, JitterBuffer
+from gateway.media.rtp import HEADER
 from gateway.mixer import Contributor
+from gateway.uplink import LEVEL_SILENT
 
 log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
-_RTP = struct.Struct("!BBHII")
-LEVEL_SILENT = 127
 LOUDNESS_DECAY = 0.7  # per tick: how fast a stream's ranking loudness falls after it stops
 HANGOVER = 0.5  # s a stream stays mixable after its level last showed speech (pauses between
 #                 words must not cut it: deselecting drops the frame being played)
@@ -61,7 +61,7 @@ def parse_rtp(data: bytes, level_ext_id: int) -> tuple[int, int, int, bool, int,
     size = len(data)
     if size < 12 or data[0] >> 6 != 2:
         return None
-    b0, b1, seq, ts, ssrc = _RTP.unpack_from(data)
+    b0, b1, seq, ts, ssrc = HEADER.unpack_from(data)
     offset = 12 + 4 * (b0 & 0x0F)
     level = LEVEL_SILENT
     if b0 & 0x10:

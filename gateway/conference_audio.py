@@ -23,9 +23,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.browser_audio import MixerLike as RoomMixer
 from gateway.browser_audio import RoomAudio
 from gateway.media.opus import OpusCodec
-from gateway.mixer import Contributor
 from gateway.uplink import FrameEncoder, Pcm, VoiceUplink
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,8 @@ PacketHandler = Callable[[bytes], None]
 LinkFactory = Callable[[str, PacketHandler, PacketHandler], Link]
 
 
-class MixerLike(Protocol):
-    def add_source(self, room: str, source_id: str, source: Contributor) -> None: ...
-
-    def remove(self, leg_id: str) -> None: ...
-
-    def room_rate(self, room: str) -> int: ...
+class MixerLike(RoomMixer, Protocol):
+    """gateway.mixer.ConferenceMixer, as this module uses it."""
 
     def set_tap(self, leg_id: str, tap: Callable[[Pcm | None, bool], None] | None) -> None: ...
 
