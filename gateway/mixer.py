@@ -1,7 +1,10 @@
 """The phone mixer: one sans-I/O object that mixes every room's audio, once per 20 ms tick.
 
-The media clock (``gateway/clock.py``) calls :meth:`ConferenceMixer.tick` every 20 ms with
-``now``. Each tick the mixer:
+The media clock (``gateway/clock.py``) starts a tick every 20 ms with
+:meth:`ConferenceMixer.begin_tick` and mixes it in slices of a few rooms
+(:meth:`ConferenceMixer.run_slice`), giving the event loop its turn between slices so that the
+bridge keeps forwarding packets while the gateway mixes and encodes; :meth:`tick` does a whole
+tick at once. Each tick the mixer:
 
 1. pulls one frame from every contributor, once (a leg in the IVR is pulled too, so its jitter
    buffer keeps draining, and the frame is dropped);
@@ -218,6 +221,9 @@ class ConferenceMixer:
         for frame in self._silence.values():
             frame.flags.writeable = False
         self.ticks = 0
+        self._pending: deque[_Room] = deque()  # rooms of the current tick still to mix
+        self._solo_pending = False
+        self._tick_now = 0.0
 
     # ------------------------------------------------------------------ membership
     def add_leg(self, room: str | None, leg: MixerLeg) -> None:
@@ -317,11 +323,46 @@ class ConferenceMixer:
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
+        """One whole tick at once: begin_tick() then every slice."""
+        self.begin_tick(now)
+        while self.run_slice(0):
+            pass
+
+    def begin_tick(self, now: float) -> None:
+        """Start a tick: the rooms to mix are fixed now and mixed by run_slice(). A tick
+        still unfinished is finished first (its frames are due)."""
+        while self.run_slice(0):
+            pass
         self.ticks += 1
-        for room in tuple(self._rooms.values()):  # a leg's callback may remove a room
+        self._tick_now = now
+        self._pending.extend(self._rooms.values())
+        self._solo_pending = True
+
+    def run_slice(self, members: int) -> bool:
+        """Mix rooms of the current tick until about ``members`` members are done (0: all),
+        then the solo legs; True while some are left, for the caller to give the event loop
+        its turn in between. A room gone since begin_tick() is skipped."""
+        pending = self._pending
+        now = self._tick_now
+        done = 0
+        while pending:
+            room = pending.popleft()
+            if self._rooms.get(room.name) is not room:
+                continue  # emptied (or replaced) since the tick began
             self._mix_room(room, now)
-        if self._solo:
-            self._play_solo(now)
+            done += len(room.contributors) + len(room.listeners)
+            if members and done >= members and pending:
+                return True
+        if self._solo_pending:
+            self._solo_pending = False
+            if self._solo:
+                self._play_solo(now)
+        return False
+
+    @property
+    def tick_pending(self) -> bool:
+        """A tick is begun and not fully mixed."""
+        return bool(self._pending) or self._solo_pending
 
     def next_event(self) -> MixerEvent | None:
         return self._events.popleft() if self._events else None

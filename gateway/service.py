@@ -23,7 +23,7 @@ from dialplan.throttle import PinThrottle
 from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, ParticipantMuted
 from gateway.call import CallState, PhoneCall, PhoneLeg
 from gateway.callerid import caller_name
-from gateway.clock import MediaClock
+from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
 from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name
@@ -47,6 +47,10 @@ from gateway.sip_transport import SipTransport
 from gateway.tones import join_tone, leave_tone
 
 log = logging.getLogger(__name__)
+
+#: how much of a mix tick runs before the event loop gets its turn (members: phone legs,
+#: browser streams): about two rooms of 4 phones and 2 browsers, 1-2 ms of the loop's time
+MIX_SLICE_MEMBERS = 24
 
 class _GatewayNode:
     """The SansIoNode the transport drives: the user agent, with its events handled at once."""
@@ -117,6 +121,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
+        self._tick_now = 0.0  # the loop time the current mix tick began
         self._ports = PortAllocator(*settings.rtp_ports)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
@@ -187,9 +192,13 @@ class Gateway:
             "mix_ticks": clock.ticks if clock else 0,
             "mix_ticks_late": clock.late_ticks if clock else 0,
             "mix_ticks_skipped": clock.skipped_ticks if clock else 0,
-            # How long the media tick (mixing and codec work) holds the event loop.
+            # The longest the media tick (mixing and codec work) held the event loop at once.
             "mix_tick_max_us": round(clock.max_callback_seconds * 1e6) if clock else 0,
             "mix_tick_busy_us": round(clock.callback_seconds * 1e6) if clock else 0,
+            # From a tick's deadline to its last slice (rooms mixed later hear later).
+            "mix_tick_span_max_us": round(clock.max_span_seconds * 1e6) if clock else 0,
+            "mix_slices": clock.slices if clock else 0,
+            "mix_tick_overruns": clock.overruns if clock else 0,
         }
         counts.update(self.counters)
         counts.update(rtp)
@@ -542,10 +551,22 @@ class Gateway:
 
     # -- the clock ---------------------------------------------------------------------
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float) -> Continuation | None:
+        """Begin a mix tick; the clock runs the returned slices (MIX_SLICE_MEMBERS members
+        each) with the event loop's I/O in between, then the prompt events and IVR timers."""
         if self.audio is not None:
             self.audio.before_tick(now)
-        self.mixer.tick(now)
+        self.mixer.begin_tick(now)
+        self._tick_now = now
+        return self._mix_slice if self._mix_slice() else None
+
+    def _mix_slice(self) -> bool:
+        if self.mixer.run_slice(MIX_SLICE_MEMBERS):
+            return True
+        self._after_tick(self._tick_now)
+        return False
+
+    def _after_tick(self, now: float) -> None:
         acted = False
         while (event := self.mixer.next_event()) is not None:
             if isinstance(event, PromptFinished):

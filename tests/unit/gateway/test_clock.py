@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.clock import MediaClock
+from gateway.clock import Continuation, MediaClock
 
 
 class FakeHandle:
@@ -39,6 +39,9 @@ class FakeLoop:
         self.handles.append(handle)
         return handle
 
+    def call_soon(self, callback: Callable[[], None], *args: Any) -> FakeHandle:
+        return self.call_at(self.now, callback)
+
     def pending(self) -> list[FakeHandle]:
         return [h for h in self.handles if not h.cancelled]
 
@@ -59,7 +62,8 @@ class FakeLoop:
             handle.callback()
 
 
-def make(loop: FakeLoop, callback: Callable[[float], None], **kwargs: Any) -> MediaClock:
+def make(loop: FakeLoop, callback: Callable[[float], Continuation | None],
+         **kwargs: Any) -> MediaClock:
     return MediaClock(cast(asyncio.AbstractEventLoop, loop), callback=callback, **kwargs)
 
 
@@ -167,6 +171,77 @@ def test_callback_may_stop_the_clock() -> None:
     loop.run_until(1001.0)
     assert len(calls) == 3
     assert loop.pending() == []
+
+
+class SlicedTick:
+    """A tick done in ``slices`` slices of ``cost`` seconds each (the fake loop's time moves
+    on by ``cost`` per slice, as if the slice held the loop that long)."""
+
+    def __init__(self, loop: FakeLoop, slices: int, cost: float) -> None:
+        self.loop, self.slices, self.cost = loop, slices, cost
+        self.log: list[tuple[int, int, float]] = []  # (tick, slice, loop time)
+        self.tick = 0
+        self.left = 0
+
+    def begin(self, now: float) -> Continuation | None:
+        self.tick += 1
+        self.left = self.slices
+        return self.step if self.step() else None
+
+    def step(self) -> bool:
+        self.log.append((self.tick, self.slices - self.left, self.loop.now))
+        self.loop.now += self.cost
+        self.left -= 1
+        return self.left > 0
+
+
+def test_a_tick_in_slices_gives_the_loop_its_turn_between_them() -> None:
+    loop = FakeLoop()
+    work = SlicedTick(loop, slices=4, cost=0.002)
+    clock = make(loop, work.begin)
+    clock.start()
+    loop.run_until(1000.11)
+    # every slice of a tick ran (each as its own loop callback), in order, before the next
+    assert [s for t, s, _ in work.log if t == 1] == [0, 1, 2, 3]
+    assert [t for t, _, _ in work.log] == sorted(t for t, _, _ in work.log)
+    stats = clock.stats()
+    assert stats.slices == 3 * stats.ticks  # the first slice runs in the tick's callback
+    assert (stats.late_ticks, stats.overruns) == (0, 0)
+    assert stats.max_callback_seconds < 0.0025  # no slice held the loop longer than one
+    assert stats.max_span_seconds == pytest.approx(0.008)
+
+
+def test_an_overrunning_tick_is_finished_before_the_next_and_counted() -> None:
+    loop = FakeLoop()
+    # 4 slices of 8 ms: the tick is due to end 32 ms after its deadline
+    work = SlicedTick(loop, slices=4, cost=0.008)
+    clock = make(loop, work.begin)
+    clock.start()
+    loop.run_until(1000.045)  # the first tick and its overrun into the second deadline
+    stats = clock.stats()
+    assert stats.overruns == 1
+    # tick 1 finished first, then tick 2 (its second slice on the loop's next turn)
+    assert [t for t, _, _ in work.log] == [1, 1, 1, 1, 2, 2]
+    assert stats.ticks == 2
+    assert stats.late_ticks == 1  # tick 2 began 12 ms late (tick 1's rest took the loop)
+    assert stats.max_span_seconds == pytest.approx(0.032)
+
+
+def test_a_failing_slice_ends_the_tick(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="gateway.clock")
+    loop = FakeLoop()
+    slices: list[float] = []
+
+    def boom() -> bool:
+        slices.append(loop.now)
+        raise RuntimeError("mixer bug")
+
+    clock = make(loop, lambda now: boom)
+    clock.start()
+    loop.run_until(1000.1)
+    assert len(slices) == 5  # one slice a tick: the failure ends the tick, not the clock
+    assert clock.stats().errors == 5
+    assert any("tick slice failed" in r.getMessage() for r in caplog.records)
 
 
 def test_bad_interval() -> None:

@@ -122,6 +122,54 @@ def test_each_leg_is_pulled_once_per_tick_with_now(mixer: ConferenceMixer) -> No
     assert len(a.sent) == len(b.sent) == len(solo.sent) == 3
 
 
+def test_a_tick_in_slices_mixes_each_room_once(mixer: ConferenceMixer) -> None:
+    rooms = {f"r{i}": (FakeLeg(f"a{i}", voice=tone(100 + i)), FakeLeg(f"b{i}")) for i in range(5)}
+    for name, legs in rooms.items():
+        room_of(mixer, name, *legs)
+    solo = FakeLeg("s")
+    mixer.add_leg(None, solo)
+    mixer.begin_tick(1.0)
+    assert mixer.tick_pending
+    slices = 1
+    while mixer.run_slice(8):  # two rooms of two legs (each a source and a listener)
+        slices += 1
+        assert slices < 10
+    assert slices == 3 and not mixer.tick_pending
+    for i, (a, b) in enumerate(rooms.values()):
+        assert a.pulls == b.pulls == [1.0]
+        assert level(b.heard()) == {100 + i}
+    assert solo.pulls == [1.0] and len(solo.sent) == 1
+    assert mixer.ticks == 1
+
+
+def test_a_room_emptied_between_slices_is_skipped(mixer: ConferenceMixer) -> None:
+    a, b = FakeLeg("a", voice=tone(500)), FakeLeg("b")
+    x, y = FakeLeg("x", voice=tone(700)), FakeLeg("y")
+    room_of(mixer, "r1", a, b)
+    room_of(mixer, "r2", x, y)
+    mixer.begin_tick(0.0)
+    assert mixer.run_slice(2)  # r1 done, r2 left
+    assert len(a.sent) == 1 and not x.sent
+    mixer.remove_leg("x")
+    mixer.remove_leg("y")
+    assert not mixer.run_slice(2)
+    assert not x.pulls and not y.sent
+
+
+def test_begin_tick_finishes_an_unfinished_tick_first(mixer: ConferenceMixer) -> None:
+    a, b = FakeLeg("a", voice=tone(500)), FakeLeg("b")
+    x, y = FakeLeg("x", voice=tone(700)), FakeLeg("y")
+    room_of(mixer, "r1", a, b)
+    room_of(mixer, "r2", x, y)
+    mixer.begin_tick(0.0)
+    assert mixer.run_slice(2)
+    mixer.begin_tick(0.02)  # r2's frame of the first tick is due: mixed now, with its now
+    assert x.pulls == [0.0] and len(y.sent) == 1
+    mixer.run_slice(0)
+    assert a.pulls == x.pulls == [0.0, 0.02] and len(y.sent) == 2
+    assert mixer.ticks == 2
+
+
 def test_silent_legs_share_one_encoded_frame_per_codec(mixer: ConferenceMixer,
                                                        encoders: FakeEncoders) -> None:
     speaker = FakeLeg("speaker", voice=tone(500))
