@@ -4,6 +4,7 @@
     python -m tests.bench --only legs       # one figure
     python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
+    python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import bridge, callrate, conference, legs, memory
+from . import bridge, callrate, conference, conference_capacity, legs, memory
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -35,7 +36,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "legs": ("Phone legs mixed in real time", "300 legs with <1% late ticks on one core"),
     "memory": ("Memory per call", "report (no target set)"),
     **bridge.FIGURES,  # forwarding, endpoints, join
-    **conference.FIGURES,  # quality, latency, capacity
+    **conference.FIGURES,  # quality, latency, capacity, conversation
 }
 
 
@@ -77,8 +78,11 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
             workdir / "quality", budget_s=100 if quick else 180, quick=quick),
         "latency": lambda: conference.measure_latency(
             workdir / "latency", budget_s=40 if quick else 60, pairs=2 if quick else 5),
-        "capacity": lambda: conference.measure_capacity(
+        "capacity": lambda: conference_capacity.measure_capacity(
             workdir / "capacity", budget_s=150 if quick else 300, window_s=5 if quick else 10),
+        "conversation": lambda: conference_capacity.measure_capacity(
+            workdir / "conversation", budget_s=150 if quick else 240,
+            window_s=5 if quick else 10, talkers="one"),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """The figures of phones and browsers in one conference (issue 4): speech quality (PESQ) and
-added latency both ways between a phone caller and a browser, and phone callers mixed with
-browsers on one core.
+added latency both ways between a phone caller and a browser (here), and phone callers mixed
+with browsers on one core (conference_capacity.py).
 
 - quality: `switchboard serve` pinned to core 0; in this process (core 1) a bench phone
   (conference_peers.BenchPhone: Python SIP + RTP, routed to the room by `X-Room-Name`) and a
@@ -17,21 +17,14 @@ browsers on one core.
   first packet whose RFC 6464 level shows it; then the browser sends a tone: from the moment
   its first loud packet goes to SRTP to the arrival at the phone of the first loud G.711
   packet. Both include the jitter buffers and the 20 ms mix clock. Repeated, median and max.
-- capacity: rooms of 4 sipp phones (PCMU speech from `rtp_stream`, `X-Room-Name`) and 2
-  synthetic browsers (conference_load.SyntheticBrowser: /ws, ICE + DTLS-SRTP, 50 pre-encoded
-  Opus packets/s with levels), N phones stepping up on one server until the mix clock is
-  late on 1% of its ticks, then bisection on fresh servers (server on core 0; sipp and the
-  browsers on core 1).
+- capacity and conversation: in conference_capacity.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +37,15 @@ from .common import (
     CpuMeter,
     Figure,
     SwitchboardServer,
-    create_rooms,
-    new_sipp,
     procs,
-    scenario,
     start_server,
     stats,
     stop_server,
-    write_rooms_csv,
 )
 from .conference_peers import (
     codec_alone,
     make_speech,
     mos,
-    opus_frames,
     rebuild,
     resample,
     timeline,
@@ -75,6 +63,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "latency": ("Added latency phone <-> browser", "< 60 ms each way"),
     "capacity": ("Phones mixed with browsers on one core",
                  "150 phones (rooms of 4 + 2 browsers) with <1% late ticks"),
+    "conversation": ("Phones mixed with browsers on one core, one talker a room",
+                     "report (rooms of 4 + 2 browsers, <1% late ticks)"),
 }
 LOSS = 0.03
 QUALITY_GOAL, QUALITY_LOSS_GOAL, LATENCY_GOAL_MS = 4.0, 3.5, 60.0
@@ -379,273 +369,3 @@ def measure_latency(workdir: Path, *, budget_s: float = 60.0, pairs: int = 5,
         (False if medians else None)
     return Figure(title, "; ".join(parts), goal, how, met=met,
                   details=result | {"seconds": round(budget.elapsed(), 1)})
-
-
-# --- capacity ------------------------------------------------------------------------------
-
-
-CAPACITY_LADDER = (20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 240, 280, 320)
-PHONES_PER_ROOM, BROWSERS_PER_ROOM = 4, 2
-CAPACITY_GOAL = 150
-RAMP_RATE = 50      # calls/s while a step adds its phones
-SETTLE_S = 3.0
-LATE_LIMIT = 0.01
-
-
-@dataclass
-class CapacityStep:
-    n: int
-    ok: bool = False
-    legs_up: int = 0
-    browsers: int = 0          # connected synthetic browsers
-    ticks: int = 0
-    late: int = 0
-    skipped: int = 0
-    cpu_percent: float = 0.0
-    wait_percent: float = 0.0  # the server runnable while another process held core 0
-    bench_cpu_percent: float = 0.0
-    bench_wait_percent: float = 0.0
-    load_late: float = 0.0     # share of the browsers' 2 ms send slots that ran > 10 ms late
-    decoded: float = 0.0       # browser streams decoded by the gateway (mean of samples)
-    streams: float = 0.0       # browser streams at the gateway's mixer endpoints
-    rates: dict[str, float] = field(default_factory=dict)  # packets/s in the window
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def late_fraction(self) -> float | None:
-        deadlines = self.ticks + self.skipped
-        return (self.late + self.skipped) / deadlines if deadlines else None
-
-    @property
-    def contended(self) -> bool:
-        """Another process held core 0, or held core 1 and the load fell behind."""
-        return self.wait_percent >= CONTENDED_PERCENT or (
-            self.bench_wait_percent >= CONTENDED_PERCENT and self.load_late > 0.01)
-
-    def summary(self) -> str:
-        late = self.late_fraction
-        rates = ", ".join(f"{k} {v:,.0f}/s" for k, v in self.rates.items())
-        return (f"N={self.n}: {self.legs_up} legs, {self.browsers} browsers, late "
-                f"{100 * late if late is not None else float('nan'):.2f}% of "
-                f"{self.ticks + self.skipped} ticks, server CPU {self.cpu_percent:.0f}% "
-                f"(waited {self.wait_percent:.0f}%), bench CPU {self.bench_cpu_percent:.0f}% "
-                f"(waited {self.bench_wait_percent:.0f}%), browser streams decoded "
-                f"{self.decoded:.1f} of {self.streams:.1f}; {rates} -> "
-                + ("pass" if self.ok else "FAIL: " + "; ".join(self.reasons)))
-
-
-async def _window(server: SwitchboardServer, load: Any, n: int,
-                  window_s: float) -> CapacityStep:
-    loop = asyncio.get_running_loop()
-    step = CapacityStep(n)
-    server_cpu, bench_cpu = CpuMeter(server.pid).start(), CpuMeter(os.getpid()).start()
-    c = load.counters
-    sent0, received0, late0 = c.sent, c.received, c.late_ticks
-    a = await asyncio.to_thread(stats, server)
-    t0, samples = loop.time(), []
-    while (left := t0 + window_s - loop.time()) > 0:
-        await asyncio.sleep(min(1.0, left))
-        samples.append(await asyncio.to_thread(stats, server))
-    server_cpu.stop()
-    bench_cpu.stop()
-    b = samples[-1] if samples else {}
-    wall = max(loop.time() - t0, 1e-9)
-
-    def delta(key: str) -> int:
-        return b.get(key, 0) - a.get(key, 0)
-
-    step.legs_up, step.browsers = b.get("legs", 0), load.connected
-    step.ticks, step.late = delta("mix_ticks"), delta("mix_ticks_late")
-    step.skipped = delta("mix_ticks_skipped")
-    step.cpu_percent, step.wait_percent = server_cpu.percent, server_cpu.wait_percent
-    step.bench_cpu_percent, step.bench_wait_percent = bench_cpu.percent, bench_cpu.wait_percent
-    step.load_late = (c.late_ticks - late0) / (wall / 0.002)
-    step.decoded = statistics.mean(s.get("browser_streams_decoded", 0) for s in samples) \
-        if samples else 0.0
-    step.streams = statistics.mean(s.get("browser_streams", 0) for s in samples) \
-        if samples else 0.0
-    step.rates = {"RTP in (phones)": delta("rtp_rx_packets") / wall,
-                  "RTP out (phones)": delta("rtp_tx_packets") / wall,
-                  "uplink (phones to bridge)": delta("uplink_packets") / wall,
-                  "browsers sent": (c.sent - sent0) / wall,
-                  "browsers received": (c.received - received0) / wall}
-    browsers = n // PHONES_PER_ROOM * BROWSERS_PER_ROOM
-    if step.legs_up < n:
-        step.reasons.append(f"only {step.legs_up}/{n} phone legs")
-    if step.browsers < browsers:
-        step.reasons.append(f"only {step.browsers}/{browsers} browsers connected")
-    late = step.late_fraction
-    if late is None:
-        step.reasons.append("no mix ticks in /api/stats")
-    elif late >= LATE_LIMIT:
-        step.reasons.append(f"{100 * late:.2f}% late ticks")
-    for key in ("RTP in (phones)", "RTP out (phones)"):
-        if step.rates[key] < 0.9 * n * 50:
-            step.reasons.append(f"{key} {step.rates[key]:,.0f}/s < 90% of {n * 50:,}")
-    # Each browser gets at least the other browser of its room (50/s) from the bridge.
-    if step.rates["browsers received"] < 0.9 * browsers * 50:
-        step.reasons.append(f"browsers received {step.rates['browsers received']:,.0f}/s < "
-                            f"90% of {browsers * 50:,}")
-    step.ok = not step.reasons
-    log.info("capacity %s", step.summary())
-    return step
-
-
-def _speech_scenario(workdir: Path, speech8k: Pcm) -> Path:
-    """sipp's call_rtp.xml streaming `speech.ulaw` (raw mu-law speech, looped) instead of
-    the tone."""
-    from gateway.media.codecs import codec_by_name
-
-    (workdir / "speech.ulaw").write_bytes(codec_by_name("PCMU").encode(speech8k))
-    path = workdir / "call_speech.xml"
-    path.write_text(scenario("call_rtp.xml").read_text().replace("tone.ulaw", "speech.ulaw"))
-    return path
-
-
-async def _capacity(server: SwitchboardServer, workdir: Path, budget: Budget,
-                    window_s: float, ladder: Sequence[int],
-                    sipps: list[Any]) -> tuple[list[CapacityStep], str]:
-    from .conference_load import BrowserLoad
-
-    speech = make_speech(workdir)
-    script = _speech_scenario(workdir, speech[8000])
-    load = BrowserLoad(server.base_url, opus_frames(speech[48000]))
-    load.start_clock()
-    steps: list[CapacityStep] = []
-    rooms_up, stopped = 0, ""
-    try:
-        for n in ladder:
-            rooms = [f"cap-{i}" for i in range(rooms_up, n // PHONES_PER_ROOM)]
-            calls = len(rooms) * PHONES_PER_ROOM
-            cost = len(rooms) * 0.8 + calls / RAMP_RATE + SETTLE_S + window_s + 8
-            if not budget.fits(cost):
-                stopped = f"time budget spent before N={n}"
-                break
-            await asyncio.to_thread(create_rooms, server, rooms)
-            errors = await load.add(rooms, BROWSERS_PER_ROOM)
-            hold_s = budget.left() + 60
-            sipp = new_sipp(workdir, f"cap{n}", script, server.sip_address, service="bench",
-                            calls=calls, rate=RAMP_RATE, limit=calls,
-                            hold_ms=int(hold_s * 1000),
-                            inf=write_rooms_csv(workdir / f"rooms{n}.csv", rooms,
-                                                PHONES_PER_ROOM),
-                            timeout_s=hold_s + calls / RAMP_RATE + 30, timeout_error=False,
-                            extra_args=["-recv_timeout", "5000", "-max_recv_loops", "100000",
-                                        "-max_sched_loops", "100000"])
-            sipps.append(sipp.start())
-            rooms_up = n // PHONES_PER_ROOM
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + calls / RAMP_RATE + 10
-            while loop.time() < deadline and \
-                    (await asyncio.to_thread(stats, server)).get("legs", 0) < n:
-                await asyncio.sleep(0.25)
-            await asyncio.sleep(SETTLE_S)
-            step = await _window(server, load, n, window_s)
-            for _ in range(2):  # another process on a core: measure the window again
-                if step.ok or not step.contended or not budget.fits(window_s + 2):
-                    break
-                log.info("capacity: N=%d failed while contended: measuring again", n)
-                step = await _window(server, load, n, window_s)
-            if errors:
-                step.reasons.append(f"{len(errors)} browsers could not join ({errors[0]})")
-                step.ok = False
-            steps.append(step)
-            if not step.ok:
-                stopped = f"N={n} failed"
-                break
-        else:
-            stopped = "end of the ladder"
-    finally:
-        await asyncio.wait_for(load.close(), 60.0)
-    return steps, stopped
-
-
-def measure_capacity(workdir: Path, *, budget_s: float = 300.0, window_s: float = 10.0,
-                     ladder: Sequence[int] = CAPACITY_LADDER) -> Figure:
-    """Up the ladder on one server to the first failure, then bisect (to a multiple of a
-    room) on fresh servers while the budget lasts."""
-    from .conference_peers import use_loopback_only
-
-    title, goal = FIGURES["capacity"]
-    budget = Budget(budget_s)
-    workdir.mkdir(parents=True, exist_ok=True)
-    use_loopback_only()
-    _quiet_aiortc()
-
-    def run(steps: Sequence[int], name: str) -> tuple[list[CapacityStep], str]:
-        server = conference_server(workdir / name, rtp_ports=2 * max(steps) + 100,
-                                   bridge_ports=max(steps) + 200)
-        sipps: list[Any] = []
-        try:
-            return asyncio.run(asyncio.wait_for(
-                _capacity(server, workdir / name, budget, window_s, steps, sipps),
-                budget.left() + 60))
-        finally:
-            stop_server(server)
-            for sipp in sipps:
-                if sipp.proc is not None:
-                    sipp.proc.stop()
-
-    steps, stopped = run(ladder, "ladder")
-    while True:
-        good = max((x.n for x in steps if x.ok), default=0)
-        # A failure while another process held a core says nothing sure: no bisection.
-        bad = min((x.n for x in steps if not x.ok and x.n > good and not x.contended),
-                  default=0)
-        mid = (good + bad) // 2 // PHONES_PER_ROOM * PHONES_PER_ROOM
-        if not bad or mid <= good or mid >= bad or \
-                not budget.fits(15 + mid / PHONES_PER_ROOM + mid / RAMP_RATE + 2 * window_s):
-            break
-        more, why = run((mid,), f"n{mid}")
-        if not more:
-            stopped += f"; N={mid} not measured ({why})"
-            break
-        steps += more
-    return _capacity_figure(title, goal, steps, stopped, window_s, budget)
-
-
-def _capacity_figure(title: str, goal: str, steps: list[CapacityStep], stopped: str,
-                     window_s: float, budget: Budget) -> Figure:
-    passed = [s for s in steps if s.ok]
-    best = max(passed, key=lambda s: s.n) if passed else None
-    failing = [s for s in steps if not s.ok and (best is None or s.n > best.n)]
-    failed = min(failing, key=lambda s: s.n) if failing else None
-    how = (f"switchboard on core 0; on core 1 sipp phones ({PHONES_PER_ROOM} per room, "
-           f"X-Room-Name, PCMU espeak speech looped by rtp_stream) and {BROWSERS_PER_ROOM} "
-           f"synthetic browsers per room (/ws signaling, ICE + DTLS-SRTP, 50 Opus packets/s "
-           f"of speech with RFC 6464 levels); N phones up {', '.join(map(str, CAPACITY_LADDER))}"
-           f" (rooms added to the running load), then bisection on fresh servers; {window_s:g} s"
-           f" windows: late = (late + "
-           f"skipped) / (ticks + skipped) from /api/stats, CPU from /proc; pass: < 1% late, "
-           f"every leg and browser up, >= 90% of the phones' RTP both ways, browsers get "
-           f">= 90% of their room's other browser; a failing window while a core was busy "
-           f"is measured again; stopped: {stopped}")
-    details = {"best_phones": best.n if best else 0,
-               "first_failing": failed.n if failed else None,
-               "steps": [s.summary() for s in steps], "seconds": round(budget.elapsed(), 1)}
-    busy = failed is not None and failed.contended
-    busy_note = (f" (measured while the machine was busy: the server waited "
-                 f"{failed.wait_percent:.0f}% for core 0, the load {failed.bench_wait_percent:.0f}%"
-                 f" for core 1: a lower bound)") if failed is not None and busy else ""
-    if best is None:
-        measured = "0 phones (no step passed)" if steps else "not measured"
-        if failed is not None:
-            measured += f"; N={failed.n}: {'; '.join(failed.reasons)}{busy_note}"
-        return Figure(title, measured, goal, how, met=None if busy or not steps else False,
-                      details=details)
-    late = best.late_fraction or 0.0
-    measured = (f"{best.n} phones + {best.n // 2} browsers in {best.n // PHONES_PER_ROOM} "
-                f"rooms ({100 * late:.2f}% late ticks); server CPU {best.cpu_percent:.0f}% "
-                f"(waited {best.wait_percent:.0f}% for the core) = "
-                f"{best.cpu_percent / best.n:.2f}% of a core per phone (with half a browser "
-                f"each); browser streams decoded by the gateway: {best.decoded:.0f} of "
-                f"{best.streams:.0f}")
-    if failed is not None:
-        measured += f"; N={failed.n} fails: {'; '.join(failed.reasons)}{busy_note}"
-    details |= {"cpu_percent": round(best.cpu_percent, 1),
-                "cpu_percent_per_phone": round(best.cpu_percent / best.n, 3),
-                "server_waited_percent": round(best.wait_percent, 1),
-                "browser_streams_decoded": round(best.decoded, 1),
-                "browser_streams": round(best.streams, 1)}
-    met = True if best.n >= CAPACITY_GOAL else (None if busy else False)
-    return Figure(title, measured, goal, how, met=met, details=details)
