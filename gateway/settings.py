@@ -55,5 +55,6 @@ class GatewaySettings:
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,
+                opus_complexity_wideband=config.media.opus_complexity_wideband,
             ),
         )

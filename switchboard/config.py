@@ -114,6 +114,7 @@ class MediaConfig:
     timeout: float = 30.0
     mixed_browser_streams: int = 3
     opus_complexity: int = 1
+    opus_complexity_wideband: int = 5
 
     @property
     def announce_address(self) -> str:
@@ -312,6 +313,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("media.mixed_browser_streams: expected 1 to 16")
     if not 0 <= config.media.opus_complexity <= 10:
         raise ConfigError("media.opus_complexity: expected 0 to 10")
+    if not 0 <= config.media.opus_complexity_wideband <= 10:
+        raise ConfigError("media.opus_complexity_wideband: expected 0 to 10")
     bridge = config.bridge
     _check_ip("bridge.address", bridge.address)
     if bridge.announce:

@@ -147,3 +147,26 @@ async def test_a_failing_bridge_is_counted_and_leaks_nothing() -> None:
     audio.caller_left("p1")
     await audio.close()
     assert audio.failures == 1 and provider.live == set()
+
+
+async def test_wideband_callers_get_their_own_opus_complexity() -> None:
+    from gateway.conference_audio import AudioSettings
+    from gateway.media.opus import OpusCodec
+
+    audio, mixer, _, _ = setup()
+    audio.settings = AudioSettings(opus_complexity=1, opus_complexity_wideband=6)
+    wide = Leg("l2", 0)
+    wide.sample_rate = 16000
+    mixer.add_leg("r", Leg("l1", 0))
+    mixer.add_leg("r", wide)
+    audio.caller_joined("r", "nb", "l1", 8000)
+    audio.caller_joined("r", "wb", "l2", 16000)
+    await settle()
+    encoders = {pid: caller.uplink.encoder for pid, caller in audio.callers.items()
+                if caller.uplink is not None}
+    assert isinstance(encoders["nb"], OpusCodec) and isinstance(encoders["wb"], OpusCodec)
+    assert (encoders["nb"].sample_rate, encoders["nb"].complexity) == (8000, 1)
+    assert (encoders["wb"].sample_rate, encoders["wb"].complexity) == (16000, 6)
+    audio.caller_left("nb")
+    audio.caller_left("wb")
+    await audio.close()
