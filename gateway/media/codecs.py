@@ -79,6 +79,8 @@ class _G711:
     timestamp_step = frame_samples
     #: payload bytes per RTP timestamp unit, for jitter buffers that split packets
     bytes_per_tick: int | None = 1
+    #: no decoder state: a payload may be decoded twice (concealment looks ahead with it)
+    stateless: bool = True
     _silence_code = 0
     _encode_table = g711.ULAW_ENCODE
     _decode_table = g711.ULAW_DECODE

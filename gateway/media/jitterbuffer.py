@@ -14,8 +14,8 @@ Framed codecs (Opus: ``bytes_per_tick=None``) cannot be cut. Their packets last 
 unless ``packet_ticks(payload)`` says otherwise: a 40 or 60 ms packet is handed out whole
 as the AUDIO frame of its first 20 ms, and the pops that fall inside the rest of it return
 CONTINUED (play the rest of what that packet decoded to). A LOST frame carries the payload
-of the packet that follows it when that one is already here (framed codecs only), for
-codecs that can rebuild a lost frame from the next packet (Opus in-band FEC).
+of the packet that follows it when that one is already here, for the decoder to rebuild
+the lost frame from it (Opus in-band FEC) or to conceal towards it (G.711 interpolation).
 
 Depth: the target is the peak extra delay seen recently (packet arrival relative to the
 fastest packet, a floor that creeps up slowly to follow clock drift) plus one frame,
@@ -358,8 +358,9 @@ class JitterBuffer:
                 return EMPTY_FRAME
             stats.lost += 1
             self._dry_pops = 1
-            if nxt == frame_end and not self.bytes_per_tick:
-                # the next packet of a framed codec is here: in-band FEC can rebuild this frame
+            if nxt == frame_end:
+                # the next packet is here: Opus rebuilds this frame from its in-band FEC,
+                # G.711 interpolates towards it (gateway/media/plc.py)
                 return JitterFrame(FrameKind.LOST, buf[nxt][0])
             return LOST_FRAME
         # nothing newer: the buffer ran dry; rebuild the target depth before playing on

@@ -127,10 +127,10 @@ def test_forty_ms_opus_packets_play_as_audio_then_continued() -> None:
     assert FrameKind.LOST in kinds
 
 
-def test_g711_loss_carries_no_payload() -> None:
+def test_g711_loss_carries_the_next_packet_to_conceal_towards() -> None:
     jb = JitterBuffer()
-    frames = run(jb, [(160 * k, bytes(160)) for k in range(5) if k != 2], 5)
-    assert frames[2].kind is FrameKind.LOST and frames[2].payload == b""
+    frames = run(jb, [(160 * k, bytes([k]) * 160) for k in range(5) if k != 2], 5)
+    assert frames[2].kind is FrameKind.LOST and frames[2].payload == bytes([3]) * 160
 
 
 # --- concealment at 16 kHz --------------------------------------------------------------
