@@ -121,6 +121,8 @@ class OpusCodec:
         self._packet = ctypes.create_string_buffer(MAX_PACKET)
         self._pcm = np.zeros(sample_rate * MAX_PACKET_MS // 1000, dtype=np.int16)
         self._pcm_ptr = self._pcm.ctypes.data_as(_Int16Ptr)
+        self._frame = np.zeros(self.frame_samples, dtype=np.int16)  # the encoder's input
+        self._frame_ptr = self._frame.ctypes.data_as(_Int16Ptr)
 
     # --- encoding ---------------------------------------------------------------------
 
@@ -148,12 +150,13 @@ class OpusCodec:
         if pcm.shape != (self.frame_samples,):
             raise ValueError(f"Opus at {self.sample_rate} Hz encodes frames of "
                              f"{self.frame_samples} samples, got {pcm.shape}")
-        if pcm.dtype != np.int16:
-            pcm = np.clip(pcm, -32768, 32767).astype(np.int16)
-        pcm = np.ascontiguousarray(pcm)
         if self._encoder is None:
             self._encoder = self._new_encoder()
-        n = int(_encode(self._encoder.encoder_state, pcm.ctypes.data_as(_Int16Ptr),
+        if pcm.dtype != np.int16:
+            pcm = np.clip(pcm, -32768, 32767)
+        # (copying into a buffer whose pointer is kept is cheaper than a pointer per frame)
+        np.copyto(self._frame, pcm, casting="unsafe")
+        n = int(_encode(self._encoder.encoder_state, self._frame_ptr,
                         self.frame_samples, self._packet, MAX_PACKET))
         if n < 0:
             raise OpusError(f"opus_encode failed ({n})")

@@ -69,6 +69,8 @@ class CapacityStep:
     load_late: float = 0.0     # share of the browsers' 2 ms send slots that ran > 10 ms late
     decoded: float = 0.0       # browser streams decoded by the gateway (mean of samples)
     streams: float = 0.0       # browser streams at the gateway's mixer endpoints
+    held_max_ms: float = 0.0   # the longest the mixer held the event loop at once (server life)
+    held_mean_ms: float = 0.0  # the mean of the mixer's slices in the window
     rates: dict[str, float] = field(default_factory=dict)  # packets/s in the window
     reasons: list[str] = field(default_factory=list)
 
@@ -91,7 +93,9 @@ class CapacityStep:
                 f"{self.ticks + self.skipped} ticks, server CPU {self.cpu_percent:.0f}% "
                 f"(waited {self.wait_percent:.0f}%), bench CPU {self.bench_cpu_percent:.0f}% "
                 f"(waited {self.bench_wait_percent:.0f}%), browser streams decoded "
-                f"{self.decoded:.1f} of {self.streams:.1f}; {rates} -> "
+                f"{self.decoded:.1f} of {self.streams:.1f}; mixer held the loop "
+                f"{self.held_mean_ms:.1f} ms a slice, at most {self.held_max_ms:.1f} ms; "
+                f"{rates} -> "
                 + ("pass" if self.ok else "FAIL: " + "; ".join(self.reasons)))
 
 
@@ -118,6 +122,9 @@ async def _window(server: SwitchboardServer, load: Any, n: int,
     step.legs_up, step.browsers = b.get("legs", 0), load.connected
     step.ticks, step.late = delta("mix_ticks"), delta("mix_ticks_late")
     step.skipped = delta("mix_ticks_skipped")
+    step.held_max_ms = b.get("mix_tick_max_us", 0) / 1000
+    step.held_mean_ms = delta("mix_tick_busy_us") / 1000 / max(
+        delta("mix_slices") + delta("mix_ticks"), 1)
     step.cpu_percent, step.wait_percent = server_cpu.percent, server_cpu.wait_percent
     step.bench_cpu_percent, step.bench_wait_percent = bench_cpu.percent, bench_cpu.wait_percent
     step.load_late = (c.late_ticks - late0) / (wall / 0.002)
