@@ -142,13 +142,19 @@ def test_a_tick_in_slices_mixes_each_room_once(mixer: ConferenceMixer) -> None:
     assert mixer.ticks == 1
 
 
-def test_a_room_emptied_between_slices_is_skipped(mixer: ConferenceMixer) -> None:
+def two_rooms_one_mixed(mixer: ConferenceMixer) -> tuple[FakeLeg, FakeLeg, FakeLeg, FakeLeg]:
+    """Rooms r1 (a speaks to b) and r2 (x to y); a tick begun at 0.0 with r1 mixed."""
     a, b = FakeLeg("a", voice=tone(500)), FakeLeg("b")
     x, y = FakeLeg("x", voice=tone(700)), FakeLeg("y")
     room_of(mixer, "r1", a, b)
     room_of(mixer, "r2", x, y)
     mixer.begin_tick(0.0)
     assert mixer.run_slice(2)  # r1 done, r2 left
+    return a, b, x, y
+
+
+def test_a_room_emptied_between_slices_is_skipped(mixer: ConferenceMixer) -> None:
+    a, _, x, y = two_rooms_one_mixed(mixer)
     assert len(a.sent) == 1 and not x.sent
     mixer.remove_leg("x")
     mixer.remove_leg("y")
@@ -157,12 +163,7 @@ def test_a_room_emptied_between_slices_is_skipped(mixer: ConferenceMixer) -> Non
 
 
 def test_begin_tick_finishes_an_unfinished_tick_first(mixer: ConferenceMixer) -> None:
-    a, b = FakeLeg("a", voice=tone(500)), FakeLeg("b")
-    x, y = FakeLeg("x", voice=tone(700)), FakeLeg("y")
-    room_of(mixer, "r1", a, b)
-    room_of(mixer, "r2", x, y)
-    mixer.begin_tick(0.0)
-    assert mixer.run_slice(2)
+    a, _, x, y = two_rooms_one_mixed(mixer)
     mixer.begin_tick(0.02)  # r2's frame of the first tick is due: mixed now, with its now
     assert x.pulls == [0.0] and len(y.sent) == 1
     mixer.run_slice(0)

@@ -136,17 +136,24 @@ def test_conceal_without_history_is_silence_and_reset_forgets() -> None:
     assert plc.conceal() is None
 
 
-def test_interpolation_matches_the_truth_better_and_joins_the_next_frame() -> None:
-    signal = voiced(160 * 8, period=52.0, glide=-1.0)
-    parts = frames(signal, 160)
-    truth = parts[4].astype(np.float64)
-    extrapolating, interpolating = Concealer(), Concealer()
+def both_ways(parts: list[Pcm], frame_samples: int = 160,
+              rate: int = 8000) -> tuple[Pcm, Pcm, Concealer]:
+    """Frame 4 lost after frames 0-3: what extrapolation and interpolation towards frame 5
+    make of it, and the interpolating concealer."""
+    extrapolating, interpolating = (Concealer(frame_samples, rate) for _ in range(2))
     for f in parts[:4]:
         extrapolating.good(f)
         interpolating.good(f)
     guessed = extrapolating.conceal()
     assert guessed is not None
-    bridged = interpolating.interpolate(parts[5])
+    return guessed, interpolating.interpolate(parts[5]), interpolating
+
+
+def test_interpolation_matches_the_truth_better_and_joins_the_next_frame() -> None:
+    signal = voiced(160 * 8, period=52.0, glide=-1.0)
+    parts = frames(signal, 160)
+    truth = parts[4].astype(np.float64)
+    guessed, bridged, interpolating = both_ways(parts)
     assert bridged.dtype == np.int16 and bridged.shape == (160,)
     assert rms(bridged - truth) < 0.7 * rms(guessed - truth)
     # no recovery cross-fade: the next frame plays as it is, and joins without a step
@@ -232,12 +239,6 @@ def test_wideband_concealment_and_interpolation_at_16khz() -> None:
     assert np.array_equal(recovered[160:], parts[7][160:])
     assert abs(int(recovered[0])) < 0.1 * np.abs(parts[7][:160]).max()
 
-    extrapolating, interpolating = (Concealer(320, 16000) for _ in range(2))
-    for f in parts[:4]:
-        extrapolating.good(f)
-        interpolating.good(f)
-    guessed = extrapolating.conceal()
-    assert guessed is not None
-    bridged = interpolating.interpolate(parts[5])
+    guessed, bridged, _ = both_ways(parts, 320, 16000)
     assert rms(bridged - truth) < 0.7 * rms(guessed - truth)
     assert max_step(np.concatenate((parts[3], bridged, parts[5]))) <= 1.2 * max_step(signal)
