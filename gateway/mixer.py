@@ -325,14 +325,12 @@ class ConferenceMixer:
     def tick(self, now: float) -> None:
         """One whole tick at once: begin_tick() then every slice."""
         self.begin_tick(now)
-        while self.run_slice(0):
-            pass
+        self.run_slice(0)
 
     def begin_tick(self, now: float) -> None:
         """Start a tick: the rooms to mix are fixed now and mixed by run_slice(). A tick
         still unfinished is finished first (its frames are due)."""
-        while self.run_slice(0):
-            pass
+        self.run_slice(0)
         self.ticks += 1
         self._tick_now = now
         self._pending.extend(self._rooms.values())
@@ -358,6 +356,11 @@ class ConferenceMixer:
             if self._solo:
                 self._play_solo(now)
         return False
+
+    @property
+    def tick_now(self) -> float:
+        """The ``now`` of the tick begun last."""
+        return self._tick_now
 
     @property
     def tick_pending(self) -> bool:

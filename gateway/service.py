@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 #: browser streams): about two rooms of 4 phones and 2 browsers, 1-2 ms of the loop's time
 MIX_SLICE_MEMBERS = 24
 
+
 class _GatewayNode:
     """The SansIoNode the transport drives: the user agent, with its events handled at once."""
 
@@ -121,7 +122,6 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
-        self._tick_now = 0.0  # the loop time the current mix tick began
         self._ports = PortAllocator(*settings.rtp_ports)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
@@ -557,13 +557,12 @@ class Gateway:
         if self.audio is not None:
             self.audio.before_tick(now)
         self.mixer.begin_tick(now)
-        self._tick_now = now
         return self._mix_slice if self._mix_slice() else None
 
     def _mix_slice(self) -> bool:
         if self.mixer.run_slice(MIX_SLICE_MEMBERS):
             return True
-        self._after_tick(self._tick_now)
+        self._after_tick(self.mixer.tick_now)
         return False
 
     def _after_tick(self, now: float) -> None:
