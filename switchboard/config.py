@@ -113,7 +113,7 @@ class MediaConfig:
     rtp_ports: str = "20000-20999"
     timeout: float = 30.0
     mixed_browser_streams: int = 3
-    opus_complexity: int = 1
+    opus_complexity: int = 0
     opus_complexity_wideband: int = 5
 
     @property
