@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,33 @@ async def _capacity(server: SwitchboardServer, workdir: Path, budget: Budget,
     return steps, stopped
 
 
+def opus_floor(workdir: Path, phones: int, talkers: str, ticks: int = 150) -> float:
+    """Percent of a core that the Opus work alone of ``phones`` callers takes, in this
+    process with no I/O: one encode a tick per talking phone (8 kHz, the server's default
+    settings) and one 8 kHz decode per browser stream the gateway mixes (rooms of 4 + 2,
+    browsers talking only under "all"), every stream with its own codec state, taken in
+    turn as the server's mixer does. What is left of the core is for everything else."""
+    from gateway.conference_audio import AudioSettings
+    from gateway.media.opus import OpusCodec
+
+    settings = AudioSettings()
+    speech = make_speech(workdir)
+    pcm, packets = speech[8000], opus_frames(speech[48000], 4.0)
+    frames = [np.ascontiguousarray(pcm[i * 160:(i + 1) * 160]) for i in range(pcm.size // 160)]
+    talking = phones if talkers == "all" else phones // PHONES_PER_ROOM
+    decoded = phones // PHONES_PER_ROOM * BROWSERS_PER_ROOM if talkers == "all" else 0
+    encoders = [OpusCodec(111, 8000, complexity=settings.opus_complexity,
+                          bitrate=settings.opus_bitrate, fec=False) for _ in range(talking)]
+    decoders = [OpusCodec(111, 8000) for _ in range(decoded)]
+    started = time.process_time()
+    for k in range(ticks):
+        for i, encoder in enumerate(encoders):
+            encoder.encode(frames[(k + 7 * i) % len(frames)])
+        for i, decoder in enumerate(decoders):
+            decoder.decode(packets[(k + 5 * i) % len(packets)][0])
+    return 100 * (time.process_time() - started) / ticks / 0.020
+
+
 def measure_capacity(workdir: Path, *, budget_s: float = 300.0, window_s: float = 10.0,
                      ladder: Sequence[int] = CAPACITY_LADDER, talkers: str = "all") -> Figure:
     """Up the ladder on one server to the first failure, then bisect (to a multiple of a
@@ -284,11 +312,15 @@ def measure_capacity(workdir: Path, *, budget_s: float = 300.0, window_s: float 
             stopped += f"; N={mid} not measured ({why})"
             break
         steps += more
-    return _capacity_figure(title, goal, steps, stopped, window_s, budget, talkers)
+    floor = opus_floor(workdir, CAPACITY_GOAL, talkers)
+    log.info("capacity: Opus work alone of %d phones (%s talking): %.0f%% of a core",
+             CAPACITY_GOAL, talkers, floor)
+    return _capacity_figure(title, goal, steps, stopped, window_s, budget, talkers, floor)
 
 
 def _capacity_figure(title: str, goal: str, steps: list[CapacityStep], stopped: str,
-                     window_s: float, budget: Budget, talkers: str = "all") -> Figure:
+                     window_s: float, budget: Budget, talkers: str = "all",
+                     floor: float | None = None) -> Figure:
     passed = [s for s in steps if s.ok]
     best = max(passed, key=lambda s: s.n) if passed else None
     failing = [s for s in steps if not s.ok and (best is None or s.n > best.n)]
@@ -309,7 +341,10 @@ def _capacity_figure(title: str, goal: str, steps: list[CapacityStep], stopped: 
            f"every leg and browser up, >= 90% of the phones' RTP both ways, browsers get "
            f">= 90% of their room's other browser; a failing window while a core was busy "
            f"is measured again; stopped: {stopped}")
-    details = {"best_phones": best.n if best else 0,
+    if floor is not None:
+        how += (f"; Opus work alone of {CAPACITY_GOAL} such phones, in the bench process "
+                f"without I/O (opus_floor): {floor:.0f}% of a core")
+    details = {"best_phones": best.n if best else 0, "opus_floor_percent": floor,
                "first_failing": failed.n if failed else None,
                "steps": [s.summary() for s in steps], "seconds": round(budget.elapsed(), 1)}
     busy = failed is not None and failed.contended
