@@ -79,6 +79,12 @@ class AudioSettings:
     opus_bitrate: int = 32000
     stream_timeout: float = 2.0
 
+    def voice_encoder(self, rate: int) -> OpusCodec:
+        """A caller's voice towards the browsers: Opus from the leg's PCM ``rate``."""
+        complexity = self.opus_complexity_wideband if rate >= 16000 else self.opus_complexity
+        return OpusCodec(OPUS_PT, sample_rate=rate, complexity=complexity,
+                         bitrate=self.opus_bitrate, fec=False)
+
 
 class _Caller:
     __slots__ = ("closed", "leg_id", "link", "participant_id", "rate", "room", "ssrc",
@@ -168,10 +174,6 @@ class ConferenceAudio:
             if not state.callers:
                 self._close_room(state)
 
-    def _complexity(self, rate: int) -> int:
-        settings = self.settings
-        return settings.opus_complexity_wideband if rate >= 16000 else settings.opus_complexity
-
     async def _attach(self, caller: _Caller) -> None:
         allocation = await self.provider.attach(caller.room, caller.participant_id, caller.ssrc)
         if caller.closed:
@@ -180,9 +182,7 @@ class ConferenceAudio:
         caller.link = self.connect(allocation.media, _ignore, _ignore)
         encoder: FrameEncoder | None = None
         if caller.rate:
-            encoder = OpusCodec(OPUS_PT, sample_rate=caller.rate,
-                                complexity=self._complexity(caller.rate),
-                                bitrate=self.settings.opus_bitrate, fec=False)
+            encoder = self.settings.voice_encoder(caller.rate)
         caller.uplink = VoiceUplink(caller.participant_id, caller.ssrc, caller.link, encoder,
                                     payload_type=OPUS_PT)
         log.info("participant %s: voice to the bridge (%s)", caller.participant_id,

@@ -251,14 +251,13 @@ def opus_floor(workdir: Path, phones: int, talkers: str, ticks: int = 150) -> fl
     from gateway.conference_audio import AudioSettings
     from gateway.media.opus import OpusCodec
 
-    settings = AudioSettings()
+    settings = AudioSettings()  # the server's defaults
     speech = make_speech(workdir)
     pcm, packets = speech[8000], opus_frames(speech[48000], 4.0)
     frames = [np.ascontiguousarray(pcm[i * 160:(i + 1) * 160]) for i in range(pcm.size // 160)]
     talking = phones if talkers == "all" else phones // PHONES_PER_ROOM
     decoded = phones // PHONES_PER_ROOM * BROWSERS_PER_ROOM if talkers == "all" else 0
-    encoders = [OpusCodec(111, 8000, complexity=settings.opus_complexity,
-                          bitrate=settings.opus_bitrate, fec=False) for _ in range(talking)]
+    encoders = [settings.voice_encoder(8000) for _ in range(talking)]
     decoders = [OpusCodec(111, 8000) for _ in range(decoded)]
     started = time.process_time()
     for k in range(ticks):
