@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from gateway.media.jitterbuffer import FrameKind, JitterBuffer
+from gateway.media.jitterbuffer import FrameKind, JitterBuffer, JitterFrame
 from gateway.media.rtp import HEADER
 from gateway.mixer import Contributor
 from gateway.uplink import LEVEL_SILENT
@@ -125,7 +125,16 @@ class BrowserStream:
             self.active_until = now + HANGOVER
 
     def pull_frame(self, now: float) -> Pcm | None:
-        frame = self.buffer.pop(now)
+        buffer = self.buffer
+        pcm = self._decode(buffer.pop(now))
+        if buffer.drop_due:  # a spare frame is dropped after a quiet one
+            if self.selected:
+                buffer.played(pcm)
+            elif now >= self.active_until:
+                buffer.played(None)  # not decoded: its audio levels say it is quiet
+        return pcm
+
+    def _decode(self, frame: JitterFrame) -> Pcm | None:
         self.loudness *= LOUDNESS_DECAY
         if not self.selected:
             return None

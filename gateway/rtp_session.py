@@ -452,7 +452,9 @@ class RtpSession:
         decoder = self._decoder
         if jb is None or decoder is None:
             return None
-        return decoder.frame(jb.pop(now))
+        pcm = decoder.frame(jb.pop(now))
+        jb.played(pcm)  # (a spare frame is dropped after a quiet one)
+        return pcm
 
     # --- send -------------------------------------------------------------------------
 

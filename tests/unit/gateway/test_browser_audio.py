@@ -138,3 +138,39 @@ def test_a_pause_between_words_keeps_the_stream_decoded() -> None:
     assert room.streams[1].selected and all(h is not None for h in heard[1])
     run(room, mixer, {1: 127}, 30, start=15)  # 600 ms of silence: no longer decoded
     assert not room.streams[1].selected and room.decoding() == 0
+
+
+class DueBuffer:
+    """A jitter buffer with a drop due: records what the stream tells it after each pop."""
+
+    drop_due = True
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.told: list[object] = []
+
+    def insert(self, *args: object) -> None:
+        self.real.insert(*args)  # type: ignore[attr-defined]
+
+    def pop(self, now: float) -> object:
+        return self.real.pop(now)  # type: ignore[attr-defined]
+
+    def played(self, pcm: np.ndarray | None) -> None:
+        self.told.append(None if pcm is None else int(pcm[0]))
+
+
+def test_a_due_drop_is_told_what_the_stream_sounds_like() -> None:
+    """Decoded: the frame itself; not decoded: quiet (None) only once the stream's levels
+    have been silent past the hangover, else nothing (it may be talking)."""
+    mixer = Mixer()
+    room = RoomAudio("r", mixer, Decoder, max_decoded=1)
+    run(room, mixer, {1: 20, 2: 30}, 10)               # 1 is decoded, 2 talks undecoded
+    one, two = room.streams[1], room.streams[2]
+    assert one.selected and not two.selected
+    one.buffer, two.buffer = DueBuffer(one.buffer), DueBuffer(two.buffer)  # type: ignore[assignment]
+    run(room, mixer, {1: 20, 2: 30}, 5, start=10)
+    assert one.buffer.told == [1] * 5                  # type: ignore[attr-defined]
+    assert two.buffer.told == []                       # type: ignore[attr-defined]
+    run(room, mixer, {1: 20, 2: 127}, 40, start=15)    # 2 falls silent
+    told = two.buffer.told                             # type: ignore[attr-defined]
+    assert told and set(told) == {None} and len(told) < 40

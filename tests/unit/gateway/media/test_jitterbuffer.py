@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from gateway.media.jitterbuffer import FrameKind, JitterBuffer, JitterFrame
+import numpy as np
+
+from gateway.media.jitterbuffer import QUIET_PEAK, FrameKind, JitterBuffer, JitterFrame
 from gateway.media.rtp import RtpPacket
 
 SSRC = 0x1234
@@ -27,8 +30,12 @@ class Sim:
     The buffer is popped every 20 ms, 5 ms after a send instant."""
 
     def __init__(self, jb: JitterBuffer, count: int, delay: dict[int, float | None] | None = None,
-                 base_delay: float = 0.030, ts0: int = 1000, seq0: int = 100) -> None:
+                 base_delay: float = 0.030, ts0: int = 1000, seq0: int = 100,
+                 quiet: Callable[[int], bool] | None = None) -> None:
+        """``quiet(k)``: whether frame k decodes to a quiet frame, told to the buffer after
+        every pop (None: the buffer is never told)."""
         self.jb = jb
+        self.quiet = quiet
         self.arrivals: list[tuple[float, int]] = []
         delay = delay or {}
         for k in range(count):
@@ -50,10 +57,19 @@ class Sim:
                 t, k = self.arrivals[i]
                 self.jb.put(packet(k, ts0=self.ts0, seq0=self.seq0), t)
                 i += 1
-            self.frames.append(self.jb.pop(tick))
+            frame = self.jb.pop(tick)
+            self.frames.append(frame)
+            if self.quiet is not None:
+                k = ((frame.timestamp - self.ts0) & 0xFFFFFFFF) // 160
+                loud = frame.kind is FrameKind.AUDIO and not self.quiet(k)
+                self.jb.played(LOUD if loud else QUIET)
             self.targets.append(self.jb.target_ms)
             tick += 0.020
         return self.frames
+
+
+LOUD = np.full(160, QUIET_PEAK + 1, dtype=np.int16)
+QUIET = np.full(160, -QUIET_PEAK, dtype=np.int16)
 
 
 def audio_indexes(frames: list[JitterFrame], ts0: int = 1000) -> list[int]:
@@ -159,6 +175,68 @@ def test_depth_grows_with_jitter_and_shrinks_slowly() -> None:
     assert sim.targets[-1] <= 40
     assert jb.level_ms <= 40                               # the buffer drained to match
     assert jb.stats.discarded >= 2                         # by dropping frames
+
+
+def _jitter_then_clean(seed: int = 7) -> dict[int, float | None]:
+    rng = random.Random(seed)
+    return {k: rng.uniform(0, 0.080) for k in range(250)}  # 5 s of jitter, then clean
+
+
+def test_spare_frames_are_dropped_in_pauses() -> None:
+    """Shrinking after jitter drops frames only right after a quiet one (a pause in the
+    speech, 200 ms a second here), never inside the talking."""
+    def quiet(k: int) -> bool:
+        return k % 50 >= 40
+
+    jb = JitterBuffer()
+    frames = Sim(jb, 1750, _jitter_then_clean(), quiet=quiet).run(35.0)
+    played = audio_indexes(frames)
+    dropped = sorted(set(range(300, played[-1])) - set(played))
+    assert jb.stats.drops >= 2 and jb.stats.drops_in_voice == 0
+    assert len(dropped) == jb.stats.drops
+    assert all(quiet(k - 1) for k in dropped)
+    assert sim_target_came_down(jb)
+
+
+def sim_target_came_down(jb: JitterBuffer) -> bool:
+    return jb.target_ms <= 40 and jb.level_ms <= 40
+
+
+def test_drop_waits_for_a_quiet_frame_at_most_shrink_defer_pops() -> None:
+    """A talker who never pauses: each due drop waits ``shrink_defer`` pops, then is done
+    anyway (counted as in voice), so the delay still comes down."""
+    jb = JitterBuffer(shrink_defer=100)
+    sim = Sim(jb, 1750, _jitter_then_clean(), quiet=lambda k: False)
+    sim.run(35.0)
+    assert jb.stats.drops >= 2 and jb.stats.drops_in_voice == jb.stats.drops
+    assert sim_target_came_down(jb)
+    # the same stream with a pause right after each drop falls due: no wait at all
+    eager = JitterBuffer(shrink_defer=100)
+    Sim(eager, 1750, _jitter_then_clean(), quiet=lambda k: True).run(35.0)
+    assert eager.stats.drops >= jb.stats.drops and eager.stats.drops_in_voice == 0
+
+
+def test_drop_is_not_done_once_the_frame_is_no_longer_spare() -> None:
+    """A drop fell due, then the buffer emptied to its target before a quiet frame came:
+    nothing is dropped."""
+    jb = JitterBuffer(shrink_window=5)
+    for k in range(4):                      # 80 ms buffered against a 40 ms target
+        jb.put(packet(k), 0.0)
+    t = 0.0
+    for k in range(4, 9):                   # five pops with two spare frames: a drop is due
+        t += 0.020
+        jb.put(packet(k), t)
+        assert jb.pop(t).kind is FrameKind.AUDIO
+        jb.played(LOUD)
+    assert jb.drop_due
+    for _ in range(3):                      # the sender stalls: the spare frames play out
+        t += 0.020
+        jb.pop(t)
+        jb.played(LOUD)
+    jb.played(QUIET)
+    t += 0.020
+    jb.pop(t)
+    assert not jb.drop_due and jb.stats.drops == 0
 
 
 def test_target_is_bounded_by_max() -> None:
