@@ -127,11 +127,11 @@ class BrowserStream:
     def pull_frame(self, now: float) -> Pcm | None:
         buffer = self.buffer
         pcm = self._decode(buffer.pop(now))
-        if buffer.drop_due:  # a spare frame is dropped after a quiet one
+        if buffer.drop_due:  # a spare frame is dropped in a pause
             if self.selected:
                 buffer.played(pcm)
-            elif now >= self.active_until:
-                buffer.played(None)  # not decoded: its audio levels say it is quiet
+            else:  # not decoded: its audio levels say whether it is quiet
+                buffer.heard(now >= self.active_until)
         return pcm
 
     def _decode(self, frame: JitterFrame) -> Pcm | None:

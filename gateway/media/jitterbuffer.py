@@ -27,7 +27,8 @@ pops saw at least one frame more than the target buffered, one frame is due to b
 A due drop waits for a quiet moment: a 20 ms hole in a word is plainly heard (PESQ took
 0.35 off a sentence for one), the same hole in a pause is not. The buffer does not decode,
 so the consumer tells it what each popped frame decoded to (``played(pcm)``, looked at only
-while ``drop_due``); after a quiet frame the next one is dropped, if it is still spare. A
+while ``drop_due``); after ``QUIET_RUN`` quiet frames in a row the next one is dropped, if
+it is still spare. A
 drop that found no quiet frame within ``shrink_defer`` pops (a talker who never pauses) is
 done anyway. ``stats.drops`` counts these drops, ``stats.drops_in_voice`` the forced ones.
 
@@ -56,6 +57,8 @@ _NO_LEVEL = 1 << 62
 #: a decoded frame whose peak |sample| is at most this (-30 dBFS) is quiet enough to follow
 #: with a dropped frame
 QUIET_PEAK = 1024
+#: quiet frames in a row before a drop: one alone may be a stop consonant's closure
+QUIET_RUN = 2
 
 
 class FrameKind(enum.Enum):
@@ -142,7 +145,7 @@ class JitterBuffer:
         self._window_min = _NO_LEVEL
         self._window_pops = 0
         self._drop_due = 0                      # pops since a drop fell due (0: none due)
-        self._quiet = False                     # the consumer's last frame was quiet
+        self._quiet = 0                         # quiet frames in a row, as told (heard)
 
     # --- public state -----------------------------------------------------------------
 
@@ -168,11 +171,16 @@ class JitterBuffer:
 
     def played(self, pcm: npt.NDArray[np.int16] | None) -> None:
         """After a pop: what its frame decoded to (None: nothing, silence). Only looked at
-        while a drop is due: a frame whose peak is at most ``QUIET_PEAK`` lets it take the
-        next frame."""
-        if self._drop_due and (pcm is None or (int(pcm.max()) <= QUIET_PEAK
-                                               and int(pcm.min()) >= -QUIET_PEAK)):
-            self._quiet = True
+        while a drop is due: quiet means a peak of at most ``QUIET_PEAK``."""
+        if self._drop_due:
+            self.heard(pcm is None or (int(pcm.max()) <= QUIET_PEAK
+                                       and int(pcm.min()) >= -QUIET_PEAK))
+
+    def heard(self, quiet: bool) -> None:
+        """After a pop: whether its frame was quiet (``played`` for a decoded frame). After
+        ``QUIET_RUN`` quiet frames in a row (a pause, not the closure of a "t") a due drop
+        takes the next frame."""
+        self._quiet = self._quiet + 1 if quiet else 0
 
     # --- input ------------------------------------------------------------------------
 
@@ -275,7 +283,7 @@ class JitterBuffer:
         self._window_min = _NO_LEVEL
         self._window_pops = 0
         self._drop_due = 0
-        self._quiet = False
+        self._quiet = 0
 
     def _restart(self, timestamp: int) -> None:
         self.stats.resyncs += 1
@@ -419,17 +427,17 @@ class JitterBuffer:
         if excess >= self.frame_ticks and not self._drop_due:
             # a whole window with at least one spare frame: drop one at a quiet moment
             self._drop_due = 1
-            self._quiet = False
+            self._quiet = 0
 
     def _due_drop(self, play: int, level: int) -> tuple[int, int]:
         """Drop the frame at ``play`` if the consumer's last frame was quiet (or the drop
         waited long enough) and it is still spare: the new (play, level)."""
-        quiet = self._quiet
-        self._quiet = False
+        quiet = self._quiet >= QUIET_RUN
         if not quiet and self._drop_due <= self._shrink_defer:
             self._drop_due += 1
             return play, level
         self._drop_due = 0
+        self._quiet = 0
         frame = self.frame_ticks
         if level - frame < self._target_ticks:
             return play, level   # no longer spare (the stream slowed down meanwhile)

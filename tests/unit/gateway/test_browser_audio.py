@@ -158,10 +158,13 @@ class DueBuffer:
     def played(self, pcm: np.ndarray | None) -> None:
         self.told.append(None if pcm is None else int(pcm[0]))
 
+    def heard(self, quiet: bool) -> None:
+        self.told.append(quiet)
+
 
 def test_a_due_drop_is_told_what_the_stream_sounds_like() -> None:
-    """Decoded: the frame itself; not decoded: quiet (None) only once the stream's levels
-    have been silent past the hangover, else nothing (it may be talking)."""
+    """Decoded: the frame itself; not decoded: quiet only once the stream's levels have
+    been silent past the hangover."""
     mixer = Mixer()
     room = RoomAudio("r", mixer, Decoder, max_decoded=1)
     run(room, mixer, {1: 20, 2: 30}, 10)               # 1 is decoded, 2 talks undecoded
@@ -170,7 +173,8 @@ def test_a_due_drop_is_told_what_the_stream_sounds_like() -> None:
     one.buffer, two.buffer = DueBuffer(one.buffer), DueBuffer(two.buffer)  # type: ignore[assignment]
     run(room, mixer, {1: 20, 2: 30}, 5, start=10)
     assert one.buffer.told == [1] * 5                  # type: ignore[attr-defined]
-    assert two.buffer.told == []                       # type: ignore[attr-defined]
+    assert two.buffer.told == [False] * 5              # type: ignore[attr-defined]
     run(room, mixer, {1: 20, 2: 127}, 40, start=15)    # 2 falls silent
-    told = two.buffer.told                             # type: ignore[attr-defined]
-    assert told and set(told) == {None} and len(told) < 40
+    told = two.buffer.told[5:]                         # type: ignore[attr-defined]
+    hangover = told.index(True)
+    assert 20 <= hangover <= 30 and told == [False] * hangover + [True] * (40 - hangover)
