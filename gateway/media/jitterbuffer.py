@@ -28,9 +28,9 @@ A due drop waits for a quiet moment: a 20 ms hole in a word is plainly heard (PE
 0.35 off a sentence for one), the same hole in a pause is not. The buffer does not decode,
 so the consumer tells it what each popped frame decoded to (``played(pcm)``, looked at only
 while ``drop_due``); after ``QUIET_RUN`` quiet frames in a row the next one is dropped, if
-it is still spare. A
-drop that found no quiet frame within ``shrink_defer`` pops (a talker who never pauses) is
-done anyway. ``stats.drops`` counts these drops, ``stats.drops_in_voice`` the forced ones.
+it is still spare. A drop that found no such pause within ``shrink_defer`` pops (a talker
+who never pauses) is done anyway. ``stats.drops`` counts the drops, ``stats.drops_in_voice``
+the forced ones.
 
 Resync (flush and start over) happens on an SSRC change, on a timestamp jump that the
 sequence numbers show is not a stale packet, and when audio resumes far ahead after the
@@ -430,8 +430,8 @@ class JitterBuffer:
             self._quiet = 0
 
     def _due_drop(self, play: int, level: int) -> tuple[int, int]:
-        """Drop the frame at ``play`` if the consumer's last frame was quiet (or the drop
-        waited long enough) and it is still spare: the new (play, level)."""
+        """Drop the frame at ``play`` after ``QUIET_RUN`` quiet frames (or once the drop
+        waited ``shrink_defer`` pops), if it is still spare: the new (play, level)."""
         quiet = self._quiet >= QUIET_RUN
         if not quiet and self._drop_due <= self._shrink_defer:
             self._drop_due += 1
