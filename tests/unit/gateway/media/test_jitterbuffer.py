@@ -182,6 +182,10 @@ def _jitter_then_clean(seed: int = 7) -> dict[int, float | None]:
     return {k: rng.uniform(0, 0.080) for k in range(250)}  # 5 s of jitter, then clean
 
 
+def target_came_down(jb: JitterBuffer) -> bool:
+    return jb.target_ms <= 40 and jb.level_ms <= 40
+
+
 def test_spare_frames_are_dropped_in_pauses() -> None:
     """Shrinking after jitter drops frames only right after two quiet ones (a pause in
     the speech, 200 ms a second here), never inside the talking nor after a lone quiet
@@ -196,11 +200,7 @@ def test_spare_frames_are_dropped_in_pauses() -> None:
     assert jb.stats.drops >= 2 and jb.stats.drops_in_voice == 0
     assert len(dropped) == jb.stats.drops
     assert all(quiet(k - 1) and quiet(k - 2) for k in dropped)
-    assert sim_target_came_down(jb)
-
-
-def sim_target_came_down(jb: JitterBuffer) -> bool:
-    return jb.target_ms <= 40 and jb.level_ms <= 40
+    assert target_came_down(jb)
 
 
 def test_drop_waits_for_a_quiet_frame_at_most_shrink_defer_pops() -> None:
@@ -210,7 +210,7 @@ def test_drop_waits_for_a_quiet_frame_at_most_shrink_defer_pops() -> None:
     sim = Sim(jb, 1750, _jitter_then_clean(), quiet=lambda k: False)
     sim.run(35.0)
     assert jb.stats.drops >= 2 and jb.stats.drops_in_voice == jb.stats.drops
-    assert sim_target_came_down(jb)
+    assert target_came_down(jb)
     # the same stream with a pause right after each drop falls due: no wait at all
     eager = JitterBuffer(shrink_defer=100)
     Sim(eager, 1750, _jitter_then_clean(), quiet=lambda k: True).run(35.0)
