@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from gateway.ivr import PinIvr
+from gateway.media.codecs import codec_by_name
 from gateway.rtp_session import RtpSession
 from gateway.sip.peer import Peer
 
@@ -33,14 +36,23 @@ class PhoneLeg:
 
     ``sample_rate`` is the PCM rate of both (the session's codec: 8000 for G.711, 16000 for
     G.722, 8000 or 16000 for Opus): ``pull_frame`` gives ``sample_rate / 50`` samples and
-    ``send_payload`` wants frames encoded from that many."""
+    ``send_payload`` wants frames encoded from that many. ``new_encoder()`` gives the mixer an
+    encoder set up as the phone negotiated it (``codec_options``: an Opus phone's fmtp as
+    ``codec_by_name`` arguments, from ``opus_fmtp_options``)."""
 
-    __slots__ = ("codec_name", "leg_id", "session")
+    __slots__ = ("codec_name", "codec_options", "leg_id", "payload_type", "session")
 
-    def __init__(self, leg_id: str, session: RtpSession, codec_name: str) -> None:
+    def __init__(self, leg_id: str, session: RtpSession, codec_name: str,
+                 payload_type: int | None = None,
+                 codec_options: Mapping[str, Any] | None = None) -> None:
         self.leg_id = leg_id
         self.session = session
         self.codec_name = codec_name
+        self.payload_type = payload_type
+        self.codec_options: dict[str, Any] = dict(codec_options or {})
+
+    def new_encoder(self) -> Callable[[Pcm], bytes]:
+        return codec_by_name(self.codec_name, self.payload_type, **self.codec_options).encode
 
     @property
     def sample_rate(self) -> int:

@@ -29,11 +29,14 @@ resamples. Frames at another rate are resampled per member with streaming filter
 tells a contributor of rate 0 what to give.
 
 Encoding: ``encoder_for(codec_name)`` is called once per listener, and once per room and
-codec for the shared frame. Only codecs without state between frames (``shared_codecs``:
-G.711) share that frame: a stateful encoder (G.722's ADPCM, Opus) must feed one decoder
-from one continuous state, and handing a phone between its own encoder and a shared one
-made its decoder lose track (full-scale pops whenever the phone started or stopped
-talking). Listeners of stateful codecs encode the full mix with their own encoder.
+codec for the shared frame; a listener with a ``new_encoder()`` method makes its own instead
+(a phone whose codec is set up from its SDP: an Opus phone's fmtp). After a listener's codec
+or rate has changed (a re-INVITE), :meth:`ConferenceMixer.codec_changed` takes the change.
+Only codecs without state between frames (``shared_codecs``: G.711) share that frame: a
+stateful encoder (G.722's ADPCM, Opus) must feed one decoder from one continuous state, and
+handing a phone between its own encoder and a shared one made its decoder lose track
+(full-scale pops whenever the phone started or stopped talking). Listeners of stateful
+codecs encode the full mix with their own encoder.
 
 A voice tap (:meth:`ConferenceMixer.set_tap`) sees each tick what a member contributed at
 its own rate (``None`` when it was muted or gave nothing; quiet frames are given, so the
@@ -257,6 +260,21 @@ class ConferenceMixer:
         self._detach(member)
         self._attach(member, room)
 
+    def codec_changed(self, leg_id: str) -> None:
+        """The member's codec or rates changed (a re-INVITE): read them again, give it a
+        new encoder and filters, and mix its room at the rate it now needs."""
+        member = self._member(leg_id)
+        if member.listener is not None:
+            member.codec = member.listener.codec_name
+            member.encode = self._listener_encoder(member.listener)
+        member.in_rate = member_rate(member.source)
+        member.out_rate = member_rate(member.listener)
+        member.resamplers.clear()
+        if member.room is not None:
+            member.room.update_rate()
+        log.info("mixer: %s now %s at %d Hz", leg_id, member.codec or "-",
+                 member.out_rate if member.listener is not None else member.in_rate)
+
     def room_of(self, leg_id: str) -> str | None:
         member = self._member(leg_id)
         return member.room.name if member.room is not None else None
@@ -389,11 +407,15 @@ class ConferenceMixer:
              room: str | None) -> None:
         if member_id in self._members:
             raise MixerError(f"mixer: {member_id!r} already added")
-        encode = self._encoder_for(listener.codec_name) if listener is not None else None
+        encode = self._listener_encoder(listener) if listener is not None else None
         member = _Member(member_id, source, listener, encode)
         self._members[member_id] = member
         self._attach(member, room)
         log.debug("mixer: %s added to %s", member_id, room or "solo")
+
+    def _listener_encoder(self, listener: Listener) -> EncodeFn:
+        make = getattr(listener, "new_encoder", None)
+        return make() if callable(make) else self._encoder_for(listener.codec_name)
 
     def _shared_encoder(self, room: _Room, codec: str) -> EncodeFn:
         encode = room.shared_encoders.get(codec)

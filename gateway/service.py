@@ -26,7 +26,7 @@ from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
 from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
-from gateway.media.codecs import codec_by_name
+from gateway.media.codecs import codec_by_name, opus_fmtp_options
 from gateway.media.dtmf import parse_info_body
 from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.prompts import PromptSet
@@ -40,7 +40,13 @@ from gateway.sip.events import (
     OfferReceived,
 )
 from gateway.sip.peer import Peer
-from gateway.sip.sdp import SessionDescription, build_answer, build_offer, negotiate_audio
+from gateway.sip.sdp import (
+    SessionDescription,
+    build_answer,
+    build_offer,
+    negotiate_audio,
+    parse_fmtp,
+)
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
@@ -324,14 +330,24 @@ class Gateway:
 
         assert isinstance(negotiation, AudioNegotiation) and call.session is not None
         codec = negotiation.codec.name.upper()
+        options = opus_fmtp_options(parse_fmtp(negotiation.fmtp)) if codec == "OPUS" else {}
         call.session.set_remote(
             negotiation.remote_host, negotiation.remote_port,
-            codec_by_name(codec, negotiation.payload_type), negotiation.dtmf_payload_type,
+            codec_by_name(codec, negotiation.payload_type, **options),
+            negotiation.dtmf_payload_type,
         )  # fmt: skip
         call.session.set_remote_direction(negotiation.direction)
-        if call.leg is None:
-            call.leg = PhoneLeg(call.leg_id, call.session, codec)
+        leg = call.leg
+        if leg is None:
+            call.leg = PhoneLeg(call.leg_id, call.session, codec, negotiation.payload_type,
+                                options)
             self.mixer.add_leg(None, call.leg)
+        elif (leg.codec_name, leg.payload_type, leg.codec_options) != (
+                codec, negotiation.payload_type, options):
+            log.info("call %s: codec now %s %s", call.call_id, codec, options or "")
+            leg.codec_name, leg.payload_type, leg.codec_options = (
+                codec, negotiation.payload_type, options)
+            self.mixer.codec_changed(call.leg_id)
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:

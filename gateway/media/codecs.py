@@ -170,6 +170,38 @@ _REGISTRY: dict[str, tuple[_Factory, int | None]] = {
 SUPPORTED_CODECS: tuple[str, ...] = tuple(_REGISTRY)
 
 
+def opus_fmtp_options(fmtp: dict[str, str]) -> dict[str, Any]:
+    """What the far end's Opus fmtp (RFC 7587 section 6.1, keys lower case) asks of what we
+    send it, as ``codec_by_name`` arguments:
+
+    - ``maxplaybackrate`` or ``sprop-maxcapturerate`` of 8000 or less: it renders (or has)
+      narrowband only, so its stream runs at 8 kHz (``sample_rate``), keeping its room
+      narrowband and sparing the bits of a band it would drop;
+    - ``maxaveragebitrate`` (6000-510000): ``max_bitrate``, a cap on the bitrate;
+    - ``useinbandfec``: in-band FEC only where its decoder says it uses it ("1"; absent
+      means 0).
+
+    Values that are not numbers, or out of range, are ignored (the defaults stay).
+    """
+    options: dict[str, Any] = {"fec": fmtp.get("useinbandfec", "0").strip() == "1"}
+    rates = [_fmtp_int(fmtp, key, 8000, 48000)
+             for key in ("maxplaybackrate", "sprop-maxcapturerate")]
+    if any(rate is not None and rate <= 8000 for rate in rates):
+        options["sample_rate"] = 8000
+    bitrate = _fmtp_int(fmtp, "maxaveragebitrate", 6000, 510000)
+    if bitrate is not None:
+        options["max_bitrate"] = bitrate
+    return options
+
+
+def _fmtp_int(fmtp: dict[str, str], key: str, low: int, high: int) -> int | None:
+    value = fmtp.get(key, "").strip()
+    if not value.isdigit() or len(value) > 7:
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
 def codec_by_name(
     name: str, payload_type: int | None = None, *, sample_rate: int | None = None,
     **options: Any,
@@ -180,7 +212,8 @@ def codec_by_name(
     ``payload_type`` defaults to the static one (0 PCMU, 8 PCMA, 9 G722); Opus is dynamic
     and must be given its type. ``sample_rate`` picks Opus's PCM rate (8000 or 16000,
     default 16000); for the others it may only repeat their fixed rate. ``options`` go to
-    the Opus constructor (``complexity``, ``bitrate``, ``fec``, ``loss_percent``).
+    the Opus constructor (``complexity``, ``bitrate``, ``max_bitrate``, ``fec``,
+    ``loss_percent``).
     Raises ``ValueError`` for an unsupported name, a missing or bad payload type, or a bad
     rate or option.
     """

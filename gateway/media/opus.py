@@ -19,6 +19,7 @@ frame instead, falling back to PLC when the packet carries none. Our encoder sen
 Encoder settings: APPLICATION_VOIP, SIGNAL_VOICE, ``complexity`` 5, and ``bitrate`` None
 means 24 kbit/s at 16 kHz (libopus's own choice there, 19 kbit/s, falls back to
 mediumband when FEC is on) and libopus's automatic rate at 8 kHz (11 kbit/s).
+``max_bitrate`` (a receiver's maxaveragebitrate) lowers whichever of those is above it.
 
 Calls go to libopus through opuslib's ctypes function objects with buffers allocated once
 per instance (opuslib's own ``decode`` builds a Python list per frame, twice as slow).
@@ -102,6 +103,7 @@ class OpusCodec:
         *,
         complexity: int = 5,
         bitrate: int | None = None,
+        max_bitrate: int | None = None,
         fec: bool = True,
         loss_percent: int = 10,
     ) -> None:
@@ -114,6 +116,7 @@ class OpusCodec:
         self.frame_samples = sample_rate // 50
         self.complexity = complexity
         self.bitrate = bitrate
+        self.max_bitrate = max_bitrate
         self.fec = fec
         self.loss_percent = loss_percent
         self._encoder: Any = None
@@ -137,6 +140,11 @@ class OpusCodec:
             # libopus's automatic rate (19 kbit/s at 16 kHz) drops to mediumband once FEC
             # takes its share: 5 kHz comes out 17 dB down and 6.5 kHz not at all
             bitrate = WIDEBAND_BITRATE
+        if self.max_bitrate is not None:  # the far end's maxaveragebitrate (RFC 7587)
+            current = bitrate if bitrate is not None else ctl(
+                state, opuslib.api.ctl.get_bitrate)
+            if current > self.max_bitrate:
+                bitrate = self.max_bitrate
         if bitrate is not None:
             ctl(state, opuslib.api.ctl.set_bitrate, bitrate)
         if self.fec:

@@ -555,3 +555,48 @@ def test_voice_tap_sees_what_the_caller_contributed() -> None:
     mixer.tick(0.06)
     assert seen == [500, 3, None, 500]
 
+
+
+@dataclass
+class OwnEncoderLeg(RatedLeg):
+    """A leg that brings its own encoders (as PhoneLeg does from the phone's SDP)."""
+
+    made: list[int] = field(default_factory=list)  # the rate of each encoder made
+
+    def new_encoder(self) -> EncodeFn:
+        rate = self.sample_rate
+        self.made.append(rate)
+
+        def encode(pcm: Pcm) -> bytes:
+            assert pcm.shape == (rate // 50,), (rate, pcm.shape)
+            return f"own{rate}".encode() + b"|" + pcm.tobytes()
+
+        return encode
+
+
+def test_a_listener_with_its_own_encoder_gets_it_and_a_codec_change_is_taken() -> None:
+    enc = WideEncoders()
+    mixer = ConferenceMixer(enc)
+    opus = OwnEncoderLeg("opus", codec_name="OPUS", sample_rate=8000,
+                         frames=[np.zeros(160, np.int16)] * 2 + [np.zeros(320, np.int16)] * 2)
+    other = RatedLeg("pcmu", frames=[tone(100)] * 4)
+    room_of(mixer, "r", opus, other)
+    assert "OPUS" not in enc.lookups and opus.made == [8000]
+    assert mixer.room_rate("r") == 8000  # an 8 kHz Opus phone keeps the room narrowband
+    mixer.tick(0.0)
+    assert decode(opus.sent[-1])[0] == "own8000" and level(decode(opus.sent[-1])[1]) == {100}
+    # A re-INVITE makes it a 16 kHz stream: a new encoder at that rate, the room goes wideband.
+    opus.sample_rate = 16000
+    mixer.codec_changed("opus")
+    assert opus.made == [8000, 16000] and mixer.room_rate("r") == 16000
+    mixer.tick(0.02)
+    mixer.tick(0.04)
+    assert decode(opus.sent[-1])[0] == "own16000" and len(decode(opus.sent[-1])[1]) == 320
+    assert len(other.heard()) == 160
+    # A G.711 phone that changes codec gets the lookup's encoder for the new one.
+    other.codec_name = "PCMA"
+    mixer.codec_changed("pcmu")
+    mixer.tick(0.06)
+    assert enc.lookups[-1] == "PCMA" and decode(other.sent[-1])[0] == "PCMA"
+    with pytest.raises(MixerError):
+        mixer.codec_changed("nobody")

@@ -6,11 +6,17 @@ import numpy as np
 import opuslib
 import pytest
 
-from gateway.media.codecs import SUPPORTED_CODECS, ConcealingCodec, codec_by_name
+from gateway.media.codecs import (
+    SUPPORTED_CODECS,
+    ConcealingCodec,
+    codec_by_name,
+    opus_fmtp_options,
+)
 from gateway.media.g722 import G722Codec
 from gateway.media.jitterbuffer import FrameKind, JitterBuffer, JitterFrame
 from gateway.media.opus import OpusCodec, packet_ticks
 from gateway.media.plc import Concealer, FrameDecoder
+from gateway.sip.sdp import parse_fmtp
 
 SSRC = 0x77
 
@@ -43,6 +49,30 @@ def test_registry_makes_new_stateful_instances() -> None:
 def test_registry_refuses(args: tuple[object, ...], kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         codec_by_name(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fmtp", "want"), [
+    (None, {"fec": False}),                          # RFC 7587: useinbandfec defaults to 0
+    ("useinbandfec=1", {"fec": True}),
+    ("useinbandfec=0; maxplaybackrate=8000", {"fec": False, "sample_rate": 8000}),
+    ("sprop-maxcapturerate=8000;useinbandfec=1", {"fec": True, "sample_rate": 8000}),
+    ("maxplaybackrate=16000;stereo=1;sprop-stereo=1", {"fec": False}),
+    ("maxplaybackrate=12000", {"fec": False}),       # mediumband renders our wideband
+    ("maxaveragebitrate=12000;useinbandfec=1", {"fec": True, "max_bitrate": 12000}),
+    ("MaxPlaybackRate=8000; MAXAVERAGEBITRATE=9000", {"fec": False, "sample_rate": 8000,
+                                                      "max_bitrate": 9000}),
+    # not numbers, or out of range: ignored
+    ("maxplaybackrate=4000;maxaveragebitrate=999999999", {"fec": False}),
+    ("maxplaybackrate=-8000;maxaveragebitrate=12k", {"fec": False}),
+    ("maxplaybackrate=;maxaveragebitrate", {"fec": False}),
+])
+def test_opus_fmtp_asks_for_what_we_send(fmtp: str | None, want: dict[str, object]) -> None:
+    options = opus_fmtp_options(parse_fmtp(fmtp))
+    assert options == want
+    codec = codec_by_name("opus", 102, **options)
+    assert isinstance(codec, OpusCodec)
+    assert codec.sample_rate == want.get("sample_rate", 16000)
+    assert codec.max_bitrate == want.get("max_bitrate")
 
 
 def test_only_opus_conceals_itself() -> None:

@@ -151,6 +151,22 @@ def test_bitrate_and_complexity_are_applied() -> None:
     assert low_bytes * 2 < high_bytes
 
 
+def test_max_bitrate_lowers_the_rate_and_never_raises_it() -> None:
+    """A receiver's maxaveragebitrate caps what we send: below our rate it lowers it, above
+    it changes nothing (24 kbit/s at 16 kHz, libopus's own rate at 8 kHz)."""
+    def sent(codec: OpusCodec) -> int:
+        rate = codec.sample_rate
+        pcm = frames_of(tones(rate, 50, [300, 700, 450, 900, 350]), rate // 50)
+        return sum(len(codec.encode(f)) for f in pcm)
+
+    wide = sent(OpusCodec(111, 16000))
+    assert sent(OpusCodec(111, 16000, max_bitrate=64000)) == wide
+    assert sent(OpusCodec(111, 16000, max_bitrate=10000)) * 1.8 < wide
+    narrow = sent(OpusCodec(111, 8000))
+    assert sent(OpusCodec(111, 8000, max_bitrate=64000)) == narrow
+    assert sent(OpusCodec(111, 8000, max_bitrate=6000)) * 1.15 < narrow  # 10 -> 8.5 kb/s
+
+
 def test_packet_ticks_from_toc() -> None:
     assert packet_ticks(b"") == 0
     assert packet_ticks(bytes([1 << 3])) == 960              # SILK NB 20 ms, one frame
