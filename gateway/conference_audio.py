@@ -156,6 +156,20 @@ class ConferenceAudio:
         self._spawn(self._attach(caller), participant_id)
         return caller
 
+    def caller_codec_changed(self, participant_id: str, rate: int, *,
+                             passthrough: bool = False) -> None:
+        """The caller's leg now runs at ``rate`` (or is an Opus phone passed through): its
+        voice is encoded from that rate from the next tick on."""
+        caller = self.callers.get(participant_id)
+        if caller is None:
+            return
+        caller.rate = 0 if passthrough else rate
+        if caller.uplink is not None:
+            caller.uplink.use_encoder(
+                self.settings.voice_encoder(caller.rate) if caller.rate else None)
+        log.info("participant %s: voice to the bridge now %s", participant_id,
+                 f"Opus from {caller.rate} Hz" if caller.rate else "phone's Opus passed through")
+
     def caller_left(self, participant_id: str) -> None:
         caller = self.callers.pop(participant_id, None)
         if caller is None:

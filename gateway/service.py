@@ -348,6 +348,24 @@ class Gateway:
             leg.codec_name, leg.payload_type, leg.codec_options = (
                 codec, negotiation.payload_type, options)
             self.mixer.codec_changed(call.leg_id)
+            if self.audio is not None and call.participant_id is not None:
+                self._connect_voice(call, joined=False)
+
+    def _connect_voice(self, call: PhoneCall, *, joined: bool) -> None:
+        """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus
+        phone's own packets passed through; ``joined``: the caller has just entered."""
+        assert self.audio is not None and call.leg is not None and call.session is not None
+        assert call.room is not None and call.participant_id is not None
+        passthrough = call.leg.codec_name == "OPUS"
+        if joined:
+            self.audio.caller_joined(call.room, call.participant_id, call.leg_id,
+                                     call.leg.sample_rate, passthrough=passthrough)
+        else:
+            self.audio.caller_codec_changed(call.participant_id, call.leg.sample_rate,
+                                            passthrough=passthrough)
+        caller = self.audio.callers.get(call.participant_id)
+        call.session.on_audio_packet = (
+            caller.on_phone_packet if passthrough and caller is not None else None)
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
@@ -466,11 +484,7 @@ class Gateway:
         self._by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
         if self.audio is not None and call.session is not None:
-            passthrough = call.leg.codec_name == "OPUS"
-            caller = self.audio.caller_joined(room, info.id, call.leg_id,
-                                              call.leg.sample_rate, passthrough=passthrough)
-            if passthrough:
-                call.session.on_audio_packet = caller.on_phone_packet
+            self._connect_voice(call, joined=True)
         self._room_calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
         # Alone in the conference, browsers counted (not only the phones in the mixer).

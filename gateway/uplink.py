@@ -131,6 +131,14 @@ class VoiceUplink:
             self._ts_offset = (self.timestamp - timestamp) & 0xFFFFFFFF
         self._send(payload, (timestamp + self._ts_offset) & 0xFFFFFFFF, marker)
 
+    def use_encoder(self, encoder: FrameEncoder | None) -> None:
+        """The caller's codec changed (a re-INVITE): encode from now on with ``encoder``, or
+        pass the phone's Opus through (None). Sequence numbers and timestamps go on; the
+        next packet is marked as a new talkspurt."""
+        self.encoder = encoder
+        self._ts_offset = None
+        self.talking = False
+
     def _send(self, payload: bytes, timestamp: int, marker: bool = False) -> None:
         marker = marker or not self.talking
         self.talking = True

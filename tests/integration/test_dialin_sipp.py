@@ -25,6 +25,7 @@ import pytest
 from peers import audio, procs
 from peers.rtp_receiver import RtpReceiver
 from peers.scenarios_dialin import (
+    codec_change_scenario,
     info_pin_scenario,
     plain_call_scenario,
     rejected_invite_scenario,
@@ -326,5 +327,41 @@ def test_room_header_skips_the_prompt(switchboard_server: Any, tmp_workdir: Path
     assert res.ok, res.describe()
     assert took < 3.0, f"joining took {took:.1f} s"
     assert "PIN IVR started" not in server.log_text()
+    wait_for(lambda: participants(server) == [], 5, "the participant leaves after BYE")
+    assert_idle(server)
+
+
+def test_a_reinvite_that_changes_the_codec_changes_what_the_caller_hears(
+        switchboard_server: Any, tmp_workdir: Path) -> None:
+    """A caller alone in a room (hearing "you are the only participant") re-INVITEs from
+    PCMU to PCMA mid-prompt: the answer takes PCMA, RTP goes on with payload type 8, and
+    what it carries is the rest of the same prompt in A-law (the mixer's encoder follows
+    the leg's codec; mu-law bytes read as A-law would be noise)."""
+    server = switchboard_server()
+    create_room(server)
+    xml = codec_change_scenario(ROOM, before_ms=800, after_ms=3500)
+    with RtpReceiver() as rx:
+        scenario = write_scenario(tmp_workdir / "recodec.xml",
+                                  with_sdp_media_port(xml, rx.port, offers=2))
+        sipp = Sipp(tmp_workdir, "recodec", scenario, remote=server.sip_address,
+                    service="9999", timeout_s=30, trace_logs=True).start()
+        res = sipp.wait()
+        packets = list(rx.packets)
+    assert res.ok, res.describe()
+    assert sipp.logs_path is not None
+    assert "re-INVITE answer: m=audio" in sipp.logs_path.read_text()
+    types = [p.payload_type for p in packets]
+    switched = types.index(8) if 8 in types else len(types)
+    assert switched >= 20 and set(types[:switched]) == {0}, types[:switched + 5]
+    assert len(types) - switched >= 100 and set(types[switched:]) == {8}, \
+        f"{len(types) - switched} packets after the switch, types {set(types[switched:])}"
+    ulaw = audio.ulaw_decode(b"".join(p.payload for p in packets[:switched]))
+    alaw = audio.alaw_decode(b"".join(p.payload for p in packets[switched:]))
+    whole = prompt_similarity(np.concatenate([ulaw, alaw]), "only_participant")
+    tail = prompt_similarity(alaw, "only_participant", max_lag_s=2.0)
+    log.info("codec change after %d packets: prompt similarity %.3f, A-law part %.3f",
+             switched, whole, tail)
+    assert whole > 0.95 and tail > 0.95, (whole, tail)  # 1.000 here; 0.65 with the wrong codec
+    assert "failed in" not in server.log_text()
     wait_for(lambda: participants(server) == [], 5, "the participant leaves after BYE")
     assert_idle(server)

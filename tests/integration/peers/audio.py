@@ -104,6 +104,17 @@ def ulaw_decode(data: bytes) -> Samples:
     return pcm.astype(np.float64) / 32768.0
 
 
+def alaw_decode(data: bytes) -> Samples:
+    """G.711 A-law decode (ITU-T G.711: even bits inverted, sign bit set for positive)."""
+    a = np.frombuffer(data, dtype=np.uint8).astype(np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    mag = np.where(exponent == 0, (mantissa << 4) + 8,
+                   ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    pcm = np.where(a & 0x80, mag, -mag)
+    return pcm.astype(np.float64) / 32768.0
+
+
 def make_tone_ulaw(path: Path, freq: float, seconds: float, *,
                    amplitude: float = 0.5) -> Path:
     """Headerless 8 kHz mu-law, what sipp's `<exec rtp_stream="file.ulaw,loops,0"/>` sends."""

@@ -8,7 +8,9 @@
   dialog) and the responses it may get, with optional header checks;
 - `rejected_invite_scenario`: an INVITE that must be refused with a given status (ACKed);
 - `hold_reinvite_scenario`: a call with `X-Room-Name`, then a re-INVITE with a=sendonly that
-  must be answered a=recvonly, then BYE; all in-dialog requests follow [routes].
+  must be answered a=recvonly, then BYE; all in-dialog requests follow [routes];
+- `codec_change_scenario`: a call with `X-Room-Name` on PCMU, then a re-INVITE offering
+  PCMA only, then BYE.
 """
 
 from __future__ import annotations
@@ -217,6 +219,26 @@ def hold_reinvite_scenario(room: str = "[room]", *, before_ms: int = 1500,
             _pause(before_ms, "In the room."),
             _REINVITE.format(caller=caller),
             _pause(after_ms, "On hold."),
+            _BYE.format(caller=caller).replace("CSeq: 2 BYE", "CSeq: 3 BYE"),
+            _TAIL]
+    return "".join(body)
+
+
+def codec_change_scenario(room: str = "[room]", *, before_ms: int = 1000,
+                          after_ms: int = 3000, caller: str = "sipp-recodec") -> str:
+    """INVITE with `X-Room-Name: <room>` offering PCMU, 200, ACK; after `before_ms` a
+    re-INVITE offering PCMA only (the answer must take it), ACK; after `after_ms` BYE."""
+    reinvite = _REINVITE.format(caller=caller)
+    for old, new in (("RTP/AVP 0 101", "RTP/AVP 8 101"), ("a=rtpmap:0 PCMU/8000",
+                     "a=rtpmap:8 PCMA/8000"), ("a=sendonly", "a=sendrecv"),
+                     ('regexp="a=recvonly"', 'regexp="m=audio [0-9]+ RTP/AVP 8 "')):
+        assert old in reinvite, old
+        reinvite = reinvite.replace(old, new)
+    body = [_HEAD.format(name="codec change", generator="codec_change_scenario"),
+            _INVITE.format(caller=caller, headers=_headers({"X-Room-Name": room})),
+            _pause(before_ms, "In the room, on PCMU."),
+            reinvite,
+            _pause(after_ms, "On PCMA."),
             _BYE.format(caller=caller).replace("CSeq: 2 BYE", "CSeq: 3 BYE"),
             _TAIL]
     return "".join(body)

@@ -170,3 +170,31 @@ async def test_wideband_callers_get_their_own_opus_complexity() -> None:
     audio.caller_left("nb")
     audio.caller_left("wb")
     await audio.close()
+
+
+async def test_a_callers_codec_change_changes_how_its_voice_is_sent() -> None:
+    """A re-INVITE: G.711 -> G.722 re-encodes from 16 kHz; -> Opus passes the phone's own
+    packets through (the encoder is gone); unknown callers are ignored."""
+    from gateway.media.opus import OpusCodec
+
+    audio, mixer, _, links = setup()
+    mixer.add_leg("r", Leg("l1", 8000))
+    audio.caller_joined("r", "p1", "l1", 8000)
+    await settle()
+    caller = audio.callers["p1"]
+    assert caller.uplink is not None
+    first = caller.uplink.encoder
+    assert isinstance(first, OpusCodec) and first.sample_rate == 8000
+    audio.caller_codec_changed("p1", 16000)
+    wide = caller.uplink.encoder
+    assert isinstance(wide, OpusCodec) and wide.sample_rate == 16000 and caller.rate == 16000
+    audio.caller_codec_changed("p1", 16000, passthrough=True)
+    assert caller.uplink.encoder is None and caller.rate == 0
+    mixer.tick(0.0)  # the tap: a voiced frame, so the phone's packet goes through
+    caller.on_phone_packet(111, b"\x0b\x01\x02", 960, True)
+    link = links["local:r/p1"]
+    parsed = parse_rtp(link.sent[-1], 1)
+    assert parsed is not None and parsed[5] == b"\x0b\x01\x02"
+    audio.caller_codec_changed("nobody", 8000)
+    audio.caller_left("p1")
+    await audio.close()
