@@ -52,52 +52,35 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.media.resample import Resampler
+from gateway.mixer_parts import (
+    Contributor,
+    EncodeFn,
+    EncoderLookup,
+    Listener,
+    MixerLeg,
+    MixMember,
+    MixRoom,
+    Pcm,
+    VoiceTap,
+    member_rate,
+)
 from gateway.prompts import SAMPLE_RATE, PromptPlayer
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "ConferenceMixer", "Contributor", "EncodeFn", "EncoderLookup", "Listener", "MixerError",
+    "MixerEvent", "MixerLeg", "Pcm", "PromptFinished", "VoiceTap", "member_rate",
+]
 
-Pcm = npt.NDArray[np.int16]
-EncodeFn = Callable[[Pcm], bytes]
-EncoderLookup = Callable[[str], EncodeFn]
-VoiceTap = Callable[["Pcm | None", bool], None]  # (frame, voiced)
+log = logging.getLogger(__name__)
 
 INT16_MIN = -32768
 INT16_MAX = 32767
 ERROR_LOG_EVERY = 1000  # a member that keeps failing is logged on its 1st, 1001st, ... error
-
-
-class Contributor(Protocol):
-    """Something whose audio goes into a room's mix."""
-
-    def pull_frame(self, now: float) -> Pcm | None:
-        """The next decoded 20 ms frame, or None for nothing (silence, not started)."""
-        ...
-
-
-class Listener(Protocol):
-    """Something that hears a room's mix, encoded in its codec."""
-
-    @property
-    def codec_name(self) -> str: ...
-
-    def send_payload(self, payload: bytes) -> None:
-        """One encoded 20 ms frame out."""
-        ...
-
-
-class MixerLeg(Contributor, Listener, Protocol):
-    """A phone call leg: it speaks into the room and hears it."""
-
-    @property
-    def leg_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,98 +94,8 @@ class PromptFinished:
 MixerEvent = PromptFinished
 
 
-def member_rate(obj: object | None, default: int = SAMPLE_RATE) -> int:
-    if obj is None:
-        return default
-    rate = getattr(obj, "sample_rate", default)
-    return int(rate) if isinstance(rate, int) else default
-
-
 class MixerError(Exception):
     """The mixer's API was misused (unknown leg, duplicate id): our own code's fault."""
-
-
-class _Member:
-    """One leg, source or listener, as the mixer sees it."""
-
-    __slots__ = ("codec", "encode", "errors", "in_rate", "listener", "member_id", "muted",
-                 "out_rate", "overlay", "prompt", "resamplers", "room", "row", "source", "tap")
-
-    def __init__(self, member_id: str, source: Contributor | None, listener: Listener | None,
-                 encode: EncodeFn | None) -> None:
-        self.member_id = member_id
-        self.source = source
-        self.listener = listener
-        self.codec = listener.codec_name if listener is not None else ""
-        self.encode = encode
-        self.room: _Room | None = None
-        self.muted = False
-        self.prompt: PromptPlayer | None = None   # what a solo leg hears
-        self.overlay: PromptPlayer | None = None  # mixed over what the leg hears
-        self.row = -1  # this tick: row in the room's frame block, -1 = contributed nothing
-        self.errors = 0
-        self.in_rate = member_rate(source)  # 0: follows the room
-        self.out_rate = member_rate(listener)
-        self.tap: VoiceTap | None = None
-        self.resamplers: dict[tuple[str, int, int], Resampler] = {}
-
-    def resample(self, what: str, frame: Pcm, from_rate: int, to_rate: int) -> Pcm:
-        """``frame`` at ``to_rate`` through this member's own streaming filter for ``what``."""
-        key = (what, from_rate, to_rate)
-        r = self.resamplers.get(key)
-        if r is None:
-            r = self.resamplers[key] = Resampler(from_rate, to_rate)
-        return r.process(frame)
-
-
-class _Room:
-    __slots__ = ("block", "contributors", "listeners", "name", "out", "rate", "resamplers",
-                 "shared", "shared_encoders", "tones", "total", "voiced")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.contributors: list[_Member] = []
-        self.listeners: list[_Member] = []
-        self.tones: list[PromptPlayer] = []
-        self.rate = 0
-        self.voiced: list[_Member] = []                               # member of each row
-        self.shared: dict[str, bytes] = {}                            # codec -> encoded mix
-        self.shared_encoders: dict[str, EncodeFn] = {}                # codec -> its encoder
-        self.resamplers: dict[tuple[str, int], Resampler] = {}       # tones, shared mixes
-        self._allocate(SAMPLE_RATE, 4)
-
-    def _allocate(self, rate: int, rows: int) -> None:
-        # Buffers reused every tick, grown as contributors join:
-        samples = rate // 50
-        self.rate = rate
-        self.block = np.zeros((rows, samples), dtype=np.int32)    # one row per voice
-        self.out = np.zeros((rows + 1, samples), dtype=np.int32)  # N-1 mixes + full mix
-        self.total = np.zeros(samples, dtype=np.int32)            # sum of the voices
-
-    def ensure_rows(self, rows: int) -> None:
-        if rows > self.block.shape[0]:
-            self._allocate(self.rate, max(rows, 2 * self.block.shape[0]))
-
-    def update_rate(self) -> None:
-        """16 kHz while any member is wideband, else 8 kHz."""
-        members = (*self.contributors, *self.listeners)
-        rate = max((max(m.in_rate, m.out_rate if m.listener is not None else 0)
-                    for m in members), default=SAMPLE_RATE)
-        rate = 16000 if rate > SAMPLE_RATE else SAMPLE_RATE
-        if rate != self.rate:
-            log.info("mixer: room %s now mixes at %d Hz", self.name, rate)
-            self._allocate(rate, self.block.shape[0])
-            self.resamplers.clear()
-
-    def resample(self, what: str, frame: Pcm, to_rate: int) -> Pcm:
-        """A room-wide stream (``what``: tones, or the shared mix for one rate) at
-        ``to_rate``, from the room's rate (tones: from 8 kHz)."""
-        key = (what, to_rate)
-        r = self.resamplers.get(key)
-        if r is None:
-            from_rate = SAMPLE_RATE if what == "tones" else self.rate
-            r = self.resamplers[key] = Resampler(from_rate, to_rate)
-        return r.process(frame)
 
 
 class ConferenceMixer:
@@ -216,15 +109,15 @@ class ConferenceMixer:
         self._encoder_for = encoder_for
         self.shared_codecs = shared_codecs
         self.silence_threshold = silence_threshold
-        self._members: dict[str, _Member] = {}
-        self._rooms: dict[str, _Room] = {}
-        self._solo: dict[str, _Member] = {}
+        self._members: dict[str, MixMember] = {}
+        self._rooms: dict[str, MixRoom] = {}
+        self._solo: dict[str, MixMember] = {}
         self._events: deque[MixerEvent] = deque()
         self._silence = {rate: np.zeros(rate // 50, dtype=np.int16) for rate in (8000, 16000)}
         for frame in self._silence.values():
             frame.flags.writeable = False
         self.ticks = 0
-        self._pending: deque[_Room] = deque()  # rooms of the current tick still to mix
+        self._pending: deque[MixRoom] = deque()  # rooms of the current tick still to mix
         self._solo_pending = False
         self._tick_now = 0.0
 
@@ -397,7 +290,7 @@ class ConferenceMixer:
         }
 
     # ------------------------------------------------------------------ internals
-    def _member(self, leg_id: str) -> _Member:
+    def _member(self, leg_id: str) -> MixMember:
         try:
             return self._members[leg_id]
         except KeyError:
@@ -408,7 +301,7 @@ class ConferenceMixer:
         if member_id in self._members:
             raise MixerError(f"mixer: {member_id!r} already added")
         encode = self._listener_encoder(listener) if listener is not None else None
-        member = _Member(member_id, source, listener, encode)
+        member = MixMember(member_id, source, listener, encode)
         self._members[member_id] = member
         self._attach(member, room)
         log.debug("mixer: %s added to %s", member_id, room or "solo")
@@ -417,13 +310,13 @@ class ConferenceMixer:
         make = getattr(listener, "new_encoder", None)
         return make() if callable(make) else self._encoder_for(listener.codec_name)
 
-    def _shared_encoder(self, room: _Room, codec: str) -> EncodeFn:
+    def _shared_encoder(self, room: MixRoom, codec: str) -> EncodeFn:
         encode = room.shared_encoders.get(codec)
         if encode is None:
             encode = room.shared_encoders[codec] = self._encoder_for(codec)
         return encode
 
-    def _attach(self, member: _Member, room: str | None) -> None:
+    def _attach(self, member: MixMember, room: str | None) -> None:
         if room is None:
             self._solo[member.member_id] = member
             return
@@ -432,7 +325,7 @@ class ConferenceMixer:
             member.prompt = None
         r = self._rooms.get(room)
         if r is None:
-            r = self._rooms[room] = _Room(room)
+            r = self._rooms[room] = MixRoom(room)
         member.room = r
         if member.source is not None:
             r.contributors.append(member)
@@ -441,7 +334,7 @@ class ConferenceMixer:
             r.listeners.append(member)
         r.update_rate()
 
-    def _detach(self, member: _Member) -> None:
+    def _detach(self, member: MixMember) -> None:
         r = member.room
         member.room = None
         member.row = -1
@@ -457,13 +350,13 @@ class ConferenceMixer:
         else:
             r.update_rate()
 
-    def _failed(self, member: _Member, what: str) -> None:
+    def _failed(self, member: MixMember, what: str) -> None:
         if member.errors % ERROR_LOG_EVERY == 0:
             log.exception("mixer: %s failed in %s (error %d)", member.member_id, what,
                           member.errors + 1)
         member.errors += 1
 
-    def _pull(self, member: _Member, now: float, rate: int) -> Pcm | None:
+    def _pull(self, member: MixMember, now: float, rate: int) -> Pcm | None:
         """The member's next frame, which must be 20 ms at ``rate`` (its own rate)."""
         assert member.source is not None
         try:
@@ -479,14 +372,14 @@ class ConferenceMixer:
             return None
         return frame
 
-    def _send(self, member: _Member, payload: bytes) -> None:
+    def _send(self, member: MixMember, payload: bytes) -> None:
         assert member.listener is not None
         try:
             member.listener.send_payload(payload)
         except Exception:
             self._failed(member, "send_payload")
 
-    def _overlay_frame(self, member: _Member) -> Pcm | None:
+    def _overlay_frame(self, member: MixMember) -> Pcm | None:
         """The member's overlay prompt's next frame at the member's output rate."""
         player = member.overlay
         if player is None:
@@ -501,13 +394,13 @@ class ConferenceMixer:
             frame = member.resample("overlay", frame, SAMPLE_RATE, member.out_rate)
         return frame
 
-    def _mix_room(self, room: _Room, now: float) -> None:
+    def _mix_room(self, room: MixRoom, now: float) -> None:
         rate = room.rate
         block = room.block
         count = 0
         voiced = room.voiced
         voiced.clear()
-        tapped: list[tuple[_Member, Pcm | None]] = []
+        tapped: list[tuple[MixMember, Pcm | None]] = []
         for member in tuple(room.contributors):
             member.row = -1
             own_rate = member.in_rate or rate
@@ -581,7 +474,7 @@ class ConferenceMixer:
                 frame = _clip16(frame.astype(np.int32) + overlay)
             self._send(member, encode(frame))
 
-    def _tap(self, member: _Member, frame: Pcm | None, voiced: bool) -> None:
+    def _tap(self, member: MixMember, frame: Pcm | None, voiced: bool) -> None:
         assert member.tap is not None
         try:
             member.tap(frame, voiced)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from dialplan.routing import Prompt, Reject, Room, Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
-from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, ParticipantMuted
+from focus import Focus
 from gateway.call import CallState, PhoneCall, PhoneLeg
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
@@ -29,6 +29,7 @@ from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name, opus_fmtp_options
 from gateway.media.dtmf import parse_info_body
 from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
+from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
 from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
@@ -50,7 +51,6 @@ from gateway.sip.sdp import (
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
-from gateway.tones import join_tone, leave_tone
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +121,7 @@ class Gateway:
         self.calls: dict[str, PhoneCall] = {}
         self._ivr_calls: set[PhoneCall] = set()
         self._by_leg: dict[str, PhoneCall] = {}
-        self._by_participant: dict[str, PhoneCall] = {}
-        self._room_calls: dict[str, set[PhoneCall]] = {}  # phone calls in each room
-        self._room_unsubscribe: dict[str, Callable[[], None]] = {}
+        self.rooms = PhoneRooms(focus, self.mixer, self.prompts, self.audio)
         self._leg_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
@@ -192,7 +190,7 @@ class Gateway:
             "calls": self.ua.calls(),
             "legs": sum(1 for c in self.calls.values() if c.session is not None),
             "ivr": len(self._ivr_calls),
-            "mixer_rooms": len(self._room_calls),
+            "mixer_rooms": len(self.rooms.calls),
             "rtp_ports_in_use": self._ports.in_use,
             "transactions": self.ua.stats()["transactions"],
             "mix_ticks": clock.ticks if clock else 0,
@@ -348,24 +346,7 @@ class Gateway:
             leg.codec_name, leg.payload_type, leg.codec_options = (
                 codec, negotiation.payload_type, options)
             self.mixer.codec_changed(call.leg_id)
-            if self.audio is not None and call.participant_id is not None:
-                self._connect_voice(call, joined=False)
-
-    def _connect_voice(self, call: PhoneCall, *, joined: bool) -> None:
-        """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus
-        phone's own packets passed through; ``joined``: the caller has just entered."""
-        assert self.audio is not None and call.leg is not None and call.session is not None
-        assert call.room is not None and call.participant_id is not None
-        passthrough = call.leg.codec_name == "OPUS"
-        if joined:
-            self.audio.caller_joined(call.room, call.participant_id, call.leg_id,
-                                     call.leg.sample_rate, passthrough=passthrough)
-        else:
-            self.audio.caller_codec_changed(call.participant_id, call.leg.sample_rate,
-                                            passthrough=passthrough)
-        caller = self.audio.callers.get(call.participant_id)
-        call.session.on_audio_packet = (
-            caller.on_phone_packet if passthrough and caller is not None else None)
+            self.rooms.connect_voice(call, joined=False)
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
@@ -477,82 +458,7 @@ class Gateway:
         if call.leg is None:
             self._end(call, "no media")
             return
-        call.room = room
-        self._watch_room(room)
-        info = self.focus.join(room, "phone", call.name)
-        call.participant_id = info.id
-        self._by_participant[info.id] = call
-        self.mixer.move_leg(call.leg_id, room)
-        if self.audio is not None and call.session is not None:
-            self._connect_voice(call, joined=True)
-        self._room_calls.setdefault(room, set()).add(call)
-        call.set_state(CallState.ROOM)
-        # Alone in the conference, browsers counted (not only the phones in the mixer).
-        call.alone_prompt = len(self.focus.participants(room)) == 1
-        if call.alone_prompt:
-            self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
-
-    def _watch_room(self, room: str) -> None:
-        if room in self._room_unsubscribe:
-            return
-
-        def on_event(event: FocusEvent) -> None:
-            self._on_focus_event(room, event)
-
-        self._room_unsubscribe[room] = self.focus.subscribe(room, on_event)
-
-    def _on_focus_event(self, room: str, event: FocusEvent) -> None:
-        info = event.participant
-        call = self._by_participant.get(info.id)
-        if isinstance(event, ParticipantMuted):
-            if call is not None:
-                self.mixer.set_muted(call.leg_id, info.muted)
-                if event.by is not None and info.muted:  # a moderator's mute, not *6
-                    self.mixer.play_to_leg(call.leg_id,
-                                           self.prompts.player("muted_by_moderator"))
-            return
-        if isinstance(event, ParticipantLeft) and call is not None and event.reason == "kicked":
-            # A moderator removed this caller: goodbye prompt, then BYE (see _tick).
-            self._leave_room(call, "kicked")
-            call.set_state(CallState.ENDING)
-            self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
-        calls = self._room_calls.get(room, ())
-        if isinstance(event, ParticipantJoined):
-            # Someone came: whoever still hears "you are the only participant" stops hearing it.
-            for other in calls:
-                if other.alone_prompt:
-                    other.alone_prompt = False
-                    self.mixer.play_to_leg(other.leg_id, None)
-        if calls:
-            tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
-            self.mixer.play_to_room(room, tone)
-        if isinstance(event, ParticipantLeft) and len(calls) == 1:
-            (alone,) = calls
-            if len(self.focus.participants(room)) == 1 and not alone.alone_prompt:
-                alone.alone_prompt = True
-                self.mixer.play_to_leg(alone.leg_id, self.prompts.player("only_participant"))
-
-    def _leave_room(self, call: PhoneCall, reason: str) -> None:
-        room = call.room
-        if call.participant_id is not None:
-            pid, call.participant_id = call.participant_id, None
-            self._by_participant.pop(pid, None)
-            calls = self._room_calls.get(room) if room is not None else None
-            if calls is not None:
-                calls.discard(call)
-                if not calls:
-                    del self._room_calls[room]  # type: ignore[arg-type]
-            if self.audio is not None:
-                self.audio.caller_left(pid)
-                if call.session is not None:
-                    call.session.on_audio_packet = None
-            if call.leg_id in self.mixer:
-                self.mixer.move_leg(call.leg_id, None)
-            self.focus.leave(pid, _roster_reason(reason))
-        if room is not None and room not in self._room_calls:
-            unsubscribe = self._room_unsubscribe.pop(room, None)
-            if unsubscribe is not None:
-                unsubscribe()
+        self.rooms.join(call, room)
 
     # -- ending calls ------------------------------------------------------------------
 
@@ -570,7 +476,7 @@ class Gateway:
         call.end_reason = reason
         self._ivr_calls.discard(call)
         call.ivr = None
-        self._leave_room(call, reason)
+        self.rooms.leave(call, reason)
         if call.leg_id in self.mixer:
             self.mixer.remove_leg(call.leg_id)
         if call.session is not None:
@@ -635,12 +541,3 @@ class Gateway:
 def _encoder_for(codec: str) -> EncodeFn:
     """A new encoder for the mixer (one per listener, one per room's shared mix)."""
     return codec_by_name(codec, OPUS_PT if codec == "OPUS" else None).encode
-
-
-def _roster_reason(reason: str) -> str:
-    """Why a caller left, in the words of docs/signaling.md's participant-left."""
-    if reason in ("kicked", "timeout"):
-        return reason
-    if reason == "media timeout":
-        return "timeout"
-    return "hangup"

@@ -1,0 +1,146 @@
+"""Phone callers as participants of conferences: the gateway's side of the focus.
+
+A caller whose PIN (or number, or header) named a room joins the focus as a "phone"
+participant; its leg moves into the room's mix and its voice goes to the bridge
+(``ConferenceAudio``: encoded once per speaking caller, or an Opus phone's own packets passed
+through). While a room has callers, its focus events are followed: a moderator's mute (the
+caller hears "you have been muted"), a removal (the goodbye prompt, then the gateway's BYE),
+join and leave tones, and "you are the only participant" while nobody else is there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, ParticipantMuted
+from gateway.call import CallState, PhoneCall
+from gateway.conference_audio import ConferenceAudio
+from gateway.mixer import ConferenceMixer
+from gateway.prompts import PromptSet
+from gateway.tones import join_tone, leave_tone
+
+log = logging.getLogger(__name__)
+
+
+class PhoneRooms:
+    """The phone calls in each room, by participant id, and the rooms' focus subscriptions."""
+
+    def __init__(self, focus: Focus, mixer: ConferenceMixer, prompts: PromptSet,
+                 audio: ConferenceAudio | None) -> None:
+        self.focus = focus
+        self.mixer = mixer
+        self.prompts = prompts
+        self.audio = audio
+        self.by_participant: dict[str, PhoneCall] = {}
+        self.calls: dict[str, set[PhoneCall]] = {}  # phone calls in each room
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
+
+    def join(self, call: PhoneCall, room: str) -> None:
+        """The call (its leg set up) enters ``room``."""
+        assert call.leg is not None
+        call.room = room
+        self._watch(room)
+        info = self.focus.join(room, "phone", call.name)
+        call.participant_id = info.id
+        self.by_participant[info.id] = call
+        self.mixer.move_leg(call.leg_id, room)
+        if self.audio is not None and call.session is not None:
+            self.connect_voice(call, joined=True)
+        self.calls.setdefault(room, set()).add(call)
+        call.set_state(CallState.ROOM)
+        # Alone in the conference, browsers counted (not only the phones in the mixer).
+        call.alone_prompt = len(self.focus.participants(room)) == 1
+        if call.alone_prompt:
+            self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
+
+    def connect_voice(self, call: PhoneCall, *, joined: bool) -> None:
+        """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus
+        phone's own packets passed through; ``joined``: the caller has just entered, else
+        its codec changed (a re-INVITE)."""
+        if self.audio is None or call.participant_id is None:
+            return
+        assert call.leg is not None and call.session is not None and call.room is not None
+        passthrough = call.leg.codec_name == "OPUS"
+        if joined:
+            self.audio.caller_joined(call.room, call.participant_id, call.leg_id,
+                                     call.leg.sample_rate, passthrough=passthrough)
+        else:
+            self.audio.caller_codec_changed(call.participant_id, call.leg.sample_rate,
+                                            passthrough=passthrough)
+        caller = self.audio.callers.get(call.participant_id)
+        call.session.on_audio_packet = (
+            caller.on_phone_packet if passthrough and caller is not None else None)
+
+    def leave(self, call: PhoneCall, reason: str) -> None:
+        """The call leaves its room (hung up, timed out, removed); the focus hears why."""
+        room = call.room
+        if call.participant_id is not None:
+            pid, call.participant_id = call.participant_id, None
+            self.by_participant.pop(pid, None)
+            calls = self.calls.get(room) if room is not None else None
+            if calls is not None:
+                calls.discard(call)
+                if not calls:
+                    del self.calls[room]  # type: ignore[arg-type]
+            if self.audio is not None:
+                self.audio.caller_left(pid)
+                if call.session is not None:
+                    call.session.on_audio_packet = None
+            if call.leg_id in self.mixer:
+                self.mixer.move_leg(call.leg_id, None)
+            self.focus.leave(pid, roster_reason(reason))
+        if room is not None and room not in self.calls:
+            unsubscribe = self._unsubscribe.pop(room, None)
+            if unsubscribe is not None:
+                unsubscribe()
+
+    def _watch(self, room: str) -> None:
+        if room in self._unsubscribe:
+            return
+
+        def on_event(event: FocusEvent) -> None:
+            self._on_focus_event(room, event)
+
+        self._unsubscribe[room] = self.focus.subscribe(room, on_event)
+
+    def _on_focus_event(self, room: str, event: FocusEvent) -> None:
+        info = event.participant
+        call = self.by_participant.get(info.id)
+        if isinstance(event, ParticipantMuted):
+            if call is not None:
+                self.mixer.set_muted(call.leg_id, info.muted)
+                if event.by is not None and info.muted:  # a moderator's mute, not *6
+                    self.mixer.play_to_leg(call.leg_id,
+                                           self.prompts.player("muted_by_moderator"))
+            return
+        if isinstance(event, ParticipantLeft) and call is not None and event.reason == "kicked":
+            # A moderator removed this caller: goodbye prompt, then BYE (the gateway ends
+            # a call in ENDING when its prompt has finished).
+            self.leave(call, "kicked")
+            call.set_state(CallState.ENDING)
+            self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
+        calls = self.calls.get(room, ())
+        if isinstance(event, ParticipantJoined):
+            # Someone came: whoever still hears "you are the only participant" stops hearing it.
+            for other in calls:
+                if other.alone_prompt:
+                    other.alone_prompt = False
+                    self.mixer.play_to_leg(other.leg_id, None)
+        if calls:
+            tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
+            self.mixer.play_to_room(room, tone)
+        if isinstance(event, ParticipantLeft) and len(calls) == 1:
+            (alone,) = calls
+            if len(self.focus.participants(room)) == 1 and not alone.alone_prompt:
+                alone.alone_prompt = True
+                self.mixer.play_to_leg(alone.leg_id, self.prompts.player("only_participant"))
+
+
+def roster_reason(reason: str) -> str:
+    """Why a caller left, in the words of docs/signaling.md's participant-left."""
+    if reason in ("kicked", "timeout"):
+        return reason
+    if reason == "media timeout":
+        return "timeout"
+    return "hangup"
