@@ -45,8 +45,7 @@ class PhoneRooms:
         call.participant_id = info.id
         self.by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
-        if self.audio is not None and call.session is not None:
-            self.connect_voice(call, joined=True)
+        self.connect_voice(call, joined=True)
         self.calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
         # Alone in the conference, browsers counted (not only the phones in the mixer).
@@ -58,9 +57,9 @@ class PhoneRooms:
         """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus
         phone's own packets passed through; ``joined``: the caller has just entered, else
         its codec changed (a re-INVITE)."""
-        if self.audio is None or call.participant_id is None:
+        if self.audio is None or call.participant_id is None or call.session is None:
             return
-        assert call.leg is not None and call.session is not None and call.room is not None
+        assert call.leg is not None and call.room is not None
         passthrough = call.leg.codec_name == "OPUS"
         if joined:
             self.audio.caller_joined(call.room, call.participant_id, call.leg_id,
@@ -79,10 +78,10 @@ class PhoneRooms:
             pid, call.participant_id = call.participant_id, None
             self.by_participant.pop(pid, None)
             calls = self.calls.get(room) if room is not None else None
-            if calls is not None:
+            if calls is not None and room is not None:
                 calls.discard(call)
                 if not calls:
-                    del self.calls[room]  # type: ignore[arg-type]
+                    del self.calls[room]
             if self.audio is not None:
                 self.audio.caller_left(pid)
                 if call.session is not None:
