@@ -29,6 +29,8 @@ class GatewaySettings:
     prompts_dir: str | None
     ivr: IvrSettings
     audio: AudioSettings = field(default_factory=AudioSettings)
+    #: peers that may pick a room by header and send media from elsewhere (sip.trusted_peers)
+    trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -52,6 +54,7 @@ class GatewaySettings:
                 max_attempts=ivr.max_attempts,
                 max_pin_length=ivr.max_pin_length,
             ),
+            trusted_peers=config.sip.trusted_peers,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,

@@ -91,6 +91,7 @@ class SipConfig:
     min_se: int = 90
     tcp_idle_timeout: float = 300.0
     max_tcp_connections: int = 1024
+    trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:
@@ -290,6 +291,12 @@ def _validate(config: Config) -> None:
     config.sip.listen_addresses  # noqa: B018 - parses and raises on a bad entry
     if config.sip.announce:
         _check_ip("sip.announce", config.sip.announce)
+    for i, peer in enumerate(config.sip.trusted_peers):
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.trusted_peers[{i}]: expected an IP address or network "
+                              f"like '192.0.2.0/24', got {peer!r}") from None
     if config.sip.min_se < 90:
         raise ConfigError("sip.min_se: expected at least 90 seconds (RFC 4028)")
     if config.sip.session_expires < config.sip.min_se:
