@@ -34,6 +34,7 @@ from bridge.api import (
     EndpointUpdate,
 )
 from focus import protocol as p
+from focus.admission import JoinAdmission
 from focus.conference import (
     Focus,
     FocusEvent,
@@ -91,12 +92,17 @@ class Meetings:
         settings: MeetingSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.focus = focus
         self.bridge = bridge
         self.directory = rooms
         self.settings = settings if settings is not None else MeetingSettings()
         self._clock = clock  # wall clock, for chat timestamps
+        self._monotonic = monotonic  # for the per-source limits
+        s = self.settings
+        self.admission = JoinAdmission(s.joins_per_minute, s.rooms_per_hour,
+                                       s.max_endpoints_per_source)  # fmt: skip
         self._rooms: dict[str, _Room] = {}
         self._sessions: dict[str, BrowserSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,19 +122,29 @@ class Meetings:
         focus.phones): re-offer the room's browsers."""
         self._renegotiate_others(room, None)
 
-    async def join(self, conn: Connection, msg: p.Join) -> str:
+    async def join(self, conn: Connection, msg: p.Join, *, source: str | None = None) -> str:
         """Join a browser: roster, `joined`, bridge endpoint, then offer revision 1.
-        Raises JoinRefused (nothing joined) for a missing or full room."""
+        Raises JoinRefused (nothing joined) for a missing or full room, or a `source`
+        (the client's address) over its limits (focus/admission.py)."""
         if self._closing:
             raise JoinRefused("internal", "the server is stopping", CLOSE_GOING_AWAY)
         name = msg.room
-        self._ensure_room_exists(name)
+        if source is not None:
+            self.admission.check_join(source, self._monotonic())
+        self._ensure_room_exists(name, source)
         if len(self.focus.participants(name)) >= self.settings.max_participants:
             raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
-        room = self._room(name)
-        info = self.focus.join(name, "browser", msg.name, audio=msg.audio, video=msg.video)
+        if source is not None:
+            self.admission.acquire_endpoint(source)  # given back in _remove
+        try:
+            room = self._room(name)
+            info = self.focus.join(name, "browser", msg.name, audio=msg.audio, video=msg.video)
+        except BaseException:
+            if source is not None:
+                self.admission.release_endpoint(source)
+            raise
         pid = info.id
-        session = BrowserSession(pid, name, conn)
+        session = BrowserSession(pid, name, conn, source=source)
         room.sessions[pid] = session
         self._sessions[pid] = session
         others = [x for x in self.focus.participants(name) if x.id != pid]
@@ -212,14 +228,18 @@ class Meetings:
 
     # -- joining ---------------------------------------------------------------------------
 
-    def _ensure_room_exists(self, name: str) -> None:
+    def _ensure_room_exists(self, name: str, source: str | None) -> None:
         try:
             if self.directory.exists(name):
                 return
             if self.settings.create_rooms:
+                if source is not None:
+                    self.admission.check_room_creation(source, self._monotonic())
                 self.directory.create(name)
-                log.info("room %s: created for a browser join", name)
+                log.info("room %s: created for a browser join from %s", name, source)
                 return
+        except JoinRefused:
+            raise
         except Exception:
             log.exception("room %s: could not look up or create", name)
             if self.directory.exists(name):  # created concurrently: fine
@@ -409,6 +429,8 @@ class Meetings:
             return
         session.closed = True
         pid = session.participant_id
+        if session.source is not None:
+            self.admission.release_endpoint(session.source)
         self._sessions.pop(pid, None)
         room = self._rooms.get(session.room)
         if room is not None:

@@ -24,6 +24,7 @@ __all__ = [
     "CLOSE_NORMAL",
     "CLOSE_NO_ROOM",
     "CLOSE_ROOM_FULL",
+    "CLOSE_TRY_LATER",
     "BrowserSession",
     "Connection",
     "JoinRefused",
@@ -37,6 +38,7 @@ CLOSE_KICKED = 4001
 CLOSE_ROOM_FULL = 4003
 CLOSE_NO_ROOM = 4004
 CLOSE_MEDIA_FAILED = 4010
+CLOSE_TRY_LATER = 4029  # too many joins, rooms or endpoints from one address
 
 
 class Connection(Protocol):
@@ -75,6 +77,10 @@ class MeetingSettings:
     ice_servers: tuple[Mapping[str, object], ...] = ()  # RTCIceServer dicts for the browser
     renegotiate_delay: float = 0.1  # a burst of source changes makes one offer
     bridge_timeout: float = 10.0  # seconds for one call to the bridge
+    # Per client address (focus/admission.py); a join without an address is not limited.
+    joins_per_minute: int = 30
+    rooms_per_hour: int = 20  # rooms created by joining
+    max_endpoints_per_source: int = 20
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +90,7 @@ class BrowserSession:
     participant_id: str
     room: str
     conn: Connection
+    source: str | None = None  # the client's address, holding one of its endpoints
     allocation: EndpointAllocation | None = None
     slots: ReceiveSlots = field(default_factory=ReceiveSlots)
     session_id: int = field(default_factory=lambda: secrets.randbelow(2**62) + 1)

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge.service import Bridge, BridgeSettings
+from dialplan.limits import Networks
 from dialplan.routing import Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
@@ -26,11 +28,42 @@ from focus.session import MeetingSettings
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
 from switchboard.config import Config
-from web.app import create_app
+from web.app import WebSettings, create_app
+from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.pages import add_page_routes
 from web.signaling import add_signaling_routes
 
 log = logging.getLogger("switchboard")
+
+MAX_DERIVED_CONNECTIONS = 10_000
+
+
+def raise_open_file_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to its hard limit (systemd starts services at 1,024
+    unless the unit sets LimitNOFILE); the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("open files: could not raise the limit from %d to %d: %s",
+                        soft, target, exc)  # fmt: skip
+    log.info("open files: limit %d (hard limit %s)", soft,
+             "unlimited" if hard == resource.RLIM_INFINITY else hard)  # fmt: skip
+    return soft
+
+
+def http_connection_settings(config: Config, open_files: int) -> ConnectionSettings:
+    """The HTTP connection caps; http.max_connections 0 means half the open-file limit
+    (the other half is for SIP, media and the database), at most 10,000."""
+    h = config.http
+    total = h.max_connections or max(16, min(MAX_DERIVED_CONNECTIONS, open_files // 2))
+    return ConnectionSettings(
+        max_connections=total, max_per_source=h.max_connections_per_source,
+        header_timeout=h.header_timeout, trusted_proxies=Networks(h.trusted_proxies),
+    )  # fmt: skip
 
 
 def admin_token(config: Config) -> str:
@@ -73,6 +106,7 @@ class Server:
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
         )  # fmt: skip
         self._runner: web.AppRunner | None = None
+        self._guard: ConnectionGuard | None = None
         self._bridge_started = False
 
     def health(self) -> dict[str, bool]:
@@ -90,29 +124,44 @@ class Server:
         counts["endpoints"] = bridge.get("endpoints", 0)
         counts["bridge_conferences"] = bridge.get("conferences", 0)
         counts.update(self.meetings.stats())
+        if self._guard is not None:
+            counts.update(self._guard.stats())
         return counts
 
     async def start(self) -> None:
+        open_files = raise_open_file_limit()
         await self.bridge.start()
         self._bridge_started = True
         await self.gateway.start()
+        h = self.config.http
+        web_settings = WebSettings.build(
+            public_urls=h.public_urls, cors_origins=h.cors_origins,
+            trusted_proxies=h.trusted_proxies, mapper_by_name=self.config.meetings.mapper_by_name,
+            mapper_lookups_per_minute=h.mapper_lookups_per_minute,
+        )  # fmt: skip
         app = create_app(
             self.store, self.focus, admin_token=admin_token(self.config),
-            health=self.health, stats=self.stats,
+            health=self.health, stats=self.stats, settings=web_settings,
         )  # fmt: skip
         add_signaling_routes(app, self.meetings)
         add_page_routes(app)
-        runner = web.AppRunner(app, access_log=None)
+        http = self.config.http
+        # The one place HTTP connections start: the guard caps them and times out slow
+        # request heads; runner.cleanup() in stop() closes every one of them.
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=http.keepalive_timeout)
         await runner.setup()
-        host, port = self.config.http.host_port
-        site = web.TCPSite(runner, host, port)
+        host, port = http.host_port
+        guard = ConnectionGuard(http_connection_settings(self.config, open_files))
+        site = GuardedSite(runner, host, port, guard)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        log.info("http: listening on %s:%d", host, port)
+        self._runner, self._guard = runner, guard
+        log.info("http: listening on %s:%d (at most %d connections, %d per address; request "
+                 "heads within %.0f s)", host, port, guard.settings.max_connections,
+                 guard.settings.max_per_source, guard.settings.header_timeout)  # fmt: skip
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -149,6 +198,8 @@ def _meeting_settings(config: Config) -> MeetingSettings:
     return MeetingSettings(
         create_rooms=m.create_rooms, max_participants=m.max_participants,
         chat_history=m.chat_history, ice_servers=tuple(ice),
+        joins_per_minute=m.joins_per_minute, rooms_per_hour=m.rooms_per_hour,
+        max_endpoints_per_source=m.max_endpoints_per_source,
     )  # fmt: skip
 
 

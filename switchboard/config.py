@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from web.origins import origin_of
+
 __all__ = [
     "AdminConfig",
     "BridgeConfig",
@@ -101,6 +103,14 @@ class SipConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: str = "0.0.0.0:8080"
+    public_urls: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    max_connections: int = 0  # 0: half the open-file limit, at most 10,000
+    max_connections_per_source: int = 64
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    mapper_lookups_per_minute: int = 60
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -154,6 +164,10 @@ class MeetingConfig:
     create_rooms: bool = True
     max_participants: int = 100
     chat_history: int = 50
+    joins_per_minute: int = 30
+    rooms_per_hour: int = 20
+    max_endpoints_per_source: int = 20
+    mapper_by_name: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +295,30 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _validate_http(http: HttpConfig) -> None:
+    http.host_port  # noqa: B018 - parses and raises on a bad value
+    for key in ("public_urls", "cors_origins"):
+        for i, url in enumerate(getattr(http, key)):
+            if origin_of(url) is None:
+                raise ConfigError(f"http.{key}[{i}]: expected a URL like "
+                                  f"'https://meet.example.org' (no path), got {url!r}")
+    for i, peer in enumerate(http.trusted_proxies):
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(f"http.trusted_proxies[{i}]: expected an IP address or network, "
+                              f"got {peer!r}") from None
+    if http.max_connections < 0:
+        raise ConfigError("http.max_connections: expected 0 (from the open-file limit) or more")
+    if http.max_connections_per_source < 1:
+        raise ConfigError("http.max_connections_per_source: expected at least 1")
+    for name in ("header_timeout", "keepalive_timeout"):
+        if not 0 < getattr(http, name) <= 3600:
+            raise ConfigError(f"http.{name}: expected 0 to 3600 seconds (not 0)")
+    if not 1 <= http.mapper_lookups_per_minute <= 100_000:
+        raise ConfigError("http.mapper_lookups_per_minute: expected 1-100000")
+
+
 _PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -301,7 +339,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("sip.min_se: expected at least 90 seconds (RFC 4028)")
     if config.sip.session_expires < config.sip.min_se:
         raise ConfigError("sip.session_expires: expected a value >= sip.min_se")
-    config.http.host_port  # noqa: B018
+    _validate_http(config.http)
     _check_ip("media.address", config.media.address)
     if config.media.announce:
         _check_ip("media.announce", config.media.announce)
@@ -349,6 +387,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("meetings.max_participants: expected 2-1000")
     if not 0 <= config.meetings.chat_history <= 1000:
         raise ConfigError("meetings.chat_history: expected 0-1000")
+    for name in ("joins_per_minute", "rooms_per_hour", "max_endpoints_per_source"):
+        if not 1 <= getattr(config.meetings, name) <= 100_000:
+            raise ConfigError(f"meetings.{name}: expected 1-100000")
     if config.store.url and not config.store.url.startswith("sqlite:"):
         raise ConfigError(
             "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"

@@ -11,31 +11,46 @@ Rules for everything under /api/:
   GET of /api/health, /api/conference-mapper and /api/phone-numbers. An unknown /api/ path
   without the token is a 401, so the list of endpoints is not revealed.
 - Bodies above `client_max_size` (64 KiB) are refused with 413.
+
+What an anonymous client can reach is limited (docs/security.md, "HTTP, WebSocket and the
+conference mapper"): connections are capped and slow request heads closed before a request
+exists (web/connections.py); the conference mapper is rate-limited per client address (429)
+and answers by room name only when `WebSettings.mapper_by_name`; the mapper and the number
+list carry `Access-Control-Allow-Origin` only for an origin in `WebSettings.cors_origins`
+(echoed, with `Vary: Origin`), never `*`; /ws refuses a foreign Origin (web/signaling.py).
+The client address is the peer's, or the last X-Forwarded-For entry when the peer is one of
+`WebSettings.trusted_proxies` (`client_address`).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 
+from dialplan.limits import Networks, RateLimiter
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
+from web.origins import origin_of
 
 __all__ = [
     "CONTEXT",
     "MAX_BODY",
     "PUBLIC_PATHS",
+    "WEB",
     "ApiContext",
     "FocusView",
     "HealthSource",
     "ParticipantView",
     "StatsSource",
+    "WebSettings",
+    "client_address",
     "create_app",
     "json_error",
 ]
@@ -74,6 +89,62 @@ StatsSource = Callable[[], Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """What the web edge lets anonymous clients do (from the [http] and [meetings] keys)."""
+
+    public_origins: frozenset[str] = frozenset()  # http.public_urls, as origins
+    cors_origins: frozenset[str] = frozenset()  # these and http.cors_origins
+    trusted_proxies: Networks = field(default_factory=Networks)
+    mapper_by_name: bool = True  # meetings.mapper_by_name
+    mapper_lookups_per_minute: int = 60  # per client address, in bursts of as many
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        public_urls: Iterable[str] = (),
+        cors_origins: Iterable[str] = (),
+        trusted_proxies: Iterable[str] = (),
+        mapper_by_name: bool = True,
+        mapper_lookups_per_minute: int = 60,
+    ) -> WebSettings:
+        """From configured URLs ("https://meet.example.org"); ValueError names a bad one."""
+
+        def origins(urls: Iterable[str]) -> frozenset[str]:
+            out = set()
+            for url in urls:
+                origin = origin_of(url)
+                if origin is None:
+                    raise ValueError(f"expected a URL like 'https://meet.example.org', "
+                                     f"got {url!r}")  # fmt: skip
+                out.add(origin)
+            return frozenset(out)
+
+        public = origins(public_urls)
+        return cls(public_origins=public, cors_origins=public | origins(cors_origins),
+                   trusted_proxies=Networks(trusted_proxies), mapper_by_name=mapper_by_name,
+                   mapper_lookups_per_minute=mapper_lookups_per_minute)  # fmt: skip
+
+
+WEB = web.AppKey("switchboard_web", WebSettings)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address for per-source limits: the peer's, or, when the peer is a
+    trusted proxy, the last X-Forwarded-For entry (the one that proxy added)."""
+    remote = request.remote or "unknown"
+    settings = request.app.get(WEB)
+    if settings is None or remote not in settings.trusted_proxies:
+        return remote
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    last = forwarded.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return remote
+
+
+@dataclass(frozen=True, slots=True)
 class ApiContext:
     store: Store
     focus: FocusView
@@ -83,6 +154,9 @@ class ApiContext:
     mapper_domain: str | None  # "conference.example.com": completes room names in ?id= answers
     clock: Callable[[], float]  # monotonic seconds, for the lookup throttle
     lookup_throttle: PinThrottle  # failed ?id= lookups per client address
+    settings: WebSettings
+    mapper_limit: RateLimiter  # every mapper lookup, per client address
+    mapper_log_limit: RateLimiter  # one "refused" log line per address a minute
 
 
 CONTEXT = web.AppKey("switchboard_api", ApiContext)
@@ -145,9 +219,14 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _cors(request: web.Request, response: web.StreamResponse) -> None:
-    """Jitsi Meet pages on another origin fetch the mapper and the number list."""
-    if request.rel_url.path in CORS_PATHS:
-        response.headers["Access-Control-Allow-Origin"] = "*"
+    """Jitsi Meet pages on another origin fetch the mapper and the number list: an origin
+    listed in `cors_origins` is echoed back; any other gets no CORS header (never `*`)."""
+    if request.rel_url.path not in CORS_PATHS:
+        return
+    response.headers["Vary"] = "Origin"
+    origin = request.headers.get("Origin", "")
+    if origin and origin_of(origin) in request.app[WEB].cors_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
 
 
 def create_app(
@@ -161,20 +240,27 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     lookup_throttle: PinThrottle | None = None,
     client_max_size: int = MAX_BODY,
+    settings: WebSettings | None = None,
 ) -> web.Application:
     """The application. `health()` gives {component: healthy}; `stats()` live counts, merged
     with the focus's and the store's. `lookup_throttle` limits wrong-PIN lookups on the public
-    conference mapper per client address (default: 10 misses in 600 s block for 900 s)."""
+    conference mapper per client address (default: 10 misses in 600 s block for 900 s);
+    `settings` the rest of what anonymous clients may do (default: `WebSettings()`)."""
     from web.api import add_api_routes  # here: both modules import this one
     from web.mapper import add_mapper_routes
 
     if len(admin_token) < 16:
         raise ValueError("admin token: expected at least 16 characters")
     app = web.Application(middlewares=[_errors, _auth], client_max_size=client_max_size)
+    settings = settings if settings is not None else WebSettings()
+    per_minute = settings.mapper_lookups_per_minute
+    app[WEB] = settings
     app[CONTEXT] = ApiContext(
         store=store, focus=focus, admin_token=admin_token, health=health, stats=stats,
         mapper_domain=mapper_domain, clock=clock,
         lookup_throttle=lookup_throttle if lookup_throttle is not None else PinThrottle(),
+        settings=settings, mapper_limit=RateLimiter(per_minute / 60.0, per_minute),
+        mapper_log_limit=RateLimiter(1 / 60.0, 1, max_keys=1000),
     )  # fmt: skip
     app.on_response_prepare.append(_cors)
     add_api_routes(app)

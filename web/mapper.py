@@ -9,12 +9,19 @@ Conference mapper (the contract of Jitsi's reference mappers):
   room, compared case-insensitively. Known: 200 {"message": "Successfully retrieved conference
   mapping", "id": PIN as a JSON integer, "conference": the value as given}. Unknown: 404
   {"message": "No conference mapping was found", "id": false, "conference": false}; rooms are
-  not created on demand (Jitsi's mappers do; here rooms come from the admin API).
+  not created on demand (Jitsi's mappers do; here rooms come from the admin API). With
+  `mapper_by_name` off (meetings.mapper_by_name = false) every room answers as unknown by
+  name: the meeting page does not need it (participants get the PIN in `joined`).
 - ?id=PIN or ?cid=PIN: known: 200 as above with "conference": "ROOM@<mapper_domain>" (just
   "ROOM" when no domain is configured); unknown: 200 {"message": "No conference mapping was
   found", "id": PIN, "conference": false}. Wrong PINs count against the client address in a
   PinThrottle, the same rule as PIN entry by phone; a blocked address gets 429.
 - Neither, or a PIN that is not digits: 400 with the same shape and "id"/"conference" false.
+- Every lookup (by name or by PIN) takes a token from the client address's bucket
+  (`mapper_lookups_per_minute`, in bursts of as many); an empty bucket gets 429 with
+  Retry-After, and one log line per address a minute at most.
+- CORS: `Access-Control-Allow-Origin` only for the origins configured (http.public_urls and
+  http.cors_origins), echoed, with `Vary: Origin`; never `*` (web/app.py).
 
 Phone numbers: the list format of `dialInNumbersUrl` (the newer one; the older is a dict by
 country), [{"countryCode": "US", "tollFree": false, "formattedNumber": "+1 555 0100",
@@ -29,7 +36,7 @@ import logging
 
 from aiohttp import web
 
-from web.app import CONTEXT
+from web.app import CONTEXT, client_address
 
 __all__ = ["MESSAGE_FOUND", "MESSAGE_MISSING", "MESSAGE_NONE", "add_mapper_routes"]
 
@@ -40,6 +47,7 @@ MESSAGE_MISSING = "No conference mapping was found"
 MESSAGE_NONE = "No conference or id provided"
 MESSAGE_INVALID = "Invalid id"
 MESSAGE_BLOCKED = "Too many failed lookups; try again later"
+MESSAGE_RATE = "Too many lookups; try again later"
 
 
 def _answer(message: str, pin: int | bool, conference: str | bool, status: int) -> web.Response:
@@ -52,19 +60,28 @@ async def conference_mapper(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     query = request.rel_url.query
     conference = query.get("conference", "").strip()
+    pin = (query.get("id") or query.get("cid") or "").strip()
+    if not conference and not pin:
+        return _answer(MESSAGE_NONE, False, False, 400)
+    address = client_address(request)
+    now = context.clock()
+    if not context.mapper_limit.allow(address, now):
+        if context.mapper_log_limit.allow(address, now):
+            log.warning("conference mapper: lookups from %s refused (over %d a minute)",
+                        address, context.settings.mapper_lookups_per_minute)  # fmt: skip
+        answer = _answer(MESSAGE_RATE, False, False, 429)
+        answer.headers["Retry-After"] = "60"
+        return answer
     if conference:
+        if not context.settings.mapper_by_name:
+            return _answer(MESSAGE_MISSING, False, False, 404)
         room = context.store.room(conference.split("@", 1)[0])
         if room is None:
             return _answer(MESSAGE_MISSING, False, False, 404)
         return _answer(MESSAGE_FOUND, int(room.pin), conference, 200)
 
-    pin = (query.get("id") or query.get("cid") or "").strip()
-    if not pin:
-        return _answer(MESSAGE_NONE, False, False, 400)
     if not (pin.isascii() and pin.isdigit() and len(pin) <= 20):
         return _answer(MESSAGE_INVALID, False, False, 400)
-    address = request.remote or "unknown"
-    now = context.clock()
     if context.lookup_throttle.is_blocked(None, address, now):
         log.info("conference mapper: lookup from %s refused (throttled)", address)
         return _answer(MESSAGE_BLOCKED, False, False, 429)

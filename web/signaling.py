@@ -3,6 +3,12 @@
 `add_signaling_routes(app, meetings)` adds the route; `Meetings` (focus/meeting.py) does
 the meeting logic, this module only guards the socket:
 
+- before the upgrade, a browser's `Origin` must be the page's own (the scheme and Host of
+  this request) or one of `http.public_urls`; any other (a page elsewhere opening a socket
+  with its visitor's browser) gets 403 and a log line. No Origin at all is not a browser
+  (scripts, tests): allowed, and held by the limits below like anyone else;
+- the client's address (web.app.client_address) goes with `join` to the focus, which
+  limits joins, room creation and concurrent endpoints per address (close 4029);
 - text frames only (binary: close 1003), at most 64 KiB (aiohttp closes with 1009);
 - a token bucket per connection (50 messages/s, bursts of 100): over it, an `error`
   `rate-limited` (at most one a second) and the message is dropped; still flooding after
@@ -31,6 +37,8 @@ from aiohttp import WSMsgType, web
 from focus import protocol as p
 from focus.meeting import Meetings
 from focus.session import JoinRefused
+from web.app import WEB, WebSettings, client_address
+from web.origins import origin_of, request_origin
 
 __all__ = [
     "MEETINGS",
@@ -40,6 +48,7 @@ __all__ = [
     "TokenBucket",
     "WsConnection",
     "add_signaling_routes",
+    "origin_allowed",
 ]
 
 log = logging.getLogger(__name__)
@@ -187,14 +196,34 @@ def add_signaling_routes(
     app.on_shutdown.append(on_shutdown)
 
 
+def origin_allowed(request: web.Request) -> bool:
+    """No Origin (not a browser), the page's own origin, or a configured public URL's."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    normalized = origin_of(origin)
+    if normalized is None:  # "null" (a sandboxed or file page), or garbage
+        return False
+    if normalized == request_origin(request.scheme, request.host):
+        return True
+    web_settings = request.app.get(WEB) or WebSettings()
+    return normalized in web_settings.public_origins
+
+
 async def signaling(request: web.Request) -> web.StreamResponse:
     meetings = request.app[MEETINGS]
     settings = request.app[SIGNALING]
+    source = client_address(request)
+    if not origin_allowed(request):
+        log.warning("signaling: WebSocket from %s refused (403): Origin %r is neither this "
+                    "page's nor in http.public_urls", source,
+                    request.headers.get("Origin", "")[:100])  # fmt: skip
+        return web.Response(status=403, text="origin not allowed\n")
     ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_message)
     await ws.prepare(request)
-    conn = WsConnection(ws, settings.send_queue, f"(peer {request.remote})")
+    conn = WsConnection(ws, settings.send_queue, f"(peer {source})")
     writer = asyncio.get_running_loop().create_task(conn.run())
-    session = _Socket(meetings, settings, conn, ws)
+    session = _Socket(meetings, settings, conn, ws, source)
     try:
         await session.serve()
     except Exception:
@@ -224,8 +253,10 @@ class _Socket:
         settings: SignalingSettings,
         conn: WsConnection,
         ws: web.WebSocketResponse,
+        source: str,
     ) -> None:
         self.meetings = meetings
+        self.source = source  # the client's address, for the focus's per-source limits
         self.settings = settings
         self.conn = conn
         self.ws = ws
@@ -309,7 +340,7 @@ class _Socket:
         if isinstance(message, p.Ping):
             self.conn.send(p.pong(message.id))
         elif isinstance(message, p.Join):
-            self.pid = await self.meetings.join(self.conn, message)
+            self.pid = await self.meetings.join(self.conn, message, source=self.source)
             self.conn.label = self.pid
         else:
             raise p.ProtocolError("not-joined", "send join first", message.TYPE)

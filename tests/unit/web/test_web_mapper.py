@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
-from web.app import create_app
+from web.app import WebSettings, create_app
 
 TOKEN = "s3cret-admin-token-0123456789"
 Client = TestClient[web.Request, web.Application]
@@ -50,11 +50,16 @@ def clock() -> Clock:
     return Clock()
 
 
+SETTINGS = WebSettings.build(public_urls=["https://meet.example.org"],
+                             cors_origins=["https://jitsi.example.com:8443/"])  # fmt: skip
+
+
 @pytest.fixture
 async def client(aiohttp_client: MakeClient, store: Store, clock: Clock) -> Client:
     app = create_app(
         store, NoFocus(), admin_token=TOKEN, mapper_domain="conference.meet.example.com",
         clock=clock, lookup_throttle=PinThrottle(failures=3, window=60.0, block=100.0),
+        settings=SETTINGS,
     )  # fmt: skip
     return await aiohttp_client(app)
 
@@ -77,9 +82,88 @@ async def test_mapper_by_conference(client: Client, conference: str) -> None:
     assert isinstance(data["id"], int)
 
 
-async def test_mapper_sends_cors_header(client: Client) -> None:
-    resp = await client.get("/api/conference-mapper", params={"conference": "standup@x"})
-    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+@pytest.mark.parametrize("path", ["/api/conference-mapper", "/api/phone-numbers"])
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://meet.example.org", "https://meet.example.org"),  # a public URL
+        ("https://jitsi.example.com:8443", "https://jitsi.example.com:8443"),  # cors_origins
+        ("https://evil.example.net", None),
+        ("https://meet.example.org.evil.example.net", None),
+        ("http://meet.example.org", None),  # another scheme is another origin
+        ("null", None),
+        (None, None),
+    ],
+)
+async def test_cors_echoes_only_configured_origins(
+    client: Client, path: str, origin: str | None, allowed: str | None
+) -> None:
+    headers = {"Origin": origin} if origin is not None else {}
+    resp = await client.get(path, params={"conference": "standup@x"}, headers=headers)
+    assert resp.headers.get("Access-Control-Allow-Origin") == allowed
+    assert resp.headers["Vary"] == "Origin"
+
+
+async def test_no_wildcard_cors_by_default(aiohttp_client: MakeClient, store: Store) -> None:
+    client = await aiohttp_client(create_app(store, NoFocus(), admin_token=TOKEN))
+    resp = await client.get("/api/conference-mapper", params={"conference": "standup"},
+                            headers={"Origin": "https://anywhere.example"})  # fmt: skip
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_mapper_lookups_are_rate_limited_per_address(
+    aiohttp_client: MakeClient, store: Store, clock: Clock
+) -> None:
+    settings = WebSettings.build(mapper_lookups_per_minute=6)
+    client = await aiohttp_client(create_app(store, NoFocus(), admin_token=TOKEN, clock=clock,
+                                             settings=settings))  # fmt: skip
+    statuses = []
+    for i in range(10):  # by name and by PIN alike: names are enumerated as PINs are guessed
+        params = {"conference": f"room{i}"} if i % 2 else {"id": "48213077"}
+        resp = await client.get("/api/conference-mapper", params=params)
+        statuses.append(resp.status)
+    assert statuses[:6] == [200, 404] * 3
+    assert statuses[6:] == [429] * 4
+    assert resp.headers["Retry-After"] == "60"
+    assert (await resp.json())["conference"] is False
+    clock.now += 10.0  # six a minute: one more lookup after ten seconds
+    status, data = await get(client, "/api/conference-mapper", conference="standup")
+    assert (status, data["id"]) == (200, 48213077)
+    status, _ = await get(client, "/api/conference-mapper", conference="standup")
+    assert status == 429
+
+
+async def test_mapper_by_name_can_be_turned_off(
+    aiohttp_client: MakeClient, store: Store
+) -> None:
+    settings = WebSettings.build(mapper_by_name=False)
+    client = await aiohttp_client(create_app(store, NoFocus(), admin_token=TOKEN,
+                                             settings=settings))  # fmt: skip
+    known = await get(client, "/api/conference-mapper", conference="standup")
+    unknown = await get(client, "/api/conference-mapper", conference="nosuch")
+    assert known == unknown == (404, {"message": MISSING, "id": False, "conference": False})
+    status, data = await get(client, "/api/conference-mapper", id="48213077")
+    assert (status, data["conference"]) == (200, "standup")  # by PIN: still answered
+
+
+async def test_trusted_proxy_forwards_the_client_address(
+    aiohttp_client: MakeClient, store: Store, clock: Clock
+) -> None:
+    """Behind a trusted proxy the limit is per client (the last X-Forwarded-For entry, the
+    one the proxy added); a client cannot pick its own address by sending the header."""
+    settings = WebSettings.build(mapper_lookups_per_minute=2, trusted_proxies=["127.0.0.1"])
+    client = await aiohttp_client(create_app(store, NoFocus(), admin_token=TOKEN, clock=clock,
+                                             settings=settings))  # fmt: skip
+
+    async def status(forwarded: str) -> int:
+        resp = await client.get("/api/conference-mapper", params={"id": "48213077"},
+                                headers={"X-Forwarded-For": forwarded})  # fmt: skip
+        return resp.status
+
+    assert [await status("198.51.100.7") for _ in range(3)] == [200, 200, 429]
+    assert await status("203.0.113.9") == 200  # another client behind the same proxy
+    # a client's own X-Forwarded-For comes first; the proxy appends the real address
+    assert await status("203.0.113.77, 198.51.100.7") == 429
 
 
 async def test_mapper_unknown_conference(client: Client) -> None:
@@ -154,4 +238,3 @@ async def test_phone_numbers_empty(client: Client) -> None:
     resp = await client.get("/api/phone-numbers")
     assert resp.status == 200
     assert await resp.json() == []
-    assert resp.headers["Access-Control-Allow-Origin"] == "*"
