@@ -27,7 +27,7 @@ from focus import Focus
 from focus.meeting import Meetings
 from focus.rooms import StoreRooms
 from focus.session import MeetingSettings
-from web.app import create_app
+from web.app import WebSettings, create_app
 from web.signaling import FloodGuard, SignalingSettings, TokenBucket, add_signaling_routes
 
 TOKEN = "s3cret-admin-token-0123456789"
@@ -76,13 +76,16 @@ def store() -> Iterator[Store]:
 
 
 class Setup:
-    def __init__(self, store: Store, create_rooms: bool = True, **signaling: Any) -> None:
+    def __init__(self, store: Store, create_rooms: bool = True,
+                 meeting: dict[str, Any] | None = None, web_settings: WebSettings | None = None,
+                 **signaling: Any) -> None:  # fmt: skip
         self.focus = Focus()
         self.bridge = MiniBridge()
         self.meetings = Meetings(self.focus, self.bridge, StoreRooms(store),
                                  MeetingSettings(create_rooms=create_rooms,
-                                                 renegotiate_delay=0.01))  # fmt: skip
-        self.app = create_app(store, self.focus, admin_token=TOKEN)
+                                                 renegotiate_delay=0.01,
+                                                 **(meeting or {})))  # fmt: skip
+        self.app = create_app(store, self.focus, admin_token=TOKEN, settings=web_settings)
         add_signaling_routes(self.app, self.meetings, SignalingSettings(**signaling))
 
 
@@ -402,3 +405,86 @@ async def test_heartbeats_do_not_keep_a_silent_socket_open(
     started = time.monotonic()
     assert await closed_with(ws) == 1008
     assert time.monotonic() - started < 2.0
+
+
+# -- who may open a socket, and how often they may join ----------------------------------------
+
+
+async def refused_status(client: Client, origin: str) -> int | None:
+    """The HTTP status of a refused upgrade; None when the WebSocket opened."""
+    try:
+        ws = await client.ws_connect("/ws", origin=origin)
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+    await ws.close()
+    return None
+
+
+async def test_a_foreign_origin_is_refused_before_the_upgrade(
+    aiohttp_client: MakeClient, store: Store
+) -> None:
+    settings = WebSettings.build(public_urls=["https://meet.example.org"])
+    _setup, client = await start(aiohttp_client, store, web_settings=settings)
+    own = f"http://127.0.0.1:{client.port}"
+    assert await refused_status(client, own) is None  # the page's own origin
+    assert await refused_status(client, own.upper()) is None  # origins compare without case
+    assert await refused_status(client, "https://meet.example.org") is None  # a public URL
+    for foreign in ("https://evil.example.net", f"https://127.0.0.1:{client.port}",
+                    f"http://127.0.0.1:{client.port + 1}", "http://meet.example.org",
+                    "null", "not a url"):  # fmt: skip
+        assert await refused_status(client, foreign) == 403, foreign
+    ws = await client.ws_connect("/ws")  # no Origin: not a browser, allowed
+    await ws.send_json({"type": "ping", "id": "x"})
+    assert (await receive(ws, "pong"))["id"] == "x"
+    await ws.close()
+
+
+async def join_error(client: Client, room: str) -> tuple[str, int | None]:
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "version": 1, "room": room, "name": "N",
+                        "audio": False, "video": False})  # fmt: skip
+    error = await receive(ws, "error")
+    return error["code"], await closed_with(ws)
+
+
+async def test_joins_per_address_are_rate_limited(aiohttp_client: MakeClient, store: Store) -> None:
+    setup, client = await start(aiohttp_client, store, meeting={"joins_per_minute": 3})
+    sockets = [(await join(client, f"P{i}"))[0] for i in range(3)]
+    assert await join_error(client, "standup") == ("too-many-joins", 4029)
+    assert len(setup.focus.participants("standup")) == 3
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_rooms_created_per_address_are_limited(
+    aiohttp_client: MakeClient, store: Store
+) -> None:
+    _setup, client = await start(aiohttp_client, store, meeting={"rooms_per_hour": 2})
+    for name in ("new-1", "new-2"):
+        ws, _ = await join(client, "Maker", room=name)
+        await ws.close()
+    assert await join_error(client, "new-3") == ("too-many-rooms", 4029)
+    assert store.room("new-3") is None
+    ws, _ = await join(client, "Joiner", room="new-1")  # existing rooms are still open to it
+    await ws.close()
+    assert [r.name for r in store.rooms()] == ["new-1", "new-2", "standup"]
+
+
+async def test_endpoints_per_address_are_capped_and_given_back(
+    aiohttp_client: MakeClient, store: Store
+) -> None:
+    setup, client = await start(aiohttp_client, store,
+                                meeting={"max_endpoints_per_source": 2})  # fmt: skip
+    a, _ = await join(client, "A")
+    b, _ = await join(client, "B", room="other")
+    assert await join_error(client, "standup") == ("too-many-endpoints", 4029)
+    assert setup.meetings.admission.endpoints("127.0.0.1") == 2
+    await a.send_json({"type": "leave"})
+    assert await closed_with(a) == 1000
+    c, _ = await join(client, "C")  # A's endpoint was given back
+    await b.close()  # an abrupt close gives it back too
+    await c.close()
+    deadline = time.monotonic() + 2
+    while setup.meetings.admission.endpoints("127.0.0.1") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert setup.meetings.admission.endpoints("127.0.0.1") == 0
