@@ -6,10 +6,12 @@ connections and sends its request head a byte at a time holds a file descriptor 
 long as it likes. `ConnectionGuard.wrap(factory)` wraps the protocol factory of the listening
 socket (aiohttp's `web.Server`), so every connection meets these rules in this order:
 
-1. When `max_connections` are open (WebSockets included), the new one is answered
-   `503 Service Unavailable` and closed, before a byte of it is read.
-2. When its address already has `max_per_source` open, the same. Addresses in
+1. When its address already has `max_per_source` open (WebSockets included), it is
+   answered `503 Service Unavailable` and closed, before a byte of it is read. Addresses in
    `trusted_proxies` (a reverse proxy carries everyone's connections) count only in all.
+2. When `max_connections` are open, the oldest connection that has not yet sent a complete
+   request head is closed to make room (slow heads from many addresses cannot lock everyone
+   out); when every open connection has sent its head, the new one gets the 503.
 3. It has `header_timeout` seconds to send a complete request head (up to the blank line);
    otherwise it is closed. Later requests on a keep-alive connection are bounded by aiohttp's
    `keepalive_timeout` (set on the runner): an idle connection, or one still trickling its
@@ -64,9 +66,11 @@ class ConnectionGuard:
         self.settings = settings
         self._per_source = ConcurrencyLimit(settings.max_per_source)
         self._open = 0
+        self._waiting: dict[_GuardedProtocol, None] = {}  # no complete head yet, oldest first
         self._log_limit = RateLimiter(1.0 / LOG_EVERY, 1, max_keys=1000)
         self.refused = 0
         self.header_timeouts = 0
+        self.evicted = 0
 
     @property
     def open(self) -> int:
@@ -74,7 +78,8 @@ class ConnectionGuard:
 
     def stats(self) -> dict[str, int]:
         return {"http_connections": self._open, "http_refused": self.refused,
-                "http_header_timeouts": self.header_timeouts}  # fmt: skip
+                "http_header_timeouts": self.header_timeouts,
+                "http_evicted": self.evicted}  # fmt: skip
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for `loop.create_server` around aiohttp's."""
@@ -86,20 +91,33 @@ class ConnectionGuard:
 
     # -- counting (the protocol calls these) ------------------------------------------------
 
-    def admit(self, host: str) -> str | None:
-        """Count a new connection from `host`; why not (for the log) when refused."""
-        if self._open >= self.settings.max_connections:
+    def admit(self, proto: _GuardedProtocol, now: float) -> str | None:
+        """Count a new connection; why not (for the log) when refused."""
+        host = proto.host
+        full = self._open >= self.settings.max_connections
+        if full and not self._waiting:
             return f"{self._open} connections open (http.max_connections)"
         if host not in self.settings.trusted_proxies and not self._per_source.acquire(host):
             return (f"{self._per_source.count(host)} open from this address "
                     f"(http.max_connections_per_source)")  # fmt: skip
+        if full:
+            oldest = next(iter(self._waiting))
+            self.evicted += 1
+            self.note(oldest.host, now, "closed without a complete request head to make room "
+                      "(http.max_connections reached)")  # fmt: skip
+            oldest.drop()
         self._open += 1
+        self._waiting[proto] = None
         return None
 
-    def release(self, host: str) -> None:
+    def head_complete(self, proto: _GuardedProtocol) -> None:
+        self._waiting.pop(proto, None)
+
+    def release(self, proto: _GuardedProtocol) -> None:
+        self._waiting.pop(proto, None)
         self._open -= 1
-        if host not in self.settings.trusted_proxies:
-            self._per_source.release(host)
+        if proto.host not in self.settings.trusted_proxies:
+            self._per_source.release(proto.host)
 
     def note(self, host: str, now: float, message: str, *args: object) -> None:
         """A refusal or a timeout from `host`: logged unless one was logged lately."""
@@ -111,32 +129,34 @@ class _GuardedProtocol(asyncio.Protocol):
     """One connection: admitted or refused, then aiohttp's RequestHandler behind a head
     deadline. Every callback the transport makes is passed on to it."""
 
-    __slots__ = ("_factory", "_guard", "_head_done", "_host", "_inner", "_tail", "_timer",
-                 "_transport")  # fmt: skip
+    __slots__ = ("_counted", "_factory", "_guard", "_head_done", "_inner", "_tail", "_timer",
+                 "_transport", "host")  # fmt: skip
 
     def __init__(self, guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol]) -> None:
         self._guard = guard
         self._factory = factory
         self._inner: asyncio.Protocol | None = None
-        self._host = "unknown"
+        self.host = "unknown"
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._head_done = False
         self._tail = b""
+        self._counted = False  # holds a place in the guard's counts
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._host = _host(transport)
+        self.host = _host(transport)
         loop = asyncio.get_running_loop()
-        why = self._guard.admit(self._host)
+        why = self._guard.admit(self, loop.time())
         if why is not None:
             self._guard.refused += 1
-            self._guard.note(self._host, loop.time(), "refused (503): %s", why)
+            self._guard.note(self.host, loop.time(), "refused (503): %s", why)
             try:
                 transport.write(REFUSAL)
             finally:
                 transport.close()
             return
+        self._counted = True
         self._transport = transport
         self._timer = loop.call_later(self._guard.settings.header_timeout, self._head_timeout)
         self._inner = self._factory()
@@ -147,10 +167,23 @@ class _GuardedProtocol(asyncio.Protocol):
         if self._head_done or self._transport is None:
             return
         self._guard.header_timeouts += 1
-        self._guard.note(self._host, asyncio.get_running_loop().time(),
+        self._guard.note(self.host, asyncio.get_running_loop().time(),
                          "no complete request head within %.0f s: closed",
                          self._guard.settings.header_timeout)  # fmt: skip
         self._transport.abort()
+
+    def drop(self) -> None:
+        """Close now (made room for another); counted out at once, not when the loop
+        reports the connection lost."""
+        transport = self._transport
+        if transport is None or not self._counted:
+            return
+        self._counted = False
+        self._guard.release(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport.abort()  # connection_lost follows, and tells aiohttp
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
@@ -160,6 +193,7 @@ class _GuardedProtocol(asyncio.Protocol):
             if b"\r\n\r\n" in seen or b"\n\n" in seen:
                 self._head_done = True
                 self._tail = b""
+                self._guard.head_complete(self)
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
@@ -186,7 +220,9 @@ class _GuardedProtocol(asyncio.Protocol):
         if inner is None:
             return  # refused: never counted
         self._transport = None
-        self._guard.release(self._host)
+        if self._counted:
+            self._counted = False
+            self._guard.release(self)
         inner.connection_lost(exc)
 
 

@@ -132,18 +132,37 @@ async def test_one_address_is_capped_and_others_still_get_in(served: Served) -> 
         w.close()
 
 
-@pytest.mark.parametrize(
-    "served", [ConnectionSettings(max_connections=4, max_per_source=100, header_timeout=5.0)],
-    indirect=True,
-)
-async def test_the_total_is_capped(served: Served) -> None:
-    idle = [await served.open(f"127.0.0.{10 + i}") for i in range(4)]
+TOTAL_4 = ConnectionSettings(max_connections=4, max_per_source=100, header_timeout=5.0)
+
+
+@pytest.mark.parametrize("served", [TOTAL_4], indirect=True)
+async def test_at_the_total_slow_heads_make_room_for_new_connections(served: Served) -> None:
+    slow = []
+    for i in range(4):  # from four addresses, each its head half sent
+        reader, writer = await served.open(f"127.0.0.{10 + i}")
+        writer.write(b"GET / HTTP/1.1\r\n")
+        slow.append((reader, writer))
     await served.until(lambda: served.guard.open == 4)
-    reader, writer = await served.open("127.0.0.99")
-    assert (await read_all(reader)).startswith(b"HTTP/1.1 503")
-    writer.close()
-    for _, w in idle:
+    assert await get(served.port) == 200  # the oldest slow head was closed for it
+    assert served.guard.evicted == 1
+    assert await read_all(slow[0][0]) == b""
+    for _, w in slow:
         w.close()
+
+
+@pytest.mark.parametrize("served", [TOTAL_4], indirect=True)
+async def test_at_the_total_with_every_head_complete_new_connections_get_503(
+    served: Served
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{served.port}/ws"
+        sockets = [await session.ws_connect(url) for _ in range(4)]
+        reader, writer = await served.open("127.0.0.99")
+        assert (await read_all(reader)).startswith(b"HTTP/1.1 503")
+        writer.close()
+        assert served.guard.evicted == 0
+        for ws in sockets:
+            await ws.close()
     await served.until(lambda: served.guard.open == 0)
     assert await get(served.port) == 200
 
