@@ -17,7 +17,7 @@ socket (aiohttp's `web.Server`), so every connection meets these rules in this o
    `keepalive_timeout` (set on the runner): an idle connection, or one still trickling its
    next request head, is closed when it runs out.
 
-Refusals and timeouts are logged at most once per 10 s per address (a flood does not become
+Refusals and timeouts are logged at most once per 10 s per address and kind (a flood does not become
 a log flood) and counted in `stats()`. `GuardedSite` is aiohttp's `TCPSite` with the wrapped
 factory: it starts with `site.start()` and stops with the runner's `cleanup()`, which closes
 every connection (each releases its count and cancels its timer as it goes).
@@ -29,6 +29,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiohttp import web
 
@@ -120,8 +121,8 @@ class ConnectionGuard:
             self._per_source.release(proto.host)
 
     def note(self, host: str, now: float, message: str, *args: object) -> None:
-        """A refusal or a timeout from `host`: logged unless one was logged lately."""
-        if self._log_limit.allow(host, now):
+        """A refusal or a timeout from `host`: logged unless the same was logged lately."""
+        if self._log_limit.allow(f"{message} {host}", now):
             log.warning("http: connection from %s: " + message, host, *args)
 
 
@@ -143,8 +144,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self._tail = b""
         self._counted = False  # holds a place in the guard's counts
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)  # uvloop's are not asyncio.Transport's kin
         self.host = _host(transport)
         loop = asyncio.get_running_loop()
         why = self._guard.admit(self, loop.time())
