@@ -148,31 +148,35 @@ class SlowLoris:
 
 
 def test_slow_headers_from_one_address(switchboard_server: ServerFactory) -> None:
-    server = switchboard_server({"http": {"header_timeout": 3.0}})
+    server = switchboard_server({"http": {"header_timeout": 5.0}})
     server.api("POST", "/api/rooms", {"name": "standup"})
 
     async def attack() -> None:
         loris = SlowLoris(server.http_port)
         try:
             await loris.open(["127.0.0.2"], 320)
-            trickling = asyncio.create_task(loris.trickle(8.0))
+            trickling = asyncio.create_task(loris.trickle(12.0))
             assert await genuine_user(server) == []  # while 320 slow heads are pending
-            results = await loris.outcomes(timeout=10.0)
+            results = await loris.outcomes(timeout=15.0)
             trickling.cancel()
         finally:
             loris.close()
-        refused = [r for r in results if r[0].startswith(b"HTTP/1.1 503")]
-        timed_out = [r for r in results if r[0] == b""]
-        assert len(refused) == 320 - 64, "beyond http.max_connections_per_source: 503"
-        assert len(timed_out) == 64, "the admitted slow heads are closed, without an answer"
-        assert all(2.5 <= t <= 6.0 for _, t in timed_out), sorted(t for _, t in timed_out)
+        # Beyond http.max_connections_per_source: 503 and closed at once (a client that has
+        # sent its request already may see the reset before the 503).
+        refused = [data for data, t in results if t < 1.0]
+        assert len(refused) == 320 - 64
+        assert all(d == b"" or d.startswith(b"HTTP/1.1 503") for d in refused)
+        assert any(d.startswith(b"HTTP/1.1 503") for d in refused)
+        # The 64 admitted: closed after the head deadline, without an answer.
+        timed_out = [(data, t) for data, t in results if t >= 1.0]
+        assert all(d == b"" and 4.5 <= t <= 10.0 for d, t in timed_out), timed_out
         assert await genuine_user(server) == []
 
     asyncio.run(asyncio.wait_for(attack(), 45))
     stats = server.api("GET", "/api/stats").json()
     assert stats["http_header_timeouts"] == 64 and stats["http_refused"] >= 256
     log = server.log_text()
-    assert "no complete request head within 3 s" in log and "127.0.0.2" in log
+    assert "no complete request head within 5 s" in log and "127.0.0.2" in log
     assert "Traceback" not in log
 
 
@@ -221,13 +225,17 @@ def test_many_idle_websockets_from_one_address(switchboard_server: ServerFactory
 
     async def attack() -> None:
         async with session("127.0.0.3") as s:
-            opened, refused = [], []
+            opened: list[aiohttp.ClientWebSocketResponse] = []
+            refused: list[int | str] = []
             for _ in range(80):
                 try:
                     opened.append(await s.ws_connect(server.base_url + "/ws"))
                 except aiohttp.WSServerHandshakeError as exc:
                     refused.append(exc.status)
-            assert len(opened) == 64 and refused == [503] * 16
+                except aiohttp.ClientError:  # the reset came before the 503
+                    refused.append("reset")
+            assert len(opened) == 64 and len(refused) == 16
+            assert set(refused) <= {503, "reset"} and 503 in refused
             assert await genuine_user(server) == []
             other = await join(server, "standup", source="127.0.0.4")
             assert other["type"] == "joined"
@@ -272,13 +280,15 @@ def test_room_creation_and_join_floods_are_limited(switchboard_server: ServerFac
     async def flood() -> list[dict[str, Any]]:
         return [await join(server, f"flood-{i}", source="127.0.0.5") for i in range(100)]
 
+    started = time.monotonic()
     results = asyncio.run(asyncio.wait_for(flood(), 50))
+    elapsed = time.monotonic() - started
     joined = [r for r in results if r["type"] == "joined"]
     codes = [r.get("code") for r in results if r["type"] == "error"]
     assert len(joined) == 20  # meetings.rooms_per_hour
     assert codes[:10] == ["too-many-rooms"] * 10  # the rest of the 30 joins a minute
     assert set(codes) == {"too-many-rooms", "too-many-joins"} and len(codes) == 80
-    assert codes.count("too-many-joins") >= 60  # a join every 2 s trickles back in
+    assert codes.count("too-many-joins") >= 70 - elapsed / 2 - 1  # one every 2 s comes back
     assert {r["close"] for r in results if r["type"] == "error"} == {4029}
     rooms = server.api("GET", "/api/rooms").json()
     assert len(rooms) == before + 20
@@ -344,9 +354,13 @@ def test_the_mapper_is_throttled_and_sends_no_wildcard_cors(
     server = switchboard_server({"http": {"cors_origins": ["https://jitsi.example.com"]}})
     pin = server.api("POST", "/api/rooms", {"name": "standup"}).json()["pin"]
     names = [{"conference": f"guess{i}@conference.example.com"} for i in range(200)]
+    started = time.monotonic()
     results = asyncio.run(lookups(server, names, origin="https://evil.example.net"))
+    elapsed = time.monotonic() - started
     statuses = [status for status, _, _ in results]
-    assert statuses[:60] == [404] * 60 and statuses[60:] == [429] * 140
+    assert statuses[:60] == [404] * 60 and statuses[60] == 429  # the burst, then throttled
+    assert set(statuses) == {404, 429}
+    assert statuses.count(404) <= 60 + elapsed + 1  # one a second trickles back in
     assert all("Access-Control-Allow-Origin" not in h for _, h, _ in results)
     # a configured origin is echoed, never "*"; another address is not throttled
     ((status, headers, data),) = asyncio.run(lookups(
