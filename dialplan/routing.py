@@ -2,9 +2,13 @@
 
 In order:
 1. A room header (X-Room-Name, or Jitsi-Conference-Room as Jigasi sends it) names the room;
-   a value "room@conference.example.com" means "room". An unknown room is a 404 reject.
-   Only trusted peers should be able to set it: the gateway strips it from calls of
-   untrusted trunks, or the Router is built with `room_headers=False`.
+   a value "room@conference.example.com" means "room". It is honoured only when the call
+   comes from a trusted peer (`trusted=True`: the gateway decides, from `sip.trusted_peers`
+   and later the trunk the call came over); an unknown room is then a 404 reject. From
+   anyone else the header is ignored (logged, without its value) and the call goes on as if
+   it had none, so an untrusted caller gets the same answer for a known and an unknown room
+   and cannot use the header to skip the PIN or to learn which rooms exist. A Router built
+   with `room_headers=False` ignores the headers from everyone.
 2. The dialled number (Request-URI user part, or To), matched in normalised form (see
    dialplan.numbers): its route is the prompt or one room.
 3. Otherwise the default route from configuration: "pin", "reject" or "room:NAME".
@@ -106,8 +110,10 @@ class Router:
         headers: Mapping[str, str],
         *,
         call_id: str = "-",
+        trusted: bool = False,
     ) -> RouteDecision:
-        """The decision for a call to `dialled` from `caller` with these SIP headers."""
+        """The decision for a call to `dialled` from `caller` with these SIP headers;
+        `trusted`: the call comes from a peer allowed to pick the room by header."""
         number = self._match(dialled)
         display = number.display if number else DEFAULT_DISPLAY
         if self._room_headers:
@@ -115,6 +121,9 @@ class Router:
                 value = _header(headers, name)
                 if value is None:
                     continue
+                if not trusted:
+                    log.info("call %s: %s from an untrusted peer ignored", call_id, name)
+                    break
                 room_name = value.strip().split("@", 1)[0]
                 room = self._store.room(room_name)
                 if room is None:

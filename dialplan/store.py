@@ -7,6 +7,11 @@ query: the gateway calls `number()` and `room_by_pin()` on each call setup.
 
 The schema is versioned with `PRAGMA user_version`: MIGRATIONS[i] takes version i to i + 1,
 inside one transaction. A database from a newer Switchboard is refused, never rewritten.
+
+The database holds every room's PIN: only the service user may read it. Its folder (the data
+directory) is created 0700 and the file, with its -wal and -shm, 0600; an existing folder or
+file with a wider mode is narrowed at start (logged). A folder that is not the service
+user's own or that is sticky (a shared one like /tmp) is left alone.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +82,32 @@ class StoreError(Exception):
     """The database cannot be used (newer schema, unreadable file)."""
 
 
+def _narrow(path: Path, mode: int) -> None:
+    """Take every permission bit beyond `mode` away from an existing file or folder."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if current & ~mode:
+        os.chmod(path, current & mode)
+        log.warning("store: %s was mode %o, now %o (only the service user may read it)",
+                    path, current, current & mode)
+
+
+def _private_file(path: Path) -> None:
+    """Create the database's folder (0700) and file (0600), or narrow their modes."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
+    else:
+        info = folder.stat()
+        if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX:
+            _narrow(folder, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    _narrow(path, 0o600)
+
+
 def _room(row: tuple[Any, ...]) -> RoomRecord:
     return RoomRecord(name=row[0], pin=row[1], created=row[2])
 
@@ -105,7 +137,10 @@ class Store:
         self._lock = threading.Lock()
         target = os.fspath(path)
         if target != ":memory:":
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _private_file(Path(target))
+            except OSError as exc:
+                raise StoreError(f"store {target}: {exc}") from exc
         self.path = target
         try:
             self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
@@ -116,6 +151,8 @@ class Store:
                 if str(mode).lower() != "wal":
                     log.warning("store %s: journal mode is %s, not WAL", target, mode)
                 self._db.execute("PRAGMA synchronous = NORMAL")
+                for suffix in ("-wal", "-shm"):
+                    _narrow(Path(target + suffix), 0o600)
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"store {target}: {exc}") from exc

@@ -7,7 +7,11 @@ DTMF digits, "the prompt ended" and "the PIN was right/wrong", each with ``now``
 - ``PlayPrompt(name)``: start playing a prompt to the caller (replacing any other);
   call :meth:`PinIvr.on_prompt_finished` when it has played to its end;
 - ``StopPrompt()``: the caller pressed a key during a prompt (barge-in);
-- ``CheckPin(pin)``: look the PIN up (dialplan) and answer with :meth:`PinIvr.pin_result`;
+- ``CheckPin(pin)``: look the PIN up (dialplan) and answer with :meth:`PinIvr.pin_result`,
+  or, when the lookup may not happen now (the throttle's global limit), with
+  :meth:`PinIvr.check_later` (``CheckPin`` comes again at that time, the caller hears
+  silence and keys are ignored meanwhile) or :meth:`PinIvr.give_up` (a prompt, then
+  ``Hangup``; nothing counts as a wrong PIN);
 - ``Join()``: move the leg into the room; the IVR is finished;
 - ``Hangup(reason)``: end the call; the IVR is finished.
 
@@ -25,6 +29,8 @@ Rules (decisions are marked *):
 - A right PIN plays ``joining``, then ``Join()``.
 - A prompt that never reports its end is treated as ended after ``prompt_timeout``, so a call
   cannot hang in the IVR forever.
+- Nothing here logs a key, a digit or a PIN (only counts): logs are read by more people than
+  those who may join the rooms.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ class StopPrompt:
 
 @dataclass(frozen=True, slots=True)
 class CheckPin:
-    pin: str
+    pin: str = field(repr=False)  # never in a log line, even by accident
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ class PinIvr:
         self._prompt: str | None = None  # the prompt we asked to be played, if any
         self._timer: float | None = None
         self._actions: deque[IvrAction] = deque()
+        self._hangup_reason = "too many attempts"  # after the goodbye prompt
         self.pin: str | None = None  # the accepted PIN, once pin_result(True)
 
     # ----------------------------------------------------------------- read-only state
@@ -160,14 +167,13 @@ class PinIvr:
         if state is IvrState.IDLE:
             raise IvrError(f"call {self.call_id}: digit before start()")
         if digit in IGNORED_KEYS:
-            log.debug("call %s: IVR ignores key %r", self.call_id, digit)
+            log.debug("call %s: IVR ignores a letter key", self.call_id)
             return
         if digit not in PIN_DIGITS and digit not in ("#", "*"):
-            log.warning("call %s: IVR ignores unknown DTMF %r", self.call_id, digit)
+            log.warning("call %s: IVR ignores an unknown DTMF key", self.call_id)
             return
         if state not in (IvrState.PROMPTING, IvrState.COLLECTING):
-            log.debug("call %s: IVR ignores key %r in state %s", self.call_id, digit,
-                      state.value)
+            log.debug("call %s: IVR ignores a key in state %s", self.call_id, state.value)
             return
         if state is IvrState.PROMPTING:
             log.debug("call %s: barge-in on prompt %s", self.call_id, self._prompt)
@@ -210,11 +216,29 @@ class PinIvr:
             log.info("call %s: wrong PIN", self.call_id)
             self._fail(INVALID_PIN, now)
 
+    def check_later(self, at: float) -> None:
+        """The PIN could not be looked up now: ask again (``CheckPin``) at ``at``."""
+        if self._state is not IvrState.CHECKING:
+            raise IvrError(f"call {self.call_id}: check_later in state {self._state.value}")
+        self._timer = at
+
+    def give_up(self, prompt: str, reason: str, now: float) -> None:
+        """The PIN will not be looked up (blocked, or waited too long): play ``prompt``,
+        then ``Hangup(reason)``. Not a failed attempt."""
+        if self._state is not IvrState.CHECKING:
+            raise IvrError(f"call {self.call_id}: give_up in state {self._state.value}")
+        log.info("call %s: PIN not checked (%s)", self.call_id, reason)
+        self._digits.clear()
+        self._hangup_reason = reason
+        self._play(prompt, IvrState.GOODBYE, now)
+
     def handle_timer(self, now: float) -> None:
         if self._timer is None or now < self._timer:
             return
         self._timer = None
-        if self._prompt is not None:
+        if self._state is IvrState.CHECKING:  # check_later's time has come
+            self._actions.append(CheckPin(self.digits))
+        elif self._prompt is not None:
             log.warning("call %s: prompt %s did not report its end; going on",
                         self.call_id, self._prompt)
             self._prompt_ended(now)
@@ -258,7 +282,7 @@ class PinIvr:
         elif state is IvrState.JOINING:
             self._finish(Join())
         elif state is IvrState.GOODBYE:
-            self._finish(Hangup("too many attempts"))
+            self._finish(Hangup(self._hangup_reason))
 
     def _submit(self) -> None:
         self._set_state(IvrState.CHECKING)

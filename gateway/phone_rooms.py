@@ -6,6 +6,11 @@ participant; its leg moves into the room's mix and its voice goes to the bridge
 through). While a room has callers, its focus events are followed: a moderator's mute (the
 caller hears "you have been muted"), a removal (the goodbye prompt, then the gateway's BYE),
 join and leave tones, and "you are the only participant" while nobody else is there.
+
+Phones count against the room's participant cap (`meetings.max_participants`) as browsers do,
+and browsers count the phones (focus/meeting.py counts the focus's roster, phones included):
+a caller to a full room does not join; it hears "this meeting is full" and the gateway then
+hangs up (the call is left in ENDING, which the gateway ends when the prompt has played).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ class PhoneRooms:
     """The phone calls in each room, by participant id, and the rooms' focus subscriptions."""
 
     def __init__(self, focus: Focus, mixer: ConferenceMixer, prompts: PromptSet,
-                 audio: ConferenceAudio | None) -> None:
+                 audio: ConferenceAudio | None, *, max_participants: int | None = None) -> None:
+        """``max_participants``: the most participants (phones and browsers) in a room."""
         self.focus = focus
+        self.max_participants = max_participants
         self.mixer = mixer
         self.prompts = prompts
         self.audio = audio
@@ -36,9 +43,21 @@ class PhoneRooms:
         self.calls: dict[str, set[PhoneCall]] = {}  # phone calls in each room
         self._unsubscribe: dict[str, Callable[[], None]] = {}
 
-    def join(self, call: PhoneCall, room: str) -> None:
-        """The call (its leg set up) enters ``room``."""
+    def full(self, room: str) -> bool:
+        """The room has as many participants as it may (phones and browsers counted)."""
+        return self.max_participants is not None and \
+            len(self.focus.participants(room)) >= self.max_participants
+
+    def join(self, call: PhoneCall, room: str) -> bool:
+        """The call (its leg set up) enters ``room``; False when the room is full (the call
+        then hears the room_full prompt, in state ENDING: the gateway hangs up after it)."""
         assert call.leg is not None
+        if self.full(room):
+            log.info("call %s: room %s is full (%s participants): refused", call.call_id,
+                     room, self.max_participants)
+            call.set_state(CallState.ENDING)
+            self.mixer.set_prompt(call.leg_id, self.prompts.player("room_full"))
+            return False
         call.room = room
         self._watch(room)
         info = self.focus.join(room, "phone", call.name)
@@ -52,6 +71,7 @@ class PhoneRooms:
         call.alone_prompt = len(self.focus.participants(room)) == 1
         if call.alone_prompt:
             self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
+        return True
 
     def connect_voice(self, call: PhoneCall, *, joined: bool) -> None:
         """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus

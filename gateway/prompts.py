@@ -40,6 +40,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "removed": "You have been removed from the meeting.",
     "blocked": "Too many attempts. Please try again later.",
     "room_not_found": "That meeting could not be found.",
+    "room_full": "This meeting is full. Goodbye.",
+    "busy": "We cannot check your PIN right now. Please call again later.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from dialplan.limits import Networks
 from dialplan.routing import Prompt, Reject, Room, Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
@@ -53,6 +54,9 @@ from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
 
 log = logging.getLogger(__name__)
+
+#: seconds between asks while a PIN lookup waits for the global limit (PinThrottle)
+PIN_CHECK_RETRY = 0.05
 
 #: how much of a mix tick runs before the event loop gets its turn (members: phone legs,
 #: browser streams): about two rooms of 4 phones and 2 browsers, 1-2 ms of the loop's time
@@ -99,6 +103,8 @@ class Gateway:
         self.router = router
         self.store = store
         self.throttle = throttle
+        #: who may pick a room by header and is not limited per address in PIN entry
+        self.trusted_peers = Networks(settings.trusted_peers)
         self.prompts = PromptSet.load(settings.prompts_dir)
         local: dict[str, tuple[str, int]] = {}
         for transport, host, port in settings.sip_listen:
@@ -121,14 +127,16 @@ class Gateway:
         self.calls: dict[str, PhoneCall] = {}
         self._ivr_calls: set[PhoneCall] = set()
         self._by_leg: dict[str, PhoneCall] = {}
-        self.rooms = PhoneRooms(focus, self.mixer, self.prompts, self.audio)
+        self.rooms = PhoneRooms(focus, self.mixer, self.prompts, self.audio,
+                                max_participants=settings.max_participants)
         self._leg_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
         self._ports = PortAllocator(*settings.rtp_ports)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
+        self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0,
+                         "pin_checks_refused": 0}
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -253,7 +261,9 @@ class Gateway:
             return
         dialled = request.uri.user or request.to_addr.uri.user
         headers = {name: value for name, value in request.headers.items()}
-        decision = self.router.route(dialled, caller, headers, call_id=call_id)
+        trusted = event.source.host in self.trusted_peers  # one decision: routing, throttle
+        decision = self.router.route(dialled, caller, headers, call_id=call_id,
+                                     trusted=trusted)
         if isinstance(decision, Reject):
             self._reject(call_id, decision.status, decision.reason)
             return
@@ -268,6 +278,14 @@ class Gateway:
             if negotiate_audio(offer, CODECS) is None:
                 log.info("call %s: no common audio codec", call_id)
                 self._reject(call_id, 488, "Not Acceptable Here")
+                return
+        if isinstance(decision, Prompt):  # counted while in PIN entry (PinThrottle.finish)
+            admission = self.throttle.admit(call_id, caller, event.source.host, now,
+                                            trusted=trusted)
+            if admission != "admitted":
+                log.info("call %s: refused: PIN entry %s for this source", call_id, admission)
+                self._reject(call_id, *((403, "Forbidden") if admission == "blocked"
+                                        else (486, "Busy Here")))
                 return
         display = request.from_addr.display
         call = PhoneCall(
@@ -401,30 +419,45 @@ class Gateway:
             elif isinstance(action, StopPrompt):
                 self.mixer.set_prompt(call.leg_id, None)
             elif isinstance(action, CheckPin):
-                room = self.store.room_by_pin(action.pin)
-                if room is None:
-                    self.counters["pin_failures"] += 1
-                    log.info("call %s: wrong PIN from %s", call.call_id, call.caller)
-                    self.throttle.record_failure(call.caller, call.source.host, now)
+                verdict = self.throttle.request_check(call.call_id, now)
+                if verdict == "wait":  # the global limit: ask again shortly
+                    ivr.check_later(now + PIN_CHECK_RETRY)
+                elif verdict == "blocked":
+                    self.counters["pin_checks_refused"] += 1
+                    ivr.give_up("blocked", "PIN guessing blocked", now)
+                elif verdict == "busy":
+                    self.counters["pin_checks_refused"] += 1
+                    ivr.give_up("busy", "PIN lookups overloaded", now)
                 else:
-                    self.throttle.record_success(call.caller, call.source.host, now)
-                    call.room = room.name
-                    call.set_state(CallState.JOINING)
-                ivr.pin_result(room is not None, now)
+                    self._check_pin(call, ivr, action.pin, now)
             elif isinstance(action, Join):
                 self._ivr_calls.discard(call)
                 call.ivr = None
+                self.throttle.finish(call.call_id)
                 assert call.room is not None
                 self._join(call, call.room, now)
                 return
             elif isinstance(action, Hangup):
                 self._ivr_calls.discard(call)
                 call.ivr = None
+                self.throttle.finish(call.call_id)
                 self._end(call, action.reason)
                 return
 
+    def _check_pin(self, call: PhoneCall, ivr: PinIvr, pin: str, now: float) -> None:
+        room = self.store.room_by_pin(pin)
+        if room is None:
+            self.counters["pin_failures"] += 1
+            log.info("call %s: wrong PIN from %s", call.call_id, call.caller)
+            self.throttle.call_failed(call.call_id, now)
+        else:
+            self.throttle.record_success(call.caller, call.source.host, now)
+            call.room = room.name
+            call.set_state(CallState.JOINING)
+        ivr.pin_result(room is not None, now)
+
     def _on_digit(self, call: PhoneCall, digit: str, now: float) -> None:
-        log.info("call %s: DTMF %s", call.call_id, digit)
+        log.info("call %s: DTMF: a digit", call.call_id)  # never which: PINs
         if call.ivr is not None:
             call.ivr.on_digit(digit, now)
             self._run_ivr(call, now)
@@ -476,6 +509,7 @@ class Gateway:
         call.end_reason = reason
         self._ivr_calls.discard(call)
         call.ivr = None
+        self.throttle.finish(call.call_id)
         self.rooms.leave(call, reason)
         if call.leg_id in self.mixer:
             self.mixer.remove_leg(call.leg_id)

@@ -31,6 +31,8 @@ class GatewaySettings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     #: peers that may pick a room by header and send media from elsewhere (sip.trusted_peers)
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    #: participants per room, phones and browsers together (meetings.max_participants)
+    max_participants: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -55,6 +57,7 @@ class GatewaySettings:
                 max_pin_length=ivr.max_pin_length,
             ),
             trusted_peers=config.sip.trusted_peers,
+            max_participants=config.meetings.max_participants,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,

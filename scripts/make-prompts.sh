@@ -30,3 +30,5 @@ make_prompt muted_by_moderator "You have been muted by the moderator. Press star
 make_prompt removed "You have been removed from the meeting."
 make_prompt blocked "Too many attempts. Please try again later."
 make_prompt room_not_found "That meeting could not be found."
+make_prompt room_full "This meeting is full. Goodbye."
+make_prompt busy "We cannot check your PIN right now. Please call again later."

@@ -93,7 +93,12 @@ class Server:
         self.focus = Focus()
         self.router = Router(self.store, config.dialplan.default_route)
         t = config.ivr.throttle
-        self.throttle = PinThrottle(t.max_failures, t.window, t.block)
+        self.throttle = PinThrottle(
+            t.max_failures, t.window, t.block,
+            max_concurrent_per_source=t.max_concurrent_per_source,
+            checks_per_second=t.global_checks_per_second, checks_burst=t.global_checks_burst,
+            max_check_wait=t.max_check_wait,
+        )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         self.meetings = Meetings(
             self.focus, self.bridge, StoreRooms(self.store), _meeting_settings(config)

@@ -192,6 +192,10 @@ class ThrottleConfig:
     max_failures: int = 10
     window: float = 600.0
     block: float = 900.0
+    max_concurrent_per_source: int = 5
+    global_checks_per_second: float = 20.0
+    global_checks_burst: int = 40
+    max_check_wait: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +415,14 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "ivr.throttle: expected max_failures >= 1, window > 0 and block >= 0"
         )
+    if not 1 <= t.max_concurrent_per_source <= 1000:
+        raise ConfigError("ivr.throttle.max_concurrent_per_source: expected 1-1000")
+    if t.global_checks_per_second <= 0:
+        raise ConfigError("ivr.throttle.global_checks_per_second: expected a positive number")
+    if t.global_checks_burst < 1:
+        raise ConfigError("ivr.throttle.global_checks_burst: expected at least 1")
+    if t.max_check_wait <= 0:
+        raise ConfigError("ivr.throttle.max_check_wait: expected a positive number of seconds")
     route = config.dialplan.default_route
     if route not in ("pin", "reject") and not (route.startswith("room:") and len(route) > 5):
         raise ConfigError(

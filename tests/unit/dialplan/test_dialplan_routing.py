@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,27 +45,53 @@ def test_number_without_plus_matches_as_given(store: Store) -> None:
 @pytest.mark.parametrize("header", ["X-Room-Name", "x-room-name", "Jitsi-Conference-Room"])
 def test_room_header_skips_the_prompt(store: Store, header: str) -> None:
     router = Router(store)
-    assert router.route("+15550100", None, {header: "StandUp"}) == Room("standup", "show")
+    decision = router.route("+15550100", None, {header: "StandUp"}, trusted=True)
+    assert decision == Room("standup", "show")
 
 
 def test_room_header_wins_over_a_room_number(store: Store) -> None:
-    assert Router(store).route("+15550101", None, {"X-Room-Name": "lobby"}) == Room("lobby", "hide")
+    decision = Router(store).route("+15550101", None, {"X-Room-Name": "lobby"}, trusted=True)
+    assert decision == Room("lobby", "hide")
 
 
 def test_jitsi_header_with_domain(store: Store) -> None:
     headers = {"Jitsi-Conference-Room": "standup@conference.meet.example.com"}
-    assert Router(store).route(None, None, headers) == Room("standup")
+    assert Router(store).route(None, None, headers, trusted=True) == Room("standup")
 
 
 @pytest.mark.parametrize("value", ["nosuch", "bad name", ""])
 def test_unknown_room_header_is_rejected_404(store: Store, value: str) -> None:
-    decision = Router(store).route("+15550100", None, {"X-Room-Name": value})
+    decision = Router(store).route("+15550100", None, {"X-Room-Name": value}, trusted=True)
     assert isinstance(decision, Reject) and decision.status == 404
+
+
+@pytest.mark.parametrize("header", ["X-Room-Name", "x-room-name", "Jitsi-Conference-Room"])
+def test_room_header_from_an_untrusted_peer_is_ignored(store: Store, header: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Untrusted: the header changes nothing (the number's route, or the default route)."""
+    router = Router(store)
+    with caplog.at_level(logging.INFO, logger="dialplan.routing"):
+        assert router.route("+15550100", None, {header: "standup"}) == Prompt("show")
+        assert router.route("+15550101", None, {header: "lobby"}) == Room("standup", "hide")
+        assert router.route("9999", None, {header: "standup"}) == Prompt()
+    ignored = [r.getMessage() for r in caplog.records if "untrusted" in r.getMessage()]
+    assert len(ignored) == 3, caplog.text
+    assert not any("standup" in m or "lobby" in m for m in ignored), ignored  # no value
+
+
+@pytest.mark.parametrize("value", ["standup", "nosuch", "bad name", "", "x" * 300])
+def test_untrusted_callers_get_the_same_answer_for_known_and_unknown_rooms(
+        store: Store, value: str) -> None:
+    router = Router(store)
+    assert router.route("9999", None, {"X-Room-Name": value}) == Prompt()
+    assert Router(store, "reject").route("9999", None, {"X-Room-Name": value}) == \
+        Reject(404, "Not Found")
 
 
 def test_room_headers_can_be_disabled(store: Store) -> None:
     router = Router(store, room_headers=False)
-    assert router.route("+15550100", None, {"X-Room-Name": "standup"}) == Prompt("show")
+    decision = router.route("+15550100", None, {"X-Room-Name": "standup"}, trusted=True)
+    assert decision == Prompt("show")
 
 
 def test_headers_object_with_only_items_and_get(store: Store) -> None:
@@ -79,7 +106,8 @@ def test_headers_object_with_only_items_and_get(store: Store) -> None:
             return list(self.pairs)
 
     headers = Headers([("X-ROOM-NAME", "lobby")])
-    assert Router(store).route(None, None, headers) == Room("lobby")  # type: ignore[arg-type]
+    decision = Router(store).route(None, None, headers, trusted=True)  # type: ignore[arg-type]
+    assert decision == Room("lobby")
 
 
 def test_default_pin(store: Store) -> None:

@@ -248,3 +248,50 @@ def test_memory_store() -> None:
     with Store(":memory:") as s:
         s.create_room("m")
         assert s.room("m") is not None
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_new_data_directory_and_database_are_private(tmp_path: Path) -> None:
+    """Every room's PIN is in the file: no other user may read it (issue 13)."""
+    folder = tmp_path / "new" / "data"
+    with Store(folder / "switchboard.db") as s:
+        s.create_room("standup", "48213077")
+        assert _mode(folder) == 0o700
+        for name in ("switchboard.db", "switchboard.db-wal", "switchboard.db-shm"):
+            assert (folder / name).exists(), name
+            assert _mode(folder / name) == 0o600, name
+
+
+def test_modes_of_an_existing_directory_and_database_are_narrowed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "data"
+    with Store(folder / "switchboard.db") as s:
+        s.create_room("standup", "48213077")
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="dialplan.store"), \
+            Store(folder / "switchboard.db") as s:
+        assert s.room("standup") is not None
+        assert _mode(folder) == 0o700
+        assert all(_mode(p) == 0o600 for p in folder.iterdir()), \
+            {p.name: oct(_mode(p)) for p in folder.iterdir()}
+    assert "was mode 755, now 700" in caplog.text
+
+
+def test_a_shared_sticky_folder_is_left_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with Store(shared / "switchboard.db"):
+        assert shared.stat().st_mode & 0o7777 == 0o1777
+        assert _mode(shared / "switchboard.db") == 0o600
+
+
+def test_a_folder_as_the_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    with pytest.raises(StoreError):
+        Store(tmp_path / "db")

@@ -284,3 +284,70 @@ def test_transitions_are_logged_with_call_id(caplog: pytest.LogCaptureFixture) -
     messages = [r.getMessage() for r in caplog.records]
     assert "call call-xyz: ivr idle -> prompting" in messages
     assert "call call-xyz: ivr prompting -> collecting" in messages
+
+
+def collected(pin: str = "48213077") -> PinIvr:
+    """An IVR that has just asked for `pin` to be checked (at t=5)."""
+    ivr = started()
+    ivr.on_prompt_finished(4.0)
+    assert keys(ivr, pin + "#", 5.0) == [CheckPin(pin)]
+    return ivr
+
+
+def test_check_later_asks_again_at_that_time_and_keeps_the_digits() -> None:
+    ivr = collected()
+    ivr.check_later(5.05)
+    assert ivr.get_timer() == 5.05
+    ivr.handle_timer(5.04)
+    assert drain(ivr) == []
+    assert keys(ivr, "9#", 5.045) == []  # keys while the lookup waits are ignored
+    ivr.handle_timer(5.05)
+    assert drain(ivr) == [CheckPin("48213077")]
+    assert ivr.get_timer() is None and ivr.state is IvrState.CHECKING
+    ivr.check_later(5.1)
+    ivr.handle_timer(5.1)
+    assert drain(ivr) == [CheckPin("48213077")]
+    ivr.pin_result(True, 5.2)  # then checked as usual, no attempt used up by the waiting
+    assert drain(ivr) == [PlayPrompt("joining")]
+    assert ivr.failures == 0
+
+
+def test_give_up_plays_the_prompt_then_hangs_up_without_a_failed_attempt() -> None:
+    ivr = collected()
+    ivr.give_up("blocked", "PIN guessing blocked", 6.0)
+    assert drain(ivr) == [PlayPrompt("blocked")]
+    assert ivr.failures == 0 and ivr.digits == ""
+    ivr.on_prompt_finished(9.0, "blocked")
+    assert drain(ivr) == [Hangup("PIN guessing blocked")]
+    assert ivr.state is IvrState.DONE
+
+
+def test_check_later_and_give_up_only_while_checking() -> None:
+    ivr = started()
+    with pytest.raises(IvrError):
+        ivr.check_later(1.0)
+    with pytest.raises(IvrError):
+        ivr.give_up("blocked", "x", 1.0)
+
+
+def test_no_key_digit_or_pin_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Every path through the IVR at DEBUG: no record carries a keyed digit or the PIN."""
+    caplog.set_level(logging.DEBUG, logger="gateway.ivr")
+    ivr = PinIvr("call-secret", SETTINGS)
+    ivr.start(0.0)
+    keys(ivr, "7", 0.5)  # barge-in
+    keys(ivr, "A9*", 1.0)  # a letter, a digit, clear
+    ivr.on_digit("?", 1.1)  # garbage
+    keys(ivr, "8642#", 2.0)
+    ivr.pin_result(False, 2.1)
+    keys(ivr, "86", 3.0)  # during invalid_pin: barge-in
+    ivr.handle_timer(8.1)  # inter-digit timeout submits
+    assert drain(ivr) == [CheckPin("86")]
+    keys(ivr, "5", 8.2)  # ignored while checking
+    ivr.check_later(8.3)
+    ivr.pin_result(True, 8.4)
+    drain(ivr)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "8642" not in text and "86" not in text
+    assert not any(ch in text.replace("call-secret", "") for ch in "?79#*5"), text
+    assert repr(CheckPin("8642")) == "CheckPin()"
