@@ -12,11 +12,14 @@ happens per call runs on the event loop's thread without locks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import itertools
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from dialplan.limits import Networks
 from dialplan.routing import Prompt, Reject, Room, Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
@@ -28,6 +31,7 @@ from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, Medi
 from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name, opus_fmtp_options
 from gateway.media.dtmf import parse_info_body
+from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
@@ -42,6 +46,7 @@ from gateway.sip.events import (
 )
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import (
+    AudioNegotiation,
     SessionDescription,
     build_answer,
     build_offer,
@@ -127,6 +132,8 @@ class Gateway:
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
         self._ports = PortAllocator(*settings.rtp_ports)
+        self._media_trusted = Networks(settings.trusted_peers)
+        self._media_hosts = MediaAddressResolver(":" in settings.media_address)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0}
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
@@ -167,6 +174,7 @@ class Gateway:
             await asyncio.sleep(0.05)  # let the BYEs leave
             await self._transport.stop()
             self._transport = None
+        self._media_hosts.close()
 
     def healthy(self) -> bool:
         return self._transport is not None and self._clock is not None and self._clock.running
@@ -288,20 +296,37 @@ class Gateway:
         self.ua.reject(call_id, status, reason, now=self._time())
 
     async def _answer(self, call: PhoneCall, offer: SessionDescription | None) -> None:
+        """Open the leg's media and answer; whatever fails, the call is refused or ended and
+        everything it holds is released (``_cleanup``)."""
+        try:
+            await self._open_and_answer(call, offer)
+        except Exception:
+            log.exception("call %s: answering failed", call.call_id)
+            self._refuse(call, 500, "Server Internal Error")
+
+    async def _open_and_answer(self, call: PhoneCall, offer: SessionDescription | None) -> None:
+        negotiation: AudioNegotiation | None = None
+        if offer is not None:
+            negotiation = await self._resolved(call, negotiate_audio(offer, CODECS))
+            if negotiation is None:
+                self._refuse(call, 488, "Not Acceptable Here")
+                return
+            if call.state is CallState.ENDED:  # cancelled while resolving
+                return
+        trusted = call.source.host in self._media_trusted
         session = RtpSession(
             call.call_id, self._ports, self.settings.media_address,
+            sip_host=call.source.host, trusted=trusted,
             media_timeout=self.settings.media_timeout,
+            relatch_after=self.settings.media_relatch_after,
+            relatch_packets=self.settings.media_relatch_packets,
         )  # fmt: skip
         call.session = session
         try:
             await session.open()
         except (PortsExhausted, OSError) as exc:
             log.warning("call %s: no RTP port: %s", call.call_id, exc)
-            session.close()
-            call.session = None
-            self._cleanup(call, "no media port")
-            self._reject(call.call_id, 503, "Service Unavailable")
-            self._flush()
+            self._refuse(call, 503, "Service Unavailable")
             return
         port = session.local_port
         if call.state is CallState.ENDED:  # cancelled while the socket opened
@@ -310,10 +335,10 @@ class Gateway:
         session.on_dtmf = lambda digit: self._on_rtp_digit(call, digit)
         session.on_timeout = lambda: self._on_media_timeout(call)
         host = self.settings.media_announce
-        if offer is not None:
+        if offer is not None and negotiation is not None:
             built = build_answer(offer, host, port, CODECS, session_id=str(port))
             assert built is not None  # negotiated before
-            sdp, negotiation = built
+            sdp = built[0]
             self._configure(call, negotiation)
         else:
             sdp = build_offer(host, port, CODECS, session_id=str(port))
@@ -323,14 +348,47 @@ class Gateway:
         call.set_state(CallState.ANSWERED)
         self._flush()
 
-    def _configure(self, call: PhoneCall, negotiation: object) -> None:
-        from gateway.sip.sdp import AudioNegotiation
+    async def _resolved(self, call: PhoneCall,
+                        negotiation: AudioNegotiation | None) -> AudioNegotiation | None:
+        """The negotiation with its c= host as a usable numeric IP (a host name resolved
+        once), or None: answer 488."""
+        if negotiation is None:
+            return None
+        host = await self._media_hosts.resolve(negotiation.remote_host, call.call_id)
+        if host is None:
+            log.info("call %s: unusable media address in the SDP", call.call_id)
+            return None
+        return dataclasses.replace(negotiation, remote_host=host)
 
-        assert isinstance(negotiation, AudioNegotiation) and call.session is not None
+    def _refuse(self, call: PhoneCall, status: int, reason: str) -> None:
+        """Refuse a call not answered yet (``status``), or end an answered one; either way
+        release what it holds."""
+        if call.state is CallState.ENDED:
+            return
+        try:
+            if call.state is CallState.SETUP:
+                self._cleanup(call, reason)
+                self._reject(call.call_id, status, reason)
+            else:
+                self._end(call, reason)
+        except Exception:
+            log.exception("call %s: refusing failed", call.call_id)
+            self._cleanup(call, reason)
+        self._flush()
+
+    def _configure(self, call: PhoneCall, negotiation: AudioNegotiation) -> bool:
+        """Apply a negotiation to the leg. False (and the call is ended) when its c= host is
+        not a usable numeric IP (an answer in an ACK cannot be refused with 488)."""
+        assert call.session is not None
+        remote = self._media_hosts.usable_now(negotiation.remote_host)
+        if remote is None:
+            log.info("call %s: unusable media address in the SDP answer", call.call_id)
+            self._end(call, "unusable media address")
+            return False
         codec = negotiation.codec.name.upper()
         options = opus_fmtp_options(parse_fmtp(negotiation.fmtp)) if codec == "OPUS" else {}
         call.session.set_remote(
-            negotiation.remote_host, negotiation.remote_port,
+            remote, negotiation.remote_port,
             codec_by_name(codec, negotiation.payload_type, **options),
             negotiation.dtmf_payload_type,
         )  # fmt: skip
@@ -347,6 +405,7 @@ class Gateway:
                 codec, negotiation.payload_type, options)
             self.mixer.codec_changed(call.leg_id)
             self.rooms.connect_voice(call, joined=False)
+        return True
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
@@ -360,7 +419,8 @@ class Gateway:
                 log.info("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")
                 return
-            self._configure(call, negotiation)
+            if not self._configure(call, negotiation):
+                return
         if call.route_room is not None:
             self._join(call, call.route_room, now)
             return
@@ -371,22 +431,54 @@ class Gateway:
         self._run_ivr(call, now)
 
     def _reoffer(self, call: PhoneCall, offer_bytes: bytes) -> None:
+        """A re-INVITE or UPDATE offer: answered at once, or after its c= host name is
+        resolved; 488 (the call goes on as it was) when it is not acceptable."""
         try:
             offer = SessionDescription.parse(offer_bytes)
-            built = build_answer(offer, self.settings.media_announce, call.session.local_port
-                                 if call.session else 0, CODECS,
-                                 session_id=str(call.session.local_port if call.session else 0),
-                                 session_version=call.sdp_version + 1)
+            negotiation = negotiate_audio(offer, CODECS)
         except Exception:
-            built = None
-        if built is None or call.session is None:
-            log.info("call %s: re-offer not acceptable", call.call_id)
-            self.ua.reject(call.call_id, 488, now=self._time())
+            offer, negotiation = None, None
+        if offer is None or negotiation is None or call.session is None:
+            self._refuse_offer(call)
+            return
+        if self._media_hosts.usable_now(negotiation.remote_host) is not None:
+            self._answer_offer(call, offer, negotiation)
+        elif self._media_hosts.needs_lookup(negotiation.remote_host):
+            self._spawn(self._resolve_reoffer(call, offer, negotiation))
+        else:
+            self._refuse_offer(call)
+
+    async def _resolve_reoffer(self, call: PhoneCall, offer: SessionDescription,
+                               negotiation: AudioNegotiation) -> None:
+        resolved = await self._resolved(call, negotiation)
+        if call.state is CallState.ENDED:
+            return
+        try:
+            if resolved is None:
+                self._refuse_offer(call)
+            else:
+                self._answer_offer(call, offer, resolved)
+        except Exception:
+            log.exception("call %s: answering the re-offer failed", call.call_id)
+        self._flush()
+
+    def _refuse_offer(self, call: PhoneCall) -> None:
+        log.info("call %s: re-offer not acceptable", call.call_id)
+        self.ua.reject(call.call_id, 488, now=self._time())
+
+    def _answer_offer(self, call: PhoneCall, offer: SessionDescription,
+                      negotiation: AudioNegotiation) -> None:
+        assert call.session is not None
+        port = call.session.local_port
+        built = build_answer(offer, self.settings.media_announce, port, CODECS,
+                             session_id=str(port), session_version=call.sdp_version + 1)
+        if built is None:
+            self._refuse_offer(call)
             return
         call.sdp_version += 1
-        sdp, negotiation = built
-        self._configure(call, negotiation)
-        call.local_sdp = sdp.serialize()
+        if not self._configure(call, negotiation):
+            return
+        call.local_sdp = built[0].serialize()
         self.ua.answer_offer(call.call_id, call.local_sdp, now=self._time())
 
     # -- the IVR -----------------------------------------------------------------------
@@ -470,20 +562,29 @@ class Gateway:
         self._cleanup(call, reason)
 
     def _cleanup(self, call: PhoneCall, reason: str) -> None:
+        """Forget a call and release all it holds. Every step runs whatever failed before
+        it: the port pair and the sockets are always released."""
         if call.state is CallState.ENDED:
             return
         call.set_state(CallState.ENDED)
         call.end_reason = reason
         self._ivr_calls.discard(call)
         call.ivr = None
-        self.rooms.leave(call, reason)
-        if call.leg_id in self.mixer:
-            self.mixer.remove_leg(call.leg_id)
-        if call.session is not None:
-            self._count_rtp(call.session)
-            call.session.close()
-        self.calls.pop(call.call_id, None)
-        self._by_leg.pop(call.leg_id, None)
+        try:
+            self.rooms.leave(call, reason)
+        finally:
+            try:
+                if call.leg_id in self.mixer:
+                    self.mixer.remove_leg(call.leg_id)
+            finally:
+                try:
+                    if call.session is not None:
+                        with contextlib.suppress(Exception):
+                            self._count_rtp(call.session)
+                        call.session.close()
+                finally:
+                    self.calls.pop(call.call_id, None)
+                    self._by_leg.pop(call.leg_id, None)
 
     # -- the clock ---------------------------------------------------------------------
 

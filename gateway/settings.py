@@ -31,6 +31,9 @@ class GatewaySettings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     #: peers that may pick a room by header and send media from elsewhere (sip.trusted_peers)
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    #: strict RTP: quiet seconds and in-sequence packets before a leg's source may move
+    media_relatch_after: float = 3.0
+    media_relatch_packets: int = 5
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -55,6 +58,8 @@ class GatewaySettings:
                 max_pin_length=ivr.max_pin_length,
             ),
             trusted_peers=config.sip.trusted_peers,
+            media_relatch_after=config.media.relatch_after,
+            media_relatch_packets=config.media.relatch_packets,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,
