@@ -34,8 +34,7 @@ One ``RtpSession`` owns two UDP sockets (RTP on an even port drawn at random by 
   share the audio's SSRC, sequence numbers and timestamp base (RFC 4733 section 2.1), so
   their timestamps and durations are counted at the audio codec's RTP clock: 8000 for G.711
   and G.722, 48000 for Opus. (Phones commonly offer only telephone-event/8000 beside Opus;
-  baresip, for one, then sends its events on the 48 kHz audio clock, as we do.) Digits are
-  never logged, only that one came.
+  baresip, for one, then sends its events on the 48 kHz audio clock, as we do.)
 - one periodic housekeeping callback (every ``check_interval`` s): media timeout
   (``on_timeout()`` once when no RTP came for ``media_timeout`` s while we expect it), RTCP
   SR/RR every ``rtcp_interval`` s.
@@ -413,7 +412,7 @@ class RtpSession:
         dtmf.receive(ts, second > 127, payload, now)
         while (event := dtmf.next_event()) is not None:
             if isinstance(event, DtmfStarted):
-                log.info("call %s: DTMF: a digit (RFC 4733)", self.call_id)
+                log.info("call %s: DTMF %s (RFC 4733)", self.call_id, event.digit)
                 try:
                     self.on_dtmf(event.digit)
                 except Exception:
@@ -497,7 +496,7 @@ class RtpSession:
         self._dtmf_active = True
         event_ts = self._ts
         start = self._loop.time()
-        log.info("call %s: sending a DTMF digit", self.call_id)
+        log.info("call %s: sending DTMF %s", self.call_id, digit)
         ticks = max(1, round(duration_ms / 20)) * clock // 50
 
         def step(index: int) -> None:
