@@ -106,7 +106,8 @@ class CallMedia:
             built = build_answer(offer, host, port, CODECS, session_id=str(port))
             assert built is not None  # negotiated before
             sdp = built[0]
-            self._configure(call, negotiation)
+            if not self._configure(call, negotiation):
+                return
         else:
             sdp = build_offer(host, port, CODECS, session_id=str(port))
             call.offered_in_200 = True

@@ -216,6 +216,11 @@ class RtpSession:
                 self._allocator.release(port)
                 last_error = exc
                 continue
+            if self._closed:                      # closed while the sockets were opening
+                rtp.close()
+                rtcp.close()
+                self._allocator.release(port)
+                raise OSError(f"call {self.call_id}: RTP session closed while opening")
             self._rtp = rtp
             self._rtcp = rtcp
             self.local_port = port

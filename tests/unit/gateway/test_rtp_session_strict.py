@@ -256,3 +256,15 @@ async def test_close_releases_the_port_when_the_bye_raises(
     t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
                                                local_addr=(PHONE, port))
     t.close()
+
+
+async def test_closed_while_opening_releases_the_port(allocator: PortAllocator) -> None:
+    """A call cancelled while its sockets open: close() comes first, open() must not keep
+    the port it was binding."""
+    s = RtpSession("call-cancel", allocator, PHONE, sip_host=PHONE)
+    opening = asyncio.ensure_future(s.open())
+    await asyncio.sleep(0)                                 # open() is inside its awaits
+    s.close()
+    with pytest.raises(OSError):
+        await opening
+    assert allocator.in_use == 0
