@@ -49,6 +49,7 @@ SPRAYER = "127.0.0.2"
 VICTIM = "127.0.0.3"
 IDLE_KEYS = ("calls", "legs", "rtp_ports_in_use")
 TONE_A, TONE_B, TONE_SPRAY = 440.0, 1000.0, 2500.0
+EXTRA_CALLS = 8
 
 
 # --- a raw SIP user agent over UDP ----------------------------------------------------------
@@ -231,12 +232,12 @@ class RtpPhone:
     """The media of one genuine call: a socket at ``host`` sending a tone every 20 ms to the
     server's port (``paused`` stops it), and keeping every PCMU payload that comes back."""
 
-    def __init__(self, host: str, tone_hz: float) -> None:
+    def __init__(self, host: str, tone_hz: float, amplitude: float = 0.3) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.sock.settimeout(0.005)
         self.port = self.sock.getsockname()[1]
-        tone = audio.ulaw_encode(audio.tone(tone_hz, 1.0, amplitude=0.3))
+        tone = audio.ulaw_encode(audio.tone(tone_hz, 1.0, amplitude=amplitude))
         self.tone = tone + tone
         self.remote: tuple[str, int] | None = None
         self.paused = threading.Event()
@@ -358,10 +359,11 @@ def wait_idle(server: Any, timeout: float = 15.0) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def genuine_call(server: Any, sip: SipPhone, tone_hz: float,
-                 host: str = PHONE) -> Iterator[tuple[Call, RtpPhone]]:
-    """A call to the room from ``sip`` with media at ``host`` sending a tone; hung up after."""
-    media = RtpPhone(host, tone_hz)
+def genuine_call(server: Any, sip: SipPhone, tone_hz: float, host: str = PHONE,
+                 amplitude: float = 0.3) -> Iterator[tuple[Call, RtpPhone]]:
+    """A call to the room from ``sip`` with media at ``host`` sending a tone (amplitude 0:
+    silence); hung up after."""
+    media = RtpPhone(host, tone_hz, amplitude)
     call = sip.invite(sdp(host, media.port))
     answer = sip.wait_final(call)
     assert answer.status == 200, answer.status
@@ -398,8 +400,11 @@ def test_rtp_spray_never_takes_over_a_call(switchboard_server: Any) -> None:
     try:
         with Sprayer(SPRAYER, ports) as sprayer:
             time.sleep(0.5)                         # spraying before the calls start
-            with genuine_call(server, sip, TONE_A) as (_, a), \
-                    genuine_call(server, sip, TONE_B) as (_, b):
+            with contextlib.ExitStack() as calls:
+                _, a = calls.enter_context(genuine_call(server, sip, TONE_A))
+                _, b = calls.enter_context(genuine_call(server, sip, TONE_B))
+                for _ in range(EXTRA_CALLS):       # more new calls to take over (silent)
+                    calls.enter_context(genuine_call(server, sip, TONE_A, amplitude=0.0))
                 pump_for([sip], 3.0)
                 t0 = time.monotonic()
                 pump_for([sip], 2.0)
