@@ -12,6 +12,8 @@
 - Reflection: an INVITE from 127.0.0.1 (not trusted) whose SDP names 127.0.0.3 gets no RTP
   or RTCP sent to 127.0.0.3 until 127.0.0.3 itself sends RTP; a trusted peer's SDP address
   is sent to at once.
+- NAT still works: a caller whose SDP names an address nobody listens on, sending its media
+  from the SIP source host, is heard and hears the room at its real address.
 
 The genuine callers are a small raw-UDP SIP user agent in this file (INVITE, ACK, BYE,
 re-INVITE) with RTP from threads, so each test chooses its source addresses and SDP exactly.
@@ -523,10 +525,11 @@ def test_reinvite_with_a_bad_address_is_refused_and_the_call_goes_on(
                 sip.reinvite(call, sdp(host, a.port, addrtype=addrtype, session=2))
                 assert sip.wait_final(call).status in (488, 400), host
             assert stats(server)["calls"] == 2
-            # hold (c=0.0.0.0) is still accepted, and taking it back too
+            # hold (c=0.0.0.0) is still accepted, and taking it back too, by a host name
+            # that resolves (once, when the offer comes)
             sip.reinvite(call, sdp("0.0.0.0", a.port, session=3))
             assert sip.wait_final(call).status == 200
-            sip.reinvite(call, sdp(PHONE, a.port, session=4))
+            sip.reinvite(call, sdp("localhost", a.port, session=4))
             assert sip.wait_final(call).status == 200
             t0 = time.monotonic()
             pump_for([sip], 2.0)
@@ -602,5 +605,32 @@ def test_no_media_to_an_sdp_address_that_has_not_spoken(switchboard_server: Any,
     finally:
         other.stop()
         victim.close()
+        sip.close()
+    wait_idle(server)
+
+
+def test_a_caller_behind_nat_is_still_heard_and_answered(switchboard_server: Any) -> None:
+    """Strict RTP must not break NAT: the SDP names a private address (here 127.0.0.4, where
+    nothing listens) and the media comes from the SIP source host on another port."""
+    server = switchboard_server(NOT_TRUSTED)
+    create_room(server)
+    sip = SipPhone(server)
+    natted = RtpPhone(PHONE, TONE_A)
+    try:
+        with genuine_call(server, sip, TONE_B) as (_, b):
+            call = sip.invite(sdp("127.0.0.4", 4000))
+            answer = sip.wait_final(call)
+            assert answer.status == 200
+            natted.start((procs.LOOPBACK, answer.media_port))
+            pump_for([sip], 1.5)
+            t0 = time.monotonic()
+            pump_for([sip], 2.0)
+            assert audio.hears_tone(b.heard(t0), audio.RATE, TONE_A), "the NAT caller is not heard"
+            assert audio.hears_tone(natted.heard(t0), audio.RATE, TONE_B), (
+                "the NAT caller hears nothing at its real address")
+            sip.bye(call)
+            assert sip.wait_final(call).status == 200
+    finally:
+        natted.stop()
         sip.close()
     wait_idle(server)
