@@ -1,13 +1,18 @@
 """RTP and RTCP for one phone call leg: the thin asyncio adapter around ``gateway/media``.
 
-One ``RtpSession`` owns two UDP sockets (RTP on an even port from the ``PortAllocator``,
-RTCP on the next one) bound on the configured media address, and:
+One ``RtpSession`` owns two UDP sockets (RTP on an even port drawn at random by the
+``PortAllocator``, RTCP on the next one) bound on the configured media address, and:
 
-- symmetric RTP: it sends to the address from the SDP until the first valid RTP packet
-  (version 2, a payload type we expect) arrives, then to that packet's source ("latching",
-  which fixes one-way audio behind NAT). A packet from another source is dropped, unless
-  the latched source has been silent for ``relatch_after`` seconds (NAT rebinding): then
-  the session latches again. RTCP latches the same way on its own port.
+- strict, symmetric RTP (``gateway/media/rtp_source.py`` states the rules): media is taken
+  only from the SDP host or the SIP source host (``sip_host``; a caller behind NAT), from
+  anywhere only for a ``trusted`` peer. The first valid RTP packet (version 2, a payload type
+  we expect) from such a host latches the leg to its source; another source takes over only
+  after ``relatch_packets`` consecutive in-sequence packets of one SSRC while the latched
+  source has been quiet for ``relatch_after`` seconds (NAT rebinding). Every other packet is
+  counted (``rx_foreign``, ``rtcp_foreign``) and dropped before the jitter buffer and DTMF.
+  Nothing (RTP, RTCP, DTMF events) is sent to an address that has not sent valid RTP,
+  except to the SDP address when its host is the SIP source host or the peer is trusted:
+  no reflection towards a third party an SDP names. RTCP follows the same rules.
 - receive fast path: the common 12-byte header is read with one ``struct`` call and the
   payload goes straight into the jitter buffer; anything malformed is counted and dropped,
   no exception ever leaves ``datagram_received``.
@@ -33,8 +38,8 @@ RTCP on the next one) bound on the configured media address, and:
 - one periodic housekeeping callback (every ``check_interval`` s): media timeout
   (``on_timeout()`` once when no RTP came for ``media_timeout`` s while we expect it), RTCP
   SR/RR every ``rtcp_interval`` s.
+- ``close()`` releases the port pair whatever else fails on the way (a ``finally``).
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -58,6 +63,7 @@ from gateway.media.jitterbuffer import JitterBuffer
 from gateway.media.plc import FrameDecoder
 from gateway.media.rtcp import parse_compound
 from gateway.media.rtp import HEADER, RtpPacket
+from gateway.media.rtp_source import SourcePolicy, Verdict
 from gateway.media.stats import RtcpStats
 from gateway.rtp_ports import PortAllocator, PortsExhausted
 
@@ -78,10 +84,11 @@ class SessionCounters:
     rx_packets: int = 0          # accepted RTP packets (audio and DTMF)
     rx_garbage: int = 0          # not RTP / malformed
     rx_unexpected_pt: int = 0    # valid RTP with a payload type we did not negotiate
-    rx_foreign: int = 0          # valid RTP from a source we are not latched to
+    rx_foreign: int = 0          # valid RTP from a source not allowed or not latched to
     rx_dtmf: int = 0
     rtcp_rx: int = 0
     rtcp_garbage: int = 0
+    rtcp_foreign: int = 0        # RTCP from a source not allowed or not latched to
     tx_packets: int = 0
     tx_dtmf: int = 0
     rtcp_tx: int = 0
@@ -126,8 +133,11 @@ class RtpSession:
         allocator: PortAllocator,
         bind_host: str = "127.0.0.1",
         *,
+        sip_host: str,
+        trusted: bool = False,
         media_timeout: float = 30.0,
-        relatch_after: float = 0.5,
+        relatch_after: float = 3.0,
+        relatch_packets: int = 5,
         rtcp_interval: float = 5.0,
         check_interval: float = 1.0,
         dtmf_duration_ms: int = 160,
@@ -135,7 +145,6 @@ class RtpSession:
         self.call_id = call_id
         self.bind_host = bind_host
         self.media_timeout = media_timeout
-        self.relatch_after = relatch_after
         self.rtcp_interval = rtcp_interval
         self.check_interval = check_interval
         self.dtmf_duration_ms = dtmf_duration_ms
@@ -155,12 +164,10 @@ class RtpSession:
         self._codec: AudioCodec | None = None
         self._audio_pt = -1
         self._dtmf_pt = -1
-        self._sdp_addr: Addr | None = None
-        self._sdp_rtcp_addr: Addr | None = None
-        self._dest: Addr | None = None           # where RTP goes
-        self._latched: Addr | None = None
-        self._rtcp_dest: Addr | None = None
-        self._rtcp_latched: Addr | None = None
+        #: who may send us media, and where ours goes (strict RTP, no reflection)
+        self.policy = SourcePolicy(sip_host, trusted=trusted, relatch_after=relatch_after,
+                                   relatch_packets=relatch_packets)
+        self._dest: Addr | None = None           # where RTP goes: policy.destination()
         self._sending = True
         self._expect_rtp = True
         # receive state
@@ -168,7 +175,6 @@ class RtpSession:
         self._decoder: FrameDecoder | None = None
         self._dtmf_rx = DtmfReceiver()
         self._last_rx: float | None = None       # last accepted RTP packet
-        self._last_rtcp_rx: float | None = None
         self._timeout_base = 0.0
         self._timed_out = False
         # send state (RFC 3550: random initial values)
@@ -210,6 +216,11 @@ class RtpSession:
                 self._allocator.release(port)
                 last_error = exc
                 continue
+            if self._closed:                      # closed while the sockets were opening
+                rtp.close()
+                rtcp.close()
+                self._allocator.release(port)
+                raise OSError(f"call {self.call_id}: RTP session closed while opening")
             self._rtp = rtp
             self._rtcp = rtcp
             self.local_port = port
@@ -221,26 +232,33 @@ class RtpSession:
         log.debug("call %s: RTP on %s:%d", self.call_id, self.bind_host, self.local_port)
 
     def close(self) -> None:
-        """Send RTCP BYE, close both sockets, release the port. Idempotent."""
+        """Send RTCP BYE, close both sockets, release the port. Idempotent; the port and
+        the sockets are released whatever fails before."""
         if self._closed:
             return
         self._closed = True
-        for handle in (self._check_handle, self._dtmf_handle):
-            if handle is not None:
-                handle.cancel()
-        self._check_handle = self._dtmf_handle = None
-        if self._rtcp is not None and self._rtcp_dest is not None and self._loop is not None:
-            with contextlib.suppress(OSError):
+        try:
+            for handle in (self._check_handle, self._dtmf_handle):
+                if handle is not None:
+                    handle.cancel()
+            self._check_handle = self._dtmf_handle = None
+            dest = self.policy.rtcp_destination()
+            if self._rtcp is not None and dest is not None and self._loop is not None:
                 self._rtcp.sendto(
-                    self._stats.build_report(self._loop.time(), time.time(), bye=True),
-                    self._rtcp_dest,
+                    self._stats.build_report(self._loop.time(), time.time(), bye=True), dest
                 )
-        for transport in (self._rtp, self._rtcp):
-            if transport is not None:
-                transport.close()
-        self._rtp = self._rtcp = None
-        if self.local_port:
-            self._allocator.release(self.local_port)
+        except Exception:
+            log.warning("call %s: RTCP BYE not sent", self.call_id, exc_info=True)
+        finally:
+            try:
+                for transport in (self._rtp, self._rtcp):
+                    if transport is not None:
+                        with contextlib.suppress(Exception):
+                            transport.close()
+            finally:
+                self._rtp = self._rtcp = None
+                if self.local_port:
+                    self._allocator.release(self.local_port)
         log.debug("call %s: RTP session closed (%s)", self.call_id, self.counters)
 
     @property
@@ -259,17 +277,11 @@ class RtpSession:
     ) -> None:
         """Where the remote wants media (from its SDP) and what we agreed on.
 
-        Called again after a re-INVITE: a new address drops the latch (the new SDP wins
-        until packets come), a new codec restarts the jitter buffer."""
-        addr: Addr = (host, port)
-        if addr != self._sdp_addr:
-            self._sdp_addr = addr
-            self._latched = None
-            self._rtcp_latched = None
-            self._dest = addr if port else None
-        self._sdp_rtcp_addr = (host, rtcp_port if rtcp_port else port + 1) if port else None
-        if self._rtcp_latched is None:
-            self._rtcp_dest = self._sdp_rtcp_addr
+        ``host`` must be a numeric IP of the session's family (the service resolves or
+        refuses anything else). Called again after a re-INVITE: a new address drops the
+        latch (the strict RTP rules start again), a new codec restarts the jitter buffer."""
+        self.policy.set_sdp(host, port, rtcp_port)
+        self._dest = self.policy.destination()
         old = self._codec
         if old is not None and _same_codec(old, codec):
             codec = old                          # keep the running decoder state
@@ -337,7 +349,9 @@ class RtpSession:
 
     @property
     def remote_addr(self) -> Addr | None:
-        """Where RTP goes now (the latched source, else the SDP address)."""
+        """Where RTP goes now: the latched source, else the SDP address when it may be sent
+        to before it spoke (its host is the SIP source host, or the peer is trusted), else
+        None."""
         return self._dest
 
     @property
@@ -379,9 +393,12 @@ class RtpSession:
                 counters.rx_unexpected_pt += 1
             return
         now = self._now()
-        if addr != self._latched and not self._accept_source(addr, now):
-            counters.rx_foreign += 1
-            return
+        verdict = self.policy.on_rtp(addr, ssrc, seq, now)
+        if verdict is not Verdict.ACCEPT:
+            if verdict is Verdict.FOREIGN:
+                counters.rx_foreign += 1
+                return
+            self._on_latch(addr, verdict)
         counters.rx_packets += 1
         self._last_rx = now
         self._stats.on_rtp_received(ssrc, seq, ts, now)
@@ -406,25 +423,15 @@ class RtpSession:
                 except Exception:
                     log.exception("call %s: on_dtmf failed", self.call_id)
 
-    def _accept_source(self, addr: Addr, now: float) -> bool:
-        latched = self._latched
-        if latched is not None and (
-            self._last_rx is None or now - self._last_rx < self.relatch_after
-        ):
-            return False
-        self._latched = addr
-        if addr != self._dest:
-            if latched is None:
-                log.info("call %s: RTP latched to %s:%d (SDP said %s)", self.call_id,
-                         addr[0], addr[1], _fmt(self._sdp_addr))
-            else:
-                self.counters.relatches += 1
-                log.info("call %s: RTP source moved %s -> %s:%d, latched again",
-                         self.call_id, _fmt(latched), addr[0], addr[1])
-            self._dest = addr
-        if self._rtcp_latched is None:
-            self._rtcp_dest = (addr[0], addr[1] + 1)
-        return True
+    def _on_latch(self, addr: Addr, verdict: Verdict) -> None:
+        if verdict is Verdict.RELATCHED:
+            self.counters.relatches += 1
+            log.info("call %s: RTP source moved %s -> %s, latched again", self.call_id,
+                     _fmt(self._dest), _fmt(addr))
+        elif addr != self._dest:
+            log.info("call %s: RTP latched to %s (SDP said %s)", self.call_id, _fmt(addr),
+                     _fmt(self.policy.sdp_address))
+        self._dest = addr
 
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
         if self._closed:
@@ -435,14 +442,10 @@ class RtpSession:
             self.counters.rtcp_garbage += 1
             return
         now = self._now()
+        if not self.policy.on_rtcp(addr, now):
+            self.counters.rtcp_foreign += 1
+            return
         self.counters.rtcp_rx += 1
-        if addr != self._rtcp_latched and (
-            self._rtcp_latched is None
-            or self._last_rtcp_rx is None
-            or now - self._last_rtcp_rx >= self.relatch_after
-        ):
-            self._rtcp_latched = self._rtcp_dest = addr
-        self._last_rtcp_rx = now
         self._stats.on_rtcp(packets, now, time.time())
 
     def pull_frame(self, now: float) -> Pcm | None:
@@ -551,7 +554,8 @@ class RtpSession:
             self._check_handle = self._loop.call_later(self.check_interval, self._housekeeping)
 
     def _check(self, now: float) -> None:
-        if self.media_timeout > 0 and self._expect_rtp and self._sdp_addr is not None:
+        if (self.media_timeout > 0 and self._expect_rtp
+                and self.policy.sdp_address is not None):
             last = max(self._last_rx or 0.0, self._timeout_base)
             if now - last >= self.media_timeout:
                 if not self._timed_out:
@@ -563,9 +567,10 @@ class RtpSession:
         self._dtmf_rx.handle_timer(now)
         while self._dtmf_rx.next_event() is not None:
             pass
-        if self._rtcp is not None and self._rtcp_dest is not None and self._stats.report_due(now):
+        dest = self.policy.rtcp_destination()
+        if self._rtcp is not None and dest is not None and self._stats.report_due(now):
             try:
-                self._rtcp.sendto(self._stats.build_report(now, time.time()), self._rtcp_dest)
+                self._rtcp.sendto(self._stats.build_report(now, time.time()), dest)
                 self.counters.rtcp_tx += 1
             except OSError:
                 self.counters.send_errors += 1

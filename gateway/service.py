@@ -22,17 +22,19 @@ from dialplan.routing import Prompt, Reject, Room, Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
 from focus import Focus
-from gateway.call import CallState, PhoneCall, PhoneLeg
+from gateway.call import CallState, PhoneCall
+from gateway.call_media import CallMedia
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
 from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
-from gateway.media.codecs import codec_by_name, opus_fmtp_options
+from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
+from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
-from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
+from gateway.rtp_session import PortAllocator, RtpSession
 from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
 from gateway.sip.events import (
     CallConfirmed,
@@ -44,10 +46,7 @@ from gateway.sip.events import (
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import (
     SessionDescription,
-    build_answer,
-    build_offer,
     negotiate_audio,
-    parse_fmtp,
 )
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
@@ -85,7 +84,7 @@ class _GatewayNode:
         return self._ua.datagrams_to_send()
 
 
-class Gateway:
+class Gateway(CallMedia):
     def __init__(
         self,
         settings: GatewaySettings,
@@ -134,6 +133,8 @@ class Gateway:
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
         self._ports = PortAllocator(*settings.rtp_ports)
+        self._media_trusted = Networks(settings.trusted_peers)
+        self._media_hosts = MediaAddressResolver(":" in settings.media_address)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0,
                          "pin_checks_refused": 0}
@@ -175,6 +176,7 @@ class Gateway:
             await asyncio.sleep(0.05)  # let the BYEs leave
             await self._transport.stop()
             self._transport = None
+        self._media_hosts.close()
 
     def healthy(self) -> bool:
         return self._transport is not None and self._clock is not None and self._clock.running
@@ -305,67 +307,6 @@ class Gateway:
         self.counters["calls_rejected"] += 1
         self.ua.reject(call_id, status, reason, now=self._time())
 
-    async def _answer(self, call: PhoneCall, offer: SessionDescription | None) -> None:
-        session = RtpSession(
-            call.call_id, self._ports, self.settings.media_address,
-            media_timeout=self.settings.media_timeout,
-        )  # fmt: skip
-        call.session = session
-        try:
-            await session.open()
-        except (PortsExhausted, OSError) as exc:
-            log.warning("call %s: no RTP port: %s", call.call_id, exc)
-            session.close()
-            call.session = None
-            self._cleanup(call, "no media port")
-            self._reject(call.call_id, 503, "Service Unavailable")
-            self._flush()
-            return
-        port = session.local_port
-        if call.state is CallState.ENDED:  # cancelled while the socket opened
-            session.close()
-            return
-        session.on_dtmf = lambda digit: self._on_rtp_digit(call, digit)
-        session.on_timeout = lambda: self._on_media_timeout(call)
-        host = self.settings.media_announce
-        if offer is not None:
-            built = build_answer(offer, host, port, CODECS, session_id=str(port))
-            assert built is not None  # negotiated before
-            sdp, negotiation = built
-            self._configure(call, negotiation)
-        else:
-            sdp = build_offer(host, port, CODECS, session_id=str(port))
-            call.offered_in_200 = True
-        call.local_sdp = sdp.serialize()
-        self.ua.answer(call.call_id, call.local_sdp, now=self._time())
-        call.set_state(CallState.ANSWERED)
-        self._flush()
-
-    def _configure(self, call: PhoneCall, negotiation: object) -> None:
-        from gateway.sip.sdp import AudioNegotiation
-
-        assert isinstance(negotiation, AudioNegotiation) and call.session is not None
-        codec = negotiation.codec.name.upper()
-        options = opus_fmtp_options(parse_fmtp(negotiation.fmtp)) if codec == "OPUS" else {}
-        call.session.set_remote(
-            negotiation.remote_host, negotiation.remote_port,
-            codec_by_name(codec, negotiation.payload_type, **options),
-            negotiation.dtmf_payload_type,
-        )  # fmt: skip
-        call.session.set_remote_direction(negotiation.direction)
-        leg = call.leg
-        if leg is None:
-            call.leg = PhoneLeg(call.leg_id, call.session, codec, negotiation.payload_type,
-                                options)
-            self.mixer.add_leg(None, call.leg)
-        elif (leg.codec_name, leg.payload_type, leg.codec_options) != (
-                codec, negotiation.payload_type, options):
-            log.info("call %s: codec now %s %s", call.call_id, codec, options or "")
-            leg.codec_name, leg.payload_type, leg.codec_options = (
-                codec, negotiation.payload_type, options)
-            self.mixer.codec_changed(call.leg_id)
-            self.rooms.connect_voice(call, joined=False)
-
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
             negotiation = None
@@ -378,7 +319,8 @@ class Gateway:
                 log.info("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")
                 return
-            self._configure(call, negotiation)
+            if not self._configure(call, negotiation):
+                return
         if call.route_room is not None:
             self._join(call, call.route_room, now)
             return
@@ -387,25 +329,6 @@ class Gateway:
         self._ivr_calls.add(call)
         call.ivr.start(now)
         self._run_ivr(call, now)
-
-    def _reoffer(self, call: PhoneCall, offer_bytes: bytes) -> None:
-        try:
-            offer = SessionDescription.parse(offer_bytes)
-            built = build_answer(offer, self.settings.media_announce, call.session.local_port
-                                 if call.session else 0, CODECS,
-                                 session_id=str(call.session.local_port if call.session else 0),
-                                 session_version=call.sdp_version + 1)
-        except Exception:
-            built = None
-        if built is None or call.session is None:
-            log.info("call %s: re-offer not acceptable", call.call_id)
-            self.ua.reject(call.call_id, 488, now=self._time())
-            return
-        call.sdp_version += 1
-        sdp, negotiation = built
-        self._configure(call, negotiation)
-        call.local_sdp = sdp.serialize()
-        self.ua.answer_offer(call.call_id, call.local_sdp, now=self._time())
 
     # -- the IVR -----------------------------------------------------------------------
 
@@ -503,19 +426,25 @@ class Gateway:
         self._cleanup(call, reason)
 
     def _cleanup(self, call: PhoneCall, reason: str) -> None:
+        """Forget a call and release all it holds. Every step runs whatever failed before
+        it: the port pair and the sockets are always released."""
         if call.state is CallState.ENDED:
             return
         call.set_state(CallState.ENDED)
         call.end_reason = reason
         self._ivr_calls.discard(call)
         call.ivr = None
-        self.throttle.finish(call.call_id)
-        self.rooms.leave(call, reason)
-        if call.leg_id in self.mixer:
-            self.mixer.remove_leg(call.leg_id)
-        if call.session is not None:
-            self._count_rtp(call.session)
-            call.session.close()
+        for step in (
+            lambda: self.throttle.finish(call.call_id),
+            lambda: self.rooms.leave(call, reason),
+            lambda: self.mixer.remove_leg(call.leg_id) if call.leg_id in self.mixer else None,
+            lambda: self._count_rtp(call.session) if call.session is not None else None,
+            lambda: call.session.close() if call.session is not None else None,
+        ):
+            try:
+                step()
+            except Exception:
+                log.exception("call %s: a cleanup step failed", call.call_id)
         self.calls.pop(call.call_id, None)
         self._by_leg.pop(call.leg_id, None)
 

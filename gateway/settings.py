@@ -33,6 +33,9 @@ class GatewaySettings:
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
     #: participants per room, phones and browsers together (meetings.max_participants)
     max_participants: int | None = None
+    #: strict RTP: quiet seconds and in-sequence packets before a leg's source may move
+    media_relatch_after: float = 3.0
+    media_relatch_packets: int = 5
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -58,6 +61,8 @@ class GatewaySettings:
             ),
             trusted_peers=config.sip.trusted_peers,
             max_participants=config.meetings.max_participants,
+            media_relatch_after=config.media.relatch_after,
+            media_relatch_packets=config.media.relatch_packets,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,

@@ -123,6 +123,8 @@ class MediaConfig:
     announce: str = ""
     rtp_ports: str = "20000-20999"
     timeout: float = 30.0
+    relatch_after: float = 3.0
+    relatch_packets: int = 5
     mixed_browser_streams: int = 3
     opus_complexity: int = 0
     opus_complexity_wideband: int = 5
@@ -358,6 +360,10 @@ def _validate(config: Config) -> None:
         )
     if config.media.timeout <= 0:
         raise ConfigError("media.timeout: expected a positive number of seconds")
+    if not 0.5 <= config.media.relatch_after <= 60:
+        raise ConfigError("media.relatch_after: expected 0.5 to 60 seconds")
+    if not 2 <= config.media.relatch_packets <= 50:
+        raise ConfigError("media.relatch_packets: expected 2 to 50")
     if not 1 <= config.media.mixed_browser_streams <= 16:
         raise ConfigError("media.mixed_browser_streams: expected 1 to 16")
     if not 0 <= config.media.opus_complexity <= 10:

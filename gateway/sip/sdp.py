@@ -3,13 +3,18 @@
 The SDP model (`SessionDescription`, `MediaDescription` and the values of their lines, with
 `parse()` / `serialize()`) is in `sdp_syntax.py` and re-exported here; this module holds the
 codec table and offer/answer. `negotiate_audio()` picks a codec from an offer,
-`build_answer()` and `build_offer()` write our side. Codecs are described by `CodecSpec` and named
+`build_answer()` and `build_offer()` write our side. `media_host_kind()` says whether a
+c= address can be sent to as it is, is hold, must be resolved once (a host name) or is
+unusable (answer 488). Codecs are described by `CodecSpec` and named
 "NAME/rate[/channels]" ("PCMU/8000", "opus/48000/2"), so G722 and Opus are a table entry away.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import RemoteProtocolError
 from .sdp_syntax import (
@@ -41,6 +46,7 @@ __all__ = [
     "build_answer",
     "build_offer",
     "codec_spec",
+    "media_host_kind",
     "negotiate_audio",
     "parse_fmtp",
 ]
@@ -306,3 +312,36 @@ def build_offer(
         connection=Connection(local_host, _addrtype(local_host)),
         media=[media],
     )
+
+
+# ---- the remote media address ----------------------------------------------------------
+
+MediaHostKind = Literal["ip", "hold", "name", "bad"]
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def media_host_kind(host: str, ipv6: bool) -> MediaHostKind:
+    """What a c= host is to a leg of one family (``ipv6``: the leg's sockets are IPv6).
+
+    "ip": a numeric unicast address of the leg's family; "hold": 0.0.0.0 or :: (RFC 2543
+    hold, still accepted as RFC 3264 allows); "name": a host name (RFC 1123 syntax, a last
+    label that is not all digits) to resolve once; "bad": anything else (127.0.0.999, an
+    IPv6 address on an IPv4 leg, multicast, broadcast, a zone id, garbage)."""
+    if host in ("0.0.0.0", "::"):
+        return "hold"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        if ((address.version == 6) != ipv6 or "%" in host or address.is_multicast
+                or address.is_unspecified
+                or address == ipaddress.IPv4Address("255.255.255.255")):
+            return "bad"
+        return "ip"
+    name = host.lower().removesuffix(".")
+    labels = name.split(".")
+    if (len(name) > 253 or not all(_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()):
+        return "bad"
+    return "name"

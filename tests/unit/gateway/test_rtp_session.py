@@ -12,35 +12,10 @@ import pytest
 from gateway.media.codecs import codec_by_name
 from gateway.media.rtcp import RtcpSenderInfo, RtcpSrPacket, parse_compound
 from gateway.media.rtp import RtpPacket
-from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
+from gateway.rtp_session import PortAllocator, RtpSession
 
 HOST = "127.0.0.1"
 PCMU = codec_by_name("PCMU")
-
-
-# --- PortAllocator --------------------------------------------------------------------
-
-
-def test_port_allocator_even_ports_and_exhaustion() -> None:
-    alloc = PortAllocator(10001, 10008)          # 10002, 10004, 10006 (10008 has no +1)
-    ports = [alloc.take(), alloc.take(), alloc.take()]
-    assert ports == [10002, 10004, 10006]
-    assert alloc.in_use == 3 and alloc.available == 0
-    with pytest.raises(PortsExhausted):
-        alloc.take()
-    alloc.release(10004)
-    alloc.release(10004)                          # twice: harmless
-    alloc.release(5)                              # never taken: ignored
-    assert alloc.take() == 10004
-    with pytest.raises(ValueError):
-        PortAllocator(10001, 10001)
-
-
-def test_port_allocator_round_robin() -> None:
-    alloc = PortAllocator(20000, 20009)
-    first = alloc.take()
-    alloc.release(first)
-    assert alloc.take() != first                  # a released port waits its turn
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -59,9 +34,9 @@ class Peer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received.append((data, addr))
 
-    def send(self, data: bytes, port: int) -> None:
+    def send(self, data: bytes, port: int, host: str = HOST) -> None:
         assert self.transport is not None
-        self.transport.sendto(data, (HOST, port))
+        self.transport.sendto(data, (host, port))
 
     @property
     def port(self) -> int:
@@ -78,9 +53,10 @@ class Peer(asyncio.DatagramProtocol):
         return out
 
 
-async def make_peer() -> Peer:
+async def make_peer(host: str = HOST, port: int = 0) -> Peer:
+    """A UDP socket on ``host`` (any 127/8 address plays another machine)."""
     loop = asyncio.get_running_loop()
-    _, peer = await loop.create_datagram_endpoint(Peer, local_addr=(HOST, 0))
+    _, peer = await loop.create_datagram_endpoint(Peer, local_addr=(host, port))
     return peer
 
 
@@ -101,8 +77,8 @@ def allocator() -> PortAllocator:
 
 @pytest.fixture
 async def pair(allocator: PortAllocator) -> AsyncIterator[tuple[RtpSession, RtpSession]]:
-    a = RtpSession("call-a", allocator, HOST)
-    b = RtpSession("call-b", allocator, HOST)
+    a = RtpSession("call-a", allocator, HOST, sip_host=HOST)
+    b = RtpSession("call-b", allocator, HOST, sip_host=HOST)
     await a.open()
     await b.open()
     a.set_remote(HOST, b.local_port, PCMU, 101)
@@ -158,7 +134,7 @@ async def test_two_sessions_exchange_audio(pair: tuple[RtpSession, RtpSession]) 
 
 async def test_first_packet_has_marker_and_numbers_advance(allocator: PortAllocator) -> None:
     phone = await make_peer()
-    s = RtpSession("call-m", allocator, HOST)
+    s = RtpSession("call-m", allocator, HOST, sip_host=HOST)
     await s.open()
     try:
         s.set_remote(HOST, phone.port, PCMU, 101)
@@ -196,7 +172,7 @@ async def test_dtmf_both_ways_once_per_digit(pair: tuple[RtpSession, RtpSession]
 
 async def test_audio_is_replaced_by_dtmf_and_marker_after(allocator: PortAllocator) -> None:
     phone = await make_peer()
-    s = RtpSession("call-d", allocator, HOST)
+    s = RtpSession("call-d", allocator, HOST, sip_host=HOST)
     await s.open()
     try:
         s.set_remote(HOST, phone.port, PCMU, 101)
@@ -232,7 +208,7 @@ async def test_audio_is_replaced_by_dtmf_and_marker_after(allocator: PortAllocat
 async def test_symmetric_rtp_latches_to_the_real_source(allocator: PortAllocator) -> None:
     phone = await make_peer()
     decoy = await make_peer()                       # what the SDP said (behind NAT: wrong)
-    s = RtpSession("call-nat", allocator, HOST, relatch_after=0.3)
+    s = RtpSession("call-nat", allocator, HOST, sip_host=HOST, relatch_after=0.3)
     await s.open()
     try:
         s.set_remote(HOST, decoy.port, PCMU, 101)
@@ -254,12 +230,16 @@ async def test_symmetric_rtp_latches_to_the_real_source(allocator: PortAllocator
         assert await wait_for(lambda: s.counters.rx_foreign == 1)
         assert s.remote_addr == (HOST, phone.port)
 
-        # NAT rebinding: the phone's old port goes quiet, a new one speaks: latch again
+        # NAT rebinding: the phone's old port goes quiet, a new one sends 5 packets in
+        # sequence: latched again on the fifth (the first four are dropped)
         await asyncio.sleep(0.4)
         moved = await make_peer()
-        moved.send(RtpPacket(0, 3, 480, 77, payload=PCMU.silence()).serialize(), s.local_port)
+        for k in range(5):
+            moved.send(RtpPacket(0, 3 + k, 480 + 160 * k, 77, payload=PCMU.silence())
+                       .serialize(), s.local_port)
         assert await wait_for(lambda: s.remote_addr == (HOST, moved.port))
         assert s.counters.relatches == 1
+        assert s.counters.rx_foreign == 1 + 4 and s.counters.rx_packets == 3 + 1
         s.send_payload(PCMU.silence())
         assert await wait_for(lambda: len(moved.received) == 1)
         for p in (intruder, moved):
@@ -274,7 +254,7 @@ async def test_symmetric_rtp_latches_to_the_real_source(allocator: PortAllocator
 
 async def test_garbage_is_dropped_and_counted(allocator: PortAllocator) -> None:
     phone = await make_peer()
-    s = RtpSession("call-g", allocator, HOST)
+    s = RtpSession("call-g", allocator, HOST, sip_host=HOST)
     await s.open()
     try:
         s.set_remote(HOST, phone.port, PCMU, 101)
@@ -303,7 +283,7 @@ async def test_garbage_is_dropped_and_counted(allocator: PortAllocator) -> None:
 async def test_rtcp_reports_sent_and_received(allocator: PortAllocator) -> None:
     phone = await make_peer()
     phone_rtcp = await make_peer()
-    s = RtpSession("call-r", allocator, HOST, rtcp_interval=0.2, check_interval=0.05)
+    s = RtpSession("call-r", allocator, HOST, sip_host=HOST, rtcp_interval=0.2, check_interval=0.05)
     await s.open()
     try:
         s.set_remote(HOST, phone.port, PCMU, 101, rtcp_port=phone_rtcp.port)
@@ -333,7 +313,7 @@ async def test_rtcp_reports_sent_and_received(allocator: PortAllocator) -> None:
 
 
 async def test_media_timeout_fires_once(allocator: PortAllocator) -> None:
-    s = RtpSession("call-t", allocator, HOST, media_timeout=0.3, check_interval=0.05)
+    s = RtpSession("call-t", allocator, HOST, sip_host=HOST, media_timeout=0.3, check_interval=0.05)
     fired: list[float] = []
     s.on_timeout = lambda: fired.append(asyncio.get_running_loop().time())
     await s.open()
@@ -349,7 +329,7 @@ async def test_media_timeout_fires_once(allocator: PortAllocator) -> None:
 
 
 async def test_no_timeout_while_remote_does_not_send(allocator: PortAllocator) -> None:
-    s = RtpSession("call-h", allocator, HOST, media_timeout=0.2, check_interval=0.05)
+    s = RtpSession("call-h", allocator, HOST, sip_host=HOST, media_timeout=0.2, check_interval=0.05)
     fired: list[int] = []
     s.on_timeout = lambda: fired.append(1)
     await s.open()
@@ -364,7 +344,7 @@ async def test_no_timeout_while_remote_does_not_send(allocator: PortAllocator) -
 
 async def test_hold_stops_sending_and_resume_marks(allocator: PortAllocator) -> None:
     phone = await make_peer()
-    s = RtpSession("call-hold", allocator, HOST)
+    s = RtpSession("call-hold", allocator, HOST, sip_host=HOST)
     await s.open()
     try:
         s.set_remote(HOST, phone.port, PCMU, 101)
@@ -391,7 +371,7 @@ async def test_hold_stops_sending_and_resume_marks(allocator: PortAllocator) -> 
 
 
 async def test_close_releases_port_and_is_idempotent(allocator: PortAllocator) -> None:
-    s = RtpSession("call-c", allocator, HOST)
+    s = RtpSession("call-c", allocator, HOST, sip_host=HOST)
     await s.open()
     port = s.local_port
     assert allocator.in_use == 1
@@ -415,7 +395,7 @@ async def test_open_skips_ports_taken_by_others() -> None:
     busy = blocker.get_extra_info("sockname")[1]
     low = busy - (busy & 1)
     alloc = PortAllocator(low, low + 5)       # low (maybe busy itself or +1), low + 2, low + 4
-    s = RtpSession("call-busy", alloc, HOST)
+    s = RtpSession("call-busy", alloc, HOST, sip_host=HOST)
     try:
         await s.open()
         assert s.local_port != low or busy not in (low, low + 1)

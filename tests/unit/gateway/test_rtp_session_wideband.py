@@ -71,7 +71,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
 async def phone_and_session() -> AsyncIterator[tuple[Phone, RtpSession]]:
     loop = asyncio.get_running_loop()
     _, phone = await loop.create_datagram_endpoint(Phone, local_addr=(HOST, 0))
-    session = RtpSession("call-wb", PortAllocator(42000, 42999), HOST)
+    session = RtpSession("call-wb", PortAllocator(42000, 42999), HOST, sip_host=HOST)
     await session.open()
     yield phone, session
     session.close()
