@@ -65,7 +65,7 @@ class ServerTransaction(Transaction):
         raise NotImplementedError
 
     def _send(self, response: SipResponse) -> None:
-        self.last_response = response
+        self._record(response)
         self._last_data = response.serialize()
         self._hooks.transmit(self._last_data, self.peer)
 
@@ -121,6 +121,7 @@ class InviteServerTransaction(ServerTransaction):
                 self._arm("L", now + self._settings.timer_l)
                 return
             self._set_state(S.COMPLETED)
+            self.release()  # only the bytes are resent (timer G), the ACK matched by key
             if not self.peer.reliable:
                 self._interval = self._settings.timer_g
                 self._arm("G", now + self._interval)
@@ -164,8 +165,7 @@ class InviteServerTransaction(ServerTransaction):
             self._interval = min(2 * self._interval, self._settings.t2)
             self._arm("G", now + self._interval)
         elif timer == "H" and state is S.COMPLETED:
-            log.info("call %s: no ACK for %s (timer H)", self.call_id,
-                     self.last_response.status if self.last_response else "?")
+            log.info("call %s: no ACK for %s (timer H)", self.call_id, self.status)
             self._hooks.emit(TransactionTimeout(self))
             self._terminate()
         elif (timer == "I" and state is S.CONFIRMED) or (timer == "L" and state is S.ACCEPTED):
@@ -198,7 +198,9 @@ class NonInviteServerTransaction(ServerTransaction):
         if self.peer.reliable:
             self._terminate()
         else:
+            self.release()
             self._arm("J", now + self._settings.timer_j)
+            self._hooks.completed(self)  # the layer may forget it early under a flood
 
     def receive_request(self, request: SipRequest, source: Peer, now: float) -> None:
         if self.state in (S.PROCEEDING, S.COMPLETED):

@@ -253,9 +253,10 @@ class UaServer(UaCore):
         timer_offer = session.timer_offer or TimerOffer()
         session.timer_offer = None
         body = self._next_sdp(session, sdp)
+        offer = txn.request.body
         self._reply(txn, 200, session, headers=[*self._capabilities(), *timer_offer.headers],
                     body=body, content_type=SDP)
-        session.remote_sdp = txn.request.body
+        session.remote_sdp = offer
         self._start_session_timer(session, timer_offer.timer)
 
     def _on_2xx_timer(self, session: InviteSession) -> None:
