@@ -216,6 +216,13 @@ class SipShedder:
     def calls_in_setup(self) -> int:
         return len(self._setup)
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries in each table (memory; every one is bounded)."""
+        return {"requests": len(self._requests), "invites": len(self._invites),
+                "activity": len(self._activity), "blocked": len(self._blocked),
+                "limited": len(self._limited), "trusted_cache": len(self._trusted_cache),
+                "setup": len(self._setup)}
+
     def stats(self, now: float) -> dict[str, int]:
         blocked = sum(1 for until in self._blocked.values() if until > now)
         return {**self.counters, "sip_blocked_sources": blocked,
