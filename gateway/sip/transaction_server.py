@@ -10,6 +10,10 @@ not responded within ``trying_delay`` (200 ms by default, 17.2.1).
 
 Non-INVITE server: Trying -> Proceeding -> Completed (timer J absorbs retransmissions).
 A request the TU never answers is dropped after 64*T1 (the client gave up by then: timer F).
+
+Once Completed or Accepted, a transaction lets go of the parsed request and response
+(``Transaction.release``), keeping the bytes it may resend: a flood must not keep them for
+32 s. Completed non-INVITE ones report to the layer, which caps how many it keeps.
 """
 
 from __future__ import annotations
@@ -118,6 +122,10 @@ class InviteServerTransaction(ServerTransaction):
                 return
             if status < 300:
                 self._set_state(S.ACCEPTED)
+                # Accepted absorbs INVITE retransmissions without answering them, and the
+                # TU keeps its own 2xx for retransmitting: nothing parsed is needed any more.
+                self.release()
+                self._last_data = None
                 self._arm("L", now + self._settings.timer_l)
                 return
             self._set_state(S.COMPLETED)
@@ -127,7 +135,9 @@ class InviteServerTransaction(ServerTransaction):
                 self._arm("G", now + self._interval)
             self._arm("H", now + self._settings.timer_h)
         elif state is S.ACCEPTED and 200 <= status < 300:
-            self._send(response)  # the TU retransmitting its 2xx (RFC 6026 7.1)
+            # the TU retransmitting its 2xx (RFC 6026 7.1): sent, not kept
+            self.status, self.to_tag = response.status, response.to_tag
+            self._hooks.transmit(response.serialize(), self.peer)
         else:
             raise LocalProtocolError(f"cannot send {status} on INVITE transaction in {state}")
 

@@ -149,3 +149,22 @@ def test_reject_carries_extra_headers() -> None:
     [refusal] = raw.responses("INVITE", 503)
     assert refusal.headers.get("Retry-After") == "10"
     assert gateway.ua.calls() == 0
+
+
+def test_an_accepted_invite_keeps_nothing_parsed_and_still_absorbs_and_retransmits() -> None:
+    layer = TransactionLayer(trying_delay=0)
+    invite = build_request("INVITE", A, branch="z9hG4bK-ok")
+    layer.receive(invite, A, 0.0)
+    event = layer.next_event()
+    assert isinstance(event, RequestReceived)
+    txn = event.txn
+    ok = make_response(invite, 200, to_tag="ok1")
+    layer.send_response(txn, ok, 0.0)
+    assert txn.state is TxnState.ACCEPTED
+    assert txn.last_response is None and (txn.status, txn.to_tag) == (200, "ok1")
+    layer.datagrams_to_send()
+    layer.receive(build_request("INVITE", A, branch="z9hG4bK-ok"), A, 0.2)  # absorbed
+    assert layer.datagrams_to_send() == [] and layer.next_event() is None
+    layer.send_response(txn, ok, 0.5)  # the TU retransmitting its 2xx
+    [(data, _)] = layer.datagrams_to_send()
+    assert data.startswith(b"SIP/2.0 200") and txn.last_response is None
