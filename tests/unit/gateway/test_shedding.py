@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
+from gateway.settings import GatewaySettings
 from gateway.shedding import SheddingSettings, SipShedder, counts_as_failure
+from switchboard.config import ConfigError, parse_config
 
 TRUSTED = ["192.0.2.0/24"]
 PBX = "192.0.2.10"
@@ -166,3 +169,34 @@ def test_a_warning_once_per_source_not_per_packet(caplog: pytest.LogCaptureFixtu
             s.admit(request(), ATTACKER, n * 0.001)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and ATTACKER in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("sip", "message"),
+    [
+        ({"limits": {"request_rate": 0}}, "sip.limits.request_rate: expected a positive"),
+        ({"limits": {"calls_in_setup_per_source": 0}},
+         "sip.limits.calls_in_setup_per_source: expected at least 1"),
+        ({"limits": {"reclaim_free_ports": 1.0}}, "sip.limits.reclaim_free_ports"),
+        ({"limits": {"retry_after": 0}}, "sip.limits.retry_after"),
+        ({"limits": {"bogus": 1}}, "sip.limits.bogus: unknown key"),
+        ({"max_tcp_connections_per_source": 2000}, "sip.max_tcp_connections_per_source"),
+    ],
+)
+def test_bad_limits_are_named(sip: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"sip": sip})
+
+
+def test_limits_reach_the_gateway_settings() -> None:
+    config = parse_config({"sip": {"trusted_peers": ["10.0.0.0/8"],
+                                   "max_tcp_connections_per_source": 4,
+                                   "limits": {"invite_rate": 2.5, "scan_targets": 3,
+                                              "reclaim_free_ports": 0.25,
+                                              "max_finished_transactions": 500}}})
+    settings = GatewaySettings.from_config(config)
+    assert settings.shedding.invite_rate == 2.5 and settings.shedding.scan_targets == 3
+    assert settings.shedding.request_rate == SheddingSettings().request_rate
+    assert settings.reclaim_free_ports == 0.25 and settings.max_finished_transactions == 500
+    assert settings.max_tcp_connections_per_source == 4
+    assert settings.trusted_peers == ("10.0.0.0/8",)
