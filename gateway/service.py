@@ -146,6 +146,7 @@ class Gateway:
             idle_timeout=self.settings.tcp_idle_timeout,
             max_connections=self.settings.max_tcp_connections,
             max_connections_per_source=self.settings.max_tcp_connections_per_source,
+            admit_host=lambda host, now: not self.shedder.blocked(host, now),
         )
         await transport.start()
         self._transport = transport

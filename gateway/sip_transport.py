@@ -9,7 +9,8 @@ ONE timer handle to ``node.get_timer()`` (aioquic's ``asyncio/protocol.py`` patt
 TCP hygiene: a connection that breaks the framing is closed; one that sent part of a message
 and then nothing for ``partial_timeout`` (64*T1 = 32 s) is closed; one idle for
 ``idle_timeout`` is closed; beyond ``max_connections`` in all, or beyond
-``max_connections_per_source`` accepted from one host, new ones are refused at accept.
+``max_connections_per_source`` accepted from one host, or from a host ``admit_host`` says no
+to (a blocked scanner), new ones are refused at accept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
 from dialplan.limits import ConcurrencyLimit
@@ -182,6 +183,7 @@ class SipTransport:
         max_connections_per_source: int = 32,
         connect_timeout: float = 10.0,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        admit_host: Callable[[str, float], bool] | None = None,
     ) -> None:
         for transport, _, _ in listen:
             if transport not in ("udp", "tcp"):
@@ -192,6 +194,7 @@ class SipTransport:
         self.partial_timeout = partial_timeout
         self.max_connections = max_connections
         self.refused = 0
+        self.admit_host = admit_host
         self._per_source = ConcurrencyLimit(max_connections_per_source)
         self._refusing: set[str] = set()  # hosts at their limit (logged once)
         self.connect_timeout = connect_timeout
@@ -395,6 +398,10 @@ class SipTransport:
             self.refused += 1
             log.warning("tcp %s: refused (%d connections)", connection.peer,
                         len(self._connections))
+            return False
+        if self.admit_host is not None and not self.admit_host(host, self._now()):
+            self.refused += 1
+            log.debug("tcp %s: refused (source not admitted)", connection.peer)
             return False
         if not self._per_source.acquire(host):
             self.refused += 1
