@@ -36,6 +36,7 @@ from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, RtpSession
 from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
+from gateway.shedding import SipShedder
 from gateway.sip.events import (
     CallConfirmed,
     CallEnded,
@@ -70,6 +71,8 @@ class _GatewayNode:
         self._ua = ua
 
     def receive_data(self, data: bytes, source: Peer, now: float) -> None:
+        if not self._gateway.shedder.admit(data, source.host, now):
+            return  # blocked, or over its rate: dropped before parsing, unanswered
         self._ua.receive_data(data, source, now)
         self._gateway.drain_sip_events(now)
 
@@ -116,8 +119,10 @@ class Gateway(CallMedia):
                 session_expires=settings.session_expires,
                 min_se=settings.min_se,
                 timers=TimerSettings(),
+                max_finished_transactions=settings.max_finished_transactions,
             )
         )
+        self.shedder = SipShedder(settings.shedding, settings.trusted_peers)
         self.mixer = ConferenceMixer(_encoder_for)
         self.audio: ConferenceAudio | None = None
         if media is not None and connect is not None:
@@ -149,6 +154,8 @@ class Gateway(CallMedia):
             list(self.settings.sip_listen),
             idle_timeout=self.settings.tcp_idle_timeout,
             max_connections=self.settings.max_tcp_connections,
+            max_connections_per_source=self.settings.max_tcp_connections_per_source,
+            admit_host=lambda host, now: not self.shedder.blocked(host, now),
         )
         await transport.start()
         self._transport = transport
@@ -215,6 +222,9 @@ class Gateway(CallMedia):
             "mix_tick_overruns": clock.overruns if clock else 0,
         }
         counts.update(self.counters)
+        counts.update(self.shedder.stats(self._time()))
+        counts.update(self.ua.transaction_stats())
+        counts["sip_tcp_refused"] = self._transport.refused if self._transport else 0
         counts.update(rtp)
         if self.audio is not None:
             counts.update(self.audio.stats())
@@ -233,6 +243,8 @@ class Gateway(CallMedia):
                     self._end(call, "internal error")
 
     def _on_sip_event(self, event: object, now: float) -> None:
+        if isinstance(event, CallConfirmed | CallEnded):  # no longer in setup
+            self.shedder.end_setup(event.call_id, getattr(event, "status", None), now)
         if isinstance(event, IncomingCall):
             self._incoming(event, now)
             return
@@ -255,6 +267,8 @@ class Gateway(CallMedia):
         request = event.request
         call_id = event.call_id
         self.counters["calls_total"] += 1
+        if not self._admit(event, now):
+            return
         caller = request.from_addr.uri.user or "anonymous"
         if self.throttle.is_blocked(caller, event.source.host, now):
             log.warning("call %s: refused: %s from %s is blocked after wrong PINs",
@@ -302,6 +316,29 @@ class Gateway(CallMedia):
         self.calls[call_id] = call
         self._by_leg[call.leg_id] = call
         self._spawn(self._answer(call, offer))
+
+    def _admit(self, event: IncomingCall, now: float) -> bool:
+        """Calls in setup (gateway/shedding.py: 503 with Retry-After over the limits); when
+        the RTP ports run short, answered calls that never got their ACK make room."""
+        refusal = self.shedder.begin_call(event.call_id, event.source.host, now)
+        if refusal is not None:
+            self.counters["calls_rejected"] += 1
+            self.ua.reject(event.call_id, refusal.status, refusal.reason, now=now,
+                           headers=[("Retry-After", str(refusal.retry_after))])
+            return False
+        if self._ports.available < self._ports.size * self.settings.reclaim_free_ports:
+            ended = 0
+            for call_id in self.shedder.stale_setups(now):
+                call = self.calls.get(call_id)
+                if call is not None and call.state is CallState.ANSWERED and \
+                        self.ua.drop_unacknowledged(call_id, now=now):
+                    self._cleanup(call, "no ACK while RTP ports are short")
+                    ended += 1
+            if ended:
+                self.shedder.reclaimed(ended)
+                log.warning("call %s: RTP ports short (%d free): ended %d unACKed call(s)",
+                            event.call_id, self._ports.available, ended)
+        return True
 
     def _reject(self, call_id: str, status: int, reason: str) -> None:
         self.counters["calls_rejected"] += 1

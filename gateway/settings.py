@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from gateway.conference_audio import AudioSettings
 from gateway.ivr import IvrSettings
+from gateway.shedding import SheddingSettings
 from switchboard.config import Config
 
 # Preference order: Opus (no transcoding towards the browsers), then wideband G.722, then G.711.
@@ -36,6 +37,11 @@ class GatewaySettings:
     #: strict RTP: quiet seconds and in-sequence packets before a leg's source may move
     media_relatch_after: float = 3.0
     media_relatch_packets: int = 5
+    #: SIP load shedding ([sip.limits]) and the TCP connections one source may hold
+    shedding: SheddingSettings = field(default_factory=SheddingSettings)
+    reclaim_free_ports: float = 0.1
+    max_finished_transactions: int = 20_000
+    max_tcp_connections_per_source: int = 32
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -63,9 +69,32 @@ class GatewaySettings:
             max_participants=config.meetings.max_participants,
             media_relatch_after=config.media.relatch_after,
             media_relatch_packets=config.media.relatch_packets,
+            shedding=_shedding(config),
+            reclaim_free_ports=config.sip.limits.reclaim_free_ports,
+            max_finished_transactions=config.sip.limits.max_finished_transactions,
+            max_tcp_connections_per_source=config.sip.max_tcp_connections_per_source,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,
                 opus_complexity_wideband=config.media.opus_complexity_wideband,
             ),
         )
+
+
+def _shedding(config: Config) -> SheddingSettings:
+    limits = config.sip.limits
+    return SheddingSettings(
+        request_rate=limits.request_rate,
+        request_burst=limits.request_burst,
+        invite_rate=limits.invite_rate,
+        invite_burst=limits.invite_burst,
+        calls_in_setup_per_source=limits.calls_in_setup_per_source,
+        calls_in_setup=limits.calls_in_setup,
+        scan_targets=limits.scan_targets,
+        scan_failures=limits.scan_failures,
+        scan_window=limits.scan_window,
+        block_time=limits.block_time,
+        retry_after=limits.retry_after,
+        reclaim_after=limits.reclaim_after,
+        max_sources=limits.max_sources,
+    )

@@ -8,7 +8,9 @@ ONE timer handle to ``node.get_timer()`` (aioquic's ``asyncio/protocol.py`` patt
 
 TCP hygiene: a connection that breaks the framing is closed; one that sent part of a message
 and then nothing for ``partial_timeout`` (64*T1 = 32 s) is closed; one idle for
-``idle_timeout`` is closed; beyond ``max_connections`` new ones are refused.
+``idle_timeout`` is closed; beyond ``max_connections`` in all, or beyond
+``max_connections_per_source`` accepted from one host, or from a host ``admit_host`` says no
+to (a blocked scanner), new ones are refused at accept.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import functools
 import ipaddress
 import logging
 import socket
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
+from dialplan.limits import ConcurrencyLimit
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.loop import SansIoNode
 from gateway.sip.parser import MAX_MESSAGE_SIZE, StreamFramer
@@ -98,6 +101,7 @@ class _TcpConnection(asyncio.Protocol):
         self.last_activity = owner._now()
         self.partial_since: float | None = None
         self.closed = False
+        self.counted = False  # accepted and counted against its host's limit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -176,8 +180,10 @@ class SipTransport:
         idle_timeout: float = 300.0,
         partial_timeout: float = 32.0,
         max_connections: int = 1024,
+        max_connections_per_source: int = 32,
         connect_timeout: float = 10.0,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        admit_host: Callable[[str, float], bool] | None = None,
     ) -> None:
         for transport, _, _ in listen:
             if transport not in ("udp", "tcp"):
@@ -187,6 +193,10 @@ class SipTransport:
         self.idle_timeout = idle_timeout
         self.partial_timeout = partial_timeout
         self.max_connections = max_connections
+        self.refused = 0
+        self.admit_host = admit_host
+        self._per_source = ConcurrencyLimit(max_connections_per_source)
+        self._refusing: set[str] = set()  # hosts at their limit (logged once)
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -383,10 +393,24 @@ class SipTransport:
 
     def _accept(self, connection: _TcpConnection) -> bool:
         assert connection.peer is not None
+        host = connection.peer.host
         if not self._running or len(self._connections) >= self.max_connections:
+            self.refused += 1
             log.warning("tcp %s: refused (%d connections)", connection.peer,
                         len(self._connections))
             return False
+        if self.admit_host is not None and not self.admit_host(host, self._now()):
+            self.refused += 1
+            log.debug("tcp %s: refused (source not admitted)", connection.peer)
+            return False
+        if not self._per_source.acquire(host):
+            self.refused += 1
+            if host not in self._refusing:
+                self._refusing.add(host)
+                log.warning("tcp %s: refused: %d connections from %s already", connection.peer,
+                            self._per_source.per_key, host)
+            return False
+        connection.counted = True
         old = self._connections.get(connection.peer)
         if old is not None and old is not connection:
             old.close()
@@ -397,6 +421,10 @@ class SipTransport:
     def _forget(self, connection: _TcpConnection) -> None:
         if connection.peer is not None and self._connections.get(connection.peer) is connection:
             del self._connections[connection.peer]
+        if connection.counted and connection.peer is not None:
+            connection.counted = False
+            self._per_source.release(connection.peer.host)
+            self._refusing.discard(connection.peer.host)
 
     def _sweep_interval(self) -> float:
         return min(max(min(self.idle_timeout, self.partial_timeout) / 4, 0.05), 5.0)

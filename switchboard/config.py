@@ -32,6 +32,7 @@ __all__ = [
     "MediaConfig",
     "MeetingConfig",
     "SipConfig",
+    "SipLimitsConfig",
     "StoreConfig",
     "ThrottleConfig",
     "load_config",
@@ -85,6 +86,27 @@ def _parse_listen(key: str, text: str) -> ListenAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class SipLimitsConfig:
+    """SIP load shedding (gateway/shedding.py); per-source limits skip sip.trusted_peers."""
+
+    request_rate: float = 20.0
+    request_burst: int = 60
+    invite_rate: float = 5.0
+    invite_burst: int = 10
+    calls_in_setup_per_source: int = 10
+    calls_in_setup: int = 1000
+    scan_targets: int = 10
+    scan_failures: int = 10
+    scan_window: float = 60.0
+    block_time: float = 600.0
+    retry_after: int = 10
+    reclaim_free_ports: float = 0.1
+    reclaim_after: float = 3.0
+    max_sources: int = 10000
+    max_finished_transactions: int = 20000
+
+
+@dataclass(frozen=True, slots=True)
 class SipConfig:
     listen: tuple[str, ...] = ("udp:0.0.0.0:5060", "tcp:0.0.0.0:5060")
     announce: str = ""
@@ -93,7 +115,9 @@ class SipConfig:
     min_se: int = 90
     tcp_idle_timeout: float = 300.0
     max_tcp_connections: int = 1024
+    max_tcp_connections_per_source: int = 32
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:
@@ -325,6 +349,30 @@ def _validate_http(http: HttpConfig) -> None:
         raise ConfigError("http.mapper_lookups_per_minute: expected 1-100000")
 
 
+def _validate_sip_limits(sip: SipConfig) -> None:
+    if not 1 <= sip.max_tcp_connections_per_source <= sip.max_tcp_connections:
+        raise ConfigError("sip.max_tcp_connections_per_source: expected 1 to "
+                          "sip.max_tcp_connections")
+    limits = sip.limits
+    positive = ("request_rate", "invite_rate", "scan_window", "reclaim_after")
+    at_least_one = ("request_burst", "invite_burst", "calls_in_setup_per_source",
+                    "calls_in_setup", "scan_targets", "scan_failures", "max_sources",
+                    "max_finished_transactions")
+    for name in positive:
+        if getattr(limits, name) <= 0:
+            raise ConfigError(f"sip.limits.{name}: expected a positive number")
+    for name in at_least_one:
+        if getattr(limits, name) < 1:
+            raise ConfigError(f"sip.limits.{name}: expected at least 1")
+    if limits.block_time < 0:
+        raise ConfigError("sip.limits.block_time: expected 0 or more seconds")
+    if not 1 <= limits.retry_after <= 3600:
+        raise ConfigError("sip.limits.retry_after: expected 1 to 3600 seconds")
+    if not 0 <= limits.reclaim_free_ports < 1:
+        raise ConfigError("sip.limits.reclaim_free_ports: expected a fraction from 0 to "
+                          "below 1")
+
+
 _PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -341,6 +389,7 @@ def _validate(config: Config) -> None:
         except ValueError:
             raise ConfigError(f"sip.trusted_peers[{i}]: expected an IP address or network "
                               f"like '192.0.2.0/24', got {peer!r}") from None
+    _validate_sip_limits(config.sip)
     if config.sip.min_se < 90:
         raise ConfigError("sip.min_se: expected at least 90 seconds (RFC 4028)")
     if config.sip.session_expires < config.sip.min_se:

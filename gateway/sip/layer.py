@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -76,6 +76,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMERS = TimerSettings()
+# Completed non-INVITE server transactions kept at most (about 1 KB each: key, state and
+# the response's bytes). A flood of OPTIONS at 5,000/s would otherwise hold 160,000 of them
+# for timer J's 32 s.
+DEFAULT_MAX_FINISHED = 20_000
 
 
 class _Hooks:
@@ -105,17 +109,28 @@ class _Hooks:
     def terminated(self, txn: Transaction) -> None:
         self._layer._forget(txn)
 
+    def completed(self, txn: Transaction) -> None:
+        self._layer._completed(txn)
+
 
 class TransactionLayer:
     """All client and server transactions of one user agent."""
 
     def __init__(
-        self, timers: TimerSettings = DEFAULT_TIMERS, *, trying_delay: float = 0.2
+        self, timers: TimerSettings = DEFAULT_TIMERS, *, trying_delay: float = 0.2,
+        max_finished: int = DEFAULT_MAX_FINISHED,
     ) -> None:
+        """``max_finished``: completed non-INVITE server transactions kept for absorbing
+        retransmissions (timer J); beyond it the oldest are forgotten early."""
+        if max_finished < 1:
+            raise LocalProtocolError("max_finished must be at least 1")
         self.settings = timers
         self.trying_delay = trying_delay
+        self.max_finished = max_finished
+        self.forgotten_early = 0
         self._client: dict[Hashable, ClientTransaction] = {}
         self._server: dict[Hashable, ServerTransaction] = {}
+        self._finished: OrderedDict[Hashable, ServerTransaction] = OrderedDict()
         self._timers: TimerHeap[tuple[Transaction, str]] = TimerHeap()
         self._out: list[tuple[bytes, Peer]] = []
         self._events: deque[TransactionEvent] = deque()
@@ -162,6 +177,11 @@ class TransactionLayer:
     def __len__(self) -> int:
         """Live transactions (client and server)."""
         return len(self._client) + len(self._server)
+
+    @property
+    def finished(self) -> int:
+        """Completed non-INVITE server transactions waiting for timer J."""
+        return len(self._finished)
 
     # --- the TU's calls ------------------------------------------------------------------
 
@@ -284,8 +304,7 @@ class TransactionLayer:
             log.info("call %s: CANCEL matches no transaction", cancel.call_id)
             cancel_txn.send_response(make_response(cancel, 481, to_tag=_new_tag()), now)
             return
-        answered = target.last_response
-        tag = answered.to_tag if answered is not None else None
+        tag = target.to_tag if target.status is not None else None
         cancel_txn.send_response(make_response(cancel, 200, to_tag=tag or _new_tag()), now)
         if target.state is TxnState.PROCEEDING:
             self._events.append(CancelReceived(target, cancel))
@@ -298,10 +317,9 @@ class TransactionLayer:
         # RFC 2543: the ACK carries the To tag of our response; the INVITE had none (or the
         # same one, inside a dialog).
         txn = self._server.get(_server_key(ack, "INVITE", to_tag=None))
-        if txn is not None and txn.is_invite:
-            sent = txn.last_response
-            if sent is not None and sent.to_tag == ack.to_tag:
-                return txn
+        if txn is not None and txn.is_invite and txn.status is not None \
+                and txn.to_tag == ack.to_tag:
+            return txn
         if ack.to_tag is not None:
             txn = self._server.get(_server_key(ack, "INVITE"))
             if txn is not None and txn.is_invite:
@@ -322,6 +340,17 @@ class TransactionLayer:
         table = self._client if isinstance(txn, ClientTransaction) else self._server
         if table.get(txn.key) is txn:
             del table[txn.key]
+        if self._finished.get(txn.key) is txn:
+            del self._finished[txn.key]
+
+    def _completed(self, txn: Transaction) -> None:
+        if not isinstance(txn, ServerTransaction) or self._server.get(txn.key) is not txn:
+            return
+        self._finished[txn.key] = txn
+        while len(self._finished) > self.max_finished:
+            _, oldest = self._finished.popitem(last=False)
+            self.forgotten_early += 1
+            oldest.forget()
 
 
 _UNMATCHED = object()

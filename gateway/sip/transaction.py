@@ -150,6 +150,8 @@ class TransactionHooks(Protocol):
 
     def terminated(self, txn: Transaction) -> None: ...
 
+    def completed(self, txn: Transaction) -> None: ...
+
 
 class Transaction:
     """Shared state of the four transaction kinds.
@@ -157,6 +159,12 @@ class Transaction:
     ``request`` is the request that created the transaction; ``peer`` the transport
     address at the other end (destination of a client transaction, where responses of a
     server transaction go). ``key`` is the matching key the layer filed it under.
+    ``status`` and ``to_tag`` are those of the last response sent or received.
+
+    A server transaction that has sent a final response it will only retransmit (any
+    final answer to a non-INVITE, a 300-699 to an INVITE) lets go of the parsed request and
+    response (``release()``): it keeps its key, state, status, To tag and the response's
+    bytes, which is all that absorbing retransmissions takes. ``request`` then raises.
     """
 
     TRANSITIONS: ClassVar[dict[TxnState, frozenset[TxnState]]] = {}
@@ -166,7 +174,7 @@ class Transaction:
     def __init__(
         self, request: SipRequest, peer: Peer, hooks: TransactionHooks, key: Hashable
     ) -> None:
-        self.request = request
+        self._request: SipRequest | None = request
         self.peer = peer
         self.key = key
         self.method = request.method
@@ -174,6 +182,8 @@ class Transaction:
         self.call_id = request.call_id
         self.state = self.INITIAL
         self.last_response: SipResponse | None = None
+        self.status: int | None = None
+        self.to_tag: str | None = None
         self._hooks = hooks
         self._settings = hooks.settings
         self._armed: set[str] = set()
@@ -185,6 +195,18 @@ class Transaction:
         )
 
     @property
+    def request(self) -> SipRequest:
+        """The request that created the transaction (gone once ``release()`` ran)."""
+        if self._request is None:
+            raise LocalProtocolError(f"{self!r}: finished, its request is released")
+        return self._request
+
+    def release(self) -> None:
+        """Let go of the parsed request and response (the transaction only retransmits)."""
+        self._request = None
+        self.last_response = None
+
+    @property
     def terminated(self) -> bool:
         return self.state is TxnState.TERMINATED
 
@@ -193,6 +215,11 @@ class Transaction:
         raise NotImplementedError
 
     # --- helpers for the state machines ----------------------------------------------
+
+    def _record(self, response: SipResponse) -> None:
+        self.last_response = response
+        self.status = response.status
+        self.to_tag = response.to_tag
 
     def _set_state(self, new: TxnState) -> None:
         old = self.state
@@ -224,3 +251,8 @@ class Transaction:
 
     def _terminate(self) -> None:
         self._set_state(TxnState.TERMINATED)
+
+    def forget(self) -> None:
+        """End now, without its remaining timers (the layer drops it early under a flood)."""
+        if not self.terminated:
+            self._terminate()

@@ -92,22 +92,22 @@ class InviteClientTransaction(ClientTransaction):
             if state in (S.CALLING, S.PROCEEDING):
                 self._disarm("A", "B")
                 self._set_state(S.PROCEEDING)
-                self.last_response = response
+                self._record(response)
                 self._hooks.emit(ResponseReceived(self, response))
         elif status < 300:
             if state in (S.CALLING, S.PROCEEDING):
                 self._disarm("A", "B", "cancel")
                 self._set_state(S.ACCEPTED)
                 self._arm("M", now + self._settings.timer_m)
-                self.last_response = response
+                self._record(response)
                 self._hooks.emit(ResponseReceived(self, response))
             elif state is S.ACCEPTED:
-                self.last_response = response
+                self._record(response)
                 self._hooks.emit(ResponseReceived(self, response))
         elif state in (S.CALLING, S.PROCEEDING):
             self._disarm("A", "B", "cancel")
             self._set_state(S.COMPLETED)
-            self.last_response = response
+            self._record(response)
             self._ack = build_ack(self.request, response).serialize()
             self._hooks.transmit(self._ack, self.peer)
             self._hooks.emit(ResponseReceived(self, response))
@@ -160,7 +160,7 @@ class NonInviteClientTransaction(ClientTransaction):
         state = self.state
         if state not in (S.TRYING, S.PROCEEDING):
             return  # Completed: response retransmissions are absorbed
-        self.last_response = response
+        self._record(response)
         if response.status < 200:
             self._set_state(S.PROCEEDING)
             self._hooks.emit(ResponseReceived(self, response))

@@ -10,6 +10,10 @@ not responded within ``trying_delay`` (200 ms by default, 17.2.1).
 
 Non-INVITE server: Trying -> Proceeding -> Completed (timer J absorbs retransmissions).
 A request the TU never answers is dropped after 64*T1 (the client gave up by then: timer F).
+
+Once Completed or Accepted, a transaction lets go of the parsed request and response
+(``Transaction.release``), keeping the bytes it may resend: a flood must not keep them for
+32 s. Completed non-INVITE ones report to the layer, which caps how many it keeps.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class ServerTransaction(Transaction):
         raise NotImplementedError
 
     def _send(self, response: SipResponse) -> None:
-        self.last_response = response
+        self._record(response)
         self._last_data = response.serialize()
         self._hooks.transmit(self._last_data, self.peer)
 
@@ -118,15 +122,22 @@ class InviteServerTransaction(ServerTransaction):
                 return
             if status < 300:
                 self._set_state(S.ACCEPTED)
+                # Accepted absorbs INVITE retransmissions without answering them, and the
+                # TU keeps its own 2xx for retransmitting: nothing parsed is needed any more.
+                self.release()
+                self._last_data = None
                 self._arm("L", now + self._settings.timer_l)
                 return
             self._set_state(S.COMPLETED)
+            self.release()  # only the bytes are resent (timer G), the ACK matched by key
             if not self.peer.reliable:
                 self._interval = self._settings.timer_g
                 self._arm("G", now + self._interval)
             self._arm("H", now + self._settings.timer_h)
         elif state is S.ACCEPTED and 200 <= status < 300:
-            self._send(response)  # the TU retransmitting its 2xx (RFC 6026 7.1)
+            # the TU retransmitting its 2xx (RFC 6026 7.1): sent, not kept
+            self.status, self.to_tag = response.status, response.to_tag
+            self._hooks.transmit(response.serialize(), self.peer)
         else:
             raise LocalProtocolError(f"cannot send {status} on INVITE transaction in {state}")
 
@@ -164,8 +175,7 @@ class InviteServerTransaction(ServerTransaction):
             self._interval = min(2 * self._interval, self._settings.t2)
             self._arm("G", now + self._interval)
         elif timer == "H" and state is S.COMPLETED:
-            log.info("call %s: no ACK for %s (timer H)", self.call_id,
-                     self.last_response.status if self.last_response else "?")
+            log.info("call %s: no ACK for %s (timer H)", self.call_id, self.status)
             self._hooks.emit(TransactionTimeout(self))
             self._terminate()
         elif (timer == "I" and state is S.CONFIRMED) or (timer == "L" and state is S.ACCEPTED):
@@ -198,7 +208,9 @@ class NonInviteServerTransaction(ServerTransaction):
         if self.peer.reliable:
             self._terminate()
         else:
+            self.release()
             self._arm("J", now + self._settings.timer_j)
+            self._hooks.completed(self)  # the layer may forget it early under a flood
 
     def receive_request(self, request: SipRequest, source: Peer, now: float) -> None:
         if self.state in (S.PROCEEDING, S.COMPLETED):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -139,6 +140,11 @@ class UserAgent(UaClient):
             **self._counters,
         }
 
+    def transaction_stats(self) -> dict[str, int]:
+        """Completed non-INVITE server transactions held, and those forgotten early."""
+        return {"transactions_finished": self._layer.finished,
+                "transactions_forgotten": self._layer.forgotten_early}
+
     def _drain(self) -> None:
         while (event := self._layer.next_event()) is not None:
             try:
@@ -204,21 +210,23 @@ class UserAgent(UaClient):
         self._accept_invite(session, txn, sdp, offer_in_2xx=not session.invite.body)
 
     def reject(
-        self, call_id: str, status: int, reason: str | None = None, *, now: float | None = None
+        self, call_id: str, status: int, reason: str | None = None, *, now: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         """A final non-2xx to the incoming INVITE (the call ends), or to a pending re-INVITE
-        or UPDATE offer (the call goes on with the old session, e.g. 488)."""
+        or UPDATE offer (the call goes on with the old session, e.g. 488). ``headers`` are
+        added to the response (e.g. Retry-After)."""
         if not 300 <= status <= 699:
             raise LocalProtocolError(f"reject() needs a 3xx-6xx status, not {status}")
         session = self._session(call_id, "reject", now)
         if session is None:
             return
         if session.state is CallState.INCOMING and session.invite_server is not None:
-            self._reply(session.invite_server, status, session, reason)
+            self._reply(session.invite_server, status, session, reason, headers)
             session.invite_server = None
             self._finish(session, "rejected", status)
         elif session.pending_server is not None:
-            self._reply(session.pending_server, status, session, reason)
+            self._reply(session.pending_server, status, session, reason, headers)
             session.pending_server = None
             session.timer_offer = None
         else:
@@ -244,6 +252,19 @@ class UserAgent(UaClient):
             session.hangup_after_ack = True
         elif state is CallState.CONFIRMED:
             self._terminate(session, "hangup", report_now=False)
+
+    def drop_unacknowledged(self, call_id: str, *, now: float | None = None) -> bool:
+        """End an answered call whose ACK has not come, now rather than after 64*T1: stop
+        retransmitting the 200 and send BYE (as when the ACK never comes, RFC 3261
+        13.3.1.4). CallEnded follows at once. False (nothing done) in any other state."""
+        session = self._session(call_id, "drop_unacknowledged", now)
+        if session is None or session.state is not CallState.ANSWERED \
+                or session.ack_wait is None:
+            return False
+        log.info("call %s: no ACK yet; ending the call to free its media port", call_id)
+        session.ack_wait = None
+        self._terminate(session, "no ACK")
+        return True
 
     def answer_offer(self, call_id: str, sdp: bytes, *, now: float | None = None) -> None:
         """The answer to the offer of an OfferReceived (re-INVITE or UPDATE)."""

@@ -48,6 +48,8 @@ class UaSettings:
     session_expires: int = 1800  # our session interval; <= 0: no timer unless asked for
     min_se: int = 90
     timers: TimerSettings = field(default_factory=TimerSettings)
+    #: completed non-INVITE server transactions kept at most (the oldest go first)
+    max_finished_transactions: int = 20_000
 
 
 class UaCore:
@@ -57,7 +59,8 @@ class UaCore:
         if not settings.local:
             raise LocalProtocolError("UaSettings.local needs at least one transport")
         self.settings = settings
-        self._layer = TransactionLayer(settings.timers)
+        self._layer = TransactionLayer(settings.timers,
+                                       max_finished=settings.max_finished_transactions)
         self._calls: dict[str, InviteSession] = {}
         self._dialogs: dict[DialogId, InviteSession] = {}
         self._events: deque[CallEvent] = deque()
@@ -285,5 +288,4 @@ class UaCore:
 
 def unanswered(txn: ServerTransaction) -> bool:
     """The server transaction has not sent a final response (and can still send one)."""
-    last = txn.last_response
-    return not txn.terminated and (last is None or last.status < 200)
+    return not txn.terminated and (txn.status is None or txn.status < 200)

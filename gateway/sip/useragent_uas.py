@@ -233,29 +233,31 @@ class UaServer(UaCore):
         timer_offer = session.timer_offer or TimerOffer()
         session.timer_offer = None
         body = self._next_sdp(session, sdp) if sdp else b""
+        request = txn.request  # the transaction lets go of it once the 2xx is sent
         response = self._response(
-            txn.request, 200, session, headers=[*self._capabilities(), *timer_offer.headers]
+            request, 200, session, headers=[*self._capabilities(), *timer_offer.headers]
         )
         if body:
             response.headers.add("Content-Type", SDP)
             response.body = body
-        log.info("call %s: 200 to INVITE %d%s", session.call_id, txn.request.cseq.number,
+        log.info("call %s: 200 to INVITE %d%s", session.call_id, request.cseq.number,
                  " (offer)" if offer_in_2xx else "")
         self._layer.send_response(txn, response, self._now)
         schedule = RetransmitSchedule(self.settings.timers, self._now)
-        session.ack_wait = AckWait(txn, response, txn.request.cseq.number, schedule, offer_in_2xx)
+        session.ack_wait = AckWait(txn, response, request.cseq.number, schedule, offer_in_2xx)
         self._arm(session, "2xx", schedule.deadline if txn.peer.reliable else schedule.next_at)
         if not offer_in_2xx:
-            session.remote_sdp = txn.request.body or session.remote_sdp
+            session.remote_sdp = request.body or session.remote_sdp
         self._start_session_timer(session, timer_offer.timer)
 
     def _answer_update(self, session: InviteSession, txn: ServerTransaction, sdp: bytes) -> None:
         timer_offer = session.timer_offer or TimerOffer()
         session.timer_offer = None
         body = self._next_sdp(session, sdp)
+        offer = txn.request.body
         self._reply(txn, 200, session, headers=[*self._capabilities(), *timer_offer.headers],
                     body=body, content_type=SDP)
-        session.remote_sdp = txn.request.body
+        session.remote_sdp = offer
         self._start_session_timer(session, timer_offer.timer)
 
     def _on_2xx_timer(self, session: InviteSession) -> None:

@@ -5,6 +5,7 @@
     python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
     python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
+    python -m tests.bench --only flood      # genuine calls under an INVITE flood (2 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import bridge, callrate, conference, conference_capacity, legs, memory
+from . import bridge, callrate, conference, conference_capacity, flood, legs, memory
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -35,6 +36,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "callrate": ("Call setup rate (RFC 7502)", "500 calls/s on one core"),
     "legs": ("Phone legs mixed in real time", "300 legs with <1% late ticks on one core"),
     "memory": ("Memory per call", "report (no target set)"),
+    "flood": ("Genuine calls under an INVITE flood (3x capacity)",
+              "99% of genuine calls succeed"),
     **bridge.FIGURES,  # forwarding, endpoints, join
     **conference.FIGURES,  # quality, latency, capacity, conversation
 }
@@ -68,6 +71,8 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "memory": lambda: memory.measure(
             workdir / "memory", against=args.against, n=args.calls,
             budget_s=60 if quick else 120),
+        "flood": lambda: flood.measure(
+            workdir / "flood", budget_s=120 if quick else 200, duration_s=8 if quick else 20),
         "forwarding": lambda: bridge.measure_forwarding(
             workdir / "forwarding", budget_s=50 if quick else 80, window_s=5 if quick else 10),
         "endpoints": lambda: bridge.measure_endpoints(

@@ -166,6 +166,49 @@ async def test_connection_cap_refuses_extra_connections() -> None:
         await transport.stop()
 
 
+async def test_connections_per_source_host_are_capped() -> None:
+    node = EchoNode()
+    transport = await started(node, ("tcp", LOCAL, 0), max_connections=10,
+                              max_connections_per_source=2)
+    port = port_of(transport, "tcp")
+    first = [await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.5", 0))
+             for _ in range(3)]
+    other = await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.6", 0))
+    try:
+        assert await asyncio.wait_for(first[2][0].read(), 2.0) == b""  # the third: refused
+        other[1].write(sip())  # another host still gets in
+        assert await asyncio.wait_for(other[0].readexactly(len(sip())), 2.0) == sip()
+        assert transport.connections == 3 and transport.refused == 1
+        first[0][1].close()  # one of the two closes: that host may connect again
+        await asyncio.sleep(0.1)
+        again = await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.5", 0))
+        again[1].write(sip())
+        assert await asyncio.wait_for(again[0].readexactly(len(sip())), 2.0) == sip()
+        again[1].close()
+    finally:
+        for _, writer in [*first, other]:
+            writer.close()
+        await transport.stop()
+
+
+async def test_a_host_not_admitted_is_refused_at_accept() -> None:
+    node = EchoNode()
+    transport = await started(node, ("tcp", LOCAL, 0),
+                              admit_host=lambda host, now: host != "127.0.0.5")
+    port = port_of(transport, "tcp")
+    blocked = await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.5", 0))
+    other = await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.6", 0))
+    try:
+        assert await asyncio.wait_for(blocked[0].read(), 2.0) == b""
+        other[1].write(sip())
+        assert await asyncio.wait_for(other[0].readexactly(len(sip())), 2.0) == sip()
+        assert transport.refused == 1 and transport.connections == 1
+    finally:
+        blocked[1].close()
+        other[1].close()
+        await transport.stop()
+
+
 async def test_outgoing_tcp_connection_is_opened_and_reused_for_replies() -> None:
     node = EchoNode()
     transport = await started(node, ("udp", LOCAL, 0))
