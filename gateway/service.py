@@ -300,6 +300,8 @@ class Gateway(CallMedia):
                                             trusted=trusted)
             if admission != "admitted":
                 log.info("call %s: refused: PIN entry %s for this source", call_id, admission)
+                # a failed call of its source for the scanner rule (486 alone is not one)
+                self.shedder.call_failed(event.source.host, now)
                 self._reject(call_id, *((403, "Forbidden") if admission == "blocked"
                                         else (486, "Busy Here")))
                 return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from gateway.conference_audio import AudioSettings
 from gateway.ivr import IvrSettings
@@ -82,19 +82,6 @@ class GatewaySettings:
 
 
 def _shedding(config: Config) -> SheddingSettings:
+    """`[sip.limits]`'s knobs that the shedder takes, by name."""
     limits = config.sip.limits
-    return SheddingSettings(
-        request_rate=limits.request_rate,
-        request_burst=limits.request_burst,
-        invite_rate=limits.invite_rate,
-        invite_burst=limits.invite_burst,
-        calls_in_setup_per_source=limits.calls_in_setup_per_source,
-        calls_in_setup=limits.calls_in_setup,
-        scan_targets=limits.scan_targets,
-        scan_failures=limits.scan_failures,
-        scan_window=limits.scan_window,
-        block_time=limits.block_time,
-        retry_after=limits.retry_after,
-        reclaim_after=limits.reclaim_after,
-        max_sources=limits.max_sources,
-    )
+    return SheddingSettings(**{f.name: getattr(limits, f.name) for f in fields(SheddingSettings)})

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_PROGRAMS = ("sipp", "baresip", "kamailio", "sox")
 RTP_PORT_COUNT = 100
+#: [sip.limits] loose enough for one address to place calls as fast as a test needs: for tests
+#: of what happens to a call (bad SDP, PIN guessing), not of the load shedding in front of it
+#: (tests/integration/test_attack_sip.py tests that with the defaults).
+UNSHED_SIP_LIMITS = {"request_rate": 10000.0, "request_burst": 10000, "invite_rate": 10000.0,
+                     "invite_burst": 10000, "calls_in_setup_per_source": 1000,
+                     "scan_targets": 100000, "scan_failures": 100000}
 _SERVERS_KEY = pytest.StashKey[list["SwitchboardServer"]]()
 
 

@@ -94,9 +94,10 @@ def test_unacked_invite_flood_leaves_genuine_calls_alone(switchboard_server: Any
     # The flood was cut down before parsing (rate), refused (calls in setup) and blocked.
     dropped = st["sip_dropped_rate"] + st["sip_dropped_invite_rate"] + st["sip_dropped_blocked"]
     assert dropped > 1000, {k: v for k, v in st.items() if k.startswith("sip_")}
-    assert st["sip_calls_refused_busy"] >= 1 and st["sip_sources_blocked_total"] == 1, st
-    # Of its 1,500 INVITEs, a few dozen were parsed at all (10 held in setup, then refused
-    # with 503 until blocked); the rest cost a token bucket each.
+    # The calls it got through were refused (486 from the PIN throttle past 5 calls in PIN
+    # entry, or 503 past 10 calls in setup), which blocked it as a scanner.
+    assert st["calls_rejected"] >= 1 and st["sip_sources_blocked_total"] == 1, st
+    # Of its 1,500 INVITEs, a few dozen were parsed at all; the rest cost a token bucket each.
     assert st["calls_total"] - 24 <= 30, st
     # Every port pair comes back: unACKed calls end (no ACK in 32 s), genuine ones hung up.
     assert procs.wait_until(lambda: stats(server)["rtp_ports_in_use"] == 0, 40, 0.5), \
@@ -109,7 +110,10 @@ def test_unacked_calls_give_their_ports_back_when_the_pool_runs_short(
     # Six addresses, each within its own limits (10 calls in setup), want 60 of the 50
     # port pairs, answered and never ACKed, then stop. A genuine call after that ends those
     # older than reclaim_after instead of getting 503 for 32 s.
-    server = switchboard_server(TRUSTED)
+    # 10 calls from each address in PIN entry, all with one caller number: the PIN throttle's
+    # defaults (5 an address, 10 a number) would hold them back before the ports run short.
+    server = switchboard_server({**TRUSTED, "ivr": {"throttle": {
+        "max_concurrent_per_source": 10, "max_failures": 100}}})
     create_room(server)
     attackers = ",".join(f"127.0.0.{n}" for n in range(10, 16))
     flood = start_flood(tmp_workdir, server, attackers, "invite", rate=120, duration=2.5)
