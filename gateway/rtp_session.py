@@ -51,8 +51,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +64,7 @@ from gateway.media.rtcp import parse_compound
 from gateway.media.rtp import HEADER, RtpPacket
 from gateway.media.rtp_source import SourcePolicy, Verdict
 from gateway.media.stats import RtcpStats
+from gateway.rtp_endpoint import Addr, RtpEndpoint, SessionCounters
 from gateway.rtp_ports import PortAllocator, PortsExhausted
 
 __all__ = ["PortAllocator", "PortsExhausted", "RtpSession", "SessionCounters"]
@@ -72,47 +72,10 @@ __all__ = ["PortAllocator", "PortsExhausted", "RtpSession", "SessionCounters"]
 log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
-Addr = tuple[Any, ...]          # what asyncio gives: (host, port) or (host, port, flow, scope)
 
 _AFTER_HEADER = struct.Struct("!BHII")     # M/PT, seq, ts, SSRC after the first octet
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 DTMF_GAP = 0.06                            # silence between queued digits, seconds
-
-
-@dataclass(slots=True)
-class SessionCounters:
-    rx_packets: int = 0          # accepted RTP packets (audio and DTMF)
-    rx_garbage: int = 0          # not RTP / malformed
-    rx_unexpected_pt: int = 0    # valid RTP with a payload type we did not negotiate
-    rx_foreign: int = 0          # valid RTP from a source not allowed or not latched to
-    rx_dtmf: int = 0
-    rtcp_rx: int = 0
-    rtcp_garbage: int = 0
-    rtcp_foreign: int = 0        # RTCP from a source not allowed or not latched to
-    tx_packets: int = 0
-    tx_dtmf: int = 0
-    rtcp_tx: int = 0
-    relatches: int = 0
-    send_errors: int = 0
-    internal_errors: int = 0
-
-
-class _Endpoint(asyncio.DatagramProtocol):
-    __slots__ = ("_handler", "_session")
-
-    def __init__(self, session: RtpSession, handler: Callable[[bytes, Addr], None]) -> None:
-        self._session = session
-        self._handler = handler
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        try:
-            self._handler(data, addr)
-        except Exception:
-            self._session._internal_error()
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the remote is not there (yet)
-        self._session.counters.send_errors += 1
 
 
 def _ignore_digit(digit: str) -> None:
@@ -201,7 +164,8 @@ class RtpSession:
             port = self._allocator.take()
             try:
                 rtp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(self, self._on_rtp), local_addr=(self.bind_host, port)
+                    lambda: RtpEndpoint(self._on_rtp, self._internal_error, self.counters),
+                    local_addr=(self.bind_host, port),
                 )
             except OSError as exc:
                 self._allocator.release(port)
@@ -209,7 +173,8 @@ class RtpSession:
                 continue
             try:
                 rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(self, self._on_rtcp), local_addr=(self.bind_host, port + 1)
+                    lambda: RtpEndpoint(self._on_rtcp, self._internal_error, self.counters),
+                    local_addr=(self.bind_host, port + 1),
                 )
             except OSError as exc:
                 rtp.close()
