@@ -75,7 +75,9 @@ def admin_token(config: Config) -> str:
         token = path.read_text().strip()
         if len(token) >= 16:
             return token
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():  # the data directory: the service user's alone
+        path.parent.mkdir(mode=0o700, parents=True)
+        os.chmod(path.parent, 0o700)  # mkdir's mode passes through the umask
     token = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
