@@ -27,6 +27,7 @@ from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
+from gateway.sendbatch import SendBatch
 from gateway.settings import CODECS, GatewaySettings
 from gateway.sip.sdp import (
     AudioNegotiation,
@@ -47,6 +48,7 @@ class CallMedia:
     settings: GatewaySettings
     ua: UserAgent
     mixer: ConferenceMixer
+    send_batch: SendBatch
     rooms: PhoneRooms
     _ports: PortAllocator
     _media_trusted: Networks
@@ -88,6 +90,7 @@ class CallMedia:
             relatch_after=self.settings.media_relatch_after,
             relatch_packets=self.settings.media_relatch_packets,
         )  # fmt: skip
+        session.batch = self.send_batch  # the tick's packets leave together
         call.session = session
         try:
             await session.open()
