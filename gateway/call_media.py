@@ -27,7 +27,6 @@ from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
-from gateway.sendbatch import SendBatch
 from gateway.settings import CODECS, GatewaySettings
 from gateway.sip.sdp import (
     AudioNegotiation,
@@ -38,6 +37,7 @@ from gateway.sip.sdp import (
     parse_fmtp,
 )
 from gateway.sip.useragent import UserAgent
+from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ from gateway.media.rtp import HEADER, RtpPacket
 from gateway.media.rtp_source import SourcePolicy, Verdict
 from gateway.media.stats import RtcpStats
 from gateway.rtp_ports import PortAllocator, PortsExhausted
-from gateway.sendbatch import SendBatch
+from native.sendbatch import SendBatch
 
 __all__ = ["PortAllocator", "PortsExhausted", "RtpSession", "SessionCounters"]
 
@@ -480,7 +480,7 @@ class RtpSession:
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
         header = HEADER.pack(0x80, self._audio_pt | (0x80 if marker else 0), seq, ts, self.ssrc)
-        if self.batch is not None:  # the tick's packets leave together (gateway/sendbatch.py)
+        if self.batch is not None:  # the tick's packets leave together (native/sendbatch.py)
             self.batch.add(self, header + payload, dest)
         else:
             self._rtp.sendto(header + payload, dest)

@@ -35,7 +35,6 @@ from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, RtpSession
-from gateway.sendbatch import SendBatch
 from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
 from gateway.shedding import SipShedder
 from gateway.sip.events import (
@@ -53,6 +52,7 @@ from gateway.sip.sdp import (
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
+from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 

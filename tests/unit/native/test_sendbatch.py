@@ -1,5 +1,5 @@
-"""The tick's send batch: gateway/sendbatch.py (sans-I/O, a fake send) and the C helper
-gateway._fastsend over real loopback sockets (IPv4 and IPv6), and RtpSession queueing."""
+"""The tick's send batch: native/sendbatch.py (sans-I/O, a fake send) and the C helper
+native._fastsend over real loopback sockets (IPv4 and IPv6), and RtpSession queueing."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from gateway._fastsend import send_batch
 from gateway.media.codecs import codec_by_name
 from gateway.media.rtp import RtpPacket
 from gateway.mixer import ConferenceMixer, EncodeFn, Pcm
 from gateway.rtp_session import PortAllocator, RtpSession
-from gateway.sendbatch import SendBatch
+from native._fastsend import send_batch
+from native.sendbatch import SendBatch
 
 Items = list[tuple[int, bytes, tuple[str, int]]]
 

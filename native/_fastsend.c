@@ -1,4 +1,4 @@
-/* gateway._fastsend: send a batch of UDP datagrams in one call from Python.
+/* native._fastsend: send a batch of UDP datagrams in one call from Python.
  *
  * send_batch(items) -> (sent, dropped, failed)
  *   items: a list of (fd, data, (host, port)) with host a numeric IPv4 or IPv6 address.
@@ -176,7 +176,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "gateway._fastsend",
+    PyModuleDef_HEAD_INIT, "native._fastsend",
     "Batched non-blocking UDP sends (sendmmsg) for the media paths.", -1, methods,
     NULL, NULL, NULL, NULL,
 };

@@ -3,7 +3,7 @@
 During a tick the mixer hands every leg's encoded frame to its ``RtpSession``, which builds
 the RTP packet and, when the session has a batch (the service gives every phone leg the
 same one), queues it here instead of sending it. When the tick is mixed, :meth:`flush`
-sends the whole queue with one call into C (``gateway._fastsend.send_batch``: one
+sends the whole queue with one call into C (``native._fastsend.send_batch``: one
 ``sendmmsg`` per run of packets on one socket, the loop over sockets without the GIL), so
 every phone's packet of a tick leaves within the same fraction of a millisecond, in the
 mixer's order (rooms in creation order, listeners in joining order), the same every tick.
@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from gateway._fastsend import send_batch
+from native._fastsend import send_batch
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,13 @@ class BatchSender(Protocol):
 class SendBatch:
     """``add(sender, datagram, addr)`` during a tick, ``flush()`` at its end."""
 
-    def __init__(self, send: SendFn = send_batch) -> None:
+    def __init__(self, send: SendFn = send_batch, *,
+                 flush_soon: Callable[[Callable[[], object]], object] | None = None) -> None:
+        """``flush_soon``: given (e.g. ``loop.call_soon``), the first add() after a flush
+        schedules the next flush with it: the batch of one event-loop turn (the bridge);
+        without it the owner calls flush() (the mixer, at the end of a tick)."""
         self._send = send  # injectable for tests: (items) -> (sent, dropped, failed)
+        self._flush_soon = flush_soon
         self._pending: list[tuple[BatchSender, bytes, Addr]] = []
         self.flushes = 0
         self.sent = 0
@@ -55,6 +60,8 @@ class SendBatch:
         return len(self._pending)
 
     def add(self, sender: BatchSender, datagram: bytes, addr: Addr) -> None:
+        if not self._pending and self._flush_soon is not None:
+            self._flush_soon(self.flush)
         self._pending.append((sender, datagram, addr))
 
     def flush(self) -> int:
