@@ -141,6 +141,20 @@ def _first_key(st: dict[str, int], keys: tuple[str, ...]) -> str | None:
     return next((k for k in keys if k in st), None)
 
 
+def _udp_ports(inodes: set[int]) -> set[int]:
+    """Local ports of the IPv4 UDP sockets with these inodes (/proc/net/udp)."""
+    ports: set[int] = set()
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return ports
+    for line in lines:
+        cols = line.split()
+        if len(cols) >= 10 and int(cols[9]) in inodes:
+            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def _legs(st: dict[str, int]) -> int:
     return st.get("legs", live_calls(st))
 
@@ -207,7 +221,9 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
     b = _snapshot(target, sipp)
     if capture is not None:
         streams = capture.stop()
-        step.phase = phase_report((t, unwrap_seq(q)) for t, q in streams.values())
+        phones = _udp_ports(socket_inodes(sipp_pid))  # only what reached this step's phones
+        step.phase = phase_report((t, unwrap_seq(q)) for (_, dport), (t, q) in streams.items()
+                                  if dport in phones)
     server_cpu.stop()
     sipp_cpu.stop()
     wall = b.t - a.t
