@@ -25,7 +25,7 @@ $(STAMPS)/peers: scripts/install-peers.sh
 	@mkdir -p $(STAMPS) && touch $@
 
 venv: $(STAMPS)/venv
-$(STAMPS)/venv: pyproject.toml $(STAMPS)/system
+$(STAMPS)/venv: pyproject.toml setup.py native/_fastsend.c $(STAMPS)/system
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

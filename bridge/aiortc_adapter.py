@@ -61,6 +61,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from bridge.api import DtlsFingerprint, IceCandidate, TransportDescription
+from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,10 @@ class EndpointTransport:
         self._pair: CandidatePair | None = None
         self._pair_send: Callable[[bytes, tuple[str, int]], None] | None = None
         self._pair_addr: tuple[str, int] = ("", 0)
+        self._pair_fd = -1  # the pair's socket when it is our host socket (not TURN)
+        #: set (the bridge's, shared by its endpoints): send() queues there, sent once per
+        #: event-loop turn in one call (native/sendbatch.py)
+        self.batch: SendBatch | None = None
         self._state = "new"  # new -> gathered -> connecting -> connected -> closed | failed
 
     # --- setup -------------------------------------------------------------------------
@@ -420,7 +425,10 @@ class EndpointTransport:
         except pylibsrtp.Error:
             self.counters.protect_errors += 1
             return False
-        self._pair_send(out, self._pair_addr)
+        if self.batch is not None and self._pair_fd >= 0:
+            self.batch.add(self, out, self._pair_addr)
+        else:
+            self._pair_send(out, self._pair_addr)
         self.counters.packets_sent += 1
         self.counters.bytes_sent += len(out)
         return True
@@ -433,6 +441,18 @@ class EndpointTransport:
             return
         self._pair_send = pair.protocol.transport.sendto
         self._pair_addr = pair.remote_addr
+        sock = pair.protocol.transport.get_extra_info("socket") \
+            if isinstance(pair.protocol, _MediaProtocol) else None
+        self._pair_fd = sock.fileno() if sock is not None else -1
+
+    @property
+    def closed(self) -> bool:
+        """No packet may go out now (closed, failed, or no pair): a SendBatch skips it."""
+        return self._pair_send is None or self._state in ("closed", "failed")
+
+    @property
+    def fileno(self) -> int:
+        return self._pair_fd
 
     # --- teardown ----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from bridge.conference import LIVENESS_INTERVAL, Conference, PacketSink
 from bridge.endpoint import Endpoint
 from bridge.forwarder import Forwarder, ForwarderSettings
 from bridge.plain import LocalLink, PacketOut, PlainEndpoint, PlainEndpoints
+from native.sendbatch import SendBatch
 
 __all__ = [
     "COUNTER_NAMES",
@@ -228,6 +229,8 @@ class Bridge:
         self._retired = TransportCounters()
         self._retired_forwarder: dict[str, int] = {}  # counters of removed conferences
         self._plain = PlainEndpoints()
+        # The endpoints' sends of one event-loop turn go out together, in one call into C.
+        self.send_batch = SendBatch(flush_soon=_call_soon)
 
     @property
     def turn_server(self) -> TurnServer | None:
@@ -271,6 +274,7 @@ class Bridge:
             await transport.close()
             raise
         self.ports.take(transport.local_port)
+        transport.batch = self.send_batch
         # From here to conference.add() nothing awaits: the conference cannot go away.
         conference = self._conference(conference_id)
         transport.on_rtp = conference.rtp_handler(endpoint_id)
@@ -415,6 +419,7 @@ class Bridge:
             "endpoints_connected": sum(e.state == "connected" for e in endpoints) + plain,
             "endpoints_failed": self.endpoints_failed,
             **self._plain.stats(),
+            **{f"send_batch_{k}": v for k, v in self.send_batch.stats().items()},
         }
         for name in COUNTER_NAMES:
             totals[name] = getattr(self._retired, name) + sum(
@@ -495,3 +500,7 @@ class Bridge:
             conference.close()
             del self._conferences[conference.conference_id]
             log.info("conference %s: no endpoints left, removed", conference.conference_id)
+
+
+def _call_soon(callback: Callable[[], object]) -> None:
+    asyncio.get_running_loop().call_soon(callback)

@@ -37,6 +37,7 @@ from gateway.sip.sdp import (
     parse_fmtp,
 )
 from gateway.sip.useragent import UserAgent
+from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class CallMedia:
     settings: GatewaySettings
     ua: UserAgent
     mixer: ConferenceMixer
+    send_batch: SendBatch
     rooms: PhoneRooms
     _ports: PortAllocator
     _media_trusted: Networks
@@ -88,6 +90,7 @@ class CallMedia:
             relatch_after=self.settings.media_relatch_after,
             relatch_packets=self.settings.media_relatch_packets,
         )  # fmt: skip
+        session.batch = self.send_batch  # the tick's packets leave together
         call.session = session
         try:
             await session.open()

@@ -66,6 +66,7 @@ from gateway.media.rtp_source import SourcePolicy, Verdict
 from gateway.media.stats import RtcpStats
 from gateway.rtp_endpoint import Addr, RtpEndpoint, SessionCounters
 from gateway.rtp_ports import PortAllocator, PortsExhausted
+from native.sendbatch import SendBatch
 
 __all__ = ["PortAllocator", "PortsExhausted", "RtpSession", "SessionCounters"]
 
@@ -116,6 +117,8 @@ class RtpSession:
         #: (payload_type, payload, RTP timestamp, marker) of each accepted audio packet
         self.on_audio_packet: Callable[[int, bytes, int, bool], None] | None = None
         self.local_port = 0
+        self.fileno = -1                          # the RTP socket's, for a SendBatch
+        self.batch: SendBatch | None = None       # set: send_payload queues its packet there
         self.counters = SessionCounters()
         self._allocator = allocator
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +192,7 @@ class RtpSession:
             self._rtp = rtp
             self._rtcp = rtcp
             self.local_port = port
+            self.fileno = rtp.get_extra_info("socket").fileno()
             break
         else:
             raise OSError(f"call {self.call_id}: no bindable RTP port pair") from last_error
@@ -441,7 +445,10 @@ class RtpSession:
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
         header = HEADER.pack(0x80, self._audio_pt | (0x80 if marker else 0), seq, ts, self.ssrc)
-        self._rtp.sendto(header + payload, dest)
+        if self.batch is not None:  # the tick's packets leave together (native/sendbatch.py)
+            self.batch.add(self, header + payload, dest)
+        else:
+            self._rtp.sendto(header + payload, dest)
         self.counters.tx_packets += 1
         self._stats.on_rtp_sent(ts, len(payload), self._now())
 

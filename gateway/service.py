@@ -52,6 +52,7 @@ from gateway.sip.sdp import (
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
+from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Gateway(CallMedia):
         )
         self.shedder = SipShedder(settings.shedding, settings.trusted_peers)
         self.mixer = ConferenceMixer(_encoder_for)
+        self.send_batch = SendBatch()  # every leg's packet of a tick, sent at its end
         self.audio: ConferenceAudio | None = None
         if media is not None and connect is not None:
             self.audio = ConferenceAudio(self.mixer, media, connect, self._time,
@@ -222,6 +224,7 @@ class Gateway(CallMedia):
             "mix_tick_overruns": clock.overruns if clock else 0,
         }
         counts.update(self.counters)
+        counts.update({f"mix_send_{k}": v for k, v in self.send_batch.stats().items()})
         counts.update(self.shedder.stats(self._time()))
         counts.update(self.ua.transaction_stats())
         counts["sip_tcp_refused"] = self._transport.refused if self._transport else 0
@@ -491,7 +494,13 @@ class Gateway(CallMedia):
 
     def _tick(self, now: float) -> Continuation | None:
         """Begin a mix tick; the clock runs the returned slices (MIX_SLICE_MEMBERS members
-        each) with the event loop's I/O in between, then the prompt events and IVR timers."""
+        each) with the event loop's I/O in between; the sessions queue their packets in
+        ``send_batch``, sent all at once when the last slice is mixed (every phone's packet
+        of a tick leaves together, in the same order every tick); then the prompt events
+        and IVR timers."""
+        if self.mixer.tick_pending:  # (the clock finishes a tick before the next begins)
+            self.mixer.run_slice(0)
+            self.send_batch.flush()
         if self.audio is not None:
             self.audio.before_tick(now)
         self.mixer.begin_tick(now)
@@ -500,6 +509,7 @@ class Gateway(CallMedia):
     def _mix_slice(self) -> bool:
         if self.mixer.run_slice(MIX_SLICE_MEMBERS):
             return True
+        self.send_batch.flush()
         self._after_tick(self.mixer.tick_now)
         return False
 

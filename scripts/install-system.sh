@@ -8,7 +8,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 [ -e /usr/lib/x86_64-linux-gnu/libopus.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopus.so.0 ] \
     || ldconfig -p 2>/dev/null | grep -q 'libopus.so.0' || need+=(libopus0)
 command -v sox >/dev/null || need+=(sox)
-# A C compiler and Python's headers: the dev extras build `pesq` (ITU-T P.862) from source.
+# A C compiler and Python's headers: `pip install` of the project builds its C extension
+# (native/_fastsend.c, needed to run), and the dev extras build `pesq` (ITU-T P.862) from source.
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)

@@ -10,6 +10,9 @@ room N-1 on its 20 ms clock. Over a window of `window_s` seconds with all N legs
   /api/stats deltas (a skipped tick is a deadline the clock missed entirely);
 - server CPU: utime + stime delta of the server process, % of one core; per leg: that / N,
   and in microseconds of CPU per leg per second;
+- phase at the phones (tests/bench/phase.py): the fraction of the server's packets that
+  reach the phones more than 10 ms behind their stream's usual phase, observed on loopback
+  with kernel timestamps (tests/bench/rtp_capture.py; root only, else not measured);
 - packets both ways. Server to phones: sipp never reads its media socket, so once that
   socket's queue is full the kernel drops every packet that reaches it; drops + queue growth
   over the window (from /proc/net/udp) count the packets the server sent to the phones
@@ -17,9 +20,10 @@ room N-1 on its 20 ms clock. Over a window of `window_s` seconds with all N legs
   them, else the system-wide UDP InDatagrams delta (approximate: anything else on the machine
   counts too), and the server's socket drops (packets it did not read in time).
 
-A step passes with every call up, under 1% late ticks, at least 90% of the expected packets
-reaching the phones, no failed call, and the server back to 0 calls. N rises along a ladder
-to the first failure, then one or two bisections, within the time budget.
+A step passes with every call up, under 1% late ticks, under 1% of the packets late at the
+phones (when observed), at least 90% of the expected packets reaching the phones, no failed
+call, and the server back to 0 calls. N rises along a ladder to the first failure, then one
+or two bisections, within the time budget.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from peers.sipp import Sipp
 
+from . import rtp_capture
 from .common import (
     CONTENDED_PERCENT,
     Budget,
@@ -53,6 +58,7 @@ from .common import (
     write_rooms_csv,
     write_tone,
 )
+from .phase import PhaseReport, phase_report, unwrap_seq
 
 log = logging.getLogger("bench.legs")
 
@@ -84,6 +90,7 @@ class Step:
     to_server_pps: float | None = None
     to_server_how: str = ""
     server_drops: int = 0
+    phase: PhaseReport | None = None  # arrivals at the phones against their streams' phase
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -102,7 +109,12 @@ class Step:
                 f"({self.us_per_leg_s:.0f} us/leg/s, waited {self.cpu_wait_percent:.0f}% for "
                 f"the core), sipp CPU {self.sipp_cpu_percent:.0f}%, "
                 f"RTP to phones {self.to_phones_pps:.0f}/s (expected {self.n * 50}), "
-                f"to server {srv}, server socket drops {self.server_drops} -> {verdict}")
+                f"to server {srv}, server socket drops {self.server_drops}, at the phones "
+                f"{self.phase.summary() if self.phase else 'not observed'} -> {verdict}")
+
+    @property
+    def phase_late_fraction(self) -> float | None:
+        return self.phase.fraction if self.phase is not None else None
 
 
 @dataclass
@@ -127,6 +139,20 @@ def _delta(a: dict[str, int], b: dict[str, int], key: str) -> int:
 
 def _first_key(st: dict[str, int], keys: tuple[str, ...]) -> str | None:
     return next((k for k in keys if k in st), None)
+
+
+def _udp_ports(inodes: set[int]) -> set[int]:
+    """Local ports of the IPv4 UDP sockets with these inodes (/proc/net/udp)."""
+    ports: set[int] = set()
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return ports
+    for line in lines:
+        cols = line.split()
+        if len(cols) >= 10 and int(cols[9]) in inodes:
+            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _legs(st: dict[str, int]) -> int:
@@ -186,9 +212,18 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
     time.sleep(SETTLE_S if step.legs_up >= n else 0.5)
     sipp_pid = sipp.proc.main_pid if sipp.proc is not None else 0
     server_cpu, sipp_cpu = CpuMeter(target.pid).start(), CpuMeter(sipp_pid).start()
+    capture = None
+    if target.server is not None and rtp_capture.available():
+        ports = range(target.server.rtp_low, target.server.rtp_high + 1)
+        capture = rtp_capture.RtpCapture(ports).start()
     a = _snapshot(target, sipp)
     time.sleep(window_s)
     b = _snapshot(target, sipp)
+    if capture is not None:
+        streams = capture.stop()
+        phones = _udp_ports(socket_inodes(sipp_pid))  # only what reached this step's phones
+        step.phase = phase_report((t, unwrap_seq(q)) for (_, dport), (t, q) in streams.items()
+                                  if dport in phones)
     server_cpu.stop()
     sipp_cpu.stop()
     wall = b.t - a.t
@@ -220,6 +255,10 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
             step.reasons.append("no mix ticks in /api/stats")
         elif late >= LATE_LIMIT:
             step.reasons.append(f"{100 * late:.2f}% late ticks")
+    phase_late = step.phase_late_fraction
+    if phase_late is not None and phase_late >= LATE_LIMIT:
+        step.reasons.append(f"{100 * phase_late:.2f}% of packets >10 ms behind phase at the "
+                            f"phones")
     expected = n * PACKETS_PER_S
     if step.to_phones_pps < 0.9 * expected:
         step.reasons.append(f"RTP to phones {step.to_phones_pps:.0f}/s < 90% of {expected}")
@@ -302,7 +341,8 @@ def _figure(best: Step | None, first_bad: Step | None, steps: list[Step], hi: in
     how = (f"sipp on core 1 places N calls in rooms of {ROOM_SIZE} (X-Room-Name), each "
            f"streaming a PCMU tone (rtp_stream) -> {against} pinned to core 0; {window_s:g} s "
            f"window: late = (late+skipped)/(ticks+skipped) from /api/stats, CPU from "
-           f"/proc/PID/stat, RTP to phones counted at sipp's socket; N on a ladder then "
+           f"/proc/PID/stat, RTP to phones counted at sipp's socket, their arrival phase "
+           f"(>10 ms behind a stream's usual phase) on loopback; N on a ladder then "
            f"bisection; a failure while the server waited >={CONTENDED_PERCENT:g}% for its "
            f"core is run again")
     if first_bad is not None:
@@ -315,6 +355,9 @@ def _figure(best: Step | None, first_bad: Step | None, steps: list[Step], hi: in
     else:
         late = best.late_fraction
         late_s = f"{100 * late:.2f}% late" if late is not None else "late n/a"
+        phase = best.phase_late_fraction
+        late_s += (f", {100 * phase:.2f}% of packets >10 ms behind phase at the phones"
+                   if phase is not None else "")
         measured = (f"{best.n} legs ({late_s}); server CPU {best.cpu_percent:.0f}% (waited "
                     f"{best.cpu_wait_percent:.0f}% for the core) = "
                     f"{best.cpu_percent / best.n:.3f}% of a core per leg "
@@ -327,6 +370,7 @@ def _figure(best: Step | None, first_bad: Step | None, steps: list[Step], hi: in
         met=(best.n >= GOAL) if best else (False if steps else None),
         details={"best_legs": best.n if best else 0,
                  "late_fraction": best.late_fraction if best else None,
+                 "phase_late_fraction": best.phase_late_fraction if best else None,
                  "server_cpu_percent": round(best.cpu_percent, 1) if best else None,
                  "cpu_percent_per_leg": round(best.cpu_percent / best.n, 4) if best else None,
                  "cpu_us_per_leg_per_s": round(best.us_per_leg_s, 1) if best else None,

@@ -12,6 +12,7 @@ import asyncio
 import importlib.metadata
 import inspect
 import os
+import socket
 import struct
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +31,7 @@ from bridge.aiortc_adapter import (
     _BridgeDtlsTransport,
     _MediaProtocol,
 )
+from native.sendbatch import SendBatch
 
 
 def params(fn: Any) -> list[str]:
@@ -297,3 +299,44 @@ async def test_send_without_an_ice_pair_drops_instead_of_raising() -> None:
     assert transport.send(rtp(2)) is False
     assert transport.counters.dropped == 2
     await transport.close()
+
+
+async def test_sends_of_one_loop_turn_go_out_in_one_batch() -> None:
+    """With the bridge's SendBatch, send() queues the protected packet and the batch goes
+    out at the next loop turn from the pair's own socket (a relayed pair, whose protocol is
+    not our socket's, still sends at once through its transport)."""
+    loop = asyncio.get_running_loop()
+    rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx_sock.bind(("127.0.0.1", 0))
+    rx_sock.setblocking(False)
+    transport = EndpointTransport(RTCCertificate.generateCertificate(),
+                                  on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
+    await transport.gather("127.0.0.1", iter(range(41910, 41920)))
+    try:
+        protocol = transport._connection._protocols[0]
+        assert isinstance(protocol, _MediaProtocol)
+        pair = SimpleNamespace(protocol=protocol, remote_addr=rx_sock.getsockname())
+        transport._nominated[1] = pair  # type: ignore[assignment]
+        tx, rx = srtp_pair()
+        transport._tx = tx
+        batch = SendBatch(flush_soon=loop.call_soon)
+        transport.batch = batch
+        assert all(transport.send(rtp(seq)) for seq in range(3))
+        assert len(batch) == 3 and transport.fileno >= 0 and not transport.closed
+        with pytest.raises(BlockingIOError):
+            rx_sock.recv(2048)  # nothing left before the loop's turn ends
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        got = [rx.unprotect(rx_sock.recv(2048)) for _ in range(3)]
+        assert got == [rtp(0), rtp(1), rtp(2)]
+        assert batch.stats()["sent"] == 3 and batch.stats()["flushes"] == 1
+        # a pair through another protocol (TURN): straight through its transport
+        fake = FakeDatagramTransport()
+        relayed = SimpleNamespace(protocol=SimpleNamespace(transport=fake),
+                                  remote_addr=("127.0.0.1", 9))
+        transport._nominated[1] = relayed  # type: ignore[assignment]
+        assert transport.send(rtp(4)) and len(fake.sent) == 1 and len(batch) == 0
+    finally:
+        await transport.close()
+        rx_sock.close()
+    assert transport.closed

@@ -1,0 +1,7 @@
+"""Compiled helpers for the media paths, shared by the gateway and the bridge (a leaf: it
+imports none of the project's packages, like a third-party library would be).
+
+- ``native._fastsend`` (native/_fastsend.c): ``send_batch(items)``, many UDP datagrams in
+  one call, built by the ordinary ``pip install`` of the project (setup.py);
+- ``native.sendbatch.SendBatch``: the queue in front of it.
+"""
