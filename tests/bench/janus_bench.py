@@ -65,6 +65,22 @@ LADDERS = {"versus-g711": (100, 200, 300, 400, 450, 500, 550, 600, 700, 800, 100
            "versus-mixed": (60, 90, 120, 150, 180, 210, 240, 270, 300, 360)}
 GOALS = {"versus-g711": (600, 1.5), "versus-mixed": (150, 1.0)}
 SETTLE_S = 3.0
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def core_busy_seconds(cpu: int, text: str | None = None) -> float:
+    """user + nice + system time of core `cpu` from /proc/stat, in seconds (interrupt and
+    softirq time left out: loopback packets are processed there, for whoever sends)."""
+    if text is None:
+        try:
+            text = Path("/proc/stat").read_text()
+        except OSError:
+            return 0.0
+    for line in text.splitlines():
+        cols = line.split()
+        if cols and cols[0] == f"cpu{cpu}":
+            return sum(int(c) for c in cols[1:4]) / TICKS_PER_S
+    return 0.0
 
 
 @dataclass
@@ -73,7 +89,8 @@ class Step:
     n: int
     verdict: Verdict | None = None
     cpu_percent: float = 0.0
-    wait_percent: float = 0.0
+    wait_percent: float = 0.0      # runnable, not running: summed over the server's threads
+    others_percent: float = 0.0    # core 0 running other processes than the server
     load_wait_percent: float = 0.0
     load_late_slots: int = 0
     ticks: int | None = None       # Switchboard's mix clock (None: Janus has no counter)
@@ -87,8 +104,8 @@ class Step:
 
     @property
     def contended(self) -> bool:
-        return self.wait_percent >= CONTENDED_PERCENT or (self.load_wait_percent >= \
-            CONTENDED_PERCENT and self.load_late_slots > 0)
+        return self.others_percent >= CONTENDED_PERCENT or (
+            self.load_wait_percent >= CONTENDED_PERCENT and self.load_late_slots > 0)
 
     def summary(self) -> str:
         v = self.verdict
@@ -97,7 +114,8 @@ class Step:
         ticks = "" if self.ticks is None else \
             f", server late ticks {self.late_ticks}/{self.ticks}"
         return (f"{self.side} N={self.n}: {got}{ticks}, server CPU {self.cpu_percent:.0f}% "
-                f"(waited {self.wait_percent:.0f}%), load waited "
+                f"(its threads waited {self.wait_percent:.0f}%; core 0 ran others "
+                f"{self.others_percent:.0f}%), load waited "
                 f"{self.load_wait_percent:.0f}% -> "
                 + ("pass" if self.ok else "FAIL: " + "; ".join(self.reasons)))
 
@@ -268,7 +286,7 @@ async def _window(side: Side, n: int, window_s: float) -> Step:
     step = Step(side.name, n)
     load = side.load
     server_cpu, load_cpu = CpuMeter(side.pid).start(), CpuMeter(os.getpid()).start()
-    late0 = load.late_slots
+    late0, core0 = load.late_slots, core_busy_seconds(0)
     a = await asyncio.to_thread(side.stats)
     if isinstance(side, SwitchboardSide):
         side.mark_window()
@@ -281,6 +299,8 @@ async def _window(side: Side, n: int, window_s: float) -> Step:
     server_cpu.stop()
     load_cpu.stop()
     step.cpu_percent, step.wait_percent = server_cpu.percent, server_cpu.wait_percent
+    step.others_percent = max(0.0, 100 * (core_busy_seconds(0) - core0) / wall
+                              - server_cpu.percent)
     step.load_wait_percent = load_cpu.wait_percent
     step.load_late_slots = load.late_slots - late0
     if a and b:
@@ -362,7 +382,7 @@ def _side_text(name: str, steps: list[Step], stopped: str) -> str:
         ticks = "" if best.ticks is None else \
             f", own late ticks {best.late_ticks}/{best.ticks}"
         text = (f"{name}: {best.n} ({late} at the receivers{ticks}; CPU "
-                f"{best.cpu_percent:.0f}%, waited {best.wait_percent:.0f}%)")
+                f"{best.cpu_percent:.0f}%, core 0 ran others {best.others_percent:.0f}%)")
     if failed is not None:
         text += f"; N={failed.n} fails: {'; '.join(failed.reasons)[:160]}"
         if failed.contended:

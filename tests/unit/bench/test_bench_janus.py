@@ -159,3 +159,14 @@ def test_kernel_receive_timestamps_on_loopback() -> None:
     finally:
         out.close()
         p.close()
+
+
+def test_core_busy_seconds_reads_one_core() -> None:
+    from tests.bench.janus_bench import TICKS_PER_S, core_busy_seconds
+
+    stat = ("cpu  500 10 300 9000 5 0 40 0 0 0\n"
+            "cpu0 200 10 100 4000 2 0 30 0 0 0\n"
+            "cpu1 300 0 200 5000 3 0 10 0 0 0\n")
+    assert core_busy_seconds(0, stat) == pytest.approx(310 / TICKS_PER_S)
+    assert core_busy_seconds(1, stat) == pytest.approx(500 / TICKS_PER_S)
+    assert core_busy_seconds(7, stat) == 0.0
