@@ -61,8 +61,8 @@ FIGURES: dict[str, tuple[str, str]] = {
                      "150 participants per core, and no fewer than Janus"),
 }
 ALIASES = {"versus-janus": ("versus-g711", "versus-mixed")}
-LADDERS = {"versus-g711": (100, 200, 300, 400, 450, 500, 550, 600, 700, 800, 1000),
-           "versus-mixed": (60, 90, 120, 150, 180, 210, 240, 270, 300, 360)}
+LADDERS = {"versus-g711": (50, 100, 150, 200, 300, 400, 450, 500, 550, 600, 700, 800, 1000),
+           "versus-mixed": (30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 360)}
 GOALS = {"versus-g711": (600, 1.5), "versus-mixed": (150, 1.0)}
 SETTLE_S = 3.0
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
