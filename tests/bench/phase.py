@@ -7,13 +7,15 @@ left the server exactly on its 20 ms clock: packet k is due at
 
     due(k) = anchor + (ts(k) - ts(anchor)) / clock_rate
 
-and its lateness is arrival(k) - due(k). The anchor is the packet of the segment that arrived
-earliest relative to its timestamp (the minimum of arrival - ts / clock_rate): so a first
-packet that was itself late does not make every later one look early, and lateness is never
-negative. A *segment* ends where the stream restarts: a new SSRC, an RTP timestamp that goes
-backwards or leaps more than `restart_s` away from what the arrival times say (the server
-re-anchored its clock, a new source took the slot), or a silence of more than `restart_s`;
-the next packet anchors a new segment.
+and its lateness is arrival(k) - due(k). The anchor is the packet that arrived earliest
+relative to its timestamp so far (the running minimum of arrival - ts / clock_rate): an early
+packet moves the phase instead of being late, and lateness is never negative. A *segment*
+ends where the stream restarts: a new SSRC, an RTP timestamp that goes backwards or leaps
+more than `restart_s` away from what the arrival times say (a new source took the slot), or
+a silence of more than `restart_s`; the next packet anchors a new segment. A steady shift
+(`shift_run` packets in a row late by about the same amount: the sender skipped a tick
+without moving its timestamps, or re-timed its clock) re-anchors too, as a jitter buffer
+re-syncs after one glitch: its first packet is late, the rest are not.
 
 Counting by RTP timestamp, not by arrival order, means a tick the server skipped is a lost
 packet (it shows in the received / expected count), and a tick it sent late is a late one.
@@ -32,6 +34,7 @@ LATE_S = 0.010        # a packet more than this behind its stream's phase is lat
 MAX_LATE = 0.01       # a step passes with under 1% of all packets late
 MIN_RECEIVED = 0.90   # ... and every participant getting at least 90% of its packets
 RESTART_S = 1.0
+SHIFT_RUN = 25        # 0.5 s of packets late by one steady amount: the phase moved
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,41 @@ def _segments(packets: Sequence[Packet], clock_rate: int,
 
 
 def stream_phase(packets: Sequence[Packet], clock_rate: int, *, late_s: float = LATE_S,
-                 restart_s: float = RESTART_S) -> StreamPhase:
-    """Late packets of one received stream (packets in arrival order)."""
+                 restart_s: float = RESTART_S, shift_run: int = SHIFT_RUN) -> StreamPhase:
+    """Late packets of one received stream (packets in arrival order).
+
+    Forward, as a receiver's jitter buffer sees it: the anchor is the earliest offset
+    (arrival - media time) seen so far in the segment, so an early packet is never late and
+    moves the phase. A run of `shift_run` late packets whose lateness stays within `late_s`
+    of each other is a phase shift (the sender skipped or re-timed a tick and went on from
+    there), not a run of late packets: the stream is re-anchored on it, its first packet
+    counts as late (the receiver's one glitch) and the others not; the shift counts as a
+    segment. Lateness that varies (packets of a tick spread over a long, varying stretch)
+    is never a shift and stays late."""
     if clock_rate <= 0:
         raise ValueError(f"clock_rate must be positive, not {clock_rate}")
-    late, worst = 0, 0.0
+    late, worst, shifts = 0, 0.0, 0
     segments = _segments(packets, clock_rate, restart_s)
     for segment in segments:
-        anchor = min(arrival - media for arrival, media in segment)
+        anchor: float | None = None
+        run: list[float] = []   # offsets of the current run of late packets
         for arrival, media in segment:
-            lateness = arrival - media - anchor
+            offset = arrival - media
+            if anchor is None or offset < anchor:
+                anchor = offset
+            lateness = offset - anchor
             worst = max(worst, lateness)
-            if lateness > late_s:
-                late += 1
-    return StreamPhase(len(packets), late, len(segments), worst)
+            if lateness <= late_s:
+                run = []
+                continue
+            late += 1
+            run.append(offset)
+            if len(run) >= shift_run and max(run) - min(run) <= late_s:
+                anchor = min(run)
+                late -= len(run) - 1
+                shifts += 1
+                run = []
+    return StreamPhase(len(packets), late, len(segments) + shifts, worst)
 
 
 @dataclass(frozen=True)

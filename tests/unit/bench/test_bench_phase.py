@@ -32,7 +32,8 @@ def test_a_late_first_packet_does_not_make_the_rest_early() -> None:
     jitter = [0.0] * 50
     jitter[0] = 0.015
     phase = stream_phase(steady(50, jitter=jitter), 8000)
-    assert phase.late == 1  # the first packet itself, not the 49 after it
+    # Not the 49 after it; nor the first itself: read forward, it was the phase when it came.
+    assert phase.late == 0
 
 
 def test_a_burst_after_a_stall_is_late_until_the_stream_catches_up() -> None:
@@ -70,11 +71,27 @@ def test_a_restart_re_anchors_instead_of_counting_everything_late() -> None:
     assert stream_phase(first + fourth, 8000).segments == 2
 
 
-def test_a_slow_drift_is_not_a_restart() -> None:
-    jitter = [0.000101 * k for k in range(150)]  # 15 ms behind by the end: late at the end
+def test_a_slow_drift_costs_a_glitch_not_the_rest_of_the_window() -> None:
+    jitter = [0.000101 * k for k in range(150)]  # 15 ms behind by the end
     phase = stream_phase(steady(150, jitter=jitter), 8000)
-    assert phase.segments == 1
-    assert phase.late == sum(1 for j in jitter if j > 0.010)
+    assert phase.late == 1 and phase.segments == 2
+
+
+def test_a_steady_phase_shift_re_anchors_after_one_glitch() -> None:
+    # What Switchboard did under a busy core: one tick 24 ms late, and every tick after it.
+    jitter = [0.0] * 100 + [0.024] * 150
+    phase = stream_phase(steady(250, jitter=jitter), 8000)
+    assert phase.late == 1 and phase.segments == 2
+    # Shorter than SHIFT_RUN: all of them late.
+    jitter = [0.0] * 100 + [0.024] * 20 + [0.0] * 100
+    assert stream_phase(steady(220, jitter=jitter), 8000).late == 20
+
+
+def test_spread_lateness_is_never_a_shift() -> None:
+    # Packets leaving anywhere 11-40 ms after their tick (a tick's sends spread out).
+    jitter = [0.0] * 50 + [0.011 + 0.029 * ((7 * k) % 13) / 12 for k in range(200)]
+    phase = stream_phase(steady(250, jitter=jitter), 8000)
+    assert phase.late == 200 and phase.segments == 1
 
 
 def test_bad_clock_rate() -> None:
