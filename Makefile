@@ -7,7 +7,7 @@ STAMPS := .stamps
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench setup system peers venv lint typecheck unit integration browser clean
+.PHONY: run test bench setup system peers bench-peers venv lint typecheck unit integration browser clean
 
 run: setup
 	$(VENV)/bin/switchboard serve $(if $(CONFIG),--config $(CONFIG))
@@ -22,6 +22,12 @@ $(STAMPS)/system: scripts/install-system.sh
 peers: $(STAMPS)/peers
 $(STAMPS)/peers: scripts/install-peers.sh
 	bash scripts/install-peers.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+# What only the benchmarks use (Janus, for the side-by-side figures).
+bench-peers: $(STAMPS)/bench-peers
+$(STAMPS)/bench-peers: scripts/install-bench.sh
+	bash scripts/install-bench.sh
 	@mkdir -p $(STAMPS) && touch $@
 
 venv: $(STAMPS)/venv
@@ -49,7 +55,7 @@ test: setup peers lint
 	$(VENV)/bin/pytest -q tests --ignore=tests/browser $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory browser
 
-bench: setup peers
+bench: setup peers bench-peers
 	$(PY) -m tests.bench
 
 clean:

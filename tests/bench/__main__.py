@@ -6,6 +6,7 @@
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
     python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
     python -m tests.bench --only flood      # genuine calls under an INVITE flood (2 min)
+    python -m tests.bench --only versus-janus   # side by side with Janus AudioBridge (~20 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import bridge, callrate, conference, conference_capacity, flood, legs, memory
+from . import bridge, callrate, conference, conference_capacity, flood, janus_bench, legs, memory
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -40,13 +41,14 @@ FIGURES: dict[str, tuple[str, str]] = {
               "99% of genuine calls succeed"),
     **bridge.FIGURES,  # forwarding, endpoints, join
     **conference.FIGURES,  # quality, latency, capacity, conversation
+    **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
 }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", choices=sorted(FIGURES),
+    parser.add_argument("--only", action="append", choices=sorted([*FIGURES, *janus_bench.ALIASES]),
                         help="run only this figure (repeatable)")
     parser.add_argument("--against", choices=("server", "uas"), default="server",
                         help="the system under test (uas: sipp's built-in uas, a self-test)")
@@ -88,6 +90,12 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "conversation": lambda: conference_capacity.measure_capacity(
             workdir / "conversation", budget_s=150 if quick else 240,
             window_s=5 if quick else 10, talkers="one"),
+        "versus-g711": lambda: janus_bench.measure(
+            "versus-g711", workdir / "versus-g711", budget_s=300 if quick else 600,
+            window_s=5 if quick else 10),
+        "versus-mixed": lambda: janus_bench.measure(
+            "versus-mixed", workdir / "versus-mixed", budget_s=240 if quick else 480,
+            window_s=5 if quick else 10),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()
@@ -138,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # the harness logs every process it starts
         logging.getLogger("peers").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    names = args.only or list(FIGURES)
+    names = [n for name in args.only or list(FIGURES)
+             for n in janus_bench.ALIASES.get(name, (name,))]
     figures: list[Figure] = []
     started = time.monotonic()
     tmp: tempfile.TemporaryDirectory[str] | None = None
