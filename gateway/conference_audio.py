@@ -20,7 +20,8 @@ nothing stale); the last one stops them. The callers' endpoints and sources stay
 at the bridge meanwhile: allocating them again would re-offer every browser of the room
 once per caller (`sources_changed`), and a browser's first offer would miss the callers
 until those renegotiations finished, which is the gap this must not have; an idle plain
-endpoint costs the bridge nothing per tick. The room's mixer endpoint stays too (the
+endpoint costs the bridge no packet work, only a visit by its conference's timers a few
+times a second (RTCP, stats). The room's mixer endpoint stays too (the
 browsers' streams it decodes only exist while browsers send).
 
 Endpoints are asked for in background tasks (the focus may talk to a bridge elsewhere);
