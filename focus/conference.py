@@ -14,6 +14,14 @@ mutes and unmutes themself (`set_muted`, or `set_media` for a browser); a modera
 mute (`moderator_mute`, `mute_all`), which also sets `force_muted` until the participant
 unmutes themself. Nobody can unmute someone else.
 
+Receivers: a participant hears the room's audio either through the bridge (a browser, muted
+or not: it still listens; a recorder or another node's phone mixer later) or through a
+gateway's phone mixer, which mixes the phones it carries itself (`mixed_by` names that
+gateway's group). `audio_receivers(room, group)` counts the participants that need the
+room's audio from the bridge as that group sees it: everyone not mixed by ``group``. The
+gateway encodes its callers' voices for the bridge only while that count is not zero, and
+recounts on every `ParticipantJoined` and `ParticipantLeft` (the only events that change it).
+
 Events: `ParticipantJoined`, `ParticipantLeft` and `ParticipantMuted` go to every listener;
 `ParticipantUpdated` (name, hand, media flags, role) only to listeners that subscribe with
 `updates=True`, so listeners written for the first three keep working unchanged.
@@ -66,6 +74,9 @@ class ParticipantInfo:
     screen: bool = False  # sharing a screen
     hand: bool = False  # hand raised
     force_muted: bool = False  # muted by a moderator, until the participant unmutes
+    # The gateway group whose phone mixer this participant hears the room through (a
+    # phone); None: it hears the room through the bridge (a browser).
+    mixed_by: str | None = None
 
     @property
     def role(self) -> str:
@@ -134,9 +145,11 @@ class Focus:
         *,
         audio: bool | None = None,
         video: bool = False,
+        mixed_by: str | None = None,
     ) -> ParticipantInfo:
         """Add a participant. `audio` (sending audio) defaults to True for a phone; a
-        browser that joins with its microphone off is muted."""
+        browser that joins with its microphone off is muted. `mixed_by`: the gateway group
+        that mixes this phone's room audio itself (see "Receivers" above)."""
         if kind not in KINDS:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         conference = self._conferences.get(room)
@@ -151,7 +164,7 @@ class Focus:
             id=pid, room=room, kind=kind, name=name,
             muted=kind == "browser" and not sending,
             moderator=kind == "browser" and not has_moderator,
-            audio=sending, video=video and kind == "browser",
+            audio=sending, video=video and kind == "browser", mixed_by=mixed_by,
         )  # fmt: skip
         conference.participants[pid] = info
         self._where[pid] = room
@@ -192,6 +205,16 @@ class Focus:
     def participants(self, room: str) -> list[ParticipantInfo]:
         conference = self._conferences.get(room)
         return list(conference.participants.values()) if conference else []
+
+    def audio_receivers(self, room: str, group: str | None = None) -> int:
+        """How many participants of `room` hear its audio through the bridge, as the gateway
+        group `group` sees it: all but those `group`'s phone mixer serves (a muted browser
+        counts: it still listens)."""
+        conference = self._conferences.get(room)
+        if conference is None:
+            return 0
+        return sum(1 for p in conference.participants.values()
+                   if p.mixed_by is None or p.mixed_by != group)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -9,6 +9,21 @@ module gives the caller's voice to the bridge and the browsers' voices to the ro
 - per room with callers, one mixer endpoint (`MediaProvider.open_room`) whose packets go to
   a `RoomAudio` (loudest browsers decoded once each, mixed for every phone of the room).
 
+A caller's voice is encoded and sent only while the room has receivers: participants that
+hear the room through the bridge (browsers, muted ones too; a recorder or another node's
+phone mixer later). The focus counts them (`Focus.audio_receivers`) and the gateway tells
+this module on every change (`set_receivers`, from gateway/phone_rooms.py). With none, the
+callers' mixer taps are off and their uplinks stopped: a phones-only room costs what the
+phone mixer costs. The first receiver starts every caller's uplink at once (a fresh encoder
+fed by the tap from the next tick: the browser hears the callers from its first moments,
+nothing stale); the last one stops them. The callers' endpoints and sources stay allocated
+at the bridge meanwhile: allocating them again would re-offer every browser of the room
+once per caller (`sources_changed`), and a browser's first offer would miss the callers
+until those renegotiations finished, which is the gap this must not have; an idle plain
+endpoint costs the bridge no packet work, only a visit by its conference's timers a few
+times a second (RTCP, stats). The room's mixer endpoint stays too (the
+browsers' streams it decodes only exist while browsers send).
+
 Endpoints are asked for in background tasks (the focus may talk to a bridge elsewhere);
 whatever comes back after its caller or room is gone is released at once. Packets travel
 through links the composition root makes (`connect(media, on_rtp, on_rtcp)`).
@@ -132,6 +147,7 @@ class ConferenceAudio:
         self.settings = settings or AudioSettings()
         self.rooms: dict[str, _Room] = {}
         self.callers: dict[str, _Caller] = {}
+        self.receivers: dict[str, int] = {}  # rooms with receivers, and how many
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
 
@@ -152,7 +168,8 @@ class ConferenceAudio:
         state.callers.add(participant_id)
         state.audio.ignored.add(caller.ssrc)
         self.callers[participant_id] = caller
-        self.mixer.set_tap(leg_id, caller.on_frame)
+        if self.receivers.get(room, 0):
+            self._tap(caller, True)
         self._spawn(self._attach(caller), participant_id)
         return caller
 
@@ -164,7 +181,7 @@ class ConferenceAudio:
         if caller is None:
             return
         caller.rate = 0 if passthrough else rate
-        if caller.uplink is not None:
+        if caller.uplink is not None and caller.uplink.running:
             caller.uplink.use_encoder(
                 self.settings.voice_encoder(caller.rate) if caller.rate else None)
         log.info("participant %s: voice to the bridge now %s", participant_id,
@@ -175,8 +192,7 @@ class ConferenceAudio:
         if caller is None:
             return
         caller.closed = True
-        if caller.leg_id in self.mixer:
-            self.mixer.set_tap(caller.leg_id, None)
+        self._tap(caller, False)
         if caller.uplink is not None:
             caller.uplink.close()
             self._close_link(caller.link)
@@ -194,13 +210,50 @@ class ConferenceAudio:
             await self.provider.release(caller.room, caller.participant_id)
             return
         caller.link = self.connect(allocation.media, _ignore, _ignore)
-        encoder: FrameEncoder | None = None
-        if caller.rate:
-            encoder = self.settings.voice_encoder(caller.rate)
-        caller.uplink = VoiceUplink(caller.participant_id, caller.ssrc, caller.link, encoder,
-                                    payload_type=OPUS_PT)
+        caller.uplink = VoiceUplink(caller.participant_id, caller.ssrc, caller.link, None,
+                                    payload_type=OPUS_PT, stopped_at=self.clock())
+        if self.receivers.get(caller.room, 0):
+            caller.uplink.start(self.clock(), self._encoder(caller))
         log.info("participant %s: voice to the bridge (%s)", caller.participant_id,
                  f"Opus from {caller.rate} Hz" if caller.rate else "phone's Opus passed through")
+
+    def _encoder(self, caller: _Caller) -> FrameEncoder | None:
+        return self.settings.voice_encoder(caller.rate) if caller.rate else None
+
+    def _tap(self, caller: _Caller, on: bool) -> None:
+        """The mixer's voice tap of the caller's leg, on or off (off: not a call per tick)."""
+        if caller.leg_id in self.mixer:
+            self.mixer.set_tap(caller.leg_id, caller.on_frame if on else None)
+
+    # -- receivers ---------------------------------------------------------------------
+
+    def set_receivers(self, room: str, count: int) -> None:
+        """``room`` has ``count`` receivers of its phones' voices now (the focus's count).
+        From none to some, every caller's voice starts going to the bridge; from some to
+        none, it stops."""
+        before = self.receivers.get(room, 0)
+        if count > 0:
+            self.receivers[room] = count
+        else:
+            self.receivers.pop(room, None)
+        if (before > 0) == (count > 0):
+            return
+        state = self.rooms.get(room)
+        if state is None:
+            return
+        now = self.clock()
+        callers = [self.callers[p] for p in state.callers if p in self.callers]
+        for caller in callers:
+            self._tap(caller, count > 0)
+            if caller.uplink is None:
+                continue  # its endpoint is on the way: _attach starts it
+            if count > 0:
+                caller.uplink.start(now, self._encoder(caller))
+            else:
+                caller.uplink.stop(now)
+        log.info("room %s: %s, %d callers' voices to the bridge %s", room,
+                 f"{count} receivers" if count else "no receivers", len(callers),
+                 "started" if count else "stopped")
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -269,6 +322,7 @@ class ConferenceAudio:
             "browser_streams": sum(len(s.audio.streams) for s in self.rooms.values()),
             "browser_streams_decoded": sum(s.audio.decoding() for s in self.rooms.values()),
             "uplink_packets": sum(u.packets for u in uplinks),
+            "uplinks_running": sum(1 for u in uplinks if u.running),
             "media_tasks": len(self._tasks),
         }
 

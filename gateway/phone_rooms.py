@@ -5,7 +5,12 @@ participant; its leg moves into the room's mix and its voice goes to the bridge
 (``ConferenceAudio``: encoded once per speaking caller, or an Opus phone's own packets passed
 through). While a room has callers, its focus events are followed: a moderator's mute (the
 caller hears "you have been muted"), a removal (the goodbye prompt, then the gateway's BYE),
-join and leave tones, and "you are the only participant" while nobody else is there.
+join and leave tones, "you are the only participant" while nobody else is there, and the
+room's receivers: the focus counts the participants that hear the room through the bridge
+(`Focus.audio_receivers`: everyone but the phones this gateway's group mixes itself), and
+``ConferenceAudio.set_receivers`` hears the count on every join and leave, so the callers'
+voices are encoded for the bridge only while someone can hear them. The callers join the
+focus with ``mixed_by`` set to the gateway's group (the bridge group of its endpoints).
 
 Phones count against the room's participant cap (`meetings.max_participants`) as browsers do,
 and browsers count the phones (focus/meeting.py counts the focus's roster, phones included):
@@ -32,8 +37,11 @@ class PhoneRooms:
     """The phone calls in each room, by participant id, and the rooms' focus subscriptions."""
 
     def __init__(self, focus: Focus, mixer: ConferenceMixer, prompts: PromptSet,
-                 audio: ConferenceAudio | None, *, max_participants: int | None = None) -> None:
-        """``max_participants``: the most participants (phones and browsers) in a room."""
+                 audio: ConferenceAudio | None, *, max_participants: int | None = None,
+                 group: str = "gateway") -> None:
+        """``max_participants``: the most participants (phones and browsers) in a room;
+        ``group``: this gateway's group at the bridge (focus.phones.PhoneMedia's)."""
+        self.group = group
         self.focus = focus
         self.max_participants = max_participants
         self.mixer = mixer
@@ -60,7 +68,7 @@ class PhoneRooms:
             return False
         call.room = room
         self._watch(room)
-        info = self.focus.join(room, "phone", call.name)
+        info = self.focus.join(room, "phone", call.name, mixed_by=self.group)
         call.participant_id = info.id
         self.by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
@@ -113,17 +121,26 @@ class PhoneRooms:
             unsubscribe = self._unsubscribe.pop(room, None)
             if unsubscribe is not None:
                 unsubscribe()
+                if self.audio is not None:
+                    self.audio.set_receivers(room, 0)  # forgotten with the room
 
     def _watch(self, room: str) -> None:
         if room in self._unsubscribe:
             return
+        self._count_receivers(room)
 
         def on_event(event: FocusEvent) -> None:
             self._on_focus_event(room, event)
 
         self._unsubscribe[room] = self.focus.subscribe(room, on_event)
 
+    def _count_receivers(self, room: str) -> None:
+        if self.audio is not None:
+            self.audio.set_receivers(room, self.focus.audio_receivers(room, self.group))
+
     def _on_focus_event(self, room: str, event: FocusEvent) -> None:
+        if isinstance(event, ParticipantJoined | ParticipantLeft):
+            self._count_receivers(room)
         info = event.participant
         call = self.by_participant.get(info.id)
         if isinstance(event, ParticipantMuted):

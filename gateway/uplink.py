@@ -17,6 +17,15 @@ A caller whose phone speaks Opus is passed through: `on_phone_packet` forwards t
 Opus payload unchanged (no decode, no encode), with the level of the leg's latest decoded
 frame, while the tap says the caller is sending.
 
+An uplink runs only while someone can hear it (the room has receivers: see
+gateway/conference_audio.py): `stop(now)` drops the encoder and sends nothing more;
+`start(now, encoder)` takes a fresh encoder and goes on where a stream that had kept running
+would be: the sequence number continues, the timestamp jumps ahead by the time stopped
+(whole 20 ms frames, so a receiver's jitter buffer sees a pause, never a step backwards), and
+the first packet carries the marker bit. While stopped, nothing is computed per tick (the
+mixer's tap is off, so `on_frame` is not even called) and a pass-through phone's packets are
+dropped.
+
 Packets leave through a `PacketLink` (the in-process bridge link now, plain UDP to a bridge
 on another host later).
 """
@@ -78,8 +87,10 @@ class VoiceUplink:
 
     def __init__(self, participant_id: str, ssrc: int, link: PacketLink,
                  encoder: FrameEncoder | None, *, payload_type: int = 111,
-                 level_ext_id: int = 1, initial_seq: int = 0, initial_ts: int = 0) -> None:
-        """``encoder``: Opus at the leg's PCM rate; None for a pass-through (Opus) phone."""
+                 level_ext_id: int = 1, initial_seq: int = 0, initial_ts: int = 0,
+                 stopped_at: float | None = None) -> None:
+        """``encoder``: Opus at the leg's PCM rate; None for a pass-through (Opus) phone.
+        ``stopped_at``: the uplink starts stopped (nobody hears it yet), at that time."""
         self.participant_id = participant_id
         self.ssrc = ssrc
         self.link = link
@@ -96,10 +107,40 @@ class VoiceUplink:
         self.hangover = 0  # quiet frames still to send
         self.sending = False  # the last tick's frame was sent (or passed through)
         self._ts_offset: int | None = None
+        self.running = stopped_at is None
+        self.stopped_at = 0.0 if stopped_at is None else stopped_at
+        if stopped_at is not None:
+            self.encoder = None
+        self.starts = 0
+
+    def stop(self, now: float) -> None:
+        """Nobody can hear this caller any more: drop the encoder, send nothing."""
+        if not self.running:
+            return
+        self.running = False
+        self.stopped_at = now
+        self.encoder = None
+        self.sending = False
+        self.talking = False
+        self.hangover = 0
+        self.level = LEVEL_SILENT
+
+    def start(self, now: float, encoder: FrameEncoder | None) -> None:
+        """Someone can hear this caller again: encode with ``encoder`` (a fresh one: no
+        prediction from audio before the pause) or pass the phone's Opus through (None).
+        The timestamp advances by the whole frames elapsed since `stop`; the next packet
+        is marked as a new talkspurt."""
+        if self.running or self.closed:
+            return
+        frames = max(0, round((now - self.stopped_at) * 50))
+        self.timestamp = (self.timestamp + frames * TICKS_PER_FRAME) & 0xFFFFFFFF
+        self.running = True
+        self.starts += 1
+        self.use_encoder(encoder)
 
     def on_frame(self, frame: Pcm | None, voiced: bool) -> None:
         """The mixer's voice tap: one call per tick while the caller is in the room."""
-        if self.closed:
+        if self.closed or not self.running:
             return
         if frame is not None and voiced:
             self.hangover = HANGOVER_FRAMES
@@ -125,7 +166,8 @@ class VoiceUplink:
     def on_phone_packet(self, payload: bytes, timestamp: int, marker: bool) -> None:
         """An Opus phone's packet, forwarded without transcoding (pass-through mode): the
         phone's own timestamps (48 kHz, like ours) keep their spacing, shifted once."""
-        if self.closed or self.encoder is not None or not payload or not self.sending:
+        if self.closed or not self.running or self.encoder is not None or not payload \
+                or not self.sending:
             return
         if self._ts_offset is None:
             self._ts_offset = (self.timestamp - timestamp) & 0xFFFFFFFF
@@ -134,7 +176,10 @@ class VoiceUplink:
     def use_encoder(self, encoder: FrameEncoder | None) -> None:
         """The caller's codec changed (a re-INVITE): encode from now on with ``encoder``, or
         pass the phone's Opus through (None). Sequence numbers and timestamps go on; the
-        next packet is marked as a new talkspurt."""
+        next packet is marked as a new talkspurt. (While stopped, `start` takes the
+        encoder instead.)"""
+        if not self.running:
+            return
         self.encoder = encoder
         self._ts_offset = None
         self.talking = False

@@ -98,6 +98,7 @@ async def test_a_speaking_caller_is_sent_as_opus_and_everything_is_released() ->
     loud, quiet = Leg("l1", 8000), Leg("l2", 0)
     mixer.add_leg("r", loud)
     mixer.add_leg("r", quiet)
+    audio.set_receivers("r", 1)  # a browser listens
     audio.caller_joined("r", "p1", "l1", 8000)
     audio.caller_joined("r", "p2", "l2", 8000)
     await settle()
@@ -159,6 +160,7 @@ async def test_wideband_callers_get_their_own_opus_complexity() -> None:
     wide.sample_rate = 16000
     mixer.add_leg("r", Leg("l1", 0))
     mixer.add_leg("r", wide)
+    audio.set_receivers("r", 1)
     audio.caller_joined("r", "nb", "l1", 8000)
     audio.caller_joined("r", "wb", "l2", 16000)
     await settle()
@@ -179,6 +181,7 @@ async def test_a_callers_codec_change_changes_how_its_voice_is_sent() -> None:
 
     audio, mixer, _, links = setup()
     mixer.add_leg("r", Leg("l1", 8000))
+    audio.set_receivers("r", 1)
     audio.caller_joined("r", "p1", "l1", 8000)
     await settle()
     caller = audio.callers["p1"]
