@@ -1,6 +1,6 @@
 """Fixtures for integration tests against real peers on 127.0.0.1.
 
-- `peers_installed` (session, autouse): sipp, baresip, kamailio and sox must be installed;
+- `peers_installed` (session, autouse): sipp, baresip, kamailio, sox and svwar must be installed;
   a missing one FAILS the run (never skips), naming it.
 - `tmp_workdir`: a fresh directory per test for configs, logs and recordings.
 - `switchboard_server`: a factory that writes a TOML config with free ports, starts
@@ -32,7 +32,7 @@ from peers import procs
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-REQUIRED_PROGRAMS = ("sipp", "baresip", "kamailio", "sox")
+REQUIRED_PROGRAMS = ("sipp", "baresip", "kamailio", "sox", "svwar")
 RTP_PORT_COUNT = 100
 #: [sip.limits] loose enough for one address to place calls as fast as a test needs: for tests
 #: of what happens to a call (bad SDP, PIN guessing), not of the load shedding in front of it
@@ -60,7 +60,7 @@ def peers_installed() -> Iterator[dict[str, str]]:
         pytest.fail(
             f"integration peers missing: {', '.join(missing)}. Install them with "
             f"`make test` or `sudo scripts/install-peers.sh` (apt packages sip-tester, "
-            f"baresip-core, kamailio, sox).",
+            f"baresip-core, kamailio, sox, sipvicious).",
             pytrace=False,
         )
     yield {p: str(path) for p, path in found.items()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import sys
 import time
@@ -159,15 +158,15 @@ def _svwar_env(tmp: Path) -> dict[str, str]:
     return dict(os.environ, HOME=str(home))
 
 
-@pytest.mark.skipif(shutil.which("svwar") is None, reason="sipvicious is not installed")
-def test_svwar_is_blocked_after_a_burst(switchboard_server: Any, tmp_workdir: Path) -> None:
+def test_svwar_is_blocked_after_a_burst(switchboard_server: Any, tmp_workdir: Path,
+                                       peers_installed: dict[str, str]) -> None:
     # svwar 0.3 parses -b but never binds to it (TakeASip is not given bindingip): it sends
     # from 127.0.0.1 whatever is asked. So here 127.0.0.1 is the untrusted scanner, and
     # nobody is trusted.
     server = switchboard_server({"sip": {"trusted_peers": ["127.0.0.200"]}})
     scanner = "127.0.0.1"
     port = procs.free_port(kinds=("udp",))
-    svwar = shutil.which("svwar") or "svwar"
+    svwar = peers_installed["svwar"]  # (the fixture fails loudly when it is missing)
     argv = [svwar, "-x", scanner, "-P", str(port), "-m", "INVITE", "-e", "100-400",
             "--force", "--maximumtime", "8", f"udp://{server.sip_address}"]
     proc = procs.start_process(argv, name="svwar", log_dir=tmp_workdir, timeout_s=45,
