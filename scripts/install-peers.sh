@@ -8,13 +8,17 @@
 # Usage: scripts/install-peers.sh
 set -eu
 
-PACKAGES="sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux"
+# PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
+PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
+fonts-dejavu-core util-linux}"
 # Programs the tests call, checked after the install: "program:package".
-PROGRAMS="sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
-ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux"
+PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
+ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux}"
 
-log() { echo "install-peers: $*" >&2; }
+NAME="${NAME:-install-peers}"
+FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap}"
+
+log() { echo "$NAME: $*" >&2; }
 
 installed() {
     # dpkg-query prints "install ok installed" for a fully installed package.
@@ -89,14 +93,14 @@ for entry in $PROGRAMS; do
         failed=1
     fi
 done
-for f in /usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap; do
+for f in $FILES; do
     if [ ! -f "$f" ]; then
-        log "ERROR: $f is missing (sip-tester's DTMF pcaps)"
+        log "ERROR: $f is missing"
         failed=1
     fi
 done
 if [ "$failed" -ne 0 ]; then
-    log "FAILED: the integration-test peers are not all installed"
+    log "FAILED: not everything is installed"
     exit 1
 fi
-log "ok: every peer and tool the tests use is installed"
+log "ok: everything is installed"
