@@ -41,7 +41,10 @@ codecs encode the full mix with their own encoder.
 A voice tap (:meth:`ConferenceMixer.set_tap`) sees each tick what a member contributed at
 its own rate (``None`` when it was muted or gave nothing; quiet frames are given, so the
 receiver can keep a hangover): the gateway encodes a phone caller's voice towards the bridge
-from it.
+from it. Taps run after the rooms are mixed, not in the middle of them: mixing queues them
+(the frame copied) and :meth:`ConferenceMixer.run_taps` runs them, so that their codec work
+(an Opus encode each) never delays the phones' packets of the tick; :meth:`tick` and the next
+:meth:`begin_tick` run any left, in order.
 
 The frame handed to an encoder or returned by a contributor is only valid during the call:
 the mixer reuses its buffers. Prompt-end events (:class:`PromptFinished`) are pulled with
@@ -118,6 +121,7 @@ class ConferenceMixer:
             frame.flags.writeable = False
         self.ticks = 0
         self._pending: deque[MixRoom] = deque()  # rooms of the current tick still to mix
+        self._taps: deque[tuple[MixMember, Pcm | None, bool]] = deque()  # queued voice taps
         self._solo_pending = False
         self._tick_now = 0.0
 
@@ -234,14 +238,16 @@ class ConferenceMixer:
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
-        """One whole tick at once: begin_tick() then every slice."""
+        """One whole tick at once: begin_tick(), every slice, then the voice taps."""
         self.begin_tick(now)
         self.run_slice(0)
+        self.run_taps(0)
 
     def begin_tick(self, now: float) -> None:
         """Start a tick: the rooms to mix are fixed now and mixed by run_slice(). A tick
-        still unfinished is finished first (its frames are due)."""
+        still unfinished is finished first (its frames are due, then its taps)."""
         self.run_slice(0)
+        self.run_taps(0)
         self.ticks += 1
         self._tick_now = now
         self._pending.extend(self._rooms.values())
@@ -267,6 +273,25 @@ class ConferenceMixer:
             if self._solo:
                 self._play_solo(now)
         return False
+
+    def run_taps(self, count: int) -> bool:
+        """Run up to ``count`` of the voice taps queued by mixing (0: all), in mixing
+        order; True while some are left."""
+        taps = self._taps
+        done = 0
+        while taps:
+            member, frame, voiced = taps.popleft()
+            if member.tap is not None:  # (unset since it was queued: skipped)
+                self._tap(member, frame, voiced)
+            done += 1
+            if count and done >= count and taps:
+                return True
+        return False
+
+    @property
+    def taps_pending(self) -> bool:
+        """Voice taps queued by mixing wait for run_taps()."""
+        return bool(self._taps)
 
     @property
     def tick_now(self) -> float:
@@ -426,8 +451,9 @@ class ConferenceMixer:
             np.add.reduce(voices, axis=0, out=total)
         else:
             total.fill(0)
-        for member, frame in tapped:
-            self._tap(member, frame, member.row >= 0)
+        for member, frame in tapped:  # run by run_taps(), after the tick's sends
+            self._taps.append((member, None if frame is None else frame.copy(),
+                               member.row >= 0))
 
         if room.tones:
             for tone in tuple(room.tones):

@@ -59,9 +59,9 @@ log = logging.getLogger(__name__)
 #: seconds between asks while a PIN lookup waits for the global limit (PinThrottle)
 PIN_CHECK_RETRY = 0.05
 
-#: how much of a mix tick runs before the event loop gets its turn (members: phone legs,
-#: browser streams): about two rooms of 4 phones and 2 browsers, 1-2 ms of the loop's time
-MIX_SLICE_MEMBERS = 24
+#: voice taps (an Opus encode each, for the bridge) run per loop callback after a tick's
+#: sends: about a millisecond of the loop's time
+TAP_SLICE = 16
 
 
 class _GatewayNode:
@@ -493,25 +493,29 @@ class Gateway(CallMedia):
     # -- the clock ---------------------------------------------------------------------
 
     def _tick(self, now: float) -> Continuation | None:
-        """Begin a mix tick; the clock runs the returned slices (MIX_SLICE_MEMBERS members
-        each) with the event loop's I/O in between; the sessions queue their packets in
-        ``send_batch``, sent all at once when the last slice is mixed (every phone's packet
-        of a tick leaves together, in the same order every tick); then the prompt events
-        and IVR timers."""
-        if self.mixer.tick_pending:  # (the clock finishes a tick before the next begins)
-            self.mixer.run_slice(0)
+        """One mix tick. Every room is mixed in one go, the event loop waiting (a phone's
+        packet must not leave later because packets arrived meanwhile): the sessions queue
+        their packets in ``send_batch``, sent all at once as soon as the last room is mixed
+        (every phone's packet of a tick leaves together, in the same order every tick, a
+        steady time after the tick's start). Then the prompt events and IVR timers. The
+        voice taps (callers' voices encoded to Opus for the bridge) run last, in slices of
+        TAP_SLICE with the loop's I/O in between; the clock finishes any left before the
+        next tick."""
+        mixer = self.mixer
+        if mixer.tick_pending or mixer.taps_pending:  # (not normally: the clock finishes ticks)
+            mixer.run_slice(0)
             self.send_batch.flush()
+            mixer.run_taps(0)
         if self.audio is not None:
             self.audio.before_tick(now)
-        self.mixer.begin_tick(now)
-        return self._mix_slice if self._mix_slice() else None
-
-    def _mix_slice(self) -> bool:
-        if self.mixer.run_slice(MIX_SLICE_MEMBERS):
-            return True
+        mixer.begin_tick(now)
+        mixer.run_slice(0)
         self.send_batch.flush()
-        self._after_tick(self.mixer.tick_now)
-        return False
+        self._after_tick(now)
+        return self._tap_slice if mixer.run_taps(TAP_SLICE) else None
+
+    def _tap_slice(self) -> bool:
+        return self.mixer.run_taps(TAP_SLICE)
 
     def _after_tick(self, now: float) -> None:
         acted = False

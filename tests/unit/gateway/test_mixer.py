@@ -557,6 +557,45 @@ def test_voice_tap_sees_what_the_caller_contributed() -> None:
 
 
 
+def test_voice_taps_run_after_the_rooms_are_mixed_with_the_frame_they_had() -> None:
+    """Mixing queues the taps; run_taps() runs them after the tick's packets are queued, so
+    their codec work never delays a phone's packet. The frame is a copy: a source that
+    reuses its buffer for the next pull does not change what the tap sees."""
+    mixer = ConferenceMixer(WideEncoders())
+    buffer = tone(500)
+    a = RatedLeg("a", frames=[buffer])
+    b = RatedLeg("b")
+    room_of(mixer, "r", a, b)
+    order: list[str] = []
+    b.send_payload = lambda payload: order.append("b sent")  # type: ignore[method-assign]
+    mixer.set_tap("a", lambda f, voiced: order.append(f"tap {None if f is None else int(f[0])}"))
+    mixer.begin_tick(0.0)
+    assert not mixer.run_slice(0)
+    assert order == ["b sent"] and mixer.taps_pending
+    buffer[:] = 7  # the source's buffer is reused
+    assert not mixer.run_taps(0)
+    assert order == ["b sent", "tap 500"] and not mixer.taps_pending
+
+
+def test_run_taps_in_slices_and_begin_tick_runs_the_ones_left() -> None:
+    mixer = ConferenceMixer(WideEncoders())
+    legs = [RatedLeg(f"l{i}", frames=[tone(100 + i)] * 3) for i in range(5)]
+    room_of(mixer, "r", *legs)
+    seen: list[tuple[float, int]] = []
+    for i, leg in enumerate(legs):
+        mixer.set_tap(leg.leg_id, lambda f, voiced, i=i: seen.append((i, int(f[0]))))
+    mixer.begin_tick(0.0)
+    mixer.run_slice(0)
+    assert mixer.run_taps(2) and mixer.run_taps(2)  # 4 of 5 run
+    assert [i for i, _ in seen] == [0, 1, 2, 3]
+    mixer.set_tap("l1", None)
+    mixer.begin_tick(0.02)  # the last tap of tick 0 runs first
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    mixer.run_slice(0)
+    assert not mixer.run_taps(0)
+    assert [i for i, _ in seen][5:] == [0, 2, 3, 4]  # l1's tap was unset: skipped
+
+
 @dataclass
 class OwnEncoderLeg(RatedLeg):
     """A leg that brings its own encoders (as PhoneLeg does from the phone's SDP)."""
