@@ -73,6 +73,7 @@ from gateway.mixer_parts import (
     member_rate,
 )
 from gateway.prompts import SAMPLE_RATE, PromptPlayer
+from native._mixcore import mix as mix_frames
 
 __all__ = [
     "ConferenceMixer", "Contributor", "EncodeFn", "EncoderLookup", "Listener", "MixerError",
@@ -421,10 +422,11 @@ class ConferenceMixer:
 
     def _mix_room(self, room: MixRoom, now: float) -> None:
         rate = room.rate
-        block = room.block
         count = 0
         voiced = room.voiced
         voiced.clear()
+        voices = room.voices
+        voices.clear()
         tapped: list[tuple[MixMember, Pcm | None]] = []
         for member in tuple(room.contributors):
             member.row = -1
@@ -434,44 +436,32 @@ class ConferenceMixer:
                 tapped.append((member, None if member.muted else frame))
             if frame is None or member.muted:
                 continue
-            block[count] = frame if own_rate == rate else member.resample(
-                "in", frame, own_rate, rate)
+            voices.append(frame if own_rate == rate else member.resample(
+                "in", frame, own_rate, rate))
             member.row = count
             voiced.append(member)
             count += 1
 
-        total = room.total
-        if count:
-            voices = block[:count]
-            peaks = np.abs(voices, out=room.out[:count]).max(axis=1)
-            quiet = np.flatnonzero(peaks <= self.silence_threshold)
-            for i in quiet.tolist():
-                voices[i] = 0
-                voiced[i].row = -1
-            np.add.reduce(voices, axis=0, out=total)
-        else:
-            total.fill(0)
-        for member, frame in tapped:  # run by run_taps(), after the tick's sends
-            self._taps.append((member, None if frame is None else frame.copy(),
-                               member.row >= 0))
-
+        tones: list[Pcm] = []
         if room.tones:
             for tone in tuple(room.tones):
                 tone_frame = tone.next_frame()
                 if tone_frame is None:
                     room.tones.remove(tone)
                 else:
-                    if rate != SAMPLE_RATE:
-                        tone_frame = room.resample("tones", tone_frame, rate)
-                    total += tone_frame
+                    tones.append(tone_frame if rate == SAMPLE_RATE
+                                 else room.resample("tones", tone_frame, rate))
 
-        # Rows 0..count-1: each voice's N-1 mix; row count: the full mix. Clip all at once.
-        out = room.out[: count + 1]
-        np.subtract(total, block[:count], out=out[:count])
-        out[count] = total
-        np.maximum(out, INT16_MIN, out=out)
-        np.minimum(out, INT16_MAX, out=out)
-        out16 = out.astype(np.int16)
+        # In C (native/_mixcore.c): rows 0..count-1 each voice's N-1 mix, row count the full
+        # mix, clipped; a voice at or under the silence threshold is left out of the sum
+        # (its row is the full mix, and it shares the common frame below).
+        out16 = room.out
+        for i in mix_frames(voices, tones, self.silence_threshold, out16, rate // 50):
+            voiced[i].row = -1
+        voices.clear()
+        for member, frame in tapped:  # run by run_taps(), after the tick's sends
+            self._taps.append((member, None if frame is None else frame.copy(),
+                               member.row >= 0))
         mix16 = out16[count]
 
         shared = room.shared

@@ -91,8 +91,8 @@ class MixMember:
 
 
 class MixRoom:
-    __slots__ = ("block", "contributors", "listeners", "name", "out", "rate", "resamplers",
-                 "shared", "shared_encoders", "tones", "total", "voiced")
+    __slots__ = ("contributors", "listeners", "name", "out", "rate", "resamplers",
+                 "shared", "shared_encoders", "tones", "voiced", "voices")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -101,22 +101,21 @@ class MixRoom:
         self.tones: list[PromptPlayer] = []
         self.rate = 0
         self.voiced: list[MixMember] = []                               # member of each row
+        self.voices: list[Pcm] = []                                     # frame of each row
         self.shared: dict[str, bytes] = {}                            # codec -> encoded mix
         self.shared_encoders: dict[str, EncodeFn] = {}                # codec -> its encoder
         self.resamplers: dict[tuple[str, int], Resampler] = {}       # tones, shared mixes
         self._allocate(SAMPLE_RATE, 4)
 
     def _allocate(self, rate: int, rows: int) -> None:
-        # Buffers reused every tick, grown as contributors join:
-        samples = rate // 50
+        # Reused every tick, grown as contributors join: a row per voice (its N-1 mix),
+        # then the full mix
         self.rate = rate
-        self.block = np.zeros((rows, samples), dtype=np.int32)    # one row per voice
-        self.out = np.zeros((rows + 1, samples), dtype=np.int32)  # N-1 mixes + full mix
-        self.total = np.zeros(samples, dtype=np.int32)            # sum of the voices
+        self.out = np.zeros((rows + 1, rate // 50), dtype=np.int16)
 
     def ensure_rows(self, rows: int) -> None:
-        if rows > self.block.shape[0]:
-            self._allocate(self.rate, max(rows, 2 * self.block.shape[0]))
+        if rows + 1 > self.out.shape[0]:
+            self._allocate(self.rate, max(rows, 2 * (self.out.shape[0] - 1)))
 
     def update_rate(self) -> None:
         """16 kHz while any member is wideband, else 8 kHz."""
@@ -126,7 +125,7 @@ class MixRoom:
         rate = 16000 if rate > SAMPLE_RATE else SAMPLE_RATE
         if rate != self.rate:
             log.info("mixer: room %s now mixes at %d Hz", self.name, rate)
-            self._allocate(rate, self.block.shape[0])
+            self._allocate(rate, self.out.shape[0] - 1)
             self.resamplers.clear()
 
     def resample(self, what: str, frame: Pcm, to_rate: int) -> Pcm:

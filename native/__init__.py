@@ -3,5 +3,8 @@ imports none of the project's packages, like a third-party library would be).
 
 - ``native._fastsend`` (native/_fastsend.c): ``send_batch(items)``, many UDP datagrams in
   one call, built by the ordinary ``pip install`` of the project (setup.py);
-- ``native.sendbatch.SendBatch``: the queue in front of it.
+- ``native.sendbatch.SendBatch``: the queue in front of it;
+- ``native._mixcore`` (native/_mixcore.c): ``mix(...)``, one room's N-1 mixes in one call,
+  and ``lut_encode``/``lut_decode``, G.711's table lookups (the tables stay in
+  gateway/media/g711.py).
 """

@@ -91,10 +91,10 @@ class _G711:
         self._silence = bytes((self._silence_code,)) * self.frame_samples
 
     def encode(self, pcm: npt.NDArray[np.int16]) -> bytes:
-        return self._encode_table[_as_int16(pcm).view(np.uint16)].tobytes()
+        return g711.encode(self._encode_table, pcm if pcm.dtype == np.int16 else _as_int16(pcm))
 
     def decode(self, payload: bytes) -> npt.NDArray[np.int16]:
-        return self._decode_table[np.frombuffer(payload, dtype=np.uint8)]
+        return g711.decode(self._decode_table, payload)
 
     def silence(self) -> bytes:
         return self._silence
