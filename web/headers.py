@@ -56,6 +56,10 @@ SECURITY_HEADERS: Final = {
 }
 _HOST: Final = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(?::\d{1,5})?$")
 
+# Set on the request a trusted proxy says came over HTTPS: aiohttp prepares a returned response
+# with the request it received, not the clone the handler saw.
+FORWARDED_HTTPS: Final = web.RequestKey("switchboard_forwarded_https", bool)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -66,7 +70,7 @@ def add_security_headers(app: web.Application, hsts_max_age: int = 31_536_000) -
     async def prepare(request: web.Request, response: web.StreamResponse) -> None:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if hsts and request.secure:
+        if hsts and (request.secure or request.get(FORWARDED_HTTPS, False)):
             response.headers.setdefault("Strict-Transport-Security", hsts)
 
     app.on_response_prepare.append(prepare)
@@ -92,6 +96,7 @@ def forwarded_middleware(trusted_proxies: Networks) -> Callable[..., Awaitable[w
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
         if proto in ("http", "https"):
             changes["scheme"] = proto
+            request[FORWARDED_HTTPS] = proto == "https"
         host = request.headers.get("X-Forwarded-Host", "").split(",")[-1].strip()
         if host:
             if _HOST.match(host):
