@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 __all__ = ["COUNTERS", "GAUGES", "StatsCollector", "add_metrics_route", "metrics_app"]
@@ -91,9 +91,11 @@ def _registry(stats: StatsSource, expiry: ExpirySource | None) -> CollectorRegis
     return registry
 
 
-def _respond(registry: CollectorRegistry) -> web.Response:
-    response = web.Response(body=generate_latest(registry))
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+def _respond(request: web.Request, registry: CollectorRegistry) -> web.Response:
+    """The format the scraper asks for in Accept (the text format; OpenMetrics on request)."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = web.Response(body=encode(registry))
+    response.headers["Content-Type"] = content_type
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -111,7 +113,7 @@ def add_metrics_route(app: web.Application, stats: StatsSource, admin_token: str
             log.info("GET /metrics from %s: refused, no valid admin token", request.remote)
             return web.json_response({"error": "admin token required"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        return _respond(registry)
+        return _respond(request, registry)
 
     app.router.add_get("/metrics", metrics)
 
@@ -121,7 +123,7 @@ def metrics_app(stats: StatsSource, expiry: ExpirySource | None = None) -> web.A
     registry = _registry(stats, expiry)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
-        return _respond(registry)
+        return _respond(request, registry)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

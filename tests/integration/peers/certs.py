@@ -22,13 +22,13 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @dataclass
-class TestCA:
+class LocalCA:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     path: Path  # the CA certificate, PEM
 
     @classmethod
-    def create(cls, directory: Path, name: str = "Switchboard test CA") -> TestCA:
+    def create(cls, directory: Path, name: str = "Switchboard test CA") -> LocalCA:
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from peers import procs
-from peers.certs import TestCA
+from peers.certs import LocalCA
 
 
 @dataclass
@@ -43,7 +43,7 @@ def require(program: str) -> str:
 
 def start_pebble(workdir: Path, *, http_port: int, validity: int = 3600) -> Pebble:
     pebble, challtestsrv = require("pebble"), require("pebble-challtestsrv")
-    ca = TestCA.create(workdir / "pebble-ca", "pebble listener test CA")
+    ca = LocalCA.create(workdir / "pebble-ca", "pebble listener test CA")
     cert, key = ca.issue(workdir / "pebble-listener", ["localhost", procs.LOOPBACK])
     acme_port = procs.free_port(kinds=("tcp",))
     mgmt_port = procs.free_port(kinds=("tcp",))
