@@ -82,6 +82,8 @@ class Https:
             self.files.check()
         if self.acme is not None:
             self.acme.renew_now()
+        if self.files is None and self.acme is None:
+            log.info("SIGHUP: plain HTTP, no certificate to reload")
 
     async def _reload_loop(self, interval: float) -> None:
         while True:
