@@ -160,7 +160,8 @@ class Server:
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
-        await self.https.start()
+        connections = http_connection_settings(self.config, open_files)
+        await self.https.start(connections)
         await self._start_metrics()
         http = self.config.http
         # The one place HTTP connections start: the guard caps them and times out slow
@@ -168,7 +169,7 @@ class Server:
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=http.keepalive_timeout)
         await runner.setup()
         host, port = http.host_port
-        guard = ConnectionGuard(http_connection_settings(self.config, open_files))
+        guard = ConnectionGuard(connections)
         site = GuardedSite(runner, host, port, guard, ssl_context=self.https.context)
         try:
             await site.start()

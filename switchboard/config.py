@@ -403,7 +403,7 @@ def _validate_tls(http: HttpConfig) -> None:
                               f"got {domain!r}")
     if len(set(http.acme_domains)) != len(http.acme_domains):
         raise ConfigError("http.acme_domains: a name is listed twice")
-    if not http.acme_directory.startswith(("https://", "http://")):
+    if not http.acme_directory.startswith("https://"):
         raise ConfigError(f"http.acme_directory: expected an https:// URL, "
                           f"got {http.acme_directory!r}")
     if http.acme_email and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", http.acme_email) is None:

@@ -23,6 +23,7 @@ from aiohttp import web
 from switchboard.config import Config
 from web.acme_client import AcmeManager, AcmeSettings
 from web.acme_http import redirect_app
+from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.tls import CertificateFiles
 
 __all__ = ["Https"]
@@ -52,7 +53,9 @@ class Https:
             not_after = self.files.not_after if self.files is not None else None
         return None if not_after is None else not_after - time.time()
 
-    async def start(self) -> None:
+    async def start(self, connections: ConnectionSettings) -> None:
+        """`connections`: the caps of http.listen, applied to the port-80 listener too (it
+        faces the internet as much)."""
         h = self.config.http
         if h.tls_cert:
             self.files = CertificateFiles(h.tls_cert, h.tls_key)
@@ -64,10 +67,11 @@ class Https:
             self.acme = AcmeManager(settings, self.config.store.path)
             host, port = h.acme_http_host_port
             app = redirect_app(self.acme.tokens, h.acme_domains, h.host_port[1])
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None,
+                                   keepalive_timeout=h.keepalive_timeout)  # fmt: skip
             await runner.setup()
             try:
-                await web.TCPSite(runner, host, port).start()
+                await GuardedSite(runner, host, port, ConnectionGuard(connections)).start()
             except BaseException:
                 await runner.cleanup()
                 raise

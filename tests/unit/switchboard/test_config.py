@@ -101,6 +101,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"http": {"acme_domains": ["Meet.Example.org"]}}, "http.acme_domains[0]"),
         ({"http": {"acme_domains": ["a.example.org", "a.example.org"]}}, "listed twice"),
         ({"http": {"acme_directory": "ftp://ca.example/dir"}}, "http.acme_directory"),
+        ({"http": {"acme_directory": "http://ca.example/dir"}}, "expected an https:// URL"),
         ({"http": {"acme_email": "not an address"}}, "http.acme_email"),
         ({"http": {"acme_ca_bundle": "/nonexistent/ca.pem"}}, "http.acme_ca_bundle"),
         ({"http": {"acme_http_listen": "80"}}, "http.acme_http_listen: expected 'host:port'"),
