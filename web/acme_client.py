@@ -182,6 +182,9 @@ def obtain(settings: AcmeSettings, tokens: MutableMapping[str, str], files: Acme
     files.save(chain.encode(), key_pem)
 
 
+Issuer = Callable[[AcmeSettings, MutableMapping[str, str], AcmeFiles], None]
+
+
 def _in_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
     """Run blocking `fn` in a daemon thread (a stuck ACME server does not hold up exit)."""
     loop = asyncio.get_running_loop()
@@ -214,8 +217,11 @@ class AcmeManager:
 
     def __init__(self, settings: AcmeSettings, data_dir: str | Path, *,
                  schedule: RenewalSchedule | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.time,
+                 issue: Issuer | None = None) -> None:  # fmt: skip
+        """`issue` does one order (default: `obtain`, over the network)."""
         self.settings = settings
+        self.issue: Issuer = issue if issue is not None else obtain
         self.files = AcmeFiles(data_dir)
         self.schedule = schedule if schedule is not None else RenewalSchedule()
         self.clock = clock
@@ -273,7 +279,7 @@ class AcmeManager:
         names = ", ".join(self.settings.domains)
         log.info("acme: ordering a certificate for %s from %s", names, self.settings.directory)
         try:
-            await _in_thread(lambda: obtain(self.settings, self.tokens, self.files))
+            await _in_thread(lambda: self.issue(self.settings, self.tokens, self.files))
             assert self.certificate is not None
             if not self.certificate.check():
                 raise RuntimeError("the new certificate could not be loaded")
