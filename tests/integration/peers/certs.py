@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -83,14 +81,6 @@ class LocalCA:
             os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         return cert_path, key_path
-
-
-def spki_hash(cert_pem: bytes) -> str:
-    """base64(sha256(SubjectPublicKeyInfo)): Chromium's --ignore-certificate-errors-spki-list."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def peer_serial(der: bytes | None) -> int:
