@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
-# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2, sipvicious, and
+# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2, sipvicious, pebble
+# (ACME test server), nginx (reverse proxy in front of the server), and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -10,10 +11,11 @@ set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux}"
+fonts-dejavu-core util-linux pebble nginx}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
-ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux}"
+ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
+pebble-challtestsrv:pebble nginx:nginx}"
 
 NAME="${NAME:-install-peers}"
 FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap}"

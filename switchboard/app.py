@@ -28,8 +28,10 @@ from focus.session import MeetingSettings
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
 from switchboard.config import Config
+from switchboard.https import Https
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
+from web.metrics import add_metrics_route, metrics_app
 from web.pages import add_page_routes
 from web.signaling import add_signaling_routes
 
@@ -112,7 +114,9 @@ class Server:
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
         )  # fmt: skip
+        self.https = Https(config)
         self._runner: web.AppRunner | None = None
+        self._metrics: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._bridge_started = False
 
@@ -130,6 +134,8 @@ class Server:
         bridge = self.bridge.stats()
         counts["endpoints"] = bridge.get("endpoints", 0)
         counts["bridge_conferences"] = bridge.get("conferences", 0)
+        counts["bridge_datagrams_received"] = bridge.get("datagrams_received", 0)
+        counts["bridge_packets_sent"] = bridge.get("packets_sent", 0)
         counts.update(self.meetings.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
@@ -144,36 +150,66 @@ class Server:
         web_settings = WebSettings.build(
             public_urls=h.public_urls, cors_origins=h.cors_origins,
             trusted_proxies=h.trusted_proxies, mapper_by_name=self.config.meetings.mapper_by_name,
-            mapper_lookups_per_minute=h.mapper_lookups_per_minute,
+            mapper_lookups_per_minute=h.mapper_lookups_per_minute, hsts_max_age=h.hsts_max_age,
         )  # fmt: skip
+        token = admin_token(self.config)
         app = create_app(
-            self.store, self.focus, admin_token=admin_token(self.config),
+            self.store, self.focus, admin_token=token,
             health=self.health, stats=self.stats, settings=web_settings,
         )  # fmt: skip
         add_signaling_routes(app, self.meetings)
+        add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
+        connections = http_connection_settings(self.config, open_files)
+        await self.https.start(connections)
+        await self._start_metrics()
         http = self.config.http
         # The one place HTTP connections start: the guard caps them and times out slow
         # request heads; runner.cleanup() in stop() closes every one of them.
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=http.keepalive_timeout)
         await runner.setup()
         host, port = http.host_port
-        guard = ConnectionGuard(http_connection_settings(self.config, open_files))
-        site = GuardedSite(runner, host, port, guard)
+        guard = ConnectionGuard(connections)
+        site = GuardedSite(runner, host, port, guard, ssl_context=self.https.context)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner, self._guard = runner, guard
-        log.info("http: listening on %s:%d (at most %d connections, %d per address; request "
-                 "heads within %.0f s)", host, port, guard.settings.max_connections,
-                 guard.settings.max_per_source, guard.settings.header_timeout)  # fmt: skip
+        log.info("%s: listening on %s:%d (at most %d connections, %d per address; request "
+                 "heads within %.0f s)", "https" if http.tls else "http", host, port,
+                 guard.settings.max_connections, guard.settings.max_per_source,
+                 guard.settings.header_timeout)  # fmt: skip
+
+    def _metric_stats(self) -> dict[str, int]:
+        counts = self.stats()
+        counts.update(self.focus.stats())
+        return counts
+
+    async def _start_metrics(self) -> None:
+        where = self.config.metrics.host_port
+        if where is None:
+            return
+        runner = web.AppRunner(metrics_app(self._metric_stats, self.https.expiry),
+                               access_log=None)  # fmt: skip
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, *where).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._metrics = runner
+        log.info("metrics: /metrics without a token on %s:%d", *where)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()  # closes every browser's WebSocket with 1001
             self._runner = None
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+            self._metrics = None
+        await self.https.stop()
         await self.meetings.close()
         await self.gateway.stop()
         if self._bridge_started:
@@ -216,6 +252,7 @@ async def run(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)
+    loop.add_signal_handler(signal.SIGHUP, server.https.reload)
     try:
         async with server.running():
             _tune_gc()
@@ -223,7 +260,7 @@ async def run(config: Config) -> None:
             await stop.wait()
             log.info("switchboard: stopping")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "LogConfig",
     "MediaConfig",
     "MeetingConfig",
+    "MetricsConfig",
     "SipConfig",
     "SipLimitsConfig",
     "StoreConfig",
@@ -135,10 +136,38 @@ class HttpConfig:
     header_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     mapper_lookups_per_minute: int = 60
+    # HTTPS (docs/deploy.md): the operator's certificate, or one from ACME.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_reload_interval: float = 60.0
+    acme_domains: tuple[str, ...] = ()
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
+    acme_http_listen: str = "0.0.0.0:80"
+    hsts_max_age: int = 31_536_000
 
     @property
     def host_port(self) -> tuple[str, int]:
         return _parse_hostport("http.listen", self.listen)
+
+    @property
+    def acme_http_host_port(self) -> tuple[str, int]:
+        return _parse_hostport("http.acme_http_listen", self.acme_http_listen)
+
+    @property
+    def tls(self) -> bool:
+        """Whether http.listen serves HTTPS."""
+        return bool(self.tls_cert or self.acme_domains)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: str = ""  # "HOST:PORT": /metrics there without a token; empty: admin token only
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        return _parse_hostport("metrics.listen", self.listen) if self.listen else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +286,7 @@ class Config:
     ivr: IvrConfig = field(default_factory=IvrConfig)
     dialplan: DialplanConfig = field(default_factory=DialplanConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -347,6 +377,44 @@ def _validate_http(http: HttpConfig) -> None:
             raise ConfigError(f"http.{name}: expected 0 to 3600 seconds (not 0)")
     if not 1 <= http.mapper_lookups_per_minute <= 100_000:
         raise ConfigError("http.mapper_lookups_per_minute: expected 1-100000")
+    _validate_tls(http)
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                     r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _validate_tls(http: HttpConfig) -> None:
+    if bool(http.tls_cert) != bool(http.tls_key):
+        raise ConfigError("http.tls_cert and http.tls_key: give both (PEM files) or neither")
+    if http.tls_cert and http.acme_domains:
+        raise ConfigError("http.tls_cert and http.acme_domains: give one (your own "
+                          "certificate, or one from ACME), not both")
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(http, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"http.{key}: {path!r} is not a file")
+    if not 1 <= http.tls_reload_interval <= 86_400:
+        raise ConfigError("http.tls_reload_interval: expected 1 to 86400 seconds")
+    for i, domain in enumerate(http.acme_domains):
+        if _DOMAIN.match(domain) is None:
+            raise ConfigError(f"http.acme_domains[{i}]: expected a DNS name in lower case "
+                              f"like 'meet.example.org' (no wildcard, no address), "
+                              f"got {domain!r}")
+    if len(set(http.acme_domains)) != len(http.acme_domains):
+        raise ConfigError("http.acme_domains: a name is listed twice")
+    if not http.acme_directory.startswith("https://"):
+        raise ConfigError(f"http.acme_directory: expected an https:// URL, "
+                          f"got {http.acme_directory!r}")
+    if http.acme_email and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", http.acme_email) is None:
+        raise ConfigError(f"http.acme_email: expected an address like 'ops@example.org', "
+                          f"got {http.acme_email!r}")
+    if http.acme_ca_bundle and not Path(http.acme_ca_bundle).is_file():
+        raise ConfigError(f"http.acme_ca_bundle: {http.acme_ca_bundle!r} is not a file")
+    if http.acme_http_host_port == http.host_port and http.acme_domains:
+        raise ConfigError("http.acme_http_listen: must differ from http.listen")
+    if not 0 <= http.hsts_max_age <= 2 * 31_536_000:
+        raise ConfigError("http.hsts_max_age: expected 0 (no HSTS) to 63072000 seconds")
 
 
 def _validate_sip_limits(sip: SipConfig) -> None:
@@ -485,5 +553,6 @@ def _validate(config: Config) -> None:
         )
     if not 4 <= config.dialplan.pin_length <= min(12, ivr.max_pin_length):
         raise ConfigError("dialplan.pin_length: expected 4-12, at most ivr.max_pin_length")
+    config.metrics.host_port  # noqa: B018 - parses and raises on a bad value
     if config.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

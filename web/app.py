@@ -19,7 +19,10 @@ and answers by room name only when `WebSettings.mapper_by_name`; the mapper and 
 list carry `Access-Control-Allow-Origin` only for an origin in `WebSettings.cors_origins`
 (echoed, with `Vary: Origin`), never `*`; /ws refuses a foreign Origin (web/signaling.py).
 The client address is the peer's, or the last X-Forwarded-For entry when the peer is one of
-`WebSettings.trusted_proxies` (`client_address`).
+`WebSettings.trusted_proxies` (`client_address`); a trusted proxy's X-Forwarded-Proto and
+X-Forwarded-Host set the request's scheme and host (web/headers.py). Every response carries
+the security headers of web/headers.py (CSP, X-Frame-Options, nosniff, Referrer-Policy, and
+HSTS over HTTPS).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from aiohttp import web
 from dialplan.limits import Networks, RateLimiter
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
+from web.headers import add_security_headers, forwarded_middleware
 from web.origins import origin_of
 
 __all__ = [
@@ -97,6 +101,7 @@ class WebSettings:
     trusted_proxies: Networks = field(default_factory=Networks)
     mapper_by_name: bool = True  # meetings.mapper_by_name
     mapper_lookups_per_minute: int = 60  # per client address, in bursts of as many
+    hsts_max_age: int = 31_536_000  # http.hsts_max_age; sent on HTTPS responses only
 
     @classmethod
     def build(
@@ -107,6 +112,7 @@ class WebSettings:
         trusted_proxies: Iterable[str] = (),
         mapper_by_name: bool = True,
         mapper_lookups_per_minute: int = 60,
+        hsts_max_age: int = 31_536_000,
     ) -> WebSettings:
         """From configured URLs ("https://meet.example.org"); ValueError names a bad one."""
 
@@ -123,7 +129,8 @@ class WebSettings:
         public = origins(public_urls)
         return cls(public_origins=public, cors_origins=public | origins(cors_origins),
                    trusted_proxies=Networks(trusted_proxies), mapper_by_name=mapper_by_name,
-                   mapper_lookups_per_minute=mapper_lookups_per_minute)  # fmt: skip
+                   mapper_lookups_per_minute=mapper_lookups_per_minute,
+                   hsts_max_age=hsts_max_age)  # fmt: skip
 
 
 WEB = web.AppKey("switchboard_web", WebSettings)
@@ -251,8 +258,11 @@ def create_app(
 
     if len(admin_token) < 16:
         raise ValueError("admin token: expected at least 16 characters")
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=client_max_size)
     settings = settings if settings is not None else WebSettings()
+    forwarded = forwarded_middleware(settings.trusted_proxies)
+    app = web.Application(middlewares=[forwarded, _errors, _auth],
+                          client_max_size=client_max_size)  # fmt: skip
+    add_security_headers(app, settings.hsts_max_age)
     per_minute = settings.mapper_lookups_per_minute
     app[WEB] = settings
     app[CONTEXT] = ApiContext(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -233,8 +234,9 @@ class GuardedSite(web.TCPSite):
     __slots__ = ("guard",)
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard,
-                 *, backlog: int = 1024) -> None:  # fmt: skip
-        super().__init__(runner, host, port, backlog=backlog)
+                 *, backlog: int = 1024,
+                 ssl_context: ssl.SSLContext | None = None) -> None:  # fmt: skip
+        super().__init__(runner, host, port, backlog=backlog, ssl_context=ssl_context)
         self.guard = guard
 
     async def start(self) -> None:

@@ -29,6 +29,8 @@ from typing import Final
 
 from aiohttp import web
 
+from web.headers import SECURITY_HEADERS
+
 __all__ = ["RESERVED_NAMES", "ROOM_NAME_RE", "STATIC_DIR", "add_page_routes"]
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 ROOM_NAME_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Paths of the server itself, never room pages.
-RESERVED_NAMES: Final = frozenset({"api", "ws", "static", "favicon.ico", "robots.txt", "health"})
+RESERVED_NAMES: Final = frozenset({"api", "ws", "static", "favicon.ico", "robots.txt", "health",
+                                   "metrics", ".well-known"})
 
 _CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -52,24 +55,8 @@ _CONTENT_TYPES: Final = {
     ".woff2": "font/woff2",
 }
 
-# The pages load only their own scripts and styles; media may come from getUserMedia streams.
-_CSP: Final = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob: mediastream:",
-    "connect-src 'self' ws: wss:",
-    "font-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-    "form-action 'self'",
-])
 _PAGE_HEADERS: Final = {
-    "Content-Security-Policy": _CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    **SECURITY_HEADERS,  # also on every other response (web/headers.py)
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
     "Cache-Control": "no-cache",
 }

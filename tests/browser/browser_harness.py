@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -183,11 +183,11 @@ class Browser:
     """One Chromium process with its own profile. Close it (the fixture does)."""
 
     def __init__(self, playwright: Playwright, profile: Path, *, mobile: bool = False,
-                 audio_file: Path | None = None) -> None:
+                 audio_file: Path | None = None, extra_args: Sequence[str] = ()) -> None:
         options: dict[str, Any] = {"viewport": PHONE if mobile else DESKTOP}
         if mobile:
             options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
-        args = list(CHROMIUM_ARGS)
+        args = [*CHROMIUM_ARGS, *extra_args]
         if audio_file is not None:
             # A 16-bit PCM WAV, played in a loop as the fake microphone.
             if not audio_file.is_file():

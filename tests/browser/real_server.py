@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The harness's own channel to a server on HTTPS (http.tls_cert set): certificate unchecked
+# here; the browser test checks what the browser sees.
+_NO_PROXY_TLS = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
 
 
 def _free_port(kind: int) -> int:
@@ -115,7 +121,8 @@ class SwitchboardProcess:
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
             )
-        server = cls(f"http://{LOOPBACK}:{http_port}", token, config_path, log_path, popen,
+        scheme = "https" if config["http"].get("tls_cert") else "http"
+        server = cls(f"{scheme}://{LOOPBACK}:{http_port}", token, config_path, log_path, popen,
                      sip_port)
         try:
             server._wait_healthy(health_timeout)
@@ -132,7 +139,7 @@ class SwitchboardProcess:
                 raise RuntimeError(f"switchboard exited with {self.popen.returncode}:\n"
                                    f"{self.log_tail()}")
             try:
-                with _NO_PROXY.open(f"{self.url}/api/health", timeout=1.0) as resp:
+                with self._opener.open(f"{self.url}/api/health", timeout=1.0) as resp:
                     if resp.status == 200:
                         return
                     last = f"HTTP {resp.status}"
@@ -149,9 +156,13 @@ class SwitchboardProcess:
             headers={"Authorization": f"Bearer {self.token}",
                      "Content-Type": "application/json"},
         )
-        with _NO_PROXY.open(req, timeout=5.0) as resp:
+        with self._opener.open(req, timeout=5.0) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
+
+    @property
+    def _opener(self) -> urllib.request.OpenerDirector:
+        return _NO_PROXY_TLS if self.url.startswith("https:") else _NO_PROXY
 
     def log_tail(self, lines: int = 60) -> str:
         try:

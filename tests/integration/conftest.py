@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import ssl
 import sys
 import time
 import urllib.error
@@ -116,6 +117,7 @@ class SwitchboardServer:
     data_dir: Path
     log_path: Path
     proc: procs.ManagedProcess
+    scheme: str = "http"  # "https" when the config sets http.tls_cert or http.acme_domains
 
     @property
     def pid(self) -> int:
@@ -128,7 +130,7 @@ class SwitchboardServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{procs.LOOPBACK}:{self.http_port}"
+        return f"{self.scheme}://{procs.LOOPBACK}:{self.http_port}"
 
     @property
     def sip_address(self) -> str:
@@ -142,8 +144,12 @@ class SwitchboardServer:
             timeout: float = 10.0) -> ApiResponse:
         """An HTTP request to the server (bearer token unless auth=False); 4xx/5xx are
         returned, not raised."""
+        # Over HTTPS the certificate is not checked here (tests that check it bring their
+        # own context): this is the harness's health and API channel.
+        context = _UNVERIFIED if self.scheme == "https" else None
         return http_request(method, self.base_url + path, json,
-                            token=self.token if auth else None, timeout=timeout)
+                            token=self.token if auth else None, timeout=timeout,
+                            context=context)  # fmt: skip
 
     def log_text(self) -> str:
         return self.proc.log_text()
@@ -156,10 +162,11 @@ class SwitchboardServer:
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_UNVERIFIED = ssl._create_unverified_context()
 
 
 def http_request(method: str, url: str, body: object = None, *, token: str | None = None,
-                 timeout: float = 10.0) -> ApiResponse:
+                 timeout: float = 10.0, context: ssl.SSLContext | None = None) -> ApiResponse:
     data = None
     headers = {"Accept": "application/json"}
     if body is not None:
@@ -168,8 +175,12 @@ def http_request(method: str, url: str, body: object = None, *, token: str | Non
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method.upper(), headers=headers)
+    opener = _NO_PROXY
+    if context is not None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
     try:
-        with _NO_PROXY.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return ApiResponse(resp.status, resp.read(), dict(resp.headers.items()))
     except urllib.error.HTTPError as err:
         return ApiResponse(err.code, err.read(), dict(err.headers.items()))
@@ -289,7 +300,8 @@ def switchboard_server(request: pytest.FixtureRequest,
         server = SwitchboardServer(sip_port=sip_port, http_port=http_port, token=token,
                                    rtp_low=rtp_low, rtp_high=rtp_high,
                                    config_path=config_path, data_dir=data_dir,
-                                   log_path=proc.log_path, proc=proc)
+                                   log_path=proc.log_path, proc=proc,
+                                   scheme="https" if _tls(config) else "http")
         servers.append(server)
         _wait_healthy(server, health_timeout)
         return server
@@ -300,6 +312,11 @@ def switchboard_server(request: pytest.FixtureRequest,
     if problems:
         pytest.fail("; ".join(problems) + "\n--- server log tail ---\n"
                     + "\n".join(s.log_tail(40) for s in servers), pytrace=False)
+
+
+def _tls(config: Mapping[str, Any]) -> bool:
+    http = config.get("http", {})
+    return bool(http.get("tls_cert") or http.get("acme_domains"))
 
 
 def _wait_healthy(server: SwitchboardServer, timeout: float) -> None:

@@ -92,12 +92,46 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"dialplan": {"default_route": "room:"}}, "dialplan.default_route"),
         ({"log": {"level": "loud"}}, "log.level"),
         ({"store": {"url": "postgres://x"}}, "store.url"),
+        ({"http": {"tls_cert": "/nonexistent/cert.pem"}}, "http.tls_cert and http.tls_key"),
+        ({"http": {"tls_cert": "/nonexistent/c.pem", "tls_key": "/nonexistent/k.pem"}},
+         "http.tls_cert: '/nonexistent/c.pem' is not a file"),
+        ({"http": {"acme_domains": "meet.example.org"}}, "http.acme_domains: expected a list"),
+        ({"http": {"acme_domains": ["*.example.org"]}}, "http.acme_domains[0]: expected a DNS"),
+        ({"http": {"acme_domains": ["192.0.2.1"]}}, "http.acme_domains[0]"),
+        ({"http": {"acme_domains": ["Meet.Example.org"]}}, "http.acme_domains[0]"),
+        ({"http": {"acme_domains": ["a.example.org", "a.example.org"]}}, "listed twice"),
+        ({"http": {"acme_directory": "ftp://ca.example/dir"}}, "http.acme_directory"),
+        ({"http": {"acme_directory": "http://ca.example/dir"}}, "expected an https:// URL"),
+        ({"http": {"acme_email": "not an address"}}, "http.acme_email"),
+        ({"http": {"acme_ca_bundle": "/nonexistent/ca.pem"}}, "http.acme_ca_bundle"),
+        ({"http": {"acme_http_listen": "80"}}, "http.acme_http_listen: expected 'host:port'"),
+        ({"http": {"acme_domains": ["a.example.org"], "listen": "0.0.0.0:80"}},
+         "http.acme_http_listen: must differ from http.listen"),
+        ({"http": {"tls_reload_interval": 0}}, "http.tls_reload_interval"),
+        ({"http": {"hsts_max_age": -1}}, "http.hsts_max_age"),
+        ({"metrics": {"listen": "localhost:9100"}}, "metrics.listen: expected an IP address"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert message in str(info.value)
+
+
+def test_tls_keys(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    config = parse_config({"http": {"tls_cert": str(cert), "tls_key": str(key)}})
+    assert config.http.tls
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config({"http": {"tls_cert": str(cert), "tls_key": str(key),
+                               "acme_domains": ["meet.example.org"]}})  # fmt: skip
+    acme = parse_config({"http": {"listen": "0.0.0.0:443", "acme_domains": ["meet.example.org"],
+                                  "acme_email": "ops@example.org"}})  # fmt: skip
+    assert acme.http.tls and acme.http.acme_http_host_port == ("0.0.0.0", 80)
+    assert not Config().http.tls  # the default stays plain HTTP
+    assert Config().metrics.host_port is None
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
