@@ -1,10 +1,35 @@
-"""The compiled part of the project: built by the ordinary ``pip install`` (metadata in
-pyproject.toml). native/_fastsend.c: batched non-blocking UDP sends for the media paths;
-native/_mixcore.c: the phone mixer's arithmetic and G.711 table lookups."""
+"""The compiled part of the project, built by the ordinary ``pip install`` (metadata in
+pyproject.toml):
 
+- native/_fastsend.c: batched non-blocking UDP sends for the media paths;
+- native/_mixcore.c: the phone mixer's arithmetic and G.711 table lookups;
+- the phone legs' per-packet and per-tick modules (COMPILED below), compiled from their own
+  Python source by Cython: one implementation, the .py; a .pxd beside a module gives its
+  classes C types (gateway/media/jitterbuffer.pxd). Each runs as plain Python where it is
+  not built (a worktree without ``make``), and tests/unit/native/test_compiled.py fails when
+  a built one is older than its source.
+"""
+
+from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+#: modules on every phone packet's path, measured with callgrind in docs/benchmarks.md
+COMPILED = [
+    "gateway/media/jitterbuffer.py",
+    "gateway/media/stats.py",
+    "gateway/media/rtp_source.py",
+    "gateway/media/plc.py",
+    "gateway/rtp_session.py",
+    "gateway/rtp_endpoint.py",
+    "gateway/mixer.py",
+    "gateway/mixer_parts.py",
+    "gateway/call.py",
+    "native/sendbatch.py",
+]
 
 setup(ext_modules=[
     Extension("native._fastsend", ["native/_fastsend.c"], extra_compile_args=["-O2", "-Wall"]),
     Extension("native._mixcore", ["native/_mixcore.c"], extra_compile_args=["-O2", "-Wall"]),
+    *cythonize(COMPILED, build_dir="build/cython", quiet=True,
+               compiler_directives={"language_level": "3", "annotation_typing": False}),
 ])

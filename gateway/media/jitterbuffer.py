@@ -68,12 +68,22 @@ class FrameKind(enum.Enum):
     CONTINUED = "continued"   # still inside the last AUDIO frame's multi-frame packet
 
 
-@dataclass(frozen=True, slots=True)
 class JitterFrame:
-    kind: FrameKind
-    payload: bytes = b""   # AUDIO: the frame; LOST: the following packet when already here
-    timestamp: int = 0     # RTP timestamp of the first sample (AUDIO, CONTINUED)
-    marker: bool = False   # first frame after a start, resync or talk spurt start
+    """One popped frame; read it, never change it. (A plain class: one is made every 20 ms
+    for every stream, and a frozen dataclass's ``__init__`` cost several times as much.)"""
+
+    __slots__ = ("kind", "marker", "payload", "timestamp")
+
+    def __init__(self, kind: FrameKind, payload: bytes = b"", timestamp: int = 0,
+                 marker: bool = False) -> None:
+        self.kind = kind
+        self.payload = payload      # AUDIO: the frame; LOST: the following packet when here
+        self.timestamp = timestamp  # RTP timestamp of the first sample (AUDIO, CONTINUED)
+        self.marker = marker        # first frame after a start, resync or talk spurt start
+
+    def __repr__(self) -> str:
+        return (f"JitterFrame({self.kind}, {len(self.payload)} bytes, ts={self.timestamp}, "
+                f"marker={self.marker})")
 
 
 EMPTY_FRAME = JitterFrame(FrameKind.EMPTY)
