@@ -25,6 +25,8 @@ COMPILED = [
     "gateway/mixer_parts.py",
     "gateway/call.py",
     "native/sendbatch.py",
+    "gateway/media/codecs.py",
+    "gateway/media/g711.py",
 ]
 
 setup(ext_modules=[

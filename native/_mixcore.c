@@ -11,6 +11,9 @@
  *   voice i (the N-1 mix: a silent voice's row is the whole mix), row len(voices) the whole
  *   mix, each clipped to int16. Returns the indices of the silent voices.
  *
+ * peak(pcm) -> int
+ *   the largest |sample| of an int16 buffer (0 for an empty one): 32768 for -32768.
+ *
  * lut_encode(table, pcm) -> bytes
  *   table: 65536 bytes, indexed by each int16 sample's bit pattern as uint16; one byte out
  *   per sample (G.711 encoding with gateway/media/g711.py's tables).
@@ -157,6 +160,20 @@ done:
     return result;
 }
 
+static PyObject *peak(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer pcm;
+    if (get_int16(arg, &pcm, 0, "pcm") < 0) return NULL;
+    const int16_t *s = pcm.buf;
+    int32_t top = 0;
+    for (Py_ssize_t i = 0; i < pcm.len / 2; i++) {
+        int32_t a = s[i] < 0 ? -(int32_t)s[i] : s[i];
+        if (a > top) top = a;
+    }
+    PyBuffer_Release(&pcm);
+    return PyLong_FromLong(top);
+}
+
 static PyObject *lut_encode(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer table, pcm;
@@ -208,6 +225,7 @@ static PyObject *lut_decode(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"mix", mix, METH_VARARGS,
      "mix(voices, tones, threshold, out, n) -> indices of the silent voices"},
+    {"peak", peak, METH_O, "peak(pcm_int16) -> the largest |sample|"},
     {"lut_encode", lut_encode, METH_VARARGS, "lut_encode(table65536, pcm_int16) -> bytes"},
     {"lut_decode", lut_decode, METH_VARARGS, "lut_decode(table256_int16, payload) -> bytes"},
     {NULL, NULL, 0, NULL},

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from native._mixcore import peak
+
 from .rtp import RtpPacket
 
 log = logging.getLogger(__name__)
@@ -183,8 +185,7 @@ class JitterBuffer:
         """After a pop: what its frame decoded to (None: nothing, silence). Only looked at
         while a drop is due: quiet means a peak of at most ``QUIET_PEAK``."""
         if self._drop_due:
-            self.heard(pcm is None or (int(pcm.max()) <= QUIET_PEAK
-                                       and int(pcm.min()) >= -QUIET_PEAK))
+            self.heard(pcm is None or peak(pcm) <= QUIET_PEAK)
 
     def heard(self, quiet: bool) -> None:
         """After a pop: whether its frame was quiet (``played`` for a decoded frame). After

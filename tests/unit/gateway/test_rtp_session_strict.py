@@ -248,7 +248,11 @@ async def test_close_releases_the_port_when_the_bye_raises(
     await s.open()
     port = s.local_port
     s.set_remote(PHONE, 4000, PCMU, 101)
-    monkeypatch.setattr(RtcpStats, "build_report", boom)
+
+    class FailingStats(RtcpStats):  # (RtcpStats is a C type: its methods are not patched)
+        build_report = boom  # type: ignore[assignment]
+
+    monkeypatch.setattr(s, "_stats", FailingStats(s.ssrc, 8000, "boom@test"))
     s.close()
     assert s.closed and allocator.in_use == 0
     await asyncio.sleep(0.01)

@@ -7,7 +7,7 @@ import numpy.typing as npt
 import pytest
 
 from gateway.media import g711
-from native._mixcore import lut_decode, lut_encode, mix
+from native._mixcore import lut_decode, lut_encode, mix, peak
 
 RNG = np.random.default_rng(7)
 
@@ -78,3 +78,13 @@ def test_lookups_are_the_tables_indexing() -> None:
         lut_decode(g711.ULAW_ENCODE, b"\x00")  # not a 256-sample table
     with pytest.raises(TypeError):
         lut_encode(g711.ULAW_ENCODE, every.astype(np.int32))
+
+
+def test_peak_is_the_largest_magnitude() -> None:
+    assert peak(np.zeros(0, dtype=np.int16)) == 0
+    assert peak(np.array([3, -5, 4], dtype=np.int16)) == 5
+    assert peak(np.array([100, -32768], dtype=np.int16)) == 32768
+    frame = voice()
+    assert peak(frame) == int(np.abs(frame.astype(np.int32)).max())
+    with pytest.raises(TypeError):
+        peak(frame.astype(np.float32))
