@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
-# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2, sipvicious, and
+# sipp (sip-tester), baresip, kamailio (with its SQLite module, for a subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -9,7 +9,7 @@
 set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
-PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
+PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
 fonts-dejavu-core util-linux}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng

@@ -164,10 +164,17 @@ class Registration:
         self._timer = None
         if self._stopping:
             return
+        if self._in_flight:  # the expiry check armed with a refresh that has no answer yet
+            if self.state == "registered":
+                self._set("registering", f"the registration at {self._peer()} expired with "
+                          "no answer to its refresh yet", now)
+            return
         if self.state == "failed":
             self._address, self._tried = 0, set()
             self._set("registering", f"retrying after: {self.detail}", now)
         self._send(now, with_auth=self._challenge is not None)
+        if self.state == "registered" and self._granted_until is not None:
+            self._timer = self._granted_until
 
     def next_attempt(self) -> RegisterAttempt | None:
         attempt, self._pending = self._pending, None
@@ -226,6 +233,8 @@ class Registration:
         self.registrations += 1
         previous = f"; before: {self.detail}" if self.state == "failed" or \
             "retrying" in self.detail else ""
+        log.info("trunk %s: registered (%s) for %d s, refresh in %.0f s", self.settings.name,
+                 label, expires, refresh)
         self._set("registered", f"{label}: {expires} s, refresh in {refresh:.0f} s{previous}",
                   now)
 

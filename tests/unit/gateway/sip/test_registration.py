@@ -176,3 +176,16 @@ def test_stop_while_failed_is_off_at_once() -> None:
     reg.on_response(403, 0.0)
     reg.stop(1.0)
     assert reg.state == "off" and reg.next_attempt() is None and reg.get_timer() is None
+
+
+def test_an_unanswered_refresh_shows_when_the_registration_expires() -> None:
+    reg = make()
+    register(reg)  # granted 100 s at 0, refresh at 70
+    reg.handle_timer(70.0)
+    sent(reg)
+    assert reg.state == "registered" and reg.get_timer() == 100.0
+    reg.handle_timer(100.0)
+    assert reg.state == "registering" and "expired" in reg.detail
+    assert reg.next_attempt() is None
+    reg.on_timeout(102.0)
+    assert reg.state == "failed" and "408" in reg.detail
