@@ -9,11 +9,13 @@ Server side (`DigestServer`): a challenge carries a nonce that needs no server-s
 signed with a per-process key and bound to the source address it was issued to. A response
 is checked in this order:
 1. the header parses, names our realm, qop=auth (or none), an algorithm we offer;
-2. the nonce's signature holds for this source (else: a forged nonce, refused);
-3. the nonce is younger than `nonce_lifetime` (else: "stale", re-challenged with stale=true:
-   the peer knows the password and just needs a fresh nonce);
-4. the response matches the password's digest (else: "wrong").
-Replays of a captured answer are bounded by the nonce's lifetime and its source binding.
+2. the response matches the password's digest for the nonce it names (else: "wrong", a
+   failure, whatever the nonce);
+3. the nonce's signature holds for this source and it is younger than `nonce_lifetime`
+   (else: "stale", re-challenged with stale=true: the peer knows the password and needs a
+   nonce of ours: one from before a restart, for another address, or expired).
+A captured answer replayed from elsewhere, or after the nonce's lifetime, only earns a new
+challenge that it cannot answer.
 Passwords never appear in a log line; usernames may.
 """
 
@@ -228,14 +230,12 @@ class DigestServer:
             return "malformed"
         if creds.qop not in (None, "auth") or (creds.qop and not (creds.nc and creds.cnonce)):
             return "malformed"
-        age = self.nonce_age(creds.nonce, source, now)
-        if age is None or age < -1.0:
-            return "wrong"
         expected = digest_response(creds.algorithm, creds.username, creds.realm, password,
                                    method, creds.uri, creds.nonce, qop=creds.qop,
                                    nc=creds.nc, cnonce=creds.cnonce)  # fmt: skip
         if not hmac.compare_digest(expected, creds.response):
             return "wrong"
-        if age > self.nonce_lifetime:
+        age = self.nonce_age(creds.nonce, source, now)
+        if age is None or age > self.nonce_lifetime or age < -1.0:
             return "stale"
         return "ok"

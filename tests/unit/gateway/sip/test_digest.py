@@ -82,10 +82,13 @@ def test_nonce_expires_stale_and_is_bound_to_source() -> None:
     creds = parse_credentials(_answer(server, server.challenges(100.0, "192.0.2.1")[0], "pw"))
     assert creds is not None
     assert server.verify(creds, "pw", "INVITE", "192.0.2.1", 161.0) == "stale"
-    assert server.verify(creds, "pw", "INVITE", "192.0.2.9", 110.0) == "wrong"  # other source
-    # a nonce signed with another key (another process, or forged) is no nonce of ours
+    # a nonce issued to another source, or signed with another key (before a restart, or
+    # forged), is no nonce of ours: the right password gets a new challenge, a wrong one
+    # is wrong
+    assert server.verify(creds, "pw", "INVITE", "192.0.2.9", 110.0) == "stale"
     other = DigestServer(realm="sb")
-    assert other.verify(creds, "pw", "INVITE", "192.0.2.1", 110.0) == "wrong"
+    assert other.verify(creds, "pw", "INVITE", "192.0.2.1", 110.0) == "stale"
+    assert other.verify(creds, "bad", "INVITE", "192.0.2.1", 110.0) == "wrong"
     assert "stale=true" in server.challenges(0.0, "x", stale=True)[0]
 
 
