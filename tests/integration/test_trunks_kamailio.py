@@ -121,6 +121,23 @@ def test_carrier_registration_inbound_call_and_restart(switchboard_server: Any,
     assert SB_PASSWORD not in server.log_text()
 
 
+def test_shutdown_unregisters(switchboard_server: Any, tmp_workdir: Path) -> None:
+    """Stopping the server (SIGTERM) sends REGISTER with Expires: 0 for a registered trunk."""
+    server = switchboard_server()
+    with KamailioCarrier(tmp_workdir, subscribers={"sb": SB_PASSWORD}, number=NUMBER,
+                         trunk_user="sb", min_expires=20) as kam:
+        resp = server.api("POST", "/api/trunks", {
+            "name": "carrier", "address": kam.address, "username": "sb",
+            "password": SB_PASSWORD, "register": True, "expires": 60})
+        assert resp.status == 201, resp.text
+        wait_state(server, "registered", 15)
+        assert server.proc.stop() == 0 or not server.running()
+        if not procs.wait_until(lambda: re.search(
+                r"request REGISTER \S+ from 127\.0\.0\.1:\d+ expires 0", kam.log_text()), 5):
+            pytest.fail(f"no un-REGISTER at shutdown:\n{kam.log_tail(20)}")
+        assert re.search(r"registered sb expires 0", kam.log_text()), kam.log_tail(20)
+
+
 def test_require_trunk_refuses_outsiders_and_throttles_wrong_passwords(
         switchboard_server: Any) -> None:
     server = switchboard_server({"sip": {"require_trunk": True},
