@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
-# sipp (sip-tester), baresip, kamailio (with its SQLite module, for a subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, and
+# sipp (sip-tester), baresip, kamailio (with its SQLite module, for the carrier tests'
+# subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
