@@ -1,4 +1,4 @@
-"""The dialplan's storage: rooms and numbers in SQLite.
+"""The dialplan's storage: rooms, numbers and trunks in SQLite.
 
 One connection per Store, opened with check_same_thread=False and guarded by a lock, in WAL
 mode with a busy timeout, so the web API and the gateway (both on the event loop) and the
@@ -16,6 +16,7 @@ user's own or that is sticky (a shared one like /tmp) is left alone.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -43,6 +44,7 @@ from dialplan.models import (
 )
 from dialplan.numbers import country_of, format_number, normalise
 from dialplan.pins import generate_pin
+from dialplan.trunks import TrunkRecord, parse_trunk
 
 __all__ = ["DEFAULT_PIN_LENGTH", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
 
@@ -70,6 +72,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             CHECK ((route = 'room') = (room IS NOT NULL))
         )""",
         "CREATE INDEX numbers_room ON numbers(room)",
+    ),
+    (  # 1 -> 2: trunks (dialplan/trunks.py); the record as JSON, names unique
+        """CREATE TABLE trunks (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            created REAL NOT NULL
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -357,6 +366,41 @@ class Store:
             if db.execute("DELETE FROM numbers WHERE number = ?", (key,)).rowcount == 0:
                 raise NotFound(f"number {key} not found")
         log.info("number %s deleted", key)
+
+    # -- trunks ----------------------------------------------------------------------------
+
+    def add_trunk(self, trunk: TrunkRecord) -> TrunkRecord:
+        """Store a validated trunk (dialplan.trunks.parse_trunk). Conflict when the name is
+        taken or one of its numbers belongs to another trunk."""
+        record = parse_trunk(trunk.stored(), created=self._clock())
+        with self._lock, self._transaction() as db:
+            if db.execute("SELECT 1 FROM trunks WHERE name = ?", (record.name,)).fetchone():
+                raise Conflict(f"trunk {record.name!r} already exists")
+            for (name, data) in db.execute("SELECT name, data FROM trunks").fetchall():
+                shared = set(json.loads(data).get("numbers", ())) & set(record.numbers)
+                if shared:
+                    raise Conflict(f"number(s) {', '.join(sorted(shared))} already belong "
+                                   f"to trunk {name!r}")
+            db.execute("INSERT INTO trunks (name, data, created) VALUES (?, ?, ?)",
+                       (record.name, json.dumps(record.stored()), record.created))
+        log.info("trunk %s added: %s %s, register %s, auth %s", record.name, record.transport,
+                 record.address, record.register, record.auth)
+        return record
+
+    def trunk(self, name: str) -> TrunkRecord | None:
+        row = self._one("SELECT data, created FROM trunks WHERE name = ?", (name.lower(),))
+        return parse_trunk(json.loads(row[0]), created=row[1]) if row else None
+
+    def trunks(self) -> list[TrunkRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT data, created FROM trunks ORDER BY name").fetchall()
+        return [parse_trunk(json.loads(r[0]), created=r[1]) for r in rows]
+
+    def delete_trunk(self, name: str) -> None:
+        with self._lock, self._transaction() as db:
+            if db.execute("DELETE FROM trunks WHERE name = ?", (name.lower(),)).rowcount == 0:
+                raise NotFound(f"trunk {name!r} not found")
+        log.info("trunk %s deleted", name.lower())
 
     # -- health ----------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from gateway.sip.events import (
     IncomingCall,
     InfoReceived,
     OfferReceived,
+    RequestAnswered,
+    RequestTimedOut,
 )
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import (
@@ -52,6 +54,8 @@ from gateway.sip.sdp import (
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_transport import SipTransport
+from gateway.trunk_auth import Challenge, InboundTrunks, Refuse
+from gateway.trunk_registry import TrunkRegistry
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -144,7 +148,15 @@ class Gateway(CallMedia):
         self._media_hosts = MediaAddressResolver(":" in settings.media_address)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0,
-                         "pin_checks_refused": 0}
+                         "pin_checks_refused": 0, "trunk_challenges": 0,
+                         "trunk_auth_failures": 0}
+        # trunks: registrations (the API's TrunkControl) and inbound matching with digest
+        self.registry = TrunkRegistry(self.ua, self._flush)
+        self.inbound = InboundTrunks(
+            store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
+            realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,
+            default_country=settings.default_country,
+        )  # fmt: skip
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -163,10 +175,12 @@ class Gateway(CallMedia):
         self._transport = transport
         self._clock = MediaClock(self._loop, callback=self._tick)
         self._clock.start()
+        self.registry.start(self.store.trunks())
         log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
                                                    self.settings.sip_listen))
 
     async def stop(self) -> None:
+        await self.registry.stop()  # un-REGISTERs: sent with the BYEs below
         for call in list(self.calls.values()):
             if call.state is not CallState.ENDED:
                 self.ua.hangup(call.call_id, now=self._time())
@@ -224,6 +238,7 @@ class Gateway(CallMedia):
             "mix_tick_overruns": clock.overruns if clock else 0,
         }
         counts.update(self.counters)
+        counts.update(self.registry.stats())
         counts.update({f"mix_send_{k}": v for k, v in self.send_batch.stats().items()})
         counts.update(self.shedder.stats(self._time()))
         counts.update(self.ua.transaction_stats())
@@ -250,6 +265,9 @@ class Gateway(CallMedia):
             self.shedder.end_setup(event.call_id, getattr(event, "status", None), now)
         if isinstance(event, IncomingCall):
             self._incoming(event, now)
+            return
+        if isinstance(event, RequestAnswered | RequestTimedOut):
+            self.registry.on_event(event)
             return
         call = self.calls.get(getattr(event, "call_id", ""))
         if call is None:
@@ -278,7 +296,18 @@ class Gateway(CallMedia):
                         call_id, caller, event.source.host)
             self._reject(call_id, 403, "Forbidden")
             return
-        dialled = request.uri.user or request.to_addr.uri.user
+        verdict = self.inbound.decide(call_id, request, event.source.host, caller, now)
+        if isinstance(verdict, Challenge):
+            self.counters["trunk_challenges"] += 1
+            self._reject(call_id, 407, "Proxy Authentication Required", verdict.headers)
+            return
+        if isinstance(verdict, Refuse):
+            if verdict.wrong_password:
+                self.counters["trunk_auth_failures"] += 1
+                self.shedder.call_failed(event.source.host, now)
+            self._reject(call_id, verdict.status, verdict.reason)
+            return
+        dialled = verdict.dialled
         headers = {name: value for name, value in request.headers.items()}
         trusted = event.source.host in self.trusted_peers  # one decision: routing, throttle
         decision = self.router.route(dialled, caller, headers, call_id=call_id,
@@ -345,9 +374,10 @@ class Gateway(CallMedia):
                             event.call_id, self._ports.available, ended)
         return True
 
-    def _reject(self, call_id: str, status: int, reason: str) -> None:
+    def _reject(self, call_id: str, status: int, reason: str,
+                headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.counters["calls_rejected"] += 1
-        self.ua.reject(call_id, status, reason, now=self._time())
+        self.ua.reject(call_id, status, reason, now=self._time(), headers=headers)
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:

@@ -42,6 +42,11 @@ class GatewaySettings:
     reclaim_free_ports: float = 0.1
     max_finished_transactions: int = 20_000
     max_tcp_connections_per_source: int = 32
+    #: trunks: 403 to calls matching none; digest realm and nonce lifetime; E.164 country
+    require_trunk: bool = False
+    digest_realm: str = "switchboard"
+    nonce_lifetime: float = 300.0
+    default_country: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -73,6 +78,10 @@ class GatewaySettings:
             reclaim_free_ports=config.sip.limits.reclaim_free_ports,
             max_finished_transactions=config.sip.limits.max_finished_transactions,
             max_tcp_connections_per_source=config.sip.max_tcp_connections_per_source,
+            require_trunk=config.sip.require_trunk,
+            digest_realm=config.sip.digest_realm,
+            nonce_lifetime=config.sip.nonce_lifetime,
+            default_country=config.dialplan.default_country,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
-# sipp (sip-tester), baresip, kamailio, sox, espeak-ng, opus, iproute2, sipvicious, pebble
-# (ACME test server), nginx (reverse proxy in front of the server), and
+# sipp (sip-tester), baresip, kamailio (with its SQLite module, for the carrier tests'
+# subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, pebble (ACME test server),
+# nginx (reverse proxy in front of the server), and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -10,7 +11,7 @@
 set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
-PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio sox espeak-ng libopus0 iproute2 sipvicious chromium
+PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
 fonts-dejavu-core util-linux pebble nginx}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng

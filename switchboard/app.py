@@ -156,6 +156,8 @@ class Server:
         app = create_app(
             self.store, self.focus, admin_token=token,
             health=self.health, stats=self.stats, settings=web_settings,
+            trunks=self.gateway.registry,
+            default_country=self.config.dialplan.default_country,
         )  # fmt: skip
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)

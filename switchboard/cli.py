@@ -62,6 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
     nrm = nsub.add_parser("remove", help="delete a number")
     _config_arg(nrm, nested=True)
     nrm.add_argument("number")
+
+    trunks = sub.add_parser("trunks", help="manage SIP trunks (carriers, PBXs)")
+    _config_arg(trunks)
+    tsub = trunks.add_subparsers(dest="action", required=True)
+    tadd = tsub.add_parser("add", help="add a trunk (registrations start at the next "
+                                       "server start; the API starts them at once)")
+    _config_arg(tadd, nested=True)
+    tadd.add_argument("name")
+    tadd.add_argument("--address", required=True, help="HOST[:PORT] of the peer")
+    tadd.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    tadd.add_argument("--failover-address", help="a second HOST[:PORT]")
+    tadd.add_argument("--username", default="")
+    tadd.add_argument("--password-file", metavar="FILE",
+                      help="a file holding the password ('-': standard input); never on the "
+                           "command line, where every user can read it")
+    tadd.add_argument("--register", action="store_true", help="register to the peer")
+    tadd.add_argument("--expires", type=int, default=300)
+    tadd.add_argument("--number", action="append", default=[], dest="numbers")
+    tadd.add_argument("--allow", action="append", default=[], dest="allowed_addresses",
+                      metavar="CIDR", help="a network the trunk may send calls from")
+    tadd.add_argument("--auth", action="store_true", help="its calls must pass digest")
+    tadd.add_argument("--codec", action="append", default=[], dest="codecs")
+    tadd.add_argument("--media-encryption", choices=("off", "optional", "required"),
+                      default="off")
+    tadd.add_argument("--destination", action="append", default=[],
+                      dest="allowed_destinations", metavar="PREFIX")
+    _config_arg(tsub.add_parser("list", help="list trunks (never their passwords)"),
+                nested=True)
+    trm = tsub.add_parser("remove", help="delete a trunk")
+    _config_arg(trm, nested=True)
+    trm.add_argument("name")
     return parser
 
 

@@ -118,6 +118,9 @@ class SipConfig:
     max_tcp_connections: int = 1024
     max_tcp_connections_per_source: int = 32
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    require_trunk: bool = False
+    digest_realm: str = "switchboard"
+    nonce_lifetime: float = 300.0
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
 
     @property
@@ -267,6 +270,7 @@ class IvrConfig:
 class DialplanConfig:
     default_route: str = "pin"
     pin_length: int = 8
+    default_country: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,5 +558,16 @@ def _validate(config: Config) -> None:
     if not 4 <= config.dialplan.pin_length <= min(12, ivr.max_pin_length):
         raise ConfigError("dialplan.pin_length: expected 4-12, at most ivr.max_pin_length")
     config.metrics.host_port  # noqa: B018 - parses and raises on a bad value
+    country = config.dialplan.default_country
+    if country and not (country.isascii() and country.isdigit() and len(country) <= 3
+                        and country[0] != "0"):
+        raise ConfigError(f"dialplan.default_country: expected a calling code like '1' or "
+                          f"'44' (digits, no '+'), or '' for none, got {country!r}")
+    if not config.sip.digest_realm or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,64}",
+                                                        config.sip.digest_realm):
+        raise ConfigError("sip.digest_realm: expected 1 to 64 characters from A-Z, a-z, 0-9, "
+                          "'.', ':', '_', '-'")
+    if not 10 <= config.sip.nonce_lifetime <= 3600:
+        raise ConfigError("sip.nonce_lifetime: expected 10-3600 seconds")
     if config.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

@@ -40,6 +40,7 @@ from aiohttp import web
 from dialplan.limits import Networks, RateLimiter
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
+from dialplan.trunks import TrunkRecord
 from web.headers import add_security_headers, forwarded_middleware
 from web.origins import origin_of
 
@@ -53,6 +54,7 @@ __all__ = [
     "HealthSource",
     "ParticipantView",
     "StatsSource",
+    "TrunkControl",
     "WebSettings",
     "client_address",
     "create_app",
@@ -79,6 +81,16 @@ class ParticipantView(Protocol):
     def name(self) -> str: ...
     @property
     def muted(self) -> bool: ...
+
+
+class TrunkControl(Protocol):
+    """What the API needs of the trunks' registrations (the gateway implements it)."""
+
+    def registration(self, name: str) -> tuple[str, str]: ...  # (state, detail)
+
+    def trunk_added(self, trunk: TrunkRecord) -> None: ...
+
+    def trunk_removed(self, trunk: TrunkRecord) -> None: ...
 
 
 class FocusView(Protocol):
@@ -164,6 +176,8 @@ class ApiContext:
     settings: WebSettings
     mapper_limit: RateLimiter  # every mapper lookup, per client address
     mapper_log_limit: RateLimiter  # one "refused" log line per address a minute
+    trunks: TrunkControl | None = None  # registrations (the gateway), for /api/trunks
+    default_country: str = ""  # dialplan.default_country, for trunks' numbers
 
 
 CONTEXT = web.AppKey("switchboard_api", ApiContext)
@@ -248,6 +262,8 @@ def create_app(
     lookup_throttle: PinThrottle | None = None,
     client_max_size: int = MAX_BODY,
     settings: WebSettings | None = None,
+    trunks: TrunkControl | None = None,
+    default_country: str = "",
 ) -> web.Application:
     """The application. `health()` gives {component: healthy}; `stats()` live counts, merged
     with the focus's and the store's. `lookup_throttle` limits wrong-PIN lookups on the public
@@ -255,6 +271,7 @@ def create_app(
     `settings` the rest of what anonymous clients may do (default: `WebSettings()`)."""
     from web.api import add_api_routes  # here: both modules import this one
     from web.mapper import add_mapper_routes
+    from web.trunks_api import add_trunk_routes
 
     if len(admin_token) < 16:
         raise ValueError("admin token: expected at least 16 characters")
@@ -271,8 +288,10 @@ def create_app(
         lookup_throttle=lookup_throttle if lookup_throttle is not None else PinThrottle(),
         settings=settings, mapper_limit=RateLimiter(per_minute / 60.0, per_minute),
         mapper_log_limit=RateLimiter(1 / 60.0, 1, max_keys=1000),
+        trunks=trunks, default_country=default_country,
     )  # fmt: skip
     app.on_response_prepare.append(_cors)
     add_api_routes(app)
     add_mapper_routes(app)
+    add_trunk_routes(app)
     return app

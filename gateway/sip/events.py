@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .message import SipRequest
+from .message import SipRequest, SipResponse
 from .peer import Peer
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "IncomingCall",
     "InfoReceived",
     "OfferReceived",
+    "RequestAnswered",
+    "RequestTimedOut",
 ]
 
 
@@ -79,6 +81,23 @@ class CallEnded:
     status: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RequestAnswered:
+    """A final response to a request sent outside any call (`UserAgent.register`).
+    `call_id` is the request's Call-ID (a registration's, not a call's)."""
+
+    call_id: str
+    response: SipResponse
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTimedOut:
+    """No final response to a request sent outside any call (timer F, or the transport)."""
+
+    call_id: str
+
+
 CallEvent: TypeAlias = (
     IncomingCall | CallAnswered | CallConfirmed | OfferReceived | InfoReceived | CallEnded
+    | RequestAnswered | RequestTimedOut
 )

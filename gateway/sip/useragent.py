@@ -349,6 +349,51 @@ class UserAgent(UaClient):
         return call_id
 
 
+    def register(
+        self,
+        dest: Peer,
+        request_uri: str,
+        aor: str,
+        contact_user: str,
+        *,
+        call_id: str,
+        from_tag: str,
+        cseq: int,
+        expires: int,
+        headers: Iterable[tuple[str, str]] = (),
+        now: float | None = None,
+    ) -> None:
+        """Send a REGISTER for `aor` with our Contact (user `contact_user`) to `dest`; its
+        final response comes back as RequestAnswered (or RequestTimedOut) with `call_id`.
+        The caller keeps `call_id`, `from_tag` and `cseq` across refreshes (RFC 3261 10.2)."""
+        if now is not None:
+            self._now = now
+        try:
+            uri = SipUri.parse(request_uri)
+            address = NameAddr.parse(aor)
+        except RemoteProtocolError as exc:
+            raise LocalProtocolError(f"register(): {exc.reason}") from None
+        contact = self._contact(dest.transport)
+        contact.uri.user = contact_user
+        fields = Headers()
+        fields.add("Via", str(self._via(dest.transport)))
+        fields.add("Max-Forwards", "70")
+        fields.add("From", f"{address};tag={from_tag}")
+        fields.add("To", str(address))
+        fields.add("Call-ID", call_id)
+        fields.add("CSeq", str(CSeq(cseq, "REGISTER")))
+        fields.add("Contact", str(contact))
+        fields.add("Expires", str(expires))
+        fields.add("Allow", ALLOW)
+        fields.add("User-Agent", self.settings.user_agent)
+        for name, value in headers:
+            fields.add(name, value)
+        request = SipRequest("REGISTER", uri, fields, b"")
+        log.info("registration %s: REGISTER %s to %s (expires %d)", call_id, aor, dest,
+                 expires)
+        self._outside.add(self._layer.send_request(request, dest, self._now))
+
+
 def _call_id(headers: Headers) -> str:
     return headers.get("Call-ID") or "?"
 

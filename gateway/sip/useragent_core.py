@@ -62,6 +62,9 @@ class UaCore:
         self._layer = TransactionLayer(settings.timers,
                                        max_finished=settings.max_finished_transactions)
         self._calls: dict[str, InviteSession] = {}
+        #: client transactions of requests outside any call (REGISTER): their final
+        #: response or timeout becomes a RequestAnswered / RequestTimedOut event
+        self._outside: set[ClientTransaction] = set()
         self._dialogs: dict[DialogId, InviteSession] = {}
         self._events: deque[CallEvent] = deque()
         self._timers: TimerHeap[tuple[str, str]] = TimerHeap()

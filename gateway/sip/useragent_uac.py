@@ -7,7 +7,7 @@ import logging
 import secrets
 
 from .dialog import Dialog
-from .events import CallAnswered
+from .events import CallAnswered, RequestAnswered, RequestTimedOut
 from .headers import CSeq
 from .layer import ClientTransaction, ServerTransaction
 from .message import Headers, SipRequest, SipResponse
@@ -33,6 +33,11 @@ class UaClient(UaServer):
     # --- responses -------------------------------------------------------------------------
 
     def _on_response(self, txn: ClientTransaction, response: SipResponse) -> None:
+        if txn in self._outside:
+            if response.status >= 200:
+                self._outside.discard(txn)
+                self._emit(RequestAnswered(response.call_id, response))
+            return
         session = self._calls.get(response.call_id)
         if session is None:
             log.debug("call %s: %d to %s for no call", response.call_id, response.status,
@@ -226,6 +231,10 @@ class UaClient(UaServer):
     # --- timeouts and our own timers -----------------------------------------------------------
 
     def _on_timeout(self, txn: ClientTransaction | ServerTransaction) -> None:
+        if isinstance(txn, ClientTransaction) and txn in self._outside:
+            self._outside.discard(txn)
+            self._emit(RequestTimedOut(txn.call_id))
+            return
         session = self._calls.get(txn.call_id)
         if session is None or isinstance(txn, ServerTransaction):
             return  # timer H: the call already ended with our non-2xx

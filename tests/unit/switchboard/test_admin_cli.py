@@ -42,3 +42,26 @@ def test_rooms_and_numbers_survive_a_reopen(
     # --config after the action works too
     assert main(["rooms", "list", "--config", str(config)]) == 0
     assert "retro" in capsys.readouterr().out
+
+
+def test_trunks_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\npath = "{tmp_path / "data"}"\n[dialplan]\n'
+                      'default_country = "44"\n')
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2-secret\n")
+    code, trunk = run(capsys, config, "trunks", "add", "carrier", "--address", "127.0.0.1:5070",
+                      "--username", "sb", "--password-file", str(secret), "--register",
+                      "--number", "020 7946 0000", "--allow", "127.0.0.0/8")  # fmt: skip
+    assert code == 0 and isinstance(trunk, dict)
+    assert trunk["numbers"] == ["+442079460000"] and trunk["register"] is True
+    assert "hunter2" not in json.dumps(trunk)
+    listed = run(capsys, config, "trunks", "list")[1]
+    assert isinstance(listed, list) and [t["name"] for t in listed] == ["carrier"]
+    assert "hunter2" not in json.dumps(listed)
+    # register without a password is refused, naming the fields
+    assert main(["trunks", "--config", str(config), "add", "x", "--address", "h",
+                 "--username", "u", "--register"]) == 1
+    assert "password" in capsys.readouterr().err
+    assert run(capsys, config, "trunks", "remove", "carrier")[0] == 0
+    assert run(capsys, config, "trunks", "list")[1] == []

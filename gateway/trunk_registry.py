@@ -1,0 +1,242 @@
+"""Trunks' registrations on the event loop: the glue between `Registration` (the sans-I/O
+state machine, gateway/sip/registration.py) and the user agent.
+
+- `start(trunks)` at server start, `trunk_added`/`trunk_removed` from the API: a trunk with
+  register=true gets a Registration; its addresses are resolved (host names through the
+  loop's resolver, never blocking it) first.
+- Each Registration's `RegisterAttempt` becomes `UserAgent.register(...)` with the trunk's
+  own Call-ID, From tag and CSeq; the final response (RequestAnswered) or the timeout
+  (RequestTimedOut) goes back to it by Call-ID. One loop timer, re-armed to the earliest
+  Registration timer, fires refreshes and retries.
+- `stop()` and `trunk_removed` un-REGISTER (Expires: 0).
+- `sources()`: the addresses each registering trunk's calls come from, for inbound matching
+  (dialplan/trunk_match.py): calls sent to the Contact we registered arrive from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from dialplan.trunks import TrunkRecord
+from gateway.sip.events import RequestAnswered, RequestTimedOut
+from gateway.sip.message import SipResponse
+from gateway.sip.peer import Peer
+from gateway.sip.registration import Registration, RegistrationSettings
+from gateway.sip.uri import NameAddr
+from gateway.sip.useragent import UserAgent
+
+__all__ = ["TrunkRegistry", "contact_user"]
+
+log = logging.getLogger(__name__)
+
+
+def contact_user(trunk: TrunkRecord) -> str:
+    """The user part of the Contact we register for a trunk."""
+    return trunk.username or trunk.name
+
+
+@dataclass(slots=True)
+class _Entry:
+    trunk: TrunkRecord
+    registration: Registration | None = None
+    hosts: tuple[str, ...] = ()  # resolved addresses, primary first
+    call_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    from_tag: str = field(default_factory=lambda: secrets.token_hex(8))
+    removed: bool = False
+
+
+def _granted(response: SipResponse, user: str, requested: int) -> int | None:
+    """The expiry the registrar gave our Contact (its expires param, else Expires)."""
+    try:
+        contacts = response.contacts
+    except Exception:
+        contacts = []
+    for contact in contacts:
+        if contact.uri.user == user and "expires" in contact.params:
+            value = contact.params.get("expires") or ""
+            if value.isdigit() and len(value) <= 9:
+                return int(value)
+    value = (response.headers.get("Expires") or "").strip()
+    return int(value) if value.isdigit() and len(value) <= 9 else None
+
+
+class TrunkRegistry:
+    def __init__(self, ua: UserAgent, flush: Callable[[], None],
+                 retry_base: float = 5.0, forbidden_base: float = 300.0) -> None:
+        self._ua = ua
+        self._flush = flush
+        self._entries: dict[str, _Entry] = {}
+        self._by_call: dict[str, _Entry] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.retry_base = retry_base
+        self.forbidden_base = forbidden_base
+
+    # -- TrunkControl (web/app.py) ---------------------------------------------------------
+
+    def registration(self, name: str) -> tuple[str, str]:
+        entry = self._entries.get(name)
+        if entry is None:
+            return ("off", "the trunk does not register")
+        if entry.trunk.transport == "tls":
+            return ("off", "registration over TLS is not supported yet")
+        if entry.registration is None:
+            return ("registering", "resolving the trunk's address")
+        return (entry.registration.state, entry.registration.detail)
+
+    def trunk_added(self, trunk: TrunkRecord) -> None:
+        if not trunk.register or trunk.name in self._entries or self._loop is None:
+            return
+        entry = _Entry(trunk)
+        self._entries[trunk.name] = entry
+        if trunk.transport == "tls":  # SIP over TLS comes with its own task
+            log.warning("trunk %s: registration over TLS is not supported yet", trunk.name)
+            return
+        self._by_call[entry.call_id] = entry
+        task = self._loop.create_task(self._resolve_and_start(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def trunk_removed(self, trunk: TrunkRecord) -> None:
+        entry = self._entries.pop(trunk.name, None)
+        if entry is None:
+            return
+        entry.removed = True
+        if entry.registration is not None:
+            entry.registration.stop(self._now())
+            self._pump()
+        if entry.registration is None or entry.registration.state == "off":
+            self._by_call.pop(entry.call_id, None)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, trunks: Iterable[TrunkRecord]) -> None:
+        self._loop = asyncio.get_running_loop()
+        for trunk in trunks:
+            self.trunk_added(trunk)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for entry in list(self._entries.values()):
+            self.trunk_removed(entry.trunk)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def sources(self) -> dict[str, frozenset[str]]:
+        """Trunk name -> the hosts its registration's calls arrive from."""
+        return {name: frozenset(e.hosts) for name, e in self._entries.items() if e.hosts}
+
+    def stats(self) -> dict[str, int]:
+        states = [e.registration.state for e in self._entries.values() if e.registration]
+        return {"trunk_registrations": len(self._entries),
+                "trunks_registered": states.count("registered")}
+
+    # -- the machinery ---------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    async def _resolve_and_start(self, entry: _Entry) -> None:
+        assert self._loop is not None
+        trunk = entry.trunk
+        addresses = [trunk.address] + ([trunk.failover] if trunk.failover else [])
+        resolved: list[tuple[str, int]] = []
+        for address in addresses:
+            host = address.host
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                try:
+                    info = await self._loop.getaddrinfo(host, address.port,
+                                                        type=socket.SOCK_DGRAM)
+                    host = str(info[0][4][0])
+                except OSError as exc:
+                    log.warning("trunk %s: cannot resolve %s: %s", trunk.name, host, exc)
+                    continue
+            resolved.append((host, address.port))
+        if entry.removed:
+            return
+        if not resolved:
+            log.warning("trunk %s: no address resolves; not registering", trunk.name)
+            return
+        entry.hosts = tuple(h for h, _ in resolved)
+        entry.registration = Registration(RegistrationSettings(
+            name=trunk.name, addresses=tuple(resolved), username=trunk.username,
+            password=trunk.password, domain=str(trunk.address), expires=trunk.expires,
+            retry_base=self.retry_base, forbidden_base=self.forbidden_base,
+        ))  # fmt: skip
+        entry.registration.start(self._now())
+        self._pump()
+
+    def on_event(self, event: RequestAnswered | RequestTimedOut) -> bool:
+        """A response or timeout of a REGISTER; False when it is none of ours."""
+        entry = self._by_call.get(event.call_id)
+        if entry is None or entry.registration is None:
+            return False
+        now = self._now()
+        reg = entry.registration
+        if isinstance(event, RequestTimedOut):
+            reg.on_timeout(now)
+        else:
+            response = event.response
+            status = response.status
+            header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+            min_expires = (response.headers.get("Min-Expires") or "").strip()
+            reg.on_response(
+                status, now, challenges=response.headers.get_all(header),
+                min_expires=int(min_expires) if min_expires.isdigit() and
+                len(min_expires) <= 9 else None,
+                granted=_granted(response, contact_user(entry.trunk), reg.settings.expires)
+                if 200 <= status < 300 else None,
+            )  # fmt: skip
+        if entry.removed and reg.state == "off":
+            self._by_call.pop(entry.call_id, None)
+        self._pump()
+        return True
+
+    def _pump(self) -> None:
+        """Send what every Registration wants sent; re-arm the one timer."""
+        now = self._now()
+        sent = False
+        for entry in list(self._by_call.values()):
+            reg = entry.registration
+            if reg is None:
+                continue
+            reg.handle_timer(now)
+            while (attempt := reg.next_attempt()) is not None:
+                host, port = attempt.address
+                aor = NameAddr.parse(f"<sip:{entry.trunk.username or entry.trunk.name}@"
+                                     f"{entry.trunk.address}>")
+                self._ua.register(
+                    Peer(entry.trunk.transport, host, port), attempt.request_uri, str(aor),
+                    contact_user(entry.trunk), call_id=entry.call_id,
+                    from_tag=entry.from_tag, cseq=attempt.cseq, expires=attempt.expires,
+                    headers=[attempt.authorization] if attempt.authorization else [],
+                    now=now,
+                )  # fmt: skip
+                sent = True
+        if sent:
+            self._flush()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._loop is None:
+            return
+        deadlines = [t for e in self._by_call.values() if e.registration is not None
+                     and (t := e.registration.get_timer()) is not None]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadlines:
+            self._timer = self._loop.call_at(min(deadlines), self._pump)
