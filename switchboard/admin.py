@@ -7,17 +7,50 @@ the server runs: the server reads the dialplan on every call setup.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from dialplan.store import Store
+from dialplan.models import UNSET, NotFound, Unset
+from dialplan.store import RoomDefaults, Store
 from switchboard.config import Config
+
+
+def _switch(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if not args.password_stdin:
+        return None
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def run_admin(config: Config, args: argparse.Namespace) -> object:
     """Carry out one admin command; returns what to print as JSON (None: nothing)."""
-    with Store(config.store.database_path, pin_length=config.dialplan.pin_length) as store:
+    m = config.meetings
+    defaults = RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
+                            start="hosts" if m.default_start == "hosts" else "anyone")
+    with Store(config.store.database_path, pin_length=config.dialplan.pin_length,
+               defaults=defaults) as store:  # fmt: skip
         if args.command == "rooms":
             if args.action == "add":
-                return store.create_room(args.name, args.pin).as_json()
+                return store.create_room(
+                    args.name, args.pin, host_pin=args.host_pin, lobby=_switch(args.lobby),
+                    password=_password(args), start=args.start, guests=_switch(args.guests),
+                ).as_json()  # fmt: skip
+            if args.action == "set":
+                host_pin: str | Unset | None = None if args.no_host_pin else \
+                    args.host_pin if args.host_pin is not None else UNSET  # fmt: skip
+                password: str | Unset | None = None if args.no_password else \
+                    _password(args) if args.password_stdin else UNSET  # fmt: skip
+                return store.update_room(
+                    args.name, host_pin=host_pin, lobby=_switch(args.lobby), password=password,
+                    start=args.start, guests=_switch(args.guests),
+                ).as_json()  # fmt: skip
+            if args.action == "show":
+                room = store.room(args.name)
+                if room is None:
+                    raise NotFound(f"room {args.name!r} not found")
+                return room.as_json()
             if args.action == "list":
                 return [r.as_json() for r in store.rooms()]
             store.delete_room(args.name)
