@@ -84,6 +84,8 @@ def admission(
     given, else whether it was right."""
     if host:
         return Admission(Verdict.JOIN, host=True)
+    if not policy.has_password:
+        password = None  # nothing to check, nothing to skip
     if not policy.guests and not member:
         return Admission(None, Refusal("guests-not-allowed", "this room is for invited "
                                        "participants only: ask the host for a link"))
