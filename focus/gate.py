@@ -80,11 +80,18 @@ class Gate:
         return found if found is not None else OPEN
 
     async def decide(
-        self, room: str, identity: Identity | None, password: str | None, source: str | None
+        self,
+        room: str,
+        identity: Identity | None,
+        password: str | None,
+        source: str | None,
+        *,
+        host: bool = False,
     ) -> Entry:
-        """Whether a participant gets in now, waits, or is refused (JoinRefused)."""
+        """Whether a participant gets in now, waits, or is refused (JoinRefused). `host`: a
+        host without a token (a phone caller who entered the room's host PIN)."""
         policy = self.policy(room)
-        host = identity is not None and identity.moderator
+        host = host or (identity is not None and identity.moderator)
         checked: bool | None = None
         if password is not None and policy.has_password and not host and \
                 self.policies is not None:  # fmt: skip

@@ -266,3 +266,12 @@ async def test_tokens_are_refused_when_none_are_configured() -> None:
     w.meetings.gate.tokens = None
     refusal = await w.refused("Ada", token=token())
     assert refusal.code == "bad-token"
+
+
+async def test_the_gate_takes_a_host_without_a_token() -> None:
+    """What a phone caller with the host PIN will get: in at once, as a host."""
+    w = World(RoomPolicy(start="hosts", lobby=True, has_password=True))
+    entry = await w.meetings.gate.decide("standup", None, None, "192.0.2.1", host=True)
+    assert entry.host and entry.verdict.value == "join"
+    guest = await w.meetings.gate.decide("standup", None, None, "192.0.2.1")
+    assert not guest.host and guest.verdict.value == "moderator"
