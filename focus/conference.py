@@ -208,6 +208,16 @@ class Focus:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         return f"{kind[0]}{next(self._ids)}-{secrets.token_hex(3)}"
 
+    def set_open_room(self, room: str, open_room: bool) -> None:
+        """The room's policy changed: whether its oldest browser may moderate when no host
+        does (see "Roles"). A live conference without a moderator gets one now if open."""
+        conference = self._conferences.get(room)
+        if conference is None or conference.open_room == open_room:
+            return
+        conference.open_room = open_room
+        if open_room:
+            self._hand_over(conference)
+
     def hosts_present(self, room: str) -> bool:
         conference = self._conferences.get(room)
         return conference is not None and any(p.host for p in conference.participants.values())

@@ -203,6 +203,7 @@ class LobbyActions:
         """The room's stored policy changed (a moderator, the API): tell the room, and let
         in those waiting for a host if the room no longer needs one."""
         policy = self.gate.policy(room)
+        self.focus.set_open_room(room, policy.open)
         message = p.policy(policy.as_json())
         for session in self._room_sessions(room):
             self._send(session, message)

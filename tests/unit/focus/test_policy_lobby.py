@@ -167,3 +167,13 @@ def test_a_waiting_id_is_kept_when_joining() -> None:
     with pytest.raises(ValueError):
         focus.join("standup", "browser", "Ada", participant_id=pid)
     assert Verdict.WAIT_HOST.value == "host"
+
+
+def test_opening_a_room_gives_it_a_moderator_again() -> None:
+    focus = Focus()
+    guest = focus.join("standup", "browser", "Guest", open_room=False)
+    assert not guest.moderator
+    focus.set_open_room("standup", True)  # the lobby and the rest were turned off
+    assert focus.get(guest.id).moderator
+    focus.set_open_room("standup", False)  # a moderator keeps the role
+    assert focus.get(guest.id).moderator
