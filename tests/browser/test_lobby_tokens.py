@@ -182,6 +182,22 @@ def test_a_hosts_only_room_makes_guests_wait_for_a_host(browser: Any,
     host = open_host(browser, server, "hosts-room")
     expect(guest.locator("#meeting")).to_be_visible(timeout=10_000)  # let in by the host
     expect(guest.locator("#grid .tile")).to_have_count(2, timeout=15_000)
+    # the moderator's controls: on the host's page, not on the guest's
+    host.click("#topbar-info")
+    expect(host.locator("#policy-block")).to_be_visible()
+    expect(host.locator("#policy-hosts")).to_be_checked()
+    host.locator("#policy-lobby").check()
+    wait_for(lambda: server.api("GET", "/api/rooms/hosts-room")["lobby"] is True, timeout=10,
+             message="the lobby turned on from the page")
+    host.fill("#policy-password", "page-set-pass")
+    SECRETS.add("page-set-pass")
+    host.click("#policy-password-form button[type=submit]")
+    wait_for(lambda: server.api("GET", "/api/rooms/hosts-room")["has_password"] is True,
+             timeout=10, message="the password set from the page")
+    expect(host.locator("#policy-password-remove")).to_be_visible()
+    guest.click("#topbar-info")
+    expect(guest.locator("#panel-info")).to_be_visible()
+    expect(guest.locator("#policy-block")).to_be_hidden()
     for page in (host, guest):
         page.close()
 
