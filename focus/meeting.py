@@ -251,8 +251,7 @@ class Meetings(LobbyActions):
 
     def leave(self, participant_id: str, reason: str = "left") -> None:
         """Remove a browser (socket closed, `leave`, media failed): roster, bridge, close."""
-        waiting = self._waiting.pop(participant_id, None)
-        if waiting is not None:
+        if self._unwait(participant_id) is not None:
             self.lobby.cancel(participant_id)
             return
         session = self._sessions.get(participant_id)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from focus import protocol as p
+from focus.admission import JoinAdmission
 from focus.conference import Focus, Forbidden, UnknownParticipant
 from focus.gate import Gate
 from focus.lobby import Admitted, Cancelled, Denied, Knocked, Lobby, LobbyEvent, LobbyFull
@@ -59,6 +60,7 @@ class LobbyActions:
 
     focus: Focus
     gate: Gate
+    admission: JoinAdmission
     lobby: Lobby
     _waiting: dict[str, Waiting]
     _sessions: dict[str, BrowserSession]
@@ -81,21 +83,33 @@ class LobbyActions:
     # -- waiting -----------------------------------------------------------------------------
 
     def _wait(self, waiting: Waiting, reason: str) -> None:
+        """Into the lobby; the browser's source holds one of its waiting places until it
+        leaves the lobby in any way (`_unwait`)."""
+        if waiting.source is not None:
+            self.admission.acquire_waiting(waiting.source)
         try:
             self.lobby.wait(waiting.room, waiting.pid, "browser", waiting.name, reason,
                             time.time())  # fmt: skip
         except LobbyFull:
+            if waiting.source is not None:
+                self.admission.release_waiting(waiting.source)
             raise JoinRefused("lobby-full", "too many people are waiting to get in: try "
                               "again later", CLOSE_NOT_ALLOWED) from None  # fmt: skip
         self._waiting[waiting.pid] = waiting
         _safe_send(waiting.conn, p.lobby_state("waiting", reason), waiting.pid)
+
+    def _unwait(self, pid: str) -> Waiting | None:
+        waiting = self._waiting.pop(pid, None)
+        if waiting is not None and waiting.source is not None:
+            self.admission.release_waiting(waiting.source)
+        return waiting
 
     def _while_waiting(self, pid: str, msg: p.ClientMessage) -> None:
         waiting = self._waiting[pid]
         if isinstance(msg, p.Ping):
             _safe_send(waiting.conn, p.pong(msg.id), pid)
         elif isinstance(msg, p.Leave):
-            self._waiting.pop(pid, None)
+            self._unwait(pid)
             self.lobby.cancel(pid)
             waiting.conn.close(1000, "left")
         else:
@@ -105,8 +119,9 @@ class LobbyActions:
         entry = event.entry
         self._send_lobby_list(entry.room, knock=isinstance(event, Knocked))
         if isinstance(event, Cancelled):
+            self._unwait(entry.id)  # (ours are taken out before they cancel)
             return
-        waiting = self._waiting.pop(entry.id, None)
+        waiting = self._unwait(entry.id)
         if waiting is None:  # not ours (a phone caller's), or gone
             return
         if isinstance(event, Admitted):

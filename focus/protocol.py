@@ -61,7 +61,7 @@ ERROR_CODES = frozenset({
     "not-joined", "already-joined", "wrong-room", "forbidden", "unknown-participant",
     "rate-limited", "room-not-found", "room-full", "internal",
     "bad-token", "password-required", "wrong-password", "guests-not-allowed", "denied",
-    "lobby-full", "in-lobby",
+    "lobby-full", "in-lobby", "too-many-waiting",
 })  # fmt: skip
 MAX_TOKEN = 8192
 MAX_PASSWORD = 64

@@ -275,3 +275,27 @@ async def test_the_gate_takes_a_host_without_a_token() -> None:
     assert entry.host and entry.verdict.value == "join"
     guest = await w.meetings.gate.decide("standup", None, None, "192.0.2.1")
     assert not guest.host and guest.verdict.value == "moderator"
+
+
+async def test_one_address_cannot_fill_the_lobby() -> None:
+    w = World(RoomPolicy(lobby=True))
+    conns = []
+    for n in range(5):
+        conn = FakeConnection()
+        await w.meetings.join(conn, p.Join(room="standup", name=f"Bot {n}", audio=False,
+                                           video=False), source="198.51.100.7")  # fmt: skip
+        conns.append(conn)
+    with pytest.raises(JoinRefused) as info:
+        await w.meetings.join(FakeConnection(), p.Join(room="standup", name="Bot 5",
+                                                       audio=False, video=False),
+                              source="198.51.100.7")  # fmt: skip
+    assert (info.value.code, info.value.close_code) == ("too-many-waiting", 4029)
+    other = FakeConnection()  # another address still knocks
+    await w.meetings.join(other, p.Join(room="standup", name="Genuine", audio=False,
+                                        video=False), source="192.0.2.10")  # fmt: skip
+    assert other.last("lobby")["state"] == "waiting"
+    first = w.lobby.waiting("standup")[0].id
+    w.meetings.leave(first)  # one bot gives up: its place is free again
+    await w.meetings.join(FakeConnection(), p.Join(room="standup", name="Bot 6", audio=False,
+                                                   video=False), source="198.51.100.7")
+    assert len(w.lobby.waiting("standup")) == 6
