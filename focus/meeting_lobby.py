@@ -118,21 +118,25 @@ class LobbyActions:
     def _on_lobby_event(self, event: LobbyEvent) -> None:
         entry = event.entry
         self._send_lobby_list(entry.room, knock=isinstance(event, Knocked))
-        if isinstance(event, Cancelled):
-            self._unwait(entry.id)  # (ours are taken out before they cancel)
-            return
-        waiting = self._unwait(entry.id)
-        if waiting is None:  # not ours (a phone caller's), or gone
-            return
         if isinstance(event, Admitted):
-            self._spawn(self._admit(waiting), waiting.pid)
-        elif isinstance(event, Denied):
+            if entry.id in self._waiting:  # taken out when its join starts (_admit)
+                self._spawn(self._admit(entry.id), entry.id)
+            return
+        waiting = self._unwait(entry.id)  # Denied, Cancelled
+        if waiting is None or isinstance(event, Cancelled):  # not ours, or gone already
+            return
+        if isinstance(event, Denied):
             _safe_send(waiting.conn, p.lobby_state("denied"), waiting.pid)
             _safe_send(waiting.conn, p.error("denied", "a moderator did not let you in",
                                              "join"), waiting.pid)  # fmt: skip
             waiting.conn.close(CLOSE_DENIED, "denied")
 
-    async def _admit(self, waiting: Waiting) -> None:
+    async def _admit(self, pid: str) -> None:
+        """Join an admitted browser, unless it left in the meantime (its socket closed
+        between the decision and now: `leave` found it still waiting)."""
+        waiting = self._unwait(pid)
+        if waiting is None:
+            return
         open_room = self.gate.policy(waiting.room).open
         try:
             await self._enter(waiting.conn, waiting.join, waiting.source, waiting.pid,

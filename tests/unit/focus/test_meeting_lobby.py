@@ -299,3 +299,15 @@ async def test_one_address_cannot_fill_the_lobby() -> None:
     await w.meetings.join(FakeConnection(), p.Join(room="standup", name="Bot 6", audio=False,
                                                    video=False), source="198.51.100.7")
     assert len(w.lobby.waiting("standup")) == 6
+
+
+async def test_a_guest_who_leaves_as_it_is_admitted_leaves_nothing_behind() -> None:
+    w = World(RoomPolicy(lobby=True))
+    host, _ = await w.join("Host", token=token())
+    guest, gconn = await w.join("Guest")
+    w.lobby.admit("standup", guest, host)
+    w.meetings.leave(guest)  # the socket closed before the join ran
+    await settle()
+    assert [x.id for x in w.focus.participants("standup")] == [host]
+    assert w.meetings.session(guest) is None and ("standup", guest) not in w.bridge.endpoints
+    assert "joined" not in types(gconn)
