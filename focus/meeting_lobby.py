@@ -200,8 +200,12 @@ class LobbyActions:
                  moderator.participant_id)  # fmt: skip
         target.to_lobby = True
         self.focus.leave(target_id, "lobby", by=moderator.participant_id)
-        self._wait(Waiting(target_id, info.room, target.conn, target.join, target.source,
-                           info.name), "moderator")  # fmt: skip
+        try:
+            self._wait(Waiting(target_id, info.room, target.conn, target.join, target.source,
+                               info.name), "moderator")  # fmt: skip
+        except JoinRefused as exc:  # the lobby is full: the target is told, not the moderator
+            _safe_send(target.conn, p.error(exc.code, exc.message, "join"), target_id)
+            target.conn.close(exc.close_code, exc.message)
 
     async def _policy_change(self, session: BrowserSession, msg: p.PolicyChange) -> None:
         self._check_moderator(session, msg.TYPE)
