@@ -6,7 +6,11 @@ the web layer turns them into 400 (`InvalidInput`), 404 (`NotFound`) and 409 (`C
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Literal, TypeGuard
 
@@ -15,6 +19,8 @@ __all__ = [
     "PIN_MAX_LENGTH",
     "PIN_MIN_LENGTH",
     "ROUTES",
+    "START_POLICIES",
+    "UNSET",
     "Conflict",
     "DialplanError",
     "DisplayPolicy",
@@ -24,22 +30,47 @@ __all__ = [
     "RoomInUse",
     "RoomRecord",
     "RouteKind",
+    "StartPolicy",
+    "Unset",
+    "hash_password",
     "is_display_policy",
     "is_route_kind",
+    "is_start_policy",
+    "validate_password",
     "validate_pin",
     "validate_room_name",
+    "verify_password",
 ]
 
 RouteKind = Literal["pin", "room"]
 DisplayPolicy = Literal["show", "mask", "hide"]
+StartPolicy = Literal["anyone", "hosts"]  # who may start a meeting (guests wait for a host)
+START_POLICIES: tuple[StartPolicy, ...] = ("anyone", "hosts")
 ROUTES: tuple[RouteKind, ...] = ("pin", "room")
 DISPLAY_POLICIES: tuple[DisplayPolicy, ...] = ("show", "mask", "hide")
 
+PASSWORD_MIN_LENGTH = 4
+PASSWORD_MAX_LENGTH = 64
+# scrypt with a 16-byte salt: about 16 MiB and some tens of milliseconds per check, which
+# the per-address join limits bound (focus/admission.py).
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 12
 ROOM_NAME_MAX_LENGTH = 64
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PIN = re.compile(r"[0-9]+")
+
+
+class Unset:
+    """The type of UNSET: "leave this as it is" where None means "remove it"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
 
 
 class DialplanError(Exception):
@@ -73,12 +104,26 @@ class RoomInUse(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class RoomRecord:
+    """A room and its policy. The password is kept only as a salted scrypt hash."""
+
     name: str  # lower case, [a-z0-9._-]{1,64}
     pin: str  # 4..12 digits, never starting with 0
     created: float  # wall-clock seconds since the epoch
+    host_pin: str | None = None  # like `pin`; unique among every room's PIN and host PIN
+    lobby: bool = False  # guests knock and wait for a moderator
+    password_hash: str | None = None  # "scrypt$N$r$p$salt$hash" (base64), or no password
+    start: StartPolicy = "anyone"  # "hosts": guests wait until a host is in
+    guests: bool = True  # False: only hosts and token holders may join
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
 
     def as_json(self) -> dict[str, object]:
-        return {"name": self.name, "pin": self.pin}
+        """The API's form: never the password, only whether there is one."""
+        return {"name": self.name, "pin": self.pin, "host_pin": self.host_pin,
+                "lobby": self.lobby, "has_password": self.has_password, "start": self.start,
+                "guests": self.guests}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +156,47 @@ def is_route_kind(value: object) -> TypeGuard[RouteKind]:
 
 def is_display_policy(value: object) -> TypeGuard[DisplayPolicy]:
     return value in DISPLAY_POLICIES
+
+
+def is_start_policy(value: object) -> TypeGuard[StartPolicy]:
+    return value in START_POLICIES
+
+
+def validate_password(password: object) -> str:
+    """A room password: 4 to 64 printable characters (digits only if phone callers are to
+    type it: the page accepts any)."""
+    if not isinstance(password, str) or not password.isprintable():
+        raise InvalidInput("password: expected printable characters")
+    if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise InvalidInput(f"password: expected {PASSWORD_MIN_LENGTH} to "
+                           f"{PASSWORD_MAX_LENGTH} characters")  # fmt: skip
+    return password
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """The stored form of a password: scrypt over a random 16-byte salt."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
+                            p=_SCRYPT_P, dklen=32)  # fmt: skip
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether `password` is the one `stored` was made from (compared in constant time)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt" or len(password) > PASSWORD_MAX_LENGTH * 4:
+            return False
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
+                             r=int(r), p=int(p), dklen=len(expected))  # fmt: skip
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
 
 
 def validate_room_name(name: object) -> str:

@@ -8,6 +8,12 @@ query: the gateway calls `number()` and `room_by_pin()` on each call setup.
 The schema is versioned with `PRAGMA user_version`: MIGRATIONS[i] takes version i to i + 1,
 inside one transaction. A database from a newer Switchboard is refused, never rewritten.
 
+Rooms carry their policy (dialplan.models.RoomRecord): who may start, lobby, password (a
+salted scrypt hash only), host PIN, guests. A new room takes the policy given, else the
+store's `defaults` (from configuration: meetings.default_*); a room made before version 2
+gets today's behaviour (anyone starts, no lobby, no password, no host PIN, guests welcome).
+A host PIN is unique among every room's PINs and host PINs: the IVR looks both up.
+
 The database holds every room's PIN: only the service user may read it. Its folder (the data
 directory) is created 0700 and the file, with its -wal and -shm, 0600; an existing folder or
 file with a wider mode is narrowed at start (logged). A folder that is not the service
@@ -25,10 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dialplan.models import (
+    UNSET,
     Conflict,
     DisplayPolicy,
     InvalidInput,
@@ -37,8 +45,13 @@ from dialplan.models import (
     RoomInUse,
     RoomRecord,
     RouteKind,
+    StartPolicy,
+    Unset,
+    hash_password,
     is_display_policy,
     is_route_kind,
+    is_start_policy,
+    validate_password,
     validate_pin,
     validate_room_name,
 )
@@ -46,7 +59,8 @@ from dialplan.numbers import country_of, format_number, normalise
 from dialplan.pins import generate_pin
 from dialplan.trunks import TrunkRecord, parse_trunk
 
-__all__ = ["DEFAULT_PIN_LENGTH", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
+__all__ = ["DEFAULT_PIN_LENGTH", "MIGRATIONS", "SCHEMA_VERSION", "RoomDefaults", "Store",
+           "StoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +94,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created REAL NOT NULL
         )""",
     ),
+    (  # 2 -> 3: the room policy (issue 17); existing rooms keep today's behaviour
+        "ALTER TABLE rooms ADD COLUMN host_pin TEXT",
+        "ALTER TABLE rooms ADD COLUMN lobby INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rooms ADD COLUMN password_hash TEXT",
+        "ALTER TABLE rooms ADD COLUMN start TEXT NOT NULL DEFAULT 'anyone' "
+        "CHECK (start IN ('anyone', 'hosts'))",
+        "ALTER TABLE rooms ADD COLUMN guests INTEGER NOT NULL DEFAULT 1",
+        "CREATE UNIQUE INDEX rooms_host_pin ON rooms(host_pin) WHERE host_pin IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_ROOM_COLUMNS = "name, pin, created"
+_ROOM_COLUMNS = "name, pin, created, host_pin, lobby, password_hash, start, guests"
 _NUMBER_COLUMNS = "number, route, room, display, country_code, toll_free, formatted, created"
 
 
@@ -117,8 +140,21 @@ def _private_file(path: Path) -> None:
     _narrow(path, 0o600)
 
 
+@dataclass(frozen=True, slots=True)
+class RoomDefaults:
+    """The policy a new room gets when its creator does not say (meetings.default_*)."""
+
+    lobby: bool = False
+    start: StartPolicy = "anyone"
+    guests: bool = True
+
+
 def _room(row: tuple[Any, ...]) -> RoomRecord:
-    return RoomRecord(name=row[0], pin=row[1], created=row[2])
+    start = row[6]
+    assert is_start_policy(start)  # the CHECK constraint holds
+    return RoomRecord(name=row[0], pin=row[1], created=row[2], host_pin=row[3],
+                      lobby=bool(row[4]), password_hash=row[5], start=start,
+                      guests=bool(row[7]))  # fmt: skip
 
 
 def _number(row: tuple[Any, ...]) -> NumberRecord:
@@ -139,9 +175,11 @@ class Store:
         *,
         pin_length: int = DEFAULT_PIN_LENGTH,
         clock: Callable[[], float] = time.time,
+        defaults: RoomDefaults | None = None,
     ) -> None:
         generate_pin(pin_length)  # validates the length now rather than at the first room
         self.pin_length = pin_length
+        self.defaults = defaults if defaults is not None else RoomDefaults()
         self._clock = clock
         self._lock = threading.Lock()
         target = os.fspath(path)
@@ -214,34 +252,122 @@ class Store:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    def create_room(self, name: str, pin: str | None = None) -> RoomRecord:
-        """Add a room; generates an unused PIN when none is given.
+    def create_room(
+        self,
+        name: str,
+        pin: str | None = None,
+        *,
+        host_pin: str | None = None,
+        lobby: bool | None = None,
+        password: str | None = None,
+        start: str | None = None,
+        guests: bool | None = None,
+    ) -> RoomRecord:
+        """Add a room; generates an unused PIN when none is given. The policy not given
+        comes from the store's defaults; no host PIN and no password unless given.
 
-        InvalidInput for a bad name or PIN, Conflict when the name or PIN is taken.
+        InvalidInput for a bad name, PIN or policy value, Conflict when the name, PIN or host
+        PIN is taken (a PIN and a host PIN are taken by any room's PIN or host PIN).
         """
         key = validate_room_name(name)
         given = validate_pin(pin) if pin is not None else None
+        host = validate_pin(host_pin) if host_pin is not None else None
+        if host is not None and host == given:
+            raise InvalidInput("host_pin: must differ from the room's PIN")
+        if start is not None and not is_start_policy(start):
+            raise InvalidInput("start: expected 'anyone' or 'hosts'")
+        secret = hash_password(validate_password(password)) if password is not None else None
+        d = self.defaults
         with self._lock, self._transaction() as db:
             if db.execute("SELECT 1 FROM rooms WHERE name = ?", (key,)).fetchone():
                 raise Conflict(f"room {key!r} already exists")
             if given is not None:
-                if db.execute("SELECT 1 FROM rooms WHERE pin = ?", (given,)).fetchone():
+                if self._pin_taken(db, given, None):
                     raise Conflict("pin is already used by another room")
                 chosen = given
             else:
                 chosen = self._unused_pin(db)
-            record = RoomRecord(name=key, pin=chosen, created=self._clock())
+            if host is not None and self._pin_taken(db, host, None):
+                raise Conflict("host_pin is already used by another room")
+            record = RoomRecord(
+                name=key, pin=chosen, created=self._clock(), host_pin=host,
+                lobby=d.lobby if lobby is None else bool(lobby), password_hash=secret,
+                start=d.start if start is None else start,
+                guests=d.guests if guests is None else bool(guests),
+            )  # fmt: skip
             db.execute(
-                "INSERT INTO rooms (name, pin, created) VALUES (?, ?, ?)",
-                (record.name, record.pin, record.created),
-            )
-        log.info("room %s created", key)
+                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.name, record.pin, record.created, record.host_pin, int(record.lobby),
+                 record.password_hash, record.start, int(record.guests)),
+            )  # fmt: skip
+        log.info("room %s created (start %s, lobby %s, password %s, host PIN %s)", key,
+                 record.start, "on" if record.lobby else "off",
+                 "set" if secret else "none", "set" if host else "none")  # fmt: skip
         return record
+
+    def update_room(
+        self,
+        name: str,
+        *,
+        host_pin: str | Unset | None = UNSET,
+        lobby: bool | None = None,
+        password: str | Unset | None = UNSET,
+        start: str | None = None,
+        guests: bool | None = None,
+    ) -> RoomRecord:
+        """Change a room's policy; what is not given stays. `host_pin` or `password` None
+        removes it. NotFound, InvalidInput, Conflict (a host PIN taken) as for create_room."""
+        record = self.room(name)
+        if record is None:
+            raise NotFound(f"room {name!r} not found")
+        changes: dict[str, object] = {}
+        if not isinstance(host_pin, Unset):
+            if host_pin is not None:
+                host_pin = validate_pin(host_pin)
+                if host_pin == record.pin:
+                    raise InvalidInput("host_pin: must differ from the room's PIN")
+            changes["host_pin"] = host_pin
+        if lobby is not None:
+            changes["lobby"] = int(bool(lobby))
+        if not isinstance(password, Unset):
+            changes["password_hash"] = (
+                hash_password(validate_password(password)) if password is not None else None
+            )
+        if start is not None:
+            if not is_start_policy(start):
+                raise InvalidInput("start: expected 'anyone' or 'hosts'")
+            changes["start"] = start
+        if guests is not None:
+            changes["guests"] = int(bool(guests))
+        if changes:
+            with self._lock, self._transaction() as db:
+                new_host = changes.get("host_pin")
+                if isinstance(new_host, str) and self._pin_taken(db, new_host, record.name):
+                    raise Conflict("host_pin is already used by another room")
+                columns = ", ".join(f"{column} = ?" for column in changes)
+                if db.execute(f"UPDATE rooms SET {columns} WHERE name = ?",
+                              (*changes.values(), record.name)).rowcount == 0:  # fmt: skip
+                    raise NotFound(f"room {name!r} not found")
+            log.info("room %s: policy changed (%s)", record.name,
+                     ", ".join(sorted(c.replace("_hash", "") for c in changes)))  # fmt: skip
+        updated = self.room(record.name)
+        if updated is None:
+            raise NotFound(f"room {name!r} not found")
+        return updated
+
+    @staticmethod
+    def _pin_taken(db: sqlite3.Connection, digits: str, except_room: str | None) -> bool:
+        """Whether any room (but `except_room`) has these digits as its PIN or host PIN."""
+        row = db.execute(
+            "SELECT 1 FROM rooms WHERE (pin = ? OR host_pin = ?) AND name IS NOT ?",
+            (digits, digits, except_room),
+        ).fetchone()
+        return row is not None
 
     def _unused_pin(self, db: sqlite3.Connection) -> str:
         for _ in range(PIN_ATTEMPTS):
             candidate = generate_pin(self.pin_length)
-            if not db.execute("SELECT 1 FROM rooms WHERE pin = ?", (candidate,)).fetchone():
+            if not self._pin_taken(db, candidate, None):
                 return candidate
         raise Conflict(
             f"no unused {self.pin_length}-digit PIN found after {PIN_ATTEMPTS} draws; "
@@ -259,6 +385,10 @@ class Store:
 
     def room_by_pin(self, pin: str) -> RoomRecord | None:
         row = self._one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE pin = ?", (pin,))
+        return _room(row) if row else None
+
+    def room_by_host_pin(self, pin: str) -> RoomRecord | None:
+        row = self._one(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE host_pin = ?", (pin,))
         return _room(row) if row else None
 
     def rooms(self) -> list[RoomRecord]:

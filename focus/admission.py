@@ -11,6 +11,10 @@ meetings ask this before anything is created or allocated:
    holds bridge ports); taken before the bridge allocates, given back when the browser
    leaves in any way. One more: `too-many-endpoints`.
 
+4. The lobby: `WAITING_PER_SOURCE` browsers from one source waiting in lobbies at once, so
+   one address cannot fill a room's lobby (100 places) and lock the others out. One more:
+   `too-many-waiting`.
+
 Each refusal is a `JoinRefused` with close code 4029 (docs/signaling.md). Memory is bounded:
 the rate limiters keep at most 10,000 sources each, the endpoint counts only sources that
 have a browser in a meeting.
@@ -21,7 +25,9 @@ from __future__ import annotations
 from dialplan.limits import ConcurrencyLimit, RateLimiter
 from focus.session import CLOSE_TRY_LATER, JoinRefused
 
-__all__ = ["JoinAdmission"]
+__all__ = ["WAITING_PER_SOURCE", "JoinAdmission"]
+
+WAITING_PER_SOURCE = 5
 
 
 class JoinAdmission:
@@ -31,6 +37,7 @@ class JoinAdmission:
         self._joins = RateLimiter(joins_per_minute / 60.0, joins_per_minute)
         self._rooms = RateLimiter(rooms_per_hour / 3600.0, rooms_per_hour)
         self._endpoints = ConcurrencyLimit(max_endpoints)
+        self._waiting = ConcurrencyLimit(WAITING_PER_SOURCE)
 
     def check_join(self, source: str, now: float) -> None:
         if not self._joins.allow(source, now):
@@ -54,3 +61,11 @@ class JoinAdmission:
 
     def endpoints(self, source: str) -> int:
         return self._endpoints.count(source)
+
+    def acquire_waiting(self, source: str) -> None:
+        if not self._waiting.acquire(source):
+            raise JoinRefused("too-many-waiting", f"{WAITING_PER_SOURCE} participants from "
+                              "your address already wait to get in", CLOSE_TRY_LATER)
+
+    def release_waiting(self, source: str) -> None:
+        self._waiting.release(source)

@@ -4,10 +4,12 @@ The focus owns the roster; media components (the gateway's mixer, the browser me
 learn about changes by subscribing to a room. Everything here is synchronous and in memory;
 the cluster replaces the transport of these calls, not their shape.
 
-Roles: the oldest browser participant of a conference is its moderator (until
-authentication arrives); phone participants never become moderator automatically, as
-Jicofo never makes Jigasi an owner: a phone has no way to use moderator actions. When the
-moderator leaves, the oldest remaining browser participant takes over.
+Roles (focus/policy.py): a host (a token with the moderator claim, a caller with the host
+PIN) joins as moderator. In an open room (the conference's `open_room`, which the meetings
+set from the room policy) the oldest browser participant is moderator when nobody is;
+phone participants never become moderator automatically, as Jicofo never makes Jigasi an
+owner. When the last moderator leaves, another host present takes over, else (open rooms
+only) the oldest remaining browser participant.
 
 Mute: `muted` is the participant's audio state as the room should show it. A participant
 mutes and unmutes themself (`set_muted`, or `set_media` for a browser); a moderator can only
@@ -74,6 +76,7 @@ class ParticipantInfo:
     screen: bool = False  # sharing a screen
     hand: bool = False  # hand raised
     force_muted: bool = False  # muted by a moderator, until the participant unmutes
+    host: bool = False  # a host of the room (token moderator claim, host PIN)
     # The gateway group whose phone mixer this participant hears the room through (a
     # phone); None: it hears the room through the bridge (a browser).
     mixed_by: str | None = None
@@ -119,10 +122,11 @@ Listener = Callable[[FocusEvent], None]
 
 
 class _Conference:
-    __slots__ = ("listeners", "participants", "room")
+    __slots__ = ("listeners", "open_room", "participants", "room")
 
     def __init__(self, room: str) -> None:
         self.room = room
+        self.open_room = True  # the oldest browser moderates when no host does
         self.participants: dict[str, ParticipantInfo] = {}  # in joining order
         self.listeners: list[tuple[Listener, bool]] = []  # (listener, wants updates)
 
@@ -146,25 +150,36 @@ class Focus:
         audio: bool | None = None,
         video: bool = False,
         mixed_by: str | None = None,
+        participant_id: str | None = None,
+        host: bool = False,
+        open_room: bool | None = None,
     ) -> ParticipantInfo:
         """Add a participant. `audio` (sending audio) defaults to True for a phone; a
         browser that joins with its microphone off is muted. `mixed_by`: the gateway group
-        that mixes this phone's room audio itself (see "Receivers" above)."""
+        that mixes this phone's room audio itself (see "Receivers" above).
+        `participant_id`: one made by `new_id` (a participant who waited in the lobby keeps
+        it); `host`: joins as a host and moderator; `open_room`: the room's policy is open
+        (see "Roles"), kept for the conference."""
         if kind not in KINDS:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         conference = self._conferences.get(room)
         if conference is None:
             conference = self._conferences[room] = _Conference(room)
+        if open_room is not None:
+            conference.open_room = open_room
         if not conference.participants:
             log.info("conference %s: started", room)
         sending = audio if audio is not None else kind == "phone"
-        pid = f"{kind[0]}{next(self._ids)}-{secrets.token_hex(3)}"
+        pid = participant_id if participant_id is not None else self.new_id(kind)
+        if pid in self._where:
+            raise ValueError(f"participant {pid} is already in a conference")
         has_moderator = any(p.moderator for p in conference.participants.values())
         info = ParticipantInfo(
             id=pid, room=room, kind=kind, name=name,
             muted=kind == "browser" and not sending,
-            moderator=kind == "browser" and not has_moderator,
-            audio=sending, video=video and kind == "browser", mixed_by=mixed_by,
+            moderator=host or (kind == "browser" and not has_moderator
+                               and conference.open_room),
+            audio=sending, video=video and kind == "browser", mixed_by=mixed_by, host=host,
         )  # fmt: skip
         conference.participants[pid] = info
         self._where[pid] = room
@@ -187,9 +202,32 @@ class Focus:
             if not conference.listeners and self._conferences.get(room) is conference:
                 del self._conferences[room]  # (a listener may have unsubscribed already)
 
+    def new_id(self, kind: str) -> str:
+        """A participant id nobody has had: "b12-9f3a0c" for a browser, "p..." a phone."""
+        if kind not in KINDS:
+            raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
+        return f"{kind[0]}{next(self._ids)}-{secrets.token_hex(3)}"
+
+    def set_open_room(self, room: str, open_room: bool) -> None:
+        """The room's policy changed: whether its oldest browser may moderate when no host
+        does (see "Roles"). A live conference without a moderator gets one now if open."""
+        conference = self._conferences.get(room)
+        if conference is None or conference.open_room == open_room:
+            return
+        conference.open_room = open_room
+        if open_room:
+            self._hand_over(conference)
+
+    def hosts_present(self, room: str) -> bool:
+        conference = self._conferences.get(room)
+        return conference is not None and any(p.host for p in conference.participants.values())
+
     def _hand_over(self, conference: _Conference) -> None:
-        for candidate in conference.participants.values():
-            if candidate.kind == "browser":
+        if any(p.moderator for p in conference.participants.values()):
+            return
+        hosts = [p for p in conference.participants.values() if p.host]
+        browsers = [p for p in conference.participants.values() if p.kind == "browser"]
+        for candidate in hosts or (browsers if conference.open_room else []):
                 log.info("participant %s: is now moderator of %s", candidate.id, conference.room)
                 self._change(candidate, frozenset({"role"}), moderator=True)
                 return

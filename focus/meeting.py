@@ -11,6 +11,13 @@ Every roster change goes through `Focus` and comes back as a focus event, which 
 turns into signaling messages; so a phone caller's join, leave or *6 mute reaches the
 browsers the same way a browser's does, and a kick or mute from anywhere acts the same.
 
+Who gets in is the `Gate`'s answer (focus/gate.py: token, room policy): a browser gets in
+at once, or waits in the `Lobby` (focus/lobby.py) with the participant id it will have in
+the room, its socket open and told `lobby` `waiting`; an `Admitted` from the lobby (a
+moderator, the API, a host arriving) joins it, a `Denied` tells it and closes 4013.
+Moderators get the knocking list (`lobby-list`) on joining, on becoming moderator and on
+every change; they admit, deny, send back to the lobby, and change the policy.
+
 Errors a client causes raise `ProtocolError` (answered with `error` by the caller); bridge
 failures are logged with the participant's id and never reach another participant.
 """
@@ -42,8 +49,13 @@ from focus.conference import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
+    ParticipantUpdated,
     UnknownParticipant,
 )
+from focus.gate import Gate
+from focus.lobby import Lobby
+from focus.meeting_lobby import LobbyActions, Waiting
+from focus.policy import Verdict
 from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
 from focus.session import (
     CLOSE_GOING_AWAY,
@@ -81,7 +93,7 @@ class _Room:
         self.unsubscribe: Callable[[], None] = lambda: None
 
 
-class Meetings:
+class Meetings(LobbyActions):
     """Every browser session of this process, by participant id and by room."""
 
     def __init__(
@@ -93,6 +105,8 @@ class Meetings:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
+        lobby: Lobby | None = None,
     ) -> None:
         self.focus = focus
         self.bridge = bridge
@@ -108,6 +122,10 @@ class Meetings:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._unsubscribe_bridge = bridge.subscribe(self._on_bridge_event)
+        self.gate = gate if gate is not None else Gate(focus)
+        self.lobby = lobby if lobby is not None else Lobby(s.lobby_size)
+        self._waiting: dict[str, Waiting] = {}
+        self._unsubscribe_lobby = self.lobby.subscribe(None, self._on_lobby_event)
 
     # -- the public surface ----------------------------------------------------------------
 
@@ -123,33 +141,55 @@ class Meetings:
         self._renegotiate_others(room, None)
 
     async def join(self, conn: Connection, msg: p.Join, *, source: str | None = None) -> str:
-        """Join a browser: roster, `joined`, bridge endpoint, then offer revision 1.
-        Raises JoinRefused (nothing joined) for a missing or full room, or a `source`
-        (the client's address) over its limits (focus/admission.py)."""
+        """Join a browser: roster, `joined`, bridge endpoint, then offer revision 1; or put
+        it in the lobby (`lobby` `waiting`). Raises JoinRefused (nothing joined) for a bad
+        token, a missing or full room, a refusal of the room's policy, or a `source` (the
+        client's address) over its limits (focus/admission.py)."""
         if self._closing:
             raise JoinRefused("internal", "the server is stopping", CLOSE_GOING_AWAY)
         name = msg.room
         if source is not None:
             self.admission.check_join(source, self._monotonic())
-        self._ensure_room_exists(name, source)
+        identity = await self.gate.identify(name, msg.token, source)
+        host = identity is not None and identity.moderator
+        self._ensure_room_exists(name, source, host)
+        entry = await self.gate.decide(name, identity, msg.password, source)
+        display = identity.name if identity is not None and identity.name else msg.name
+        if entry.verdict is Verdict.JOIN:
+            return await self._enter(conn, msg, source, None, display, host=entry.host,
+                                     open_room=entry.open_room)  # fmt: skip
+        pid = self.focus.new_id("browser")
+        self._wait(Waiting(pid, name, conn, msg, source, display), entry.verdict.value)
+        return pid
+
+    async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
+                     display: str, *, host: bool, open_room: bool) -> str:  # fmt: skip
+        name = msg.room
         if len(self.focus.participants(name)) >= self.settings.max_participants:
             raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
         if source is not None:
             self.admission.acquire_endpoint(source)  # given back in _remove
         try:
             room = self._room(name)
-            info = self.focus.join(name, "browser", msg.name, audio=msg.audio, video=msg.video)
+            info = self.focus.join(name, "browser", display, audio=msg.audio, video=msg.video,
+                                   participant_id=pid, host=host,
+                                   open_room=open_room)  # fmt: skip
         except BaseException:
             if source is not None:
                 self.admission.release_endpoint(source)
             raise
         pid = info.id
-        session = BrowserSession(pid, name, conn, source=source)
+        session = BrowserSession(pid, name, conn, source=source, join=msg, host=host)
         room.sessions[pid] = session
         self._sessions[pid] = session
         others = [x for x in self.focus.participants(name) if x.id != pid]
+        policy = self.gate.policy(name).as_json() if self.gate.policies is not None else None
         self._send(session, p.joined(name, info, others, self.settings.ice_servers,
-                                     self._dial_in(name), room.chat))  # fmt: skip
+                                     self._dial_in(name), room.chat, policy))  # fmt: skip
+        if info.moderator and self.lobby.waiting(name):  # else the page's list starts empty
+            self._send(session, self._lobby_list(name, knock=False))
+        if host:
+            self.lobby.host_arrived(name)
         try:
             allocation = await self._bridge_call(self.bridge.allocate(name, pid))
         except Exception:
@@ -171,6 +211,9 @@ class Meetings:
 
     async def handle(self, participant_id: str, msg: p.ClientMessage) -> None:
         """One message from a joined browser. ProtocolError for what the client got wrong."""
+        if participant_id in self._waiting:
+            self._while_waiting(participant_id, msg)
+            return
         session = self._sessions.get(participant_id)
         if session is None:
             raise p.ProtocolError("not-joined", "not in a room", msg.TYPE)
@@ -195,6 +238,10 @@ class Meetings:
                 self.focus.set_name(pid, name)
             case p.Moderate():
                 self._moderate(session, msg)
+            case p.LobbyAction():
+                self._lobby_action(session, msg)
+            case p.PolicyChange():
+                await self._policy_change(session, msg)
             case p.Stats():
                 log.debug("participant %s: client stats %s", pid, msg)
             case p.Ping(id=ping_id):
@@ -204,6 +251,9 @@ class Meetings:
 
     def leave(self, participant_id: str, reason: str = "left") -> None:
         """Remove a browser (socket closed, `leave`, media failed): roster, bridge, close."""
+        if self._unwait(participant_id) is not None:
+            self.lobby.cancel(participant_id)
+            return
         session = self._sessions.get(participant_id)
         if session is None:
             return
@@ -216,6 +266,10 @@ class Meetings:
         self._closing = True
         unsubscribe, self._unsubscribe_bridge = self._unsubscribe_bridge, lambda: None
         unsubscribe()
+        self._unsubscribe_lobby()
+        for waiting in list(self._waiting.values()):
+            waiting.conn.close(CLOSE_GOING_AWAY, "server stopping")
+            self.leave(waiting.pid, "left")
         for session in list(self._sessions.values()):
             session.conn.close(CLOSE_GOING_AWAY, "server stopping")
             self.leave(session.participant_id, "left")
@@ -228,11 +282,12 @@ class Meetings:
 
     # -- joining ---------------------------------------------------------------------------
 
-    def _ensure_room_exists(self, name: str, source: str | None) -> None:
+    def _ensure_room_exists(self, name: str, source: str | None, host: bool = False) -> None:
+        who = self.settings.who_creates
         try:
             if self.directory.exists(name):
                 return
-            if self.settings.create_rooms:
+            if who == "anyone" or (who == "hosts" and host):
                 if source is not None:
                     self.admission.check_room_creation(source, self._monotonic())
                 self.directory.create(name)
@@ -252,6 +307,10 @@ class Meetings:
         except Exception:
             log.exception("room %s: dial-in information unavailable", name)
             return None
+
+    def _room_sessions(self, name: str) -> list[BrowserSession]:
+        room = self._rooms.get(name)
+        return list(room.sessions.values()) if room is not None else []
 
     def _room(self, name: str) -> _Room:
         room = self._rooms.get(name)
@@ -405,6 +464,9 @@ class Meetings:
             self._renegotiate_others(name, None)
             return
         own = room.sessions.get(info.id)
+        if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
+                own is not None and info.moderator and self.lobby.waiting(name):  # fmt: skip
+            self._send(own, self._lobby_list(name, knock=False))
         if isinstance(event, ParticipantMuted) and own is not None and event.by is not None:
             self._send(own, p.muted(event.by))
         self._broadcast(room, p.participant_updated(info))
@@ -437,7 +499,9 @@ class Meetings:
             room.sessions.pop(pid, None)
             if not room.sessions:
                 self._drop_room(room)
-        if reason == "kicked":
+        if session.to_lobby:
+            pass  # the socket stays open: the browser waits in the lobby (_send_back)
+        elif reason == "kicked":
             self._send(session, p.kicked(by))
             session.conn.close(CLOSE_KICKED, "kicked")
         elif reason == "timeout":

@@ -31,9 +31,11 @@ __all__ = [
     "Hand",
     "Join",
     "Leave",
+    "LobbyAction",
     "Media",
     "Moderate",
     "Ping",
+    "PolicyChange",
     "ProtocolError",
     "Renegotiate",
     "SetName",
@@ -58,7 +60,11 @@ ERROR_CODES = frozenset({
     "bad-json", "unknown-type", "bad-message", "bad-sdp", "unsupported-version",
     "not-joined", "already-joined", "wrong-room", "forbidden", "unknown-participant",
     "rate-limited", "room-not-found", "room-full", "internal",
+    "bad-token", "password-required", "wrong-password", "guests-not-allowed", "denied",
+    "lobby-full", "in-lobby", "too-many-waiting",
 })  # fmt: skip
+MAX_TOKEN = 8192
+MAX_PASSWORD = 64
 
 
 class ProtocolError(Exception):
@@ -86,6 +92,13 @@ class Join:
     audio: bool
     video: bool
     version: int = PROTOCOL_VERSION
+    token: str | None = None  # a JWT (the page's ?jwt=), never logged
+    password: str | None = None  # the room's password, never logged
+
+    def __repr__(self) -> str:  # the token and password stay out of every log line
+        return (f"Join(room={self.room!r}, name={self.name!r}, audio={self.audio}, "
+                f"video={self.video}, token={'...' if self.token else None}, "
+                f"password={'...' if self.password else None})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,34 @@ class Moderate:
     room: str | None = None
 
 
+LobbyActionKind = Literal["admit", "deny", "admit-all", "send-back"]
+
+
+@dataclass(frozen=True, slots=True)
+class LobbyAction:
+    TYPE: ClassVar[str] = "lobby"
+    action: LobbyActionKind
+    target: str | None  # None exactly for "admit-all"
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """A moderator changes the room's policy; None: unchanged. `password` "" removes it."""
+
+    TYPE: ClassVar[str] = "policy"
+    lobby: bool | None = None
+    start: str | None = None
+    password: str | None = None
+    guests: bool | None = None
+    room: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"PolicyChange(lobby={self.lobby}, start={self.start!r}, "
+                f"password={'...' if self.password is not None else None}, "
+                f"guests={self.guests})")
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     TYPE: ClassVar[str] = "stats"
@@ -167,7 +208,7 @@ class Leave:
 
 
 ClientMessage = Join | Answer | Renegotiate | Media | Chat | Hand | SetName | Moderate | \
-    Stats | Ping | Leave  # fmt: skip
+    Stats | Ping | Leave | LobbyAction | PolicyChange  # fmt: skip
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -235,8 +276,48 @@ def _join(f: _Fields) -> Join:
         )  # fmt: skip
     room = f.room(required=True)
     assert room is not None
+    token = f.data.get("token")
+    if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= MAX_TOKEN):
+        raise f.fail("token", f"a string of at most {MAX_TOKEN} characters")
+    password = f.data.get("password")
+    if password is not None and (not isinstance(password, str)
+                                 or not 1 <= len(password) <= MAX_PASSWORD):  # fmt: skip
+        raise f.fail("password", f"a string of 1 to {MAX_PASSWORD} characters")
     return Join(room=room, name=f.text("name", MAX_NAME), audio=f.boolean("audio"),
-                video=f.boolean("video"), version=version)  # fmt: skip
+                video=f.boolean("video"), version=version, token=token,
+                password=password)  # fmt: skip
+
+
+def _lobby(f: _Fields) -> LobbyAction:
+    action = f.data.get("action")
+    target = f.data.get("target")
+    room = f.room(required=False)
+    if action == "admit-all":
+        if target is not None:
+            raise f.fail("target", "no target for admit-all")
+        return LobbyAction(action="admit-all", target=None, room=room)
+    if action in ("admit", "deny", "send-back"):
+        if not isinstance(target, str) or not 1 <= len(target) <= MAX_ID:
+            raise f.fail("target", "a participant id")
+        kind: LobbyActionKind = "admit" if action == "admit" else \
+            "deny" if action == "deny" else "send-back"  # fmt: skip
+        return LobbyAction(action=kind, target=target, room=room)
+    raise f.fail("action", '"admit", "deny", "admit-all" or "send-back"')
+
+
+def _policy(f: _Fields) -> PolicyChange:
+    lobby = f.boolean("lobby") if "lobby" in f.data else None
+    guests = f.boolean("guests") if "guests" in f.data else None
+    start = f.data.get("start")
+    if start is not None and start not in ("anyone", "hosts"):
+        raise f.fail("start", '"anyone" or "hosts"')
+    password = f.data.get("password")
+    if password is not None and (not isinstance(password, str) or len(password) > MAX_PASSWORD
+                                 or 0 < len(password) < 4):  # fmt: skip
+        raise f.fail("password", f'4 to {MAX_PASSWORD} characters, or "" to remove it')
+    return PolicyChange(lobby=lobby, start=start if isinstance(start, str) else None,
+                        password=password, guests=guests,
+                        room=f.room(required=False))  # fmt: skip
 
 
 def _answer(f: _Fields) -> Answer:
@@ -283,7 +364,10 @@ def _stats(f: _Fields) -> Stats:
 
 
 _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] = {
-    "join": (frozenset({"version", "room", "name", "audio", "video"}), _join),
+    "join": (frozenset({"version", "room", "name", "audio", "video", "token", "password"}),
+             _join),
+    "lobby": (frozenset({"action", "target"}), _lobby),
+    "policy": (frozenset({"lobby", "start", "password", "guests"}), _policy),
     "answer": (frozenset({"sdp", "revision"}), _answer),
     "renegotiate": (frozenset(), lambda f: Renegotiate(room=f.room(required=False))),
     "media": (frozenset({"audio", "video", "screen"}), _media),
@@ -350,8 +434,9 @@ def joined(
     ice_servers: Sequence[Mapping[str, object]],
     dial_in: Mapping[str, object] | None,
     chat: Iterable[Mapping[str, object]],
+    policy: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    return {
+    message: dict[str, object] = {
         "type": "joined", "version": PROTOCOL_VERSION, "room": room,
         "self": participant_json(me),
         "participants": [participant_json(p) for p in participants],
@@ -359,6 +444,23 @@ def joined(
         "dial_in": dict(dial_in) if dial_in is not None else None,
         "chat": [dict(c) for c in chat],
     }  # fmt: skip
+    if policy is not None:
+        message["policy"] = dict(policy)
+    return message
+
+
+def lobby_state(state: str, waiting_for: str | None = None) -> dict[str, object]:
+    """To a participant in the lobby: "waiting" (for "moderator" or "host"), "denied"."""
+    return {"type": "lobby", "state": state, "waiting_for": waiting_for}
+
+
+def lobby_list(waiting: Iterable[Mapping[str, object]], knock: bool) -> dict[str, object]:
+    """To moderators: who waits. `knock`: someone new knocked (the page plays a sound)."""
+    return {"type": "lobby-list", "waiting": [dict(w) for w in waiting], "knock": knock}
+
+
+def policy(room_policy: Mapping[str, object]) -> dict[str, object]:
+    return {"type": "policy", "policy": dict(room_policy)}
 
 
 def offer(

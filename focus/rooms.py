@@ -1,15 +1,17 @@
 """The dialplan as the meetings see it: which rooms exist, and how to dial in.
 
-`StoreRooms` implements `focus.session.RoomDirectory` over `dialplan.store.Store`, so
-`Meetings` needs no more of the dialplan than these three questions.
+`StoreRooms` implements `focus.session.RoomDirectory` and `focus.session.RoomPolicies` over
+`dialplan.store.Store`, so `Meetings` needs no more of the dialplan than these questions.
 """
 
 from __future__ import annotations
 
 import logging
 
-from dialplan.models import Conflict
+from dialplan.models import UNSET, Conflict, NotFound, RoomRecord, Unset, verify_password
 from dialplan.store import Store
+from focus.policy import RoomPolicy
+from focus.session import PolicyUpdate
 
 __all__ = ["StoreRooms"]
 
@@ -44,3 +46,31 @@ class StoreRooms:
             if n.route == "pin"
         ]  # fmt: skip
         return {"pin": record.pin, "numbers": numbers}
+
+    def policy(self, room: str) -> RoomPolicy | None:
+        record = self.store.room(room)
+        return _policy(record) if record is not None else None
+
+    def check_password(self, room: str, password: str) -> bool:
+        record = self.store.room(room)
+        if record is None or record.password_hash is None:
+            return False
+        return verify_password(record.password_hash, password)
+
+    def set_policy(self, room: str, change: PolicyUpdate) -> RoomPolicy:
+        """NotFound for a vanished room; InvalidInput for a bad value."""
+        password: str | Unset | None = UNSET
+        if change.password is not None:
+            password = change.password or None
+        record = self.store.update_room(
+            room, lobby=change.lobby, start=change.start, guests=change.guests,
+            password=password,
+        )  # fmt: skip
+        if record is None:  # pragma: no cover - update_room raises instead
+            raise NotFound(room)
+        return _policy(record)
+
+
+def _policy(record: RoomRecord) -> RoomPolicy:
+    return RoomPolicy(start=record.start, lobby=record.lobby,
+                      has_password=record.has_password, guests=record.guests)  # fmt: skip

@@ -15,21 +15,28 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.api import EndpointAllocation, MediaSource, TransportDescription
+from focus.policy import RoomPolicy
 from focus.sdp import OWN_SLOTS, ReceiveSlots
 
 __all__ = [
+    "CLOSE_BAD_TOKEN",
+    "CLOSE_DENIED",
     "CLOSE_GOING_AWAY",
     "CLOSE_KICKED",
     "CLOSE_MEDIA_FAILED",
     "CLOSE_NORMAL",
+    "CLOSE_NOT_ALLOWED",
     "CLOSE_NO_ROOM",
+    "CLOSE_PASSWORD",
     "CLOSE_ROOM_FULL",
     "CLOSE_TRY_LATER",
     "BrowserSession",
     "Connection",
     "JoinRefused",
     "MeetingSettings",
+    "PolicyUpdate",
     "RoomDirectory",
+    "RoomPolicies",
 ]
 
 CLOSE_NORMAL = 1000
@@ -38,6 +45,10 @@ CLOSE_KICKED = 4001
 CLOSE_ROOM_FULL = 4003
 CLOSE_NO_ROOM = 4004
 CLOSE_MEDIA_FAILED = 4010
+CLOSE_BAD_TOKEN = 4011  # the join's token was refused
+CLOSE_PASSWORD = 4012  # the room needs a password, or the one given is wrong
+CLOSE_DENIED = 4013  # a moderator denied entry from the lobby
+CLOSE_NOT_ALLOWED = 4014  # the room admits no guests, or its lobby is full
 CLOSE_TRY_LATER = 4029  # too many joins, rooms or endpoints from one address
 
 
@@ -59,6 +70,37 @@ class RoomDirectory(Protocol):
         ...
 
 
+class RoomPolicies(Protocol):
+    """Each room's stored policy (focus.rooms.StoreRooms over the dialplan's store)."""
+
+    def policy(self, room: str) -> RoomPolicy | None:
+        """None when the room does not exist."""
+        ...
+
+    def check_password(self, room: str, password: str) -> bool:
+        """Whether it is the room's password (slow on purpose: call it in a thread)."""
+        ...
+
+    def set_policy(self, room: str, change: PolicyUpdate) -> RoomPolicy:
+        """Store a change (slow when it sets a password: call it in a thread)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyUpdate:
+    """A change to a room's policy; None leaves a field. `password` "" removes it."""
+
+    lobby: bool | None = None
+    start: str | None = None
+    password: str | None = None
+    guests: bool | None = None
+
+    def __repr__(self) -> str:
+        return (f"PolicyUpdate(lobby={self.lobby}, start={self.start!r}, "
+                f"password={'...' if self.password is not None else None}, "
+                f"guests={self.guests})")
+
+
 class JoinRefused(Exception):
     """The join is refused: answer `error` with `code`, then close with `close_code`."""
 
@@ -71,7 +113,9 @@ class JoinRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class MeetingSettings:
-    create_rooms: bool = True  # a join for an unknown room creates it in the dialplan
+    # Who creates a room that does not exist by joining it: "anyone", "hosts" (a token
+    # that makes its holder a moderator of that room), "nobody" (True/False: anyone/nobody).
+    create_rooms: str | bool = "anyone"
     max_participants: int = 100  # per room, phones included
     chat_history: int = 50  # messages kept per live conference, sent in `joined`
     ice_servers: tuple[Mapping[str, object], ...] = ()  # RTCIceServer dicts for the browser
@@ -81,6 +125,13 @@ class MeetingSettings:
     joins_per_minute: int = 30
     rooms_per_hour: int = 20  # rooms created by joining
     max_endpoints_per_source: int = 20
+    lobby_size: int = 100  # participants waiting in one room's lobby at most
+
+    @property
+    def who_creates(self) -> str:
+        if isinstance(self.create_rooms, bool):
+            return "anyone" if self.create_rooms else "nobody"
+        return self.create_rooms
 
 
 @dataclass(eq=False, slots=True)
@@ -102,6 +153,9 @@ class BrowserSession:
     transport: TransportDescription | None = None  # from the last answer
     sources: tuple[MediaSource, ...] = ()  # what the browser sends, per the last answer
     forced_off: bool = False  # the bridge is told to drop this endpoint's audio
+    join: object = None  # the p.Join it came in with (to wait in the lobby again)
+    host: bool = False  # joined as a host of the room
+    to_lobby: bool = False  # leaving the roster for the lobby: keep the socket open
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -10,18 +10,49 @@ import argparse
 import sys
 from pathlib import Path
 
-from dialplan.models import InvalidInput
-from dialplan.store import Store
+from dialplan.models import UNSET, InvalidInput, NotFound, Unset
+from dialplan.store import RoomDefaults, Store
 from dialplan.trunks import parse_trunk
 from switchboard.config import Config
 
 
+def _switch(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if not args.password_stdin:
+        return None
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def run_admin(config: Config, args: argparse.Namespace) -> object:
     """Carry out one admin command; returns what to print as JSON (None: nothing)."""
-    with Store(config.store.database_path, pin_length=config.dialplan.pin_length) as store:
+    m = config.meetings
+    defaults = RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
+                            start="hosts" if m.default_start == "hosts" else "anyone")
+    with Store(config.store.database_path, pin_length=config.dialplan.pin_length,
+               defaults=defaults) as store:  # fmt: skip
         if args.command == "rooms":
             if args.action == "add":
-                return store.create_room(args.name, args.pin).as_json()
+                return store.create_room(
+                    args.name, args.pin, host_pin=args.host_pin, lobby=_switch(args.lobby),
+                    password=_password(args), start=args.start, guests=_switch(args.guests),
+                ).as_json()  # fmt: skip
+            if args.action == "set":
+                host_pin: str | Unset | None = None if args.no_host_pin else \
+                    args.host_pin if args.host_pin is not None else UNSET  # fmt: skip
+                password: str | Unset | None = None if args.no_password else \
+                    _password(args) if args.password_stdin else UNSET  # fmt: skip
+                return store.update_room(
+                    args.name, host_pin=host_pin, lobby=_switch(args.lobby), password=password,
+                    start=args.start, guests=_switch(args.guests),
+                ).as_json()  # fmt: skip
+            if args.action == "show":
+                room = store.room(args.name)
+                if room is None:
+                    raise NotFound(f"room {args.name!r} not found")
+                return room.as_json()
             if args.action == "list":
                 return [r.as_json() for r in store.rooms()]
             store.delete_room(args.name)
@@ -43,7 +74,7 @@ def run_admin(config: Config, args: argparse.Namespace) -> object:
         return None
 
 
-def _password(path: str | None) -> str:
+def _trunk_password(path: str | None) -> str:
     if path is None:
         return ""
     try:
@@ -62,7 +93,7 @@ def _trunks(config: Config, store: Store, args: argparse.Namespace) -> object:
     data: dict[str, object] = {
         "name": args.name, "address": args.address, "transport": args.transport,
         "failover_address": args.failover_address, "username": args.username,
-        "password": _password(args.password_file), "register": args.register,
+        "password": _trunk_password(args.password_file), "register": args.register,
         "expires": args.expires, "numbers": args.numbers,
         "allowed_addresses": args.allowed_addresses, "auth": args.auth,
         "codecs": args.codecs, "media_encryption": args.media_encryption,

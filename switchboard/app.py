@@ -18,13 +18,16 @@ from aiohttp import web
 from bridge.service import Bridge, BridgeSettings
 from dialplan.limits import Networks
 from dialplan.routing import Router
-from dialplan.store import Store
+from dialplan.store import RoomDefaults, Store
 from dialplan.throttle import PinThrottle
 from focus import Focus
+from focus.gate import Gate
+from focus.lobby import Lobby
 from focus.meeting import Meetings
 from focus.phones import PhoneMedia
 from focus.rooms import StoreRooms
 from focus.session import MeetingSettings
+from focus.tokens import TokenSettings, TokenVerifier
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
 from switchboard.config import Config
@@ -93,8 +96,15 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = Store(config.store.database_path, pin_length=config.dialplan.pin_length)
+        m = config.meetings
+        self.store = Store(
+            config.store.database_path, pin_length=config.dialplan.pin_length,
+            defaults=RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
+                                  start="hosts" if m.default_start == "hosts" else "anyone"),
+        )  # fmt: skip
         self.focus = Focus()
+        self.tokens = TokenVerifier(token_settings(config))
+        self.lobby = Lobby()
         self.router = Router(self.store, config.dialplan.default_route)
         t = config.ivr.throttle
         self.throttle = PinThrottle(
@@ -104,9 +114,11 @@ class Server:
             max_check_wait=t.max_check_wait,
         )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
+        rooms = StoreRooms(self.store)
         self.meetings = Meetings(
-            self.focus, self.bridge, StoreRooms(self.store), _meeting_settings(config)
-        )
+            self.focus, self.bridge, rooms, _meeting_settings(config),
+            gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
+        )  # fmt: skip
         # Phone callers reach the bridge through the focus (plain endpoints); their packets
         # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
         self.phone_media = PhoneMedia(self.bridge, self.meetings)
@@ -137,6 +149,7 @@ class Server:
         counts["bridge_datagrams_received"] = bridge.get("datagrams_received", 0)
         counts["bridge_packets_sent"] = bridge.get("packets_sent", 0)
         counts.update(self.meetings.stats())
+        counts.update(self.lobby.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
         return counts
@@ -158,6 +171,7 @@ class Server:
             health=self.health, stats=self.stats, settings=web_settings,
             trunks=self.gateway.registry,
             default_country=self.config.dialplan.default_country,
+            tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
@@ -230,6 +244,18 @@ class Server:
             yield self
         finally:
             await self.stop()
+
+
+def token_settings(config: Config) -> TokenSettings:
+    """[auth] as the token verifier takes it: the public key file read now (a bad file
+    stops start-up with its name)."""
+    a = config.auth
+    public_key = Path(a.jwt_public_key).read_text() if a.jwt_public_key else ""
+    return TokenSettings(
+        secret=a.jwt_secret, public_key=public_key, jwks_url=a.jwt_jwks_url,
+        issuers=a.jwt_issuers, audience=a.jwt_audience, max_lifetime=a.jwt_max_lifetime,
+        leeway=a.jwt_leeway, jwks_refresh=a.jwt_jwks_refresh,
+    )  # fmt: skip
 
 
 def _meeting_settings(config: Config) -> MeetingSettings:

@@ -22,6 +22,21 @@ def _config_arg(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
     )  # fmt: skip
 
 
+def _policy_args(p: argparse.ArgumentParser, *, creating: bool) -> None:
+    """The room policy's options; the password is read from standard input (one line), so
+    it never shows in a process list or a shell history."""
+    p.add_argument("--host-pin", help="digits that make a phone caller a host")
+    p.add_argument("--lobby", choices=("on", "off"), help="guests knock and wait")
+    p.add_argument("--start", choices=("anyone", "hosts"),
+                   help="hosts: guests wait until a host is in")
+    p.add_argument("--guests", choices=("on", "off"), help="off: hosts and token holders only")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the room's password from standard input")
+    if not creating:
+        p.add_argument("--no-host-pin", action="store_true", help="remove the host PIN")
+        p.add_argument("--no-password", action="store_true", help="remove the password")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchboard", description="Telephony-first conferencing server"
@@ -41,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(radd, nested=True)
     radd.add_argument("name")
     radd.add_argument("--pin", help="digits; generated unpredictably when omitted")
+    _policy_args(radd, creating=True)
+    rset = rsub.add_parser("set", help="change a room's policy (lobby, start, password...)")
+    _config_arg(rset, nested=True)
+    rset.add_argument("name")
+    _policy_args(rset, creating=False)
+    rshow = rsub.add_parser("show", help="one room and its policy")
+    _config_arg(rshow, nested=True)
+    rshow.add_argument("name")
     _config_arg(rsub.add_parser("list", help="list rooms and PINs"), nested=True)
     rrm = rsub.add_parser("remove", help="delete a room")
     _config_arg(rrm, nested=True)

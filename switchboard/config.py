@@ -21,6 +21,7 @@ from web.origins import origin_of
 
 __all__ = [
     "AdminConfig",
+    "AuthConfig",
     "BridgeConfig",
     "Config",
     "ConfigError",
@@ -217,9 +218,15 @@ class BridgeConfig:
         return int(low), int(high)
 
 
+CREATE_ROOMS = ("anyone", "hosts", "nobody")
+
+
 @dataclass(frozen=True, slots=True)
 class MeetingConfig:
-    create_rooms: bool = True
+    create_rooms: str = "anyone"  # true/false of older files read as "anyone"/"nobody"
+    default_lobby: bool = False
+    default_start: str = "anyone"
+    default_guests: bool = True
     max_participants: int = 100
     chat_history: int = 50
     joins_per_minute: int = 30
@@ -243,6 +250,20 @@ class StoreConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Tokens (JWT, as Jitsi's) for the meeting page and the API (focus/tokens.py)."""
+
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_jwks_url: str = ""
+    jwt_issuers: tuple[str, ...] = ()
+    jwt_audience: str = ""
+    jwt_max_lifetime: float = 86400.0
+    jwt_leeway: float = 30.0
+    jwt_jwks_refresh: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +308,7 @@ class Config:
     meetings: MeetingConfig = field(default_factory=MeetingConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     ivr: IvrConfig = field(default_factory=IvrConfig)
     dialplan: DialplanConfig = field(default_factory=DialplanConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -308,6 +330,11 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def parse_config(data: dict[str, Any]) -> Config:
+    meetings = data.get("meetings")
+    if isinstance(meetings, dict) and isinstance(meetings.get("create_rooms"), bool):
+        # before issue 17 the key was a boolean: keep such files working
+        data = {**data, "meetings": {**meetings, "create_rooms":
+                                     "anyone" if meetings["create_rooms"] else "nobody"}}
     config = _build(Config, data, "")
     assert isinstance(config, Config)
     _validate(config)
@@ -445,6 +472,26 @@ def _validate_sip_limits(sip: SipConfig) -> None:
                           "below 1")
 
 
+def _validate_auth(auth: AuthConfig) -> None:
+    if auth.jwt_secret and len(auth.jwt_secret) < 32:
+        raise ConfigError("auth.jwt_secret: expected at least 32 characters (HS256 needs a "
+                          "secret as long as its hash)")
+    if auth.jwt_public_key and not Path(auth.jwt_public_key).is_file():
+        raise ConfigError(f"auth.jwt_public_key: {auth.jwt_public_key!r} is not a file "
+                          "(expected a PEM public key)")
+    if auth.jwt_jwks_url and not auth.jwt_jwks_url.startswith(("https://", "http://")):
+        raise ConfigError("auth.jwt_jwks_url: expected an https:// URL")
+    for i, issuer in enumerate(auth.jwt_issuers):
+        if not issuer:
+            raise ConfigError(f"auth.jwt_issuers[{i}]: expected a non-empty string")
+    if not 60 <= auth.jwt_max_lifetime <= 31 * 86400:
+        raise ConfigError("auth.jwt_max_lifetime: expected 60 to 2678400 seconds")
+    if not 0 <= auth.jwt_leeway <= 300:
+        raise ConfigError("auth.jwt_leeway: expected 0 to 300 seconds")
+    if not 10 <= auth.jwt_jwks_refresh <= 86400:
+        raise ConfigError("auth.jwt_jwks_refresh: expected 10 to 86400 seconds")
+
+
 _PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -521,6 +568,11 @@ def _validate(config: Config) -> None:
     for name in ("joins_per_minute", "rooms_per_hour", "max_endpoints_per_source"):
         if not 1 <= getattr(config.meetings, name) <= 100_000:
             raise ConfigError(f"meetings.{name}: expected 1-100000")
+    if config.meetings.create_rooms not in CREATE_ROOMS:
+        raise ConfigError("meetings.create_rooms: expected 'anyone', 'hosts' or 'nobody'")
+    if config.meetings.default_start not in ("anyone", "hosts"):
+        raise ConfigError("meetings.default_start: expected 'anyone' or 'hosts'")
+    _validate_auth(config.auth)
     if config.store.url and not config.store.url.startswith("sqlite:"):
         raise ConfigError(
             "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"

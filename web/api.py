@@ -3,10 +3,17 @@
 POST bodies are JSON objects; a body that is not JSON, not an object, has an unknown field
 (named in the error) or a field of the wrong type is a 400. Store errors map to HTTP as
 InvalidInput -> 400, NotFound -> 404, Conflict (duplicates, a room still routed to) -> 409.
+
+A room's JSON: {"name", "pin", "host_pin" (or null), "lobby", "has_password", "start"
+("anyone" | "hosts"), "guests"}; the password is only ever written ("password" in POST and
+PATCH; PATCH "password": null removes it), never returned. The lobby: GET
+/api/rooms/{name}/lobby lists who waits ([{"id", "kind", "name"}]); POST
+/api/rooms/{name}/lobby/{id} with {"action": "admit" | "deny"} decides for one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Collection, Mapping
@@ -14,7 +21,16 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from dialplan.models import Conflict, DialplanError, NotFound, NumberRecord, RoomRecord
+from dialplan.models import (
+    UNSET,
+    Conflict,
+    DialplanError,
+    NotFound,
+    NumberRecord,
+    RoomRecord,
+    Unset,
+)
+from focus.conference import UnknownParticipant
 from web.app import CONTEXT, json_error
 
 __all__ = ["add_api_routes", "number_json", "room_json"]
@@ -80,20 +96,94 @@ async def list_rooms(request: web.Request) -> web.Response:
     return web.json_response([room_json(r) for r in store.rooms()])
 
 
+_POLICY_FIELDS = ("host_pin", "lobby", "password", "start", "guests")
+
+
 async def create_room(request: web.Request) -> web.Response:
     store = request.app[CONTEXT].store
     try:
-        data = await _read_object(request, ("name", "pin"))
+        data = await _read_object(request, ("name", "pin", *_POLICY_FIELDS))
         name = _field(data, "name", str, required=True)
         pin = _field(data, "pin", str)
+        host_pin = _field(data, "host_pin", str)
+        lobby = _field(data, "lobby", bool)
+        password = _field(data, "password", str)
+        start = _field(data, "start", str)
+        guests = _field(data, "guests", bool)
     except BadRequest as exc:
         return json_error(400, str(exc))
     assert name is not None
     try:
-        room = store.create_room(name, pin)
+        # scrypt takes tens of milliseconds: off the event loop when a password is set
+        room = await asyncio.to_thread(
+            store.create_room, name, pin, host_pin=host_pin, lobby=lobby, password=password,
+            start=start, guests=guests,
+        )  # fmt: skip
     except DialplanError as exc:
         return _store_error(exc)
     return web.json_response(room_json(room), status=201)
+
+
+async def update_room(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    try:
+        data = await _read_object(request, _POLICY_FIELDS)
+        host_pin: str | Unset | None = _field(data, "host_pin", str) \
+            if "host_pin" in data else UNSET  # fmt: skip
+        password: str | Unset | None = _field(data, "password", str) \
+            if "password" in data else UNSET  # fmt: skip
+        lobby = _field(data, "lobby", bool)
+        start = _field(data, "start", str)
+        guests = _field(data, "guests", bool)
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    try:
+        room = await asyncio.to_thread(
+            context.store.update_room, request.match_info["name"], host_pin=host_pin,
+            lobby=lobby, password=password, start=start, guests=guests,
+        )  # fmt: skip
+    except DialplanError as exc:
+        return _store_error(exc)
+    if context.policy_changed is not None:
+        try:
+            context.policy_changed(room.name)
+        except Exception:
+            log.exception("room %s: telling the conference of its new policy failed", room.name)
+    return web.json_response(room_json(room))
+
+
+async def lobby_list(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    room = context.store.room(request.match_info["name"])
+    if room is None:
+        return json_error(404, f"room {request.match_info['name']!r} not found")
+    waiting = context.lobby.waiting(room.name) if context.lobby is not None else []
+    return web.json_response([e.as_json() for e in waiting])
+
+
+async def lobby_decide(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    room = context.store.room(request.match_info["name"])
+    if room is None:
+        return json_error(404, f"room {request.match_info['name']!r} not found")
+    try:
+        data = await _read_object(request, ("action",))
+        action = _field(data, "action", str, required=True)
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    if action not in ("admit", "deny"):
+        return json_error(400, 'action: expected "admit" or "deny"')
+    pid = request.match_info["id"]
+    if context.lobby is None:
+        return json_error(404, f"nobody waits as {pid!r}")
+    try:
+        if action == "admit":
+            entry = context.lobby.admit(room.name, pid, "api")
+        else:
+            entry = context.lobby.deny(room.name, pid, "api")
+    except UnknownParticipant:
+        return json_error(404, f"nobody waits as {pid!r} in room {room.name!r}")
+    return web.json_response({**entry.as_json(), "action": action})
 
 
 async def get_room(request: web.Request) -> web.Response:
@@ -217,6 +307,9 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/rooms", create_room)
     app.router.add_get("/api/rooms/{name}", get_room)
+    app.router.add_patch("/api/rooms/{name}", update_room)
+    app.router.add_get("/api/rooms/{name}/lobby", lobby_list)
+    app.router.add_post("/api/rooms/{name}/lobby/{id}", lobby_decide)
     app.router.add_delete("/api/rooms/{name}", delete_room)
     app.router.add_get("/api/rooms/{name}/participants", participants)
     app.router.add_get("/api/numbers", list_numbers)

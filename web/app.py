@@ -10,6 +10,14 @@ Rules for everything under /api/:
 - Every path needs `Authorization: Bearer <admin token>` (compared in constant time) except
   GET of /api/health, /api/conference-mapper and /api/phone-numbers. An unknown /api/ path
   without the token is a 401, so the list of endpoints is not revealed.
+- One room's own paths (GET and PATCH /api/rooms/{name}, GET /api/rooms/{name}/lobby, POST
+  /api/rooms/{name}/lobby/{id}) also take a token (JWT, focus/tokens.py) that makes its
+  holder a moderator of that room: a refused token is a 401, a valid one without the
+  moderator claim (or for another room) a 403; the log line names the reason, never the
+  token.
+- No access log is written (the composition root passes `access_log=None`): a page's
+  `?jwt=` must never reach a log. Should one be turned on, `MaskingAccessLogger` writes the
+  path with `jwt=` and `password=` values masked.
 - Bodies above `client_max_size` (64 KiB) are refused with 413.
 
 What an anonymous client can reach is limited (docs/security.md, "HTTP, WebSocket and the
@@ -30,17 +38,21 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from dialplan.limits import Networks, RateLimiter
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
 from dialplan.trunks import TrunkRecord
+from focus.lobby import Lobby
+from focus.tokens import TokenRefused, TokenVerifier
 from web.headers import add_security_headers, forwarded_middleware
 from web.origins import origin_of
 
@@ -52,6 +64,7 @@ __all__ = [
     "ApiContext",
     "FocusView",
     "HealthSource",
+    "MaskingAccessLogger",
     "ParticipantView",
     "StatsSource",
     "TrunkControl",
@@ -178,6 +191,9 @@ class ApiContext:
     mapper_log_limit: RateLimiter  # one "refused" log line per address a minute
     trunks: TrunkControl | None = None  # registrations (the gateway), for /api/trunks
     default_country: str = ""  # dialplan.default_country, for trunks' numbers
+    tokens: TokenVerifier | None = None  # room moderators' tokens on the room's own paths
+    lobby: Lobby | None = None  # who waits to get into each room
+    policy_changed: Callable[[str], None] | None = None  # a room's policy changed (PATCH)
 
 
 CONTEXT = web.AppKey("switchboard_api", ApiContext)
@@ -227,16 +243,67 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(500, "internal error")
 
 
+# A room's own paths, where a moderator's token for that room is as good as the admin token.
+_ROOM_PATHS = (
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})"), ("GET", "HEAD", "PATCH")),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby"), ("GET", "HEAD")),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby/[^/]{1,64}"), ("POST",)),
+)
+
+
+def _room_scope(request: web.Request) -> str | None:
+    path = request.rel_url.path
+    for pattern, methods in _ROOM_PATHS:
+        m = pattern.fullmatch(path)
+        if m is not None and request.method in methods:
+            return m.group(1).lower()
+    return None
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not _is_api(request) or _is_public(request):
         return await handler(request)
     token = _bearer(request)
-    expected = request.app[CONTEXT].admin_token
-    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        log.info("%s %s: refused, no valid admin token", request.method, request.rel_url.path)
-        return json_error(401, "admin token required", {"WWW-Authenticate": "Bearer"})
-    return await handler(request)
+    context = request.app[CONTEXT]
+    expected = context.admin_token
+    path = request.rel_url.path
+    if token is not None and hmac.compare_digest(token.encode(), expected.encode()):
+        return await handler(request)
+    room = _room_scope(request)
+    if token is not None and room is not None and context.tokens is not None and \
+            context.tokens.configured:  # fmt: skip
+        try:
+            identity = await context.tokens.verify_async(token, room)
+        except TokenRefused as exc:
+            log.info("%s %s: refused, token not accepted (%s)", request.method, path,
+                     exc.reason)  # fmt: skip
+            return json_error(401, f"token refused: {exc.message}",
+                              {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if not identity.moderator:
+            log.info("%s %s: refused, the token is not a moderator's", request.method, path)
+            return json_error(403, "a moderator's token for this room is required")
+        return await handler(request)
+    log.info("%s %s: refused, no valid admin token", request.method, path)
+    return json_error(401, "admin token required", {"WWW-Authenticate": "Bearer"})
+
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&;])(?:jwt|token|password)=)[^&;#]*", re.IGNORECASE)
+
+
+def mask_secrets(target: str) -> str:
+    """A request target with the values of jwt=, token= and password= masked."""
+    return _SECRET_QUERY.sub(r"\1***", target)
+
+
+class MaskingAccessLogger(AbstractAccessLogger):
+    """An access log line per request: address, method, path with secrets masked, status.
+    Not used by default (no access log at all); for operators who want one."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %d %.3f", request.remote, request.method,
+                         mask_secrets(request.rel_url.raw_path_qs), response.status,
+                         time)  # fmt: skip
 
 
 async def _cors(request: web.Request, response: web.StreamResponse) -> None:
@@ -264,6 +331,9 @@ def create_app(
     settings: WebSettings | None = None,
     trunks: TrunkControl | None = None,
     default_country: str = "",
+    tokens: TokenVerifier | None = None,
+    lobby: Lobby | None = None,
+    policy_changed: Callable[[str], None] | None = None,
 ) -> web.Application:
     """The application. `health()` gives {component: healthy}; `stats()` live counts, merged
     with the focus's and the store's. `lookup_throttle` limits wrong-PIN lookups on the public
@@ -289,6 +359,7 @@ def create_app(
         settings=settings, mapper_limit=RateLimiter(per_minute / 60.0, per_minute),
         mapper_log_limit=RateLimiter(1 / 60.0, 1, max_keys=1000),
         trunks=trunks, default_country=default_country,
+        tokens=tokens, lobby=lobby, policy_changed=policy_changed,
     )  # fmt: skip
     app.on_response_prepare.append(_cors)
     add_api_routes(app)

@@ -13,7 +13,7 @@ the meeting logic, this module only guards the socket:
 - a token bucket per connection (50 messages/s, bursts of 100): over it, an `error`
   `rate-limited` (at most one a second) and the message is dropped; still flooding after
   5 s, or 1,000 dropped messages: close 4008; messages that reach the whole room (chat,
-  hand, name, media, moderate) have their own bucket (5/s, bursts of 20);
+  hand, name, media, moderate, lobby, policy) have their own bucket (5/s, bursts of 20);
 - `error` for what does not parse or is refused; 10 errors in a row: close 4002;
 - before `join` only `join` and `ping`; no `join` within 30 s: close 1008;
 - heartbeat pings every 20 s: a peer that stops answering is closed and leaves the room;
@@ -58,7 +58,8 @@ CLOSE_POLICY = 1008
 CLOSE_BAD_MESSAGES = 4002
 CLOSE_FLOOD = 4008
 # Messages that make the server write to everyone in the room.
-ROOM_MESSAGES = (p.Chat, p.Hand, p.SetName, p.Media, p.Moderate)
+ROOM_MESSAGES = (p.Chat, p.Hand, p.SetName, p.Media, p.Moderate, p.LobbyAction,
+                 p.PolicyChange)
 
 
 @dataclass(frozen=True, slots=True)

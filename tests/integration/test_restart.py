@@ -90,8 +90,12 @@ def call_and_check_room(server: Any, workdir: Path, name: str, scenario: Path, s
 def test_restart_keeps_rooms_pins_and_numbers(switchboard_server: Any,
                                               tmp_workdir: Path) -> None:
     first = switchboard_server()
-    assert api_ok(first, "POST", "/api/rooms", {"name": "standup", "pin": "48213077"},
-                  201) == {"name": "standup", "pin": "48213077"}
+    created = api_ok(first, "POST", "/api/rooms", {"name": "standup", "pin": "48213077"}, 201)
+    assert {k: created[k] for k in ("name", "pin")} == {"name": "standup", "pin": "48213077"}
+    # a room policy (issue 17) is kept across the restart too
+    policy = api_ok(first, "POST", "/api/rooms", {
+        "name": "policyroom", "pin": "61829304", "host_pin": "59372014", "lobby": True,
+        "start": "hosts", "password": "sesame42", "guests": False}, 201)  # fmt: skip
     retro = api_ok(first, "POST", "/api/rooms", {"name": "retro"}, 201)
     assert retro["name"] == "retro" and retro["pin"].isdigit(), retro
     api_ok(first, "POST", "/api/numbers", {"number": PIN_NUMBER, "route": "pin"}, 201)
@@ -104,7 +108,7 @@ def test_restart_keeps_rooms_pins_and_numbers(switchboard_server: Any,
     cliroom = json.loads(out.stdout)
     assert cliroom["name"] == "cliroom" and cliroom["pin"].isdigit(), cliroom
     expected_rooms = {"standup": "48213077", "retro": retro["pin"],
-                      "cliroom": cliroom["pin"]}
+                      "cliroom": cliroom["pin"], "policyroom": "61829304"}
     assert rooms_by_name(first) == expected_rooms, "the running server sees the CLI's room"
     numbers_before = numbers_by_number(first)
     assert set(numbers_before) == {PIN_NUMBER, ROOM_NUMBER}, numbers_before
@@ -118,6 +122,8 @@ def test_restart_keeps_rooms_pins_and_numbers(switchboard_server: Any,
     second = switchboard_server({"store": {"path": str(first.data_dir)}})
     assert second.data_dir != first.data_dir  # the fixture made a new one; it is unused
     assert rooms_by_name(second) == expected_rooms
+    assert api_ok(second, "GET", "/api/rooms/policyroom") == policy
+    assert policy["has_password"] is True and "password" not in policy
     assert numbers_by_number(second) == numbers_before
     assert numbers_before[ROOM_NUMBER]["route"] == "room"
     assert numbers_before[ROOM_NUMBER]["room"] == "standup"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dialplan.models import Conflict, InvalidInput, NotFound
-from dialplan.store import Store
+from dialplan.store import SCHEMA_VERSION, Store
 from dialplan.trunks import parse_trunk, to_e164
 
 BASE = {"name": "carrier", "address": "192.0.2.1:5070", "transport": "udp",
@@ -100,7 +100,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.room("standup") is not None
         store.add_trunk(parse_trunk(BASE))
         assert store.trunk("carrier") is not None

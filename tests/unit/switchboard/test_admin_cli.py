@@ -27,7 +27,10 @@ def test_rooms_and_numbers_survive_a_reopen(
     assert run(capsys, config, "rooms", "add", "retro", "--pin", "4321987")[1] == {
         "name": "retro",
         "pin": "4321987",
-    }
+        # the policy (issue 17), today's behaviour by default
+        "host_pin": None, "lobby": False, "has_password": False, "start": "anyone",
+        "guests": True,
+    }  # fmt: skip
     code, number = run(capsys, config, "numbers", "add", "+1 555 0101", "--route", "room",
                        "--room", "standup")  # fmt: skip
     assert code == 0 and isinstance(number, dict) and number["number"] == "+15550101"

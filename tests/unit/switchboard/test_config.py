@@ -81,6 +81,14 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"meetings": {"joins_per_minute": 0}}, "meetings.joins_per_minute"),
         ({"meetings": {"max_endpoints_per_source": -1}}, "meetings.max_endpoints_per_source"),
         ({"meetings": {"mapper_by_name": "no"}}, "meetings.mapper_by_name: expected boolean"),
+        ({"meetings": {"create_rooms": "some"}}, "meetings.create_rooms: expected 'anyone'"),
+        ({"meetings": {"default_start": "all"}}, "meetings.default_start"),
+        ({"auth": {"jwt_secret": "short"}}, "auth.jwt_secret: expected at least 32"),
+        ({"auth": {"jwt_public_key": "/nonexistent.pem"}}, "auth.jwt_public_key"),
+        ({"auth": {"jwt_jwks_url": "ftp://x"}}, "auth.jwt_jwks_url"),
+        ({"auth": {"jwt_issuers": "one"}}, "auth.jwt_issuers: expected a list"),
+        ({"auth": {"jwt_leeway": 3600}}, "auth.jwt_leeway"),
+        ({"auth": {"jwt_max_lifetime": 1}}, "auth.jwt_max_lifetime"),
         ({"media": {"address": "not-an-ip"}}, "media.address: expected an IP address"),
         ({"media": {"rtp_ports": "3000"}}, "media.rtp_ports: expected 'LOW-HIGH'"),
         ({"media": {"rtp_ports": "30000-20000"}}, "media.rtp_ports"),
@@ -155,3 +163,10 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         main(["check-config", str(bad)])
     assert info.value.code == 2
     assert "http.listen: expected string" in capsys.readouterr().err
+
+
+def test_create_rooms_of_older_files_still_reads() -> None:
+    """Before issue 17 meetings.create_rooms was a boolean."""
+    assert parse_config({"meetings": {"create_rooms": True}}).meetings.create_rooms == "anyone"
+    assert parse_config({"meetings": {"create_rooms": False}}).meetings.create_rooms == "nobody"
+    assert parse_config({"meetings": {"create_rooms": "hosts"}}).meetings.create_rooms == "hosts"

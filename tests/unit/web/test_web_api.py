@@ -144,13 +144,16 @@ async def test_create_room_with_generated_pin(client: Client, store: Store) -> N
 
 async def test_create_room_with_pin_and_list(client: Client) -> None:
     resp = await client.post("/api/rooms", json={"name": "b", "pin": "48213077"}, headers=AUTH)
-    assert (resp.status, await body(resp)) == (201, {"name": "b", "pin": "48213077"})
+    # the room's JSON carries its policy too (issue 17): today's behaviour by default
+    policy = {"host_pin": None, "lobby": False, "has_password": False, "start": "anyone",
+              "guests": True}  # fmt: skip
+    assert (resp.status, await body(resp)) == (201, {"name": "b", "pin": "48213077", **policy})
     await client.post("/api/rooms", json={"name": "a", "pin": "51234987"}, headers=AUTH)
     resp = await client.get("/api/rooms", headers=AUTH)
-    assert (await body(resp)) == [{"name": "a", "pin": "51234987"},
-                                  {"name": "b", "pin": "48213077"}]  # fmt: skip
+    assert (await body(resp)) == [{"name": "a", "pin": "51234987", **policy},
+                                  {"name": "b", "pin": "48213077", **policy}]  # fmt: skip
     resp = await client.get("/api/rooms/B", headers=AUTH)
-    assert (await body(resp)) == {"name": "b", "pin": "48213077"}
+    assert (await body(resp)) == {"name": "b", "pin": "48213077", **policy}
 
 
 @pytest.mark.parametrize(

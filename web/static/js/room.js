@@ -19,6 +19,8 @@ import { Stage, SPEAKING_LEVEL } from './ui/tiles.js';
 import { renderToolbar } from './ui/toolbar.js';
 import { toast } from './ui/toasts.js';
 import { showEnded, endReason } from './ui/ended.js';
+import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls } from './ui/lobby.js';
+import { CLOSE } from './lib/signaling.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -28,8 +30,11 @@ const RETRY_DELAYS_S = [2, 5, 10];
 const PANEL_TITLES = { chat: 'Chat', people: 'Participants', info: 'Meeting details' };
 
 class Meeting {
-  constructor(room) {
+  constructor(room, token = null) {
     this.room = room;
+    this.token = token; // from ?jwt=, sent only in `join` over the WebSocket
+    this.password = null;
+    this.joinErrorCode = null;
     this.local = new LocalMedia();
     this.name = '';
     this.camWanted = false;
@@ -58,6 +63,10 @@ class Meeting {
     this.chat = new Chat({ log: $('#chat-log'), form: $('#chat-form'), input: $('#chat-input'), onSend: (text) => this.sendChat(text) });
     this.qualityView = new QualityView({ button: $('#quality-button'), label: $('#quality-label'), pop: $('#quality-pop') });
     this.local.addEventListener('change', () => this.onLocalChange());
+    const send = (type, fields) => this.sig && this.sig.send(type, fields);
+    this.knocking = new KnockingList(send);
+    this.policyControls = new PolicyControls(send);
+    $('#lobby-leave').onclick = () => this.leave();
     wireControls(this);
   }
 
@@ -69,6 +78,8 @@ class Meeting {
     $('#prejoin').hidden = view !== 'prejoin';
     $('#meeting').hidden = view !== 'meeting';
     $('#ended').hidden = view !== 'ended';
+    $('#lobby-wait').hidden = view !== 'lobby';
+    $('#password-ask').hidden = view !== 'password';
   }
 
   get self() {
@@ -96,6 +107,7 @@ class Meeting {
     this.leaving = false;
     this.kickedBy = null;
     this.joinError = null;
+    this.joinErrorCode = null;
     this.participants = new Map();
     this.selfId = null;
     this.setDominant(null);
@@ -115,6 +127,7 @@ class Meeting {
     sig.send('join', {
       version: PROTOCOL_VERSION, room: this.room, name: this.name,
       audio: Boolean(this.local.mic) && !this.local.muted, video: Boolean(this.local.cam),
+      ...(this.token ? { token: this.token } : {}), ...(this.password ? { password: this.password } : {}),
     });
     this.joinTimer = window.setTimeout(() => {
       if (!this.selfId && this.sig === sig) {
@@ -137,6 +150,9 @@ class Meeting {
       kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
       quality: (m) => this.qualityView.update({ server: m }),
       error: (m) => this.onError(m),
+      lobby: (m) => m.state === 'waiting' && enterLobby(this, m.waiting_for), // denied: 4013 follows
+      'lobby-list': (m) => this.knocking.update(m, this.isModerator),
+      policy: (m) => this.policyControls.update(m.policy, this.isModerator),
       pong: () => {},
     };
   }
@@ -144,6 +160,8 @@ class Meeting {
   onJoined(msg) {
     window.clearTimeout(this.joinTimer);
     if (!msg.self || typeof msg.self.id !== 'string') return;
+    this.show('meeting'); // from the waiting screen too
+    if (this.media) this.media.close(); // admitted again after being sent back
     this.selfId = msg.self.id;
     this.participants = new Map();
     for (const p of [...(Array.isArray(msg.participants) ? msg.participants : []), msg.self]) {
@@ -165,6 +183,8 @@ class Meeting {
     for (const c of Array.isArray(msg.chat) ? msg.chat : []) this.chat.add(c, this.selfId);
     this.unread = 0;
 
+    this.policyControls.update(msg.policy, this.isModerator);
+    this.knocking.render(this.isModerator);
     this.media = new MediaSession({
       iceServers: msg.ice_servers, local: this.local, send: (type, fields) => this.sig.send(type, fields),
     });
@@ -208,7 +228,7 @@ class Meeting {
   }
 
   leave() {
-    if (this.view !== 'meeting') return;
+    if (this.view !== 'meeting' && this.view !== 'lobby') return;
     this.leaving = true;
     if (this.sig) this.sig.send('leave');
     this.teardown();
@@ -223,6 +243,10 @@ class Meeting {
 
   end({ code, message = '' }) {
     if (this.view === 'ended') return;
+    if (code === CLOSE.PASSWORD) {
+      passwordThenRejoin(this, this.joinErrorCode === 'wrong-password');
+      return;
+    }
     const reason = endReason(code, this.kickedBy, message);
     this.teardown();
     this.show('ended');
@@ -274,6 +298,8 @@ class Meeting {
     }
     if (before && p.id === this.selfId && p.role === 'moderator' && before.role !== 'moderator') {
       toast('You are now a moderator', { icon: 'star' });
+      this.knocking.render(true);
+      this.policyControls.update(null, true);
     }
     this.render();
   }
@@ -315,6 +341,7 @@ class Meeting {
       // The close code that follows says why; the message is the fallback.
       const sig = this.sig;
       this.joinError = msg.message;
+      this.joinErrorCode = msg.code;
       window.setTimeout(() => {
         if (this.sig === sig && !this.selfId && this.view === 'meeting') {
           sig.close();
@@ -567,7 +594,7 @@ function main() {
     window.location.replace('/');
     return;
   }
-  const meeting = new Meeting(room.toLowerCase());
+  const meeting = new Meeting(room.toLowerCase(), takeToken());
   // A handle for debugging and the browser tests: the meeting and its RTCPeerConnection.
   window.switchboard = {
     meeting,

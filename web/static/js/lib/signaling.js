@@ -22,6 +22,10 @@ export const CLOSE = Object.freeze({
   FLOOD: 4008,
   ELSEWHERE: 4009,
   MEDIA_FAILED: 4010,
+  BAD_TOKEN: 4011,
+  PASSWORD: 4012,
+  DENIED: 4013,
+  NOT_ALLOWED: 4014,
 });
 
 /** ws(s)://this-host/ws */

@@ -20,6 +20,15 @@ export function endReason(code, kickedBy = null, message = '') {
     case CLOSE.ELSEWHERE:
       return { kind: 'elsewhere', icon: 'info', title: 'You joined from somewhere else',
         text: 'This meeting is open in another tab or on another device.', retry: false };
+    case CLOSE.BAD_TOKEN:
+      return { kind: 'bad-token', icon: 'warning', title: 'Your meeting link is not valid',
+        text: message || 'The token in the link was refused. Ask for a new link.', retry: false };
+    case CLOSE.DENIED:
+      return { kind: 'denied', icon: 'remove', title: 'You were not let in',
+        text: 'A moderator declined your request to join.', retry: false };
+    case CLOSE.NOT_ALLOWED:
+      return { kind: 'not-allowed', icon: 'warning', title: 'You cannot join this meeting',
+        text: message || 'This meeting is for invited participants only.', retry: false };
     case CLOSE.MEDIA_FAILED:
       return { kind: 'media', icon: 'warning', title: 'Audio and video could not connect',
         text: 'A firewall may be blocking the media. Trying again often helps.', retry: true };
