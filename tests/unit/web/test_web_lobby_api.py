@@ -135,15 +135,19 @@ async def test_the_lobby_list_and_decisions(client: Client, store: Store, lobby:
 
 
 @pytest.mark.parametrize(
-    ("headers", "status"),
-    [(bearer(moderator=False), 403),  # a member is no moderator
-     (bearer(room="other"), 401),  # a token for another room
-     (bearer(exp=time.time() - 3600), 401),
-     ({"Authorization": "Bearer not.a.token"}, 401), ({}, 401)],
+    ("make_headers", "status"),
+    # made when the test runs, not when it is collected: in the whole suite a token made at
+    # collection had expired (10 min) before this test ran
+    [(lambda: bearer(moderator=False), 403),  # a member is no moderator
+     (lambda: bearer(room="other"), 401),  # a token for another room
+     (lambda: bearer(exp=time.time() - 3600), 401),
+     (lambda: {"Authorization": "Bearer not.a.token"}, 401), (dict, 401)],
 )  # fmt: skip
 async def test_tokens_that_may_not_decide(client: Client, store: Store, lobby: Lobby,
-                                          headers: dict[str, str], status: int,
+                                          make_headers: Callable[[], dict[str, str]],
+                                          status: int,
                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    headers = make_headers()
     store.create_room("standup")
     lobby.wait("standup", "b1-aaaaaa", "browser", "Ada", "moderator", 1.0)
     caplog.set_level(logging.DEBUG)
