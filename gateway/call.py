@@ -64,6 +64,9 @@ class PhoneLeg:
     def send_payload(self, payload: bytes) -> None:
         self.session.send_payload(payload)
 
+    def skip_frames(self, count: int) -> None:
+        self.session.skip_frames(count)
+
 
 @dataclass(eq=False)
 class PhoneCall:

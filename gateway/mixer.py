@@ -275,6 +275,24 @@ class ConferenceMixer:
                 self._play_solo(now)
         return False
 
+    def skip(self, count: int, now: float) -> None:
+        """``count`` ticks were skipped (the loop woke too late for them): every contributor
+        gives up that many frames (its input keeps its latency) and every listener that can
+        (``skip_frames``) moves its stream's clock on by as much (a gap, not a delay)."""
+        if count <= 0:
+            return
+        for member in tuple(self._members.values()):
+            if member.source is not None:
+                rate = member.in_rate or (member.room.rate if member.room else SAMPLE_RATE)
+                for _ in range(count):
+                    self._pull(member, now, rate)
+            skip = getattr(member.listener, "skip_frames", None)
+            if skip is not None:
+                try:
+                    skip(count)
+                except Exception:
+                    self._failed(member, "skip_frames")
+
     def run_taps(self, count: int) -> bool:
         """Run up to ``count`` of the voice taps queued by mixing (0: all), in mixing
         order; True while some are left."""

@@ -452,6 +452,14 @@ class RtpSession:
         self.counters.tx_packets += 1
         self._stats.on_rtp_sent(ts, len(payload), self._now())
 
+    def skip_frames(self, count: int) -> None:
+        """``count`` frames' time went by without a frame sent (the media clock skipped
+        ticks): the RTP timestamp moves on by as much, so the phone hears a gap where the
+        time went, not a stream that has fallen behind the clock for good."""
+        if count > 0:
+            self._ts = (self._ts + count * self._step) & 0xFFFFFFFF
+            self._marker_next = True
+
     def send_dtmf(self, digit: str, duration_ms: int | None = None) -> bool:
         """Queue one digit as RFC 4733 events; False if the remote did not offer
         telephone-event (send SIP INFO instead). ``ValueError`` for a non-digit."""

@@ -143,6 +143,7 @@ class Gateway(CallMedia):
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
         self._clock: MediaClock | None = None
+        self._skipped_seen = 0  # the clock's skipped ticks the mixer has been told of
         self._ports = PortAllocator(*settings.rtp_ports)
         self._media_trusted = Networks(settings.trusted_peers)
         self._media_hosts = MediaAddressResolver(":" in settings.media_address)
@@ -174,6 +175,7 @@ class Gateway(CallMedia):
         await transport.start()
         self._transport = transport
         self._clock = MediaClock(self._loop, callback=self._tick)
+        self._skipped_seen = 0
         self._clock.start()
         self.registry.start(self.store.trunks())
         log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
@@ -532,6 +534,10 @@ class Gateway(CallMedia):
         TAP_SLICE with the loop's I/O in between; the clock finishes any left before the
         next tick."""
         mixer = self.mixer
+        skipped = self._clock.skipped_ticks if self._clock is not None else 0
+        if skipped != self._skipped_seen:  # the loop woke too late for some ticks
+            mixer.skip(skipped - self._skipped_seen, now)
+            self._skipped_seen = skipped
         if mixer.tick_pending or mixer.taps_pending:  # (not normally: the clock finishes ticks)
             mixer.run_slice(0)
             self.send_batch.flush()

@@ -596,6 +596,21 @@ def test_run_taps_in_slices_and_begin_tick_runs_the_ones_left() -> None:
     assert [i for i, _ in seen][5:] == [0, 2, 3, 4]  # l1's tap was unset: skipped
 
 
+def test_skipped_ticks_drain_the_sources_and_move_the_listeners_clocks_on() -> None:
+    mixer = ConferenceMixer(WideEncoders())
+    a = RatedLeg("a", frames=[tone(100), tone(200), tone(300), tone(400)])
+    b = RatedLeg("b", frames=[tone(500)] * 4)
+    skipped: list[int] = []
+    b.skip_frames = skipped.append  # type: ignore[attr-defined]  # a's listener cannot
+    room_of(mixer, "r", a, b)
+    mixer.skip(2, 0.04)
+    assert a.pulls == [0.04, 0.04] and b.pulls == [0.04, 0.04] and skipped == [2]
+    mixer.tick(0.06)
+    assert b.heard()[0] == 300  # a's third frame: the two skipped were dropped
+    mixer.skip(0, 0.08)
+    assert skipped == [2]
+
+
 @dataclass
 class OwnEncoderLeg(RatedLeg):
     """A leg that brings its own encoders (as PhoneLeg does from the phone's SDP)."""

@@ -274,3 +274,27 @@ async def test_rtp_session_queues_its_packets_in_the_batch() -> None:
         rx.close()
     session.send_payload(bytes(160))  # closed: nothing queued
     assert len(batch) == 0
+
+
+async def test_skipped_frames_move_the_rtp_clock_on_not_the_sequence() -> None:
+    """The media clock skipped two ticks: the next packet's timestamp is three frames on
+    (a gap the phone conceals), its sequence number one on (nothing was lost), marked."""
+    batch = SendBatch(send=lambda items: (len(items), 0, 0))
+    session = RtpSession("call-skip", PortAllocator(42000, 42999), "127.0.0.1",
+                         sip_host="127.0.0.1")
+    session.batch = batch
+    await session.open()
+    try:
+        session.set_remote("127.0.0.1", 9, codec_by_name("PCMU"), 101)
+        session.send_payload(bytes(160))
+        session.send_payload(bytes(160))
+        session.skip_frames(2)
+        session.send_payload(bytes(160))
+        packets = [RtpPacket.parse(data) for _, data, _ in batch._pending]
+        ts = [p.timestamp for p in packets]
+        seq = [p.sequence_number for p in packets]
+        assert ts[1] - ts[0] == 160 and (ts[2] - ts[1]) & 0xFFFFFFFF == 3 * 160
+        assert seq[2] == (seq[1] + 1) & 0xFFFF
+        assert [p.marker for p in packets] == [True, False, True]
+    finally:
+        session.close()
