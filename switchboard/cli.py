@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", metavar="FILE")
 
+    server = sub.add_parser("server-config",
+                            help="print the configuration of a server on the internet")
+    server.add_argument("--domain", required=True, help="its DNS name (HTTPS certificate)")
+    server.add_argument("--email", default="", help="contact for the ACME account")
+    server.add_argument("--public-ip", default="",
+                        help="the address phones and browsers reach (1:1 NAT); default: "
+                             "the address media binds to")
+    server.add_argument("--bind-ip", default="",
+                        help="the interface media binds to; default: the host's route "
+                             "address towards the internet")
+    server.add_argument("--data-dir", default="/var/lib/switchboard")
+
     rooms = sub.add_parser("rooms", help="manage rooms and their PINs")
     _config_arg(rooms)
     rsub = rooms.add_subparsers(dest="action", required=True)
@@ -132,6 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         _load(args.file)
         sys.stdout.write(f"{args.file}: ok\n")
+        return 0
+    if args.command == "server-config":
+        from switchboard.server_config import ServerConfigError, render
+
+        try:
+            sys.stdout.write(render(args.domain, email=args.email, public_ip=args.public_ip,
+                                    bind_ip=args.bind_ip, data_dir=args.data_dir))
+        except (ServerConfigError, OSError) as exc:
+            sys.stderr.write(f"switchboard: {exc}\n")
+            return 2
         return 0
     config = _load(args.config)
     logging.basicConfig(
