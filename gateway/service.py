@@ -53,6 +53,7 @@ from gateway.sip.sdp import (
 )
 from gateway.sip.timers import TimerSettings
 from gateway.sip.useragent import UaSettings, UserAgent
+from gateway.sip_tls import client_context, server_context
 from gateway.sip_transport import SipTransport
 from gateway.trunk_auth import Challenge, InboundTrunks, Refuse
 from gateway.trunk_registry import TrunkRegistry
@@ -171,6 +172,9 @@ class Gateway(CallMedia):
             max_connections=self.settings.max_tcp_connections,
             max_connections_per_source=self.settings.max_tcp_connections_per_source,
             admit_host=lambda host, now: not self.shedder.blocked(host, now),
+            tls_server=server_context(self.settings.sip_tls_cert, self.settings.sip_tls_key)
+            if self.settings.sip_tls_cert and self.settings.sip_tls_key else None,
+            tls_client=client_context(self.settings.sip_tls_ca),
         )
         await transport.start()
         self._transport = transport

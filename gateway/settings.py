@@ -47,12 +47,19 @@ class GatewaySettings:
     digest_realm: str = "switchboard"
     nonce_lifetime: float = 300.0
     default_country: str = ""
+    #: SIP over TLS: the certificate and key of tls: listen addresses, the CAs for peers
+    sip_tls_cert: str = ""
+    sip_tls_key: str = ""
+    sip_tls_ca: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
         ivr = config.ivr
         return cls(
             sip_listen=tuple((a.transport, a.host, a.port) for a in config.sip.listen_addresses),
+            sip_tls_cert=config.sip.tls_cert,
+            sip_tls_key=config.sip.tls_key,
+            sip_tls_ca=config.sip.tls_ca,
             sip_announce=config.sip.announce or config.media.announce_address,
             user_agent=config.sip.user_agent,
             session_expires=config.sip.session_expires,

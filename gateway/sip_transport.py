@@ -20,6 +20,7 @@ import functools
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
 
@@ -92,9 +93,10 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
 class _TcpConnection(asyncio.Protocol):
     """One TCP connection, accepted or opened by us; keyed by the remote Peer."""
 
-    def __init__(self, owner: SipTransport, peer: Peer | None = None) -> None:
+    def __init__(self, owner: SipTransport, peer: Peer | None = None, kind: str = "tcp") -> None:
         self.owner = owner
         self.peer = peer
+        self.kind = kind  # "tcp", or "tls" (the same stream, encrypted)
         self.transport: asyncio.Transport | None = None
         self.framer = StreamFramer(owner.max_message_size)
         self.pending: list[bytes] = []  # written before the connection was up
@@ -113,7 +115,7 @@ class _TcpConnection(asyncio.Protocol):
                 self.closed = True
                 transport.abort()
                 return
-            self.peer = _peer("tcp", peername)
+            self.peer = _peer(self.kind, peername)
             if not self.owner._accept(self):
                 transport.abort()
                 return
@@ -168,8 +170,10 @@ class _TcpConnection(asyncio.Protocol):
 class SipTransport:
     """Sockets for one sans-I/O SIP node.
 
-    ``listen`` is a list of ``(transport, host, port)`` with transport "udp" or "tcp"; port 0
-    picks a free one (see ``local_addresses`` after ``start()``).
+    ``listen`` is a list of ``(transport, host, port)`` with transport "udp", "tcp" or "tls";
+    port 0 picks a free one (see ``local_addresses`` after ``start()``). TLS is TCP's stream
+    wrapped by ``tls_server`` (our certificate) for what we accept and ``tls_client`` (the
+    CAs we trust) for what we open; its Peers say "tls", so Via and Contact say TLS.
     """
 
     def __init__(
@@ -184,10 +188,16 @@ class SipTransport:
         connect_timeout: float = 10.0,
         max_message_size: int = MAX_MESSAGE_SIZE,
         admit_host: Callable[[str, float], bool] | None = None,
+        tls_server: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         for transport, _, _ in listen:
-            if transport not in ("udp", "tcp"):
+            if transport not in ("udp", "tcp", "tls"):
                 raise ValueError(f"unsupported SIP transport {transport!r}")
+            if transport == "tls" and tls_server is None:
+                raise ValueError("a tls listen address needs tls_server (a certificate)")
+        self.tls_server = tls_server
+        self.tls_client = tls_client
         self.node = node
         self.listen = list(listen)
         self.idle_timeout = idle_timeout
@@ -201,7 +211,7 @@ class SipTransport:
         self.max_message_size = max_message_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[_UdpEndpoint] = []
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[tuple[str, asyncio.Server]] = []  # ("tcp" | "tls", server)
         self._connections: dict[Peer, _TcpConnection] = {}
         self._connecting: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -225,10 +235,13 @@ class SipTransport:
                     )
                     _grow_receive_buffer(udp)
                 else:
+                    kind = transport
                     server = await self._loop.create_server(
-                        lambda: _TcpConnection(self), host, port, reuse_address=True
+                        functools.partial(_TcpConnection, self, None, kind), host, port,
+                        reuse_address=True, ssl=self.tls_server if kind == "tls" else None,
+                        ssl_handshake_timeout=self.connect_timeout if kind == "tls" else None,
                     )
-                    self._servers.append(server)
+                    self._servers.append((kind, server))
         except BaseException:
             await self.stop()
             raise
@@ -258,9 +271,9 @@ class SipTransport:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         self._udp.clear()
-        for server in self._servers:
+        for _, server in self._servers:
             server.close()
-        for server in self._servers:
+        for _, server in self._servers:
             await server.wait_closed()
         self._servers.clear()
 
@@ -268,8 +281,8 @@ class SipTransport:
     def local_addresses(self) -> list[Peer]:
         """The bound addresses (ports resolved when 0 was asked for)."""
         out = [e.local for e in self._udp if e.local is not None]
-        for server in self._servers:
-            out += [_peer("tcp", s.getsockname()) for s in server.sockets]
+        for kind, server in self._servers:
+            out += [_peer(kind, s.getsockname()) for s in server.sockets]
         return out
 
     @property
@@ -338,15 +351,18 @@ class SipTransport:
             else:
                 self._start(self._resolve_and_send(endpoint, data, dest))
             return
-        if dest.transport != "tcp":
+        if dest.transport not in ("tcp", "tls"):
             log.warning("cannot send over %s; dropped", dest.transport)
+            return
+        if dest.transport == "tls" and self.tls_client is None:
+            log.warning("tls %s: no TLS client settings; dropped", dest)
             return
         connection = self._connections.get(dest)
         if connection is None:
             if len(self._connections) >= self.max_connections:
                 log.warning("tcp %s: connection limit reached; dropped", dest)
                 return
-            connection = _TcpConnection(self, dest)
+            connection = _TcpConnection(self, dest, dest.transport)
             self._connections[dest] = connection
             self._start(self._open(connection, dest))
         connection.write(data)
@@ -368,7 +384,11 @@ class SipTransport:
         assert self._loop is not None
         try:
             await asyncio.wait_for(
-                self._loop.create_connection(lambda: connection, dest.host, dest.port),
+                self._loop.create_connection(
+                    lambda: connection, dest.host, dest.port,
+                    ssl=self.tls_client if dest.transport == "tls" else None,
+                    # a peer known by its IP address: the name checked is that address
+                    server_hostname=dest.host if dest.transport == "tls" else None),
                 self.connect_timeout,
             )
             log.debug("tcp %s: connected", dest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 import types
@@ -81,8 +82,9 @@ def _check_ip(key: str, host: str) -> None:
 
 def _parse_listen(key: str, text: str) -> ListenAddress:
     transport, sep, rest = text.partition(":")
-    if not sep or transport.lower() not in ("udp", "tcp"):
-        raise ConfigError(f"{key}: expected 'udp:HOST:PORT' or 'tcp:HOST:PORT', got {text!r}")
+    if not sep or transport.lower() not in ("udp", "tcp", "tls"):
+        raise ConfigError(f"{key}: expected 'udp:HOST:PORT', 'tcp:HOST:PORT' or "
+                          f"'tls:HOST:PORT', got {text!r}")
     host, port = _parse_hostport(key, rest)
     return ListenAddress(transport.lower(), host, port)
 
@@ -122,6 +124,9 @@ class SipConfig:
     require_trunk: bool = False
     digest_realm: str = "switchboard"
     nonce_lifetime: float = 300.0
+    tls_cert: str = ""   # PEM: the certificate (chain) of tls: listen addresses
+    tls_key: str = ""    # PEM: its private key
+    tls_ca: str = ""     # PEM: CAs to verify TLS peers we connect to ("": the system's)
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
 
     @property
@@ -621,5 +626,12 @@ def _validate(config: Config) -> None:
                           "'.', ':', '_', '-'")
     if not 10 <= config.sip.nonce_lifetime <= 3600:
         raise ConfigError("sip.nonce_lifetime: expected 10-3600 seconds")
+    if any(a.transport == "tls" for a in config.sip.listen_addresses) \
+            and not (config.sip.tls_cert and config.sip.tls_key):
+        raise ConfigError("sip.listen has a tls: address: set sip.tls_cert and sip.tls_key")
+    for key in ("tls_cert", "tls_key", "tls_ca"):
+        path = getattr(config.sip, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"sip.{key}: no such file: {path}")
     if config.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

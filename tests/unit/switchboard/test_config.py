@@ -170,3 +170,19 @@ def test_create_rooms_of_older_files_still_reads() -> None:
     assert parse_config({"meetings": {"create_rooms": True}}).meetings.create_rooms == "anyone"
     assert parse_config({"meetings": {"create_rooms": False}}).meetings.create_rooms == "nobody"
     assert parse_config({"meetings": {"create_rooms": "hosts"}}).meetings.create_rooms == "hosts"
+
+
+def test_sip_over_tls_needs_its_certificate_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_cert"):
+        parse_config({"sip": {"listen": ["tls:127.0.0.1:5061"]}})
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_config({"sip": {"listen": ["tls:127.0.0.1:5061"], "tls_cert": "/nope.pem",
+                              "tls_key": "/nope.key"}})
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    config = parse_config({"sip": {"listen": ["tls:127.0.0.1:5061", "udp:127.0.0.1:5060"],
+                                   "tls_cert": str(cert), "tls_key": str(key)}})
+    assert [a.transport for a in config.sip.listen_addresses] == ["tls", "udp"]
+    with pytest.raises(ConfigError, match="tls:HOST:PORT"):
+        parse_config({"sip": {"listen": ["sctp:127.0.0.1:5060"]}})

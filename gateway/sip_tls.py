@@ -1,0 +1,25 @@
+"""The TLS settings of SIP over TLS (``sip.listen`` with ``tls:HOST:PORT``).
+
+``server_context``: what peers connecting to us get (our certificate chain and key, TLS 1.2
+or newer). ``client_context``: what we check when we connect (a peer's certificate must
+chain to ``sip.tls_ca``, or to the system's CAs when none is given, and name the address we
+connect to). Both are made once at start; a certificate file that cannot be read stops the
+start with a clear error instead of a server that cannot speak TLS.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def client_context(ca: str = "") -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
