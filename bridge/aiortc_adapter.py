@@ -4,10 +4,13 @@ aiortc is a WebRTC endpoint, not a forwarder: it parses every RTP packet, routes
 RTCRtpReceiver and decodes. The bridge keeps aiortc's transport layer (aioice's ICE agent,
 the DTLS handshake, the SRTP keys) and replaces its media path:
 
-- Gathering: aioice enumerates interfaces, skips 127.0.0.1 and binds port 0. We bind the
-  configured address ourselves, inside the configured port range, and hand the socket to
-  aioice as an already gathered host candidate (`Connection._protocols`,
-  `_local_candidates`, `_local_candidates_start/_end`).
+- Candidates: aioice enumerates interfaces, skips 127.0.0.1 and binds a socket per
+  endpoint. We bind nothing per endpoint: every endpoint shares the bridge's one UDP port
+  (and its ICE-TCP port), bridge/mediaport.py. `attach()` hands aioice a protocol object per
+  shared port whose transport is a PortLink, as an already gathered host candidate
+  (`Connection._protocols`, `_local_candidates`, `_local_candidates_start/_end`,
+  `_local_username`: set to a 12-character ufrag, unique on the ports, by which their
+  demultiplexer knows the endpoint; `aioice.utils.random_string`).
 - Receiving: aioice's `StunProtocol.datagram_received` tries a STUN parse on every datagram
   and queues the rest for `RTCDtlsTransport`'s receive task (one await chain per packet).
   `_MediaProtocol` sorts by the first byte (RFC 7983): STUN goes to aioice as before, DTLS to
@@ -22,7 +25,8 @@ the DTLS handshake, the SRTP keys) and replaces its media path:
 Roles (documented in docs for the focus): the bridge writes the SDP offer and runs full
 ICE, so it is ICE-controlling (RFC 8445 section 6.1.1) and nominates; the browser answers
 `a=setup:active` to our `actpass`, so the bridge is the DTLS server. No STUN or TURN server
-is contacted unless one is configured (aiortc's default is Google's).
+is contacted by the bridge: STUN and TURN servers are for browsers (aiortc's default
+would be Google's STUN server).
 
 tests/unit/bridge/test_aiortc_adapter.py checks every internal named here.
 """
@@ -30,24 +34,16 @@ tests/unit/bridge/test_aiortc_adapter.py checks every internal named here.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pylibsrtp
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import (
-    CandidatePair,
-    Connection,
-    StunProtocol,
-    relayed_candidate,
-    server_reflexive_candidate,
-)
-from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+from aioice.ice import CandidatePair, Connection, StunProtocol
+from aioice.utils import random_string
 from aiortc import (
     RTCCertificate,
     RTCDtlsFingerprint,
@@ -58,15 +54,15 @@ from aiortc import (
     RTCIceTransport,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from bridge.api import DtlsFingerprint, IceCandidate, TransportDescription
+from bridge.mediaport import PortLink, TcpMediaPort, UdpMediaPort
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
 
 RtpHandler = Callable[[bytes, float], None]  # (plain RTP or RTCP, now)
-GATHER_TIMEOUT = 5.0  # seconds for a STUN or TURN server to answer while gathering
+UFRAG_LENGTH = 12  # ICE ufrag characters (RFC 8445: 4 to 256 ice-chars)
 
 
 class TransportFailed(Exception):
@@ -75,16 +71,6 @@ class TransportFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class TurnServer:
-    host: str
-    port: int
-    username: str
-    password: str
-    transport: str = "udp"  # "udp" | "tcp"
-    tls: bool = False
 
 
 @dataclass(slots=True)
@@ -98,28 +84,6 @@ class TransportCounters:
     unprotect_errors: int = 0  # SRTP authentication or replay failures
     protect_errors: int = 0
     dropped: int = 0  # media before SRTP keys, unknown first byte, or not connected
-
-
-def ice_servers(
-    stun_urls: Iterable[str], turn_urls: Iterable[str], username: str, password: str
-) -> tuple[tuple[str, int] | None, TurnServer | None]:
-    """The STUN and TURN server the bridge itself uses (aioice takes one of each: the
-    first usable URL). Raises ValueError on a malformed URL."""
-    stun: tuple[str, int] | None = None
-    turn: TurnServer | None = None
-    for url in stun_urls:
-        parsed = parse_stun_turn_uri(url)
-        if parsed["scheme"] == "stun" and stun is None:
-            stun = (str(parsed["host"]), int(parsed["port"]))
-    for url in turn_urls:
-        parsed = parse_stun_turn_uri(url)
-        if parsed["scheme"] in ("turn", "turns") and turn is None:
-            turn = TurnServer(
-                host=str(parsed["host"]), port=int(parsed["port"]), username=username,
-                password=password, transport=str(parsed["transport"]),
-                tls=parsed["scheme"] == "turns",
-            )
-    return stun, turn
 
 
 def new_certificate() -> RTCCertificate:
@@ -183,9 +147,9 @@ class _BridgeDtlsTransport(RTCDtlsTransport):
 
 
 class EndpointTransport:
-    """ICE + DTLS-SRTP for one endpoint (BUNDLE and rtcp-mux: one component, one socket).
+    """ICE + DTLS-SRTP for one endpoint (BUNDLE and rtcp-mux: one component, the shared ports).
 
-    Lifecycle: `await gather(...)`, `local_description()` into the offer,
+    Lifecycle: `attach(udp_port, tcp_port)`, `local_description()` into the offer,
     `await connect(remote)` with the answer's transport, `send()` while connected,
     `await close()`. Decrypted media goes to `on_rtp(data, now)` / `on_rtcp(data, now)`;
     `on_closed(reason)` is called once if the remote side closes or the transport fails
@@ -225,7 +189,7 @@ class EndpointTransport:
         self._pair: CandidatePair | None = None
         self._pair_send: Callable[[bytes, tuple[str, int]], None] | None = None
         self._pair_addr: tuple[str, int] = ("", 0)
-        self._pair_fd = -1  # the pair's socket when it is our host socket (not TURN)
+        self._pair_fd = -1  # the shared UDP socket when the pair is on it (not ICE-TCP)
         #: set (the bridge's, shared by its endpoints): send() queues there, sent once per
         #: event-loop turn in one call (native/sendbatch.py)
         self.batch: SendBatch | None = None
@@ -241,93 +205,46 @@ class EndpointTransport:
     def local_port(self) -> int:
         return self._port
 
-    async def gather(
-        self,
-        address: str,
-        ports: Iterable[int],
-        *,
-        announce: str = "",
-        stun_server: tuple[str, int] | None = None,
-        turn_server: TurnServer | None = None,
-    ) -> None:
-        """Bind one UDP socket on `address` at the first free port of `ports` and make it
-        the ICE agent's host candidate (announced as `announce` when set), plus a
-        server-reflexive / relayed candidate when a STUN / TURN server is configured."""
+    def attach(self, udp: UdpMediaPort, tcp: TcpMediaPort | None = None, *,
+               announce: str = "") -> None:
+        """Join the bridge's shared UDP port (and its ICE-TCP port) as this endpoint's
+        host candidates (announced as `announce` when set): aioice gets one protocol object
+        per port whose transport is a PortLink (bridge/mediaport.py), registered there under
+        our ICE ufrag. Nothing is bound here."""
         if self._state != "new":
-            raise RuntimeError(f"gather() in state {self._state}")
-        loop = asyncio.get_running_loop()
+            raise RuntimeError(f"attach() in state {self._state}")
         connection = self._connection
-        protocol: _MediaProtocol | None = None
-        for port in ports:
-            try:
-                _, bound = await loop.create_datagram_endpoint(
-                    lambda: _MediaProtocol(connection, self), local_addr=(address, port)
-                )
-            except OSError as exc:
-                log.debug("endpoint %s: port %d: %s", self.label, port, exc)
+        # The ufrag is the endpoint's name on the shared ports: longer than aioice's 4
+        # characters (thousands of endpoints would collide), and unique on both ports.
+        ufrag = random_string(UFRAG_LENGTH)
+        while udp.demux.taken(ufrag) or (tcp is not None and tcp.demux.taken(ufrag)):
+            ufrag = random_string(UFRAG_LENGTH)
+        connection._local_username = ufrag  # the property has no setter
+        candidates: list[Candidate] = []
+        for port, preference in ((udp, 65535), (tcp, 0)):
+            if port is None:
                 continue
-            protocol = bound
-            break
-        if protocol is None:
-            raise TransportFailed(f"no free UDP port on {address}")
-        sock = protocol.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
-        host, self._port = protocol.transport.get_extra_info("sockname")[:2]
-        protocol.local_candidate = Candidate(
-            foundation=candidate_foundation("host", "udp", host),
-            component=1,
-            transport="udp",
-            priority=candidate_priority(1, "host"),
-            host=host,
-            port=self._port,
-            type="host",
-        )
-        connection._protocols.append(protocol)
-        connection._local_candidates.append(protocol.local_candidate)
-        announced = Candidate(
-            foundation=protocol.local_candidate.foundation, component=1, transport="udp",
-            priority=protocol.local_candidate.priority, host=announce or host,
-            port=self._port, type="host",
-        )
-        candidates = [announced]
-        if stun_server is not None and ipaddress.ip_address(host).version == 4:
-            try:
-                srflx, _ = await asyncio.wait_for(
-                    server_reflexive_candidate(protocol, stun_server), GATHER_TIMEOUT
-                )
-            except Exception as exc:  # unreachable, refused, timed out: no candidate
-                log.warning("endpoint %s: STUN server %s: %s", self.label, stun_server, exc)
-            else:
-                connection._local_candidates.append(srflx)
-                candidates.append(srflx)
-        if turn_server is not None:
-            try:
-                relay, relay_protocol = await asyncio.wait_for(
-                    relayed_candidate(
-                        component=1,
-                        hide_related_address=False,
-                        protocol_factory=lambda: _MediaProtocol(connection, self),
-                        turn_server=(turn_server.host, turn_server.port),
-                        turn_username=turn_server.username,
-                        turn_password=turn_server.password,
-                        turn_ssl=turn_server.tls,
-                        turn_transport=turn_server.transport,
-                    ),
-                    GATHER_TIMEOUT,
-                )
-            except Exception as exc:  # unreachable, refused, timed out: no candidate
-                log.warning("endpoint %s: TURN server %s: %s", self.label, turn_server.host, exc)
-            else:
-                connection._protocols.append(relay_protocol)
-                connection._local_candidates.append(relay)
-                candidates.append(relay)
+            protocol = _MediaProtocol(connection, self)
+            host, number = port.local_addr
+            kind = port.transport_name
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", kind, host), component=1,
+                transport=kind, priority=candidate_priority(1, "host", preference),
+                host=host, port=number, type="host",
+                tcptype="passive" if kind == "tcp" else None,
+            )  # fmt: skip
+            protocol.connection_made(PortLink(port, protocol, ufrag, self.time))  # type: ignore[arg-type]
+            connection._protocols.append(protocol)
+            connection._local_candidates.append(protocol.local_candidate)
+            candidates.append(protocol.local_candidate)
+            if kind == "udp":
+                self._port = number
         connection._local_candidates_start = True
         connection._local_candidates_end = True
-        self._candidates = [_to_api_candidate(c) for c in candidates]
+        self._candidates = [_to_api_candidate(c, announce) for c in candidates]
         self.last_receive = self.time()
         self._state = "gathered"
-        log.debug("endpoint %s: gathered %s", self.label, self._candidates)
+        log.debug("endpoint %s: candidates %s", self.label, self._candidates)
 
     def local_description(self) -> TransportDescription:
         """Our side for the offer: full ICE, DTLS actpass (the browser answers active)."""
@@ -466,7 +383,7 @@ class EndpointTransport:
                 self.on_closed(f"DTLS {state}")
 
     async def close(self) -> None:
-        """Close DTLS (close_notify if it was up), then ICE (its sockets and tasks)."""
+        """Close DTLS (close_notify if it was up), then ICE (its attachments and tasks)."""
         if self._state == "closed":
             return
         self._state = "closed"
@@ -481,15 +398,16 @@ class EndpointTransport:
         log.debug("endpoint %s: transport closed", self.label)
 
     def open_sockets(self) -> int:
-        """Sockets still owned by the ICE agent (0 after close(); for leak checks)."""
+        """Attachments to the shared ports still held by the ICE agent (0 after close();
+        for leak checks)."""
         return len(self._connection._protocols)
 
 
-def _to_api_candidate(c: Candidate) -> IceCandidate:
+def _to_api_candidate(c: Candidate, announce: str = "") -> IceCandidate:
     return IceCandidate(
         foundation=c.foundation, component=c.component, protocol=c.transport.lower(),
-        priority=c.priority, host=c.host, port=c.port, type=c.type,
-        related_address=c.related_address, related_port=c.related_port,
+        priority=c.priority, host=announce or c.host, port=c.port, type=c.type,
+        related_address=c.related_address, related_port=c.related_port, tcptype=c.tcptype,
     )
 
 

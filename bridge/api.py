@@ -24,13 +24,14 @@ class IceCandidate:
 
     foundation: str
     component: int
-    protocol: str  # "udp" (TCP candidates later)
+    protocol: str  # "udp" | "tcp" (ICE-TCP, RFC 6544)
     priority: int
     host: str
     port: int
     type: str  # "host" | "srflx" | "relay"
     related_address: str | None = None
     related_port: int | None = None
+    tcptype: str | None = None  # "passive" for the bridge's ICE-TCP candidate
 
 
 @dataclass(frozen=True, slots=True)

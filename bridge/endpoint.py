@@ -1,8 +1,8 @@
 """One browser endpoint at the bridge: its transport, its connection task and its liveness.
 
 The endpoint owns exactly one task while ICE and DTLS come up (none afterwards: media
-arrives through the transport's datagram callback) and its transport's socket. `close()`
-releases both. States, in one table:
+arrives through the shared port's datagram callback) and its place on the shared media
+ports. `close()` releases both. States, in one table:
 
     allocated --start()--> connecting --DTLS up--> connected
     allocated | connecting | connected --failure or timeout--> failed
@@ -127,7 +127,8 @@ class Endpoint:
             self.fail(f"not connected within {self.timeout:g} s")
 
     async def close(self) -> None:
-        """Cancel the connection task and close the transport (sockets, aiortc's tasks)."""
+        """Cancel the connection task and close the transport (its attachment to
+        the shared ports, aiortc's tasks)."""
         self._set_state("closed")
         task = self._task
         if task is not None and task is not asyncio.current_task():

@@ -1,6 +1,8 @@
 """The bridge in-process: `Bridge` implements bridge.api.BridgeSession over asyncio.
 
-Per conference one sans-I/O Forwarder (bridge/forwarder.py) and one timer handle, re-armed
+Media of every browser endpoint arrives on the bridge's one UDP port (and its ICE-TCP port),
+opened by `start()` and demultiplexed by bridge/mediaport.py. Per conference one sans-I/O
+Forwarder (bridge/forwarder.py) and one timer handle, re-armed
 to the forwarder's `get_timer()` and to the next liveness check of the endpoints (both held
 by `Conference`, in bridge/conference.py). Per browser endpoint one transport
 (bridge/aiortc_adapter.py): decrypted packets go straight from the socket callback into the
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -21,8 +23,6 @@ from bridge.aiortc_adapter import (
     EndpointTransport,
     TransportCounters,
     TransportFailed,
-    TurnServer,
-    ice_servers,
     new_certificate,
 )
 from bridge.api import (
@@ -42,6 +42,7 @@ from bridge.api import (
 from bridge.conference import LIVENESS_INTERVAL, Conference, PacketSink
 from bridge.endpoint import Endpoint
 from bridge.forwarder import Forwarder, ForwarderSettings
+from bridge.mediaport import TcpMediaPort, UdpMediaPort, port_stats
 from bridge.plain import LocalLink, PacketOut, PlainEndpoint, PlainEndpoints
 from native.sendbatch import SendBatch
 
@@ -59,7 +60,6 @@ __all__ = [
     "ForwarderFactory",
     "ForwarderLike",
     "PacketSink",
-    "PortRange",
     "SendFn",
     "UnknownEndpoint",
     "default_forwarder",
@@ -102,11 +102,8 @@ class BridgeSettings:
 
     address: str = "127.0.0.1"
     announce: str = ""
-    port_range: tuple[int, int] = (40000, 40999)
-    stun_servers: tuple[str, ...] = ()
-    turn_servers: tuple[str, ...] = ()
-    turn_username: str = ""
-    turn_password: str = ""
+    udp_port: int = 10000  # every browser's media; 0: any free port (tests)
+    tcp_port: int | None = 4443  # ICE-TCP (passive candidates); None: off; 0: any free port
     last_n: int = 20
     endpoint_timeout: float = 15.0
 
@@ -115,10 +112,9 @@ class BridgeSettings:
         """From switchboard.config.BridgeConfig (taken structurally: bridge imports no
         other package)."""
         return cls(
-            address=config.address, announce=config.announce, port_range=config.port_range,
-            stun_servers=tuple(config.stun_servers), turn_servers=tuple(config.turn_servers),
-            turn_username=config.turn_username, turn_password=config.turn_password,
-            last_n=config.last_n, endpoint_timeout=config.endpoint_timeout,
+            address=config.address, announce=config.announce, udp_port=config.udp_port,
+            tcp_port=config.tcp_port or None, last_n=config.last_n,
+            endpoint_timeout=config.endpoint_timeout,
         )
 
 
@@ -128,15 +124,9 @@ class BridgeConfigLike(Protocol):
     @property
     def announce(self) -> str: ...
     @property
-    def port_range(self) -> tuple[int, int]: ...
+    def udp_port(self) -> int: ...
     @property
-    def stun_servers(self) -> tuple[str, ...]: ...
-    @property
-    def turn_servers(self) -> tuple[str, ...]: ...
-    @property
-    def turn_username(self) -> str: ...
-    @property
-    def turn_password(self) -> str: ...
+    def tcp_port(self) -> int: ...
     @property
     def last_n(self) -> int: ...
     @property
@@ -176,36 +166,6 @@ def default_forwarder(conference_id: str, settings: BridgeSettings, send: SendFn
     return Forwarder(conference_id, ForwarderSettings(last_n=settings.last_n), send)
 
 
-class PortRange:
-    """Hands out the UDP ports of the configured range round-robin; a port is tried by
-    binding it, so ports taken by other processes are skipped."""
-
-    def __init__(self, low: int, high: int) -> None:
-        if not 0 < low <= high < 65536:
-            raise ValueError(f"bad UDP port range {low}-{high}")
-        self.low, self.high = low, high
-        self._cursor = low
-        self._used: set[int] = set()
-
-    def candidates(self) -> Iterator[int]:
-        size = self.high - self.low + 1
-        start = self._cursor
-        for i in range(size):
-            port = self.low + (start - self.low + i) % size
-            if port not in self._used:
-                yield port
-
-    def take(self, port: int) -> None:
-        self._used.add(port)
-        self._cursor = port + 1 if port < self.high else self.low
-
-    def release(self, port: int) -> None:
-        self._used.discard(port)
-
-    def __len__(self) -> int:
-        return len(self._used)
-
-
 class Bridge:
     """The SFU service: allocate / update / expire endpoints of conferences (BridgeSession)."""
 
@@ -213,11 +173,8 @@ class Bridge:
                  forwarder_factory: ForwarderFactory | None = None) -> None:
         self.settings = settings
         self.forwarder_factory = forwarder_factory or default_forwarder
-        self.ports = PortRange(*settings.port_range)
-        self._stun, self._turn = ice_servers(
-            settings.stun_servers, settings.turn_servers, settings.turn_username,
-            settings.turn_password,
-        )
+        self.udp: UdpMediaPort | None = None  # open between start() and stop()
+        self.tcp: TcpMediaPort | None = None
         self._certificate = new_certificate()
         self._conferences: dict[str, Conference] = {}
         self._listeners: list[BridgeListener] = []
@@ -232,16 +189,37 @@ class Bridge:
         # The endpoints' sends of one event-loop turn go out together, in one call into C.
         self.send_batch = SendBatch(flush_soon=_call_soon)
 
-    @property
-    def turn_server(self) -> TurnServer | None:
-        return self._turn
-
     async def start(self) -> None:
+        """Open the shared media ports (an OSError names the one that could not be bound)."""
+        s = self.settings
+        try:
+            self.udp = await UdpMediaPort.open(s.address, s.udp_port)
+        except OSError as exc:
+            raise OSError(exc.errno, f"bridge: UDP {s.address}:{s.udp_port}: "
+                                     f"{exc.strerror}") from exc
+        if s.tcp_port is not None:
+            try:
+                self.tcp = await TcpMediaPort.open(s.address, s.tcp_port)
+            except OSError as exc:
+                self.udp.close()
+                self.udp = None
+                raise OSError(exc.errno, f"bridge: TCP {s.address}:{s.tcp_port}: "
+                                         f"{exc.strerror}") from exc
         self._running = True
-        log.info("bridge: media on %s (announced %s), UDP %d-%d, STUN %s, TURN %s",
-                 self.settings.address, self.settings.announce or self.settings.address,
-                 self.ports.low, self.ports.high, self._stun or "none",
-                 self._turn.host if self._turn else "none")
+        announced = s.announce or s.address
+        log.info("bridge: media binds UDP %s:%d%s; candidates announce %s",
+                 s.address, self.udp.local_addr[1],
+                 f" and ICE-TCP {s.address}:{self.tcp.local_addr[1]}" if self.tcp else "",
+                 announced)  # fmt: skip
+
+    @property
+    def udp_port(self) -> int:
+        """The shared UDP port (its number once bound; udp_port 0 picks a free one)."""
+        return self.udp.local_addr[1] if self.udp is not None else 0
+
+    @property
+    def tcp_port(self) -> int:
+        return self.tcp.local_addr[1] if self.tcp is not None else 0
 
     async def stop(self) -> None:
         """Expire every endpoint and wait for every task the bridge started."""
@@ -251,12 +229,18 @@ class Bridge:
                 await self.expire(conference.conference_id, endpoint_id)
         while self._tasks:
             await asyncio.wait(list(self._tasks))
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+        if self.tcp is not None:
+            await self.tcp.close()
+            self.tcp = None
 
     # --- BridgeSession -----------------------------------------------------------------
 
     async def allocate(self, conference_id: str, endpoint_id: str) -> EndpointAllocation:
-        """A new endpoint (an existing one of that id is expired first): binds its UDP
-        port and returns what goes into the browser's offer."""
+        """A new endpoint (an existing one of that id is expired first) on the shared
+        ports; returns what goes into the browser's offer."""
         if self._find(conference_id, endpoint_id) is not None:
             log.info("endpoint %s/%s: allocated again; the old one is expired",
                      conference_id, endpoint_id)
@@ -264,16 +248,10 @@ class Bridge:
         transport = EndpointTransport(
             self._certificate, _drop, _drop, label=f"{conference_id}/{endpoint_id}"
         )
-        try:
-            await transport.gather(
-                self.settings.address, self.ports.candidates(),
-                announce=self.settings.announce, stun_server=self._stun,
-                turn_server=self._turn,
-            )
-        except (TransportFailed, OSError):
+        if self.udp is None:
             await transport.close()
-            raise
-        self.ports.take(transport.local_port)
+            raise TransportFailed("the bridge is not started")
+        transport.attach(self.udp, self.tcp, announce=self.settings.announce)
         transport.batch = self.send_batch
         # From here to conference.add() nothing awaits: the conference cannot go away.
         conference = self._conference(conference_id)
@@ -292,8 +270,8 @@ class Bridge:
             on_connected=self._endpoint_connected, on_failed=self._endpoint_failed,
         )
         conference.add(endpoint)
-        log.info("endpoint %s/%s: allocated on %s:%d", conference_id, endpoint_id,
-                 self.settings.address, transport.local_port)
+        log.info("endpoint %s/%s: allocated on the shared media port", conference_id,
+                 endpoint_id)
         return allocation
 
     async def allocate_plain(
@@ -346,7 +324,7 @@ class Bridge:
 
     async def expire(self, conference_id: str, endpoint_id: str) -> None:
         """Close everything of the endpoint; a conference without endpoints goes away.
-        Returns once its socket and tasks are gone (also when the bridge is already
+        Returns once its attachments and tasks are gone (also when the bridge is already
         expiring it after a failure). Expiring an unknown endpoint does nothing."""
         task = self._expiry(conference_id, endpoint_id)
         if task is not None:
@@ -387,7 +365,6 @@ class Bridge:
             log.exception("endpoint %s/%s: error while closing", endpoint.conference_id,
                           endpoint.endpoint_id)
         finally:
-            self.ports.release(endpoint.transport.local_port)
             for name in COUNTER_NAMES:
                 setattr(self._retired, name, getattr(self._retired, name)
                         + getattr(endpoint.transport.counters, name))
@@ -420,6 +397,7 @@ class Bridge:
             "endpoints_failed": self.endpoints_failed,
             **self._plain.stats(),
             **{f"send_batch_{k}": v for k, v in self.send_batch.stats().items()},
+            **port_stats(self.udp, self.tcp),
         }
         for name in COUNTER_NAMES:
             totals[name] = getattr(self._retired, name) + sum(
@@ -433,13 +411,15 @@ class Bridge:
 
     def resources(self) -> dict[str, int]:
         """Live tasks, sockets and timers the bridge holds (tests check they go to 0).
-        "endpoints" counts plain ones too (they hold nothing else)."""
+        "endpoints" counts plain ones too (they hold nothing else); "ports": endpoints
+        attached to the shared ports."""
         conferences = list(self._conferences.values())
         endpoints = [e for c in conferences for e in c.endpoints.values()]
         return {
             "conferences": len(conferences),
             "endpoints": len(endpoints) + sum(len(c.plain) for c in conferences),
-            "ports": len(self.ports),
+            "ports": (len(self.udp.demux) if self.udp else 0)
+            + (len(self.tcp.demux) if self.tcp else 0),
             "sockets": sum(e.transport.open_sockets() for e in endpoints),
             "timers": sum(c.timer_armed for c in conferences),
             "tasks": len(self._tasks) + sum(e.has_task for e in endpoints),

@@ -184,7 +184,10 @@ class Meetings(LobbyActions):
         self._sessions[pid] = session
         others = [x for x in self.focus.participants(name) if x.id != pid]
         policy = self.gate.policy(name).as_json() if self.gate.policies is not None else None
-        self._send(session, p.joined(name, info, others, self.settings.ice_servers,
+        ice = self.settings.ice_servers
+        if self.settings.ice is not None:
+            ice += self.settings.ice.for_participant(pid, self._clock())
+        self._send(session, p.joined(name, info, others, ice,
                                      self._dial_in(name), room.chat, policy))  # fmt: skip
         if info.moderator and self.lobby.waiting(name):  # else the page's list starts empty
             self._send(session, self._lobby_list(name, knock=False))
@@ -527,8 +530,8 @@ class Meetings(LobbyActions):
         if session is None or session.room != event.conference_id:
             return
         if isinstance(event, EndpointFailed):
-            log.info("participant %s: media failed (%s)", event.endpoint_id, event.reason)
             if event.reason == "DTLS closed":
+                log.info("participant %s: media closed by the browser", event.endpoint_id)
                 # The browser closed its peer connection on purpose, as it does when leaving;
                 # its `leave` travels on the WebSocket and may come a moment later. Wait for
                 # it, so the others see a leave and not a lost connection.
@@ -536,6 +539,10 @@ class Meetings(LobbyActions):
                     DTLS_CLOSE_GRACE, self.leave, event.endpoint_id, "left"
                 )
             else:
+                # The page then says "a firewall may be blocking the media": the operator
+                # needs to see it (docs/deploy.md, the ports table).
+                log.warning("participant %s: media failed (%s); a firewall may be blocking "
+                            "the media port", event.endpoint_id, event.reason)
                 self.leave(event.endpoint_id, "timeout")
         elif isinstance(event, EndpointStats):
             self._send(session, p.quality(event.rtt_ms, event.receive_bitrate,

@@ -188,6 +188,8 @@ def _candidate_line(c: IceCandidate) -> str:
             f"{c.port} typ {c.type}")  # fmt: skip
     if c.related_address is not None and c.related_port is not None:
         line += f" raddr {c.related_address} rport {c.related_port}"
+    if c.tcptype is not None:
+        line += f" tcptype {c.tcptype}"
     return line
 
 

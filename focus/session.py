@@ -17,6 +17,7 @@ from typing import Protocol
 from bridge.api import EndpointAllocation, MediaSource, TransportDescription
 from focus.policy import RoomPolicy
 from focus.sdp import OWN_SLOTS, ReceiveSlots
+from focus.turn import IceServers
 
 __all__ = [
     "CLOSE_BAD_TOKEN",
@@ -119,6 +120,8 @@ class MeetingSettings:
     max_participants: int = 100  # per room, phones included
     chat_history: int = 50  # messages kept per live conference, sent in `joined`
     ice_servers: tuple[Mapping[str, object], ...] = ()  # RTCIceServer dicts for the browser
+    # STUN/TURN servers with per-participant TURN credentials (focus/turn.py), after those
+    ice: IceServers | None = None
     renegotiate_delay: float = 0.1  # a burst of source changes makes one offer
     bridge_timeout: float = 10.0  # seconds for one call to the bridge
     # Per client address (focus/admission.py); a join without an address is not limited.

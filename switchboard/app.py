@@ -28,9 +28,11 @@ from focus.phones import PhoneMedia
 from focus.rooms import StoreRooms
 from focus.session import MeetingSettings
 from focus.tokens import TokenSettings, TokenVerifier
+from focus.turn import IceServers
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
 from switchboard.config import Config
+from switchboard.exposure import exposure_warnings
 from switchboard.https import Https
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
@@ -148,6 +150,7 @@ class Server:
         counts["bridge_conferences"] = bridge.get("conferences", 0)
         counts["bridge_datagrams_received"] = bridge.get("datagrams_received", 0)
         counts["bridge_packets_sent"] = bridge.get("packets_sent", 0)
+        counts.update({k: v for k, v in bridge.items() if k.startswith("media_")})
         counts.update(self.meetings.stats())
         counts.update(self.lobby.stats())
         if self._guard is not None:
@@ -156,6 +159,8 @@ class Server:
 
     async def start(self) -> None:
         open_files = raise_open_file_limit()
+        for warning in exposure_warnings(self.config):
+            log.warning("start-up: %s", warning)
         await self.bridge.start()
         self._bridge_started = True
         await self.gateway.start()
@@ -260,15 +265,14 @@ def token_settings(config: Config) -> TokenSettings:
 
 def _meeting_settings(config: Config) -> MeetingSettings:
     m, b = config.meetings, config.bridge
-    ice: list[dict[str, object]] = []
-    if b.stun_servers:
-        ice.append({"urls": list(b.stun_servers)})
-    if b.turn_servers:
-        ice.append({"urls": list(b.turn_servers), "username": b.turn_username,
-                    "credential": b.turn_password})
+    ice = IceServers(
+        stun_urls=tuple(b.stun_servers), turn_urls=tuple(b.turn_servers),
+        secret=b.turn_secret, ttl=b.turn_ttl, username=b.turn_username,
+        password=b.turn_password,
+    )  # fmt: skip
     return MeetingSettings(
         create_rooms=m.create_rooms, max_participants=m.max_participants,
-        chat_history=m.chat_history, ice_servers=tuple(ice),
+        chat_history=m.chat_history, ice=ice,
         joins_per_minute=m.joins_per_minute, rooms_per_hour=m.rooms_per_hour,
         max_endpoints_per_source=m.max_endpoints_per_source,
     )  # fmt: skip

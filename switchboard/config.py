@@ -205,9 +205,12 @@ class MediaConfig:
 class BridgeConfig:
     address: str = "127.0.0.1"
     announce: str = ""
-    udp_ports: str = "40000-40999"
+    udp_port: int = 10000
+    tcp_port: int = 4443  # 0: no ICE-TCP
     stun_servers: tuple[str, ...] = ()
     turn_servers: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl: int = 86400
     turn_username: str = ""
     turn_password: str = ""
     last_n: int = 20
@@ -216,11 +219,6 @@ class BridgeConfig:
     @property
     def announce_address(self) -> str:
         return self.announce or self.address
-
-    @property
-    def port_range(self) -> tuple[int, int]:
-        low, _, high = self.udp_ports.partition("-")
-        return int(low), int(high)
 
 
 CREATE_ROOMS = ("anyone", "hosts", "nobody")
@@ -547,11 +545,10 @@ def _validate(config: Config) -> None:
     _check_ip("bridge.address", bridge.address)
     if bridge.announce:
         _check_ip("bridge.announce", bridge.announce)
-    m = _PORTS.match(bridge.udp_ports)
-    if m is None or not (1024 <= int(m.group(1)) < int(m.group(2)) <= 65535):
-        raise ConfigError(
-            f"bridge.udp_ports: expected 'LOW-HIGH' within 1024-65535, got {bridge.udp_ports!r}"
-        )
+    if not 1 <= bridge.udp_port <= 65535:
+        raise ConfigError(f"bridge.udp_port: expected 1-65535, got {bridge.udp_port!r}")
+    if not 0 <= bridge.tcp_port <= 65535:
+        raise ConfigError(f"bridge.tcp_port: expected 1-65535 (0: off), got {bridge.tcp_port!r}")
     for key, urls, schemes in (
         ("bridge.stun_servers", bridge.stun_servers, ("stun:",)),
         ("bridge.turn_servers", bridge.turn_servers, ("turn:", "turns:")),
@@ -560,8 +557,12 @@ def _validate(config: Config) -> None:
             if not url.startswith(schemes):
                 raise ConfigError(f"{key}: expected URLs starting {' or '.join(schemes)}, "
                                   f"got {url!r}")
-    if bridge.turn_servers and not (bridge.turn_username and bridge.turn_password):
-        raise ConfigError("bridge.turn_username and bridge.turn_password: needed with TURN")
+    if bridge.turn_servers and not (bridge.turn_secret or (bridge.turn_username
+                                                           and bridge.turn_password)):
+        raise ConfigError("bridge.turn_servers: needs bridge.turn_secret (or "
+                          "bridge.turn_username and bridge.turn_password)")
+    if not 60 <= bridge.turn_ttl <= 7 * 86400:
+        raise ConfigError("bridge.turn_ttl: expected 60 to 604800 seconds")
     if bridge.last_n < -1 or bridge.last_n == 0:
         raise ConfigError("bridge.last_n: expected -1 (no limit) or a positive number")
     if bridge.endpoint_timeout <= 0:

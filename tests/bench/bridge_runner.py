@@ -285,7 +285,7 @@ class Runner:
 
 async def serve(args: argparse.Namespace) -> None:
     low, high = (int(p) for p in args.ports.split("-"))
-    bridge = Bridge(BridgeSettings(address="127.0.0.1", port_range=(low, high),
+    bridge = Bridge(BridgeSettings(address="127.0.0.1", udp_port=low, tcp_port=None,
                                    endpoint_timeout=args.endpoint_timeout))
     await bridge.start()
     loop = asyncio.get_running_loop()

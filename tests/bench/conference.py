@@ -79,7 +79,7 @@ def conference_server(workdir: Path, *, rtp_ports: int = 200, bridge_ports: int 
                       name: str = "switchboard") -> SwitchboardServer:
     """`switchboard serve` on core 0 with a bridge port block of its own on 127.0.0.1."""
     low = procs.find_port_block(bridge_ports, kinds=("udp",))
-    extra = {"bridge": {"address": "127.0.0.1", "udp_ports": f"{low}-{low + bridge_ports - 1}"},
+    extra = {"bridge": {"address": "127.0.0.1", "udp_port": low, "tcp_port": 0},
              "media": {"timeout": 30.0}}
     return start_server(workdir, extra, rtp_port_count=rtp_ports, name=name)
 

@@ -183,7 +183,10 @@ class Browser:
     """One Chromium process with its own profile. Close it (the fixture does)."""
 
     def __init__(self, playwright: Playwright, profile: Path, *, mobile: bool = False,
-                 audio_file: Path | None = None, extra_args: Sequence[str] = ()) -> None:
+                 audio_file: Path | None = None, extra_args: Sequence[str] = (),
+                 executable: Path | None = None) -> None:
+        """`executable`: what to launch instead of Chromium itself (a wrapper that runs it
+        in another network namespace, tests/browser/netlab.py)."""
         options: dict[str, Any] = {"viewport": PHONE if mobile else DESKTOP}
         if mobile:
             options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
@@ -195,7 +198,7 @@ class Browser:
             args.append(f"--use-file-for-fake-audio-capture={audio_file}")
         self.audio_file = audio_file
         self.context: BrowserContext = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True,
+            str(profile), executable_path=str(executable or CHROMIUM), headless=True,
             args=args, **options,
         )
         self.context.set_default_timeout(DEFAULT_TIMEOUT_MS)

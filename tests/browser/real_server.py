@@ -37,6 +37,17 @@ _NO_PROXY_TLS = urllib.request.build_opener(
     urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
 
 
+_NS_FETCH = """
+import sys, urllib.request, json
+url, method, headers, body = sys.argv[1:5]
+req = urllib.request.Request(url, data=body.encode() or None, method=method,
+                             headers=json.loads(headers))
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+with opener.open(req, timeout=5) as resp:
+    sys.stdout.buffer.write(resp.read())
+"""
+
+
 def _free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((LOOPBACK, 0))
@@ -81,6 +92,7 @@ class SwitchboardProcess:
     log_path: Path
     popen: subprocess.Popen[bytes]
     sip_port: int = 0  # UDP, on LOOPBACK
+    netns: str | None = None  # the network namespace it runs in (None: the test's own)
 
     @property
     def sip_address(self) -> str:
@@ -92,18 +104,21 @@ class SwitchboardProcess:
 
     @classmethod
     def start(cls, workdir: Path, extra: Mapping[str, Mapping[str, Any]] | None = None,
-              *, health_timeout: float = 30.0, max_seconds: int = 900) -> SwitchboardProcess:
+              *, health_timeout: float = 30.0, max_seconds: int = 900,
+              netns: str | None = None, host: str = LOOPBACK) -> SwitchboardProcess:
+        """`netns`: run inside that network namespace (`ip netns exec`), web and browser
+        media on `host` there; the harness then reaches the API through the namespace."""
         workdir.mkdir(parents=True, exist_ok=True)
-        http_port = _free_port(socket.SOCK_STREAM)
-        sip_port = _free_port(socket.SOCK_DGRAM)
+        http_port = _free_port(socket.SOCK_STREAM) if netns is None else 8080
+        sip_port = _free_port(socket.SOCK_DGRAM) if netns is None else 5060
         token = secrets.token_urlsafe(24)
         rtp = _free_block(100, 20000)
-        bridge = _free_block(200, 40000)
         config: dict[str, dict[str, Any]] = {
             "sip": {"listen": [f"udp:{LOOPBACK}:{sip_port}"]},
-            "http": {"listen": f"{LOOPBACK}:{http_port}"},
+            "http": {"listen": f"{host}:{http_port}"},
             "media": {"address": LOOPBACK, "rtp_ports": f"{rtp}-{rtp + 99}"},
-            "bridge": {"address": LOOPBACK, "udp_ports": f"{bridge}-{bridge + 199}"},
+            "bridge": {"address": host, "udp_port": _free_port(socket.SOCK_DGRAM),
+                       "tcp_port": _free_port(socket.SOCK_STREAM)},
             "store": {"path": str(workdir / "data")},
             "admin": {"token": token},
         }
@@ -115,6 +130,8 @@ class SwitchboardProcess:
         argv = ([str(script)] if script.exists() else [sys.executable, "-m", "switchboard"])
         argv = ["timeout", "--kill-after=5", str(max_seconds), *argv, "serve",
                 "--config", str(config_path)]
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
         log_path = workdir / "switchboard.log"
         with log_path.open("wb") as out:
             popen = subprocess.Popen(
@@ -122,8 +139,8 @@ class SwitchboardProcess:
                 cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
             )
         scheme = "https" if config["http"].get("tls_cert") else "http"
-        server = cls(f"{scheme}://{LOOPBACK}:{http_port}", token, config_path, log_path, popen,
-                     sip_port)
+        server = cls(f"{scheme}://{host}:{http_port}", token, config_path, log_path, popen,
+                     sip_port, netns)
         try:
             server._wait_healthy(health_timeout)
         except BaseException:
@@ -139,10 +156,10 @@ class SwitchboardProcess:
                 raise RuntimeError(f"switchboard exited with {self.popen.returncode}:\n"
                                    f"{self.log_tail()}")
             try:
-                with self._opener.open(f"{self.url}/api/health", timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-                    last = f"HTTP {resp.status}"
+                status, _ = self._fetch(urllib.request.Request(f"{self.url}/api/health"), 1.0)
+                if status == 200:
+                    return
+                last = f"HTTP {status}"
             except (OSError, urllib.error.URLError) as err:
                 last = str(err)
             time.sleep(0.2)
@@ -156,9 +173,21 @@ class SwitchboardProcess:
             headers={"Authorization": f"Bearer {self.token}",
                      "Content-Type": "application/json"},
         )
-        with self._opener.open(req, timeout=5.0) as resp:
-            raw = resp.read()
+        _, raw = self._fetch(req, 5.0)
         return json.loads(raw) if raw else None
+
+    def _fetch(self, req: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+        if self.netns is None:
+            with self._opener.open(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        # The server's namespace is not reachable from here: ask from inside it.
+        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-c", _NS_FETCH,
+                req.full_url, req.get_method(), json.dumps(dict(req.header_items())),
+                (req.data or b"").decode()]  # type: ignore[union-attr]
+        done = subprocess.run(argv, capture_output=True, timeout=timeout + 10, check=False)
+        if done.returncode != 0:
+            raise OSError(f"fetch in {self.netns}: {done.stderr.decode()[-300:]}")
+        return 200, done.stdout
 
     @property
     def _opener(self) -> urllib.request.OpenerDirector:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 import pytest
+from aioice import stun
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -56,7 +57,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 log = logging.getLogger(__name__)
 
 CONF = "room-1"
-PORTS = (41000, 41099)
+# Any free UDP and TCP port (the one shared port is 10000 in the configuration).
+SHARED = {"address": "127.0.0.1", "udp_port": 0, "tcp_port": 0}
 WAIT = 30.0  # seconds: every wait in this module is bounded by this
 
 
@@ -97,6 +99,7 @@ class Client:
     pc: RTCPeerConnection
     audio: MediaStreamTrack
     video: MediaStreamTrack
+    conference: str = CONF
     revision: int = 0
     # (sender endpoint id, kind) -> what this client decoded from it
     received: dict[tuple[str, str], Received] = field(default_factory=dict)
@@ -105,7 +108,7 @@ class Client:
     async def negotiate(self, bridge: Bridge) -> None:
         """One offer/answer round: the offer from the bridge's view, the answer to the bridge."""
         self.revision += 1
-        receive = await bridge.receive_sources(CONF, self.endpoint_id)
+        receive = await bridge.receive_sources(self.conference, self.endpoint_id)
         offer, tracks = make_offer(self.allocation, self.revision, receive)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         if self.audio not in [s.track for s in self.pc.getSenders()]:
@@ -114,7 +117,7 @@ class Client:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         transport, sources = parse_answer(self.pc.localDescription.sdp, self.endpoint_id)
-        await bridge.update(CONF, self.endpoint_id,
+        await bridge.update(self.conference, self.endpoint_id,
                             EndpointUpdate(transport=transport, sources=sources))
         for transceiver in self.pc.getTransceivers():
             mid = transceiver.mid
@@ -144,7 +147,7 @@ def _open_fds() -> int:
 
 @pytest.fixture
 async def bridge() -> AsyncIterator[Bridge]:
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=10.0))
+    b = Bridge(BridgeSettings(**SHARED, endpoint_timeout=10.0))
     await b.start()
     try:
         yield b
@@ -152,13 +155,14 @@ async def bridge() -> AsyncIterator[Bridge]:
         await b.stop()
 
 
-async def _join(bridge: Bridge, endpoint_id: str, n: int) -> Client:
-    alloc = await bridge.allocate(CONF, endpoint_id)
+async def _join(bridge: Bridge, endpoint_id: str, n: int, conference: str = CONF) -> Client:
+    alloc = await bridge.allocate(conference, endpoint_id)
     # max-bundle: with aiortc's default (balanced), a first offer holding two m-lines of one
     # kind leaves the second on a transport of its own that never connects.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[],
                                             bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    return Client(endpoint_id, alloc, pc, ToneTrack(300.0 + 200 * n), MovingTrack(40 * n))
+    return Client(endpoint_id, alloc, pc, ToneTrack(300.0 + 200 * n), MovingTrack(40 * n),
+                  conference)
 
 
 async def _leave(bridge: Bridge, client: Client) -> None:
@@ -166,7 +170,7 @@ async def _leave(bridge: Bridge, client: Client) -> None:
         task.cancel()
     await client.pc.close()
     await asyncio.gather(*client.readers.values(), return_exceptions=True)
-    await bridge.expire(CONF, client.endpoint_id)
+    await bridge.expire(client.conference, client.endpoint_id)
 
 
 def _everyone_hears_everyone(clients: list[Client]) -> bool:
@@ -195,9 +199,9 @@ async def test_clients_exchange_audio_and_video(
     clients = [await _join(bridge, f"ep{i}", i) for i in range(count)]
     assert bridge.stats()["endpoints"] == count
     for alloc in (c.allocation for c in clients):
-        host = alloc.transport.candidates[0]
-        assert (host.host, host.type) == ("127.0.0.1", "host")
-        assert PORTS[0] <= host.port <= PORTS[1]
+        host, tcp = alloc.transport.candidates
+        assert (host.host, host.type, host.port) == ("127.0.0.1", "host", bridge.udp_port)
+        assert (tcp.protocol, tcp.port, tcp.tcptype) == ("tcp", bridge.tcp_port, "passive")
         assert alloc.transport.setup == "actpass" and not alloc.transport.ice_lite
         assert [p.pt for p in alloc.payload_types] == [111, 96, 97, 102, 103]
         assert [h.id for h in alloc.header_extensions] == [1, 3, 4]
@@ -230,7 +234,7 @@ async def test_clients_exchange_audio_and_video(
 
 async def test_silent_endpoint_times_out_and_is_expired(loopback_clients: None) -> None:
     """A client that vanishes without a word (no DTLS close) is failed after the timeout."""
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=2.0))
+    b = Bridge(BridgeSettings(**SHARED, endpoint_timeout=2.0))
     await b.start()
     events: list[BridgeEvent] = []
     b.subscribe(events.append)
@@ -256,30 +260,32 @@ async def test_silent_endpoint_times_out_and_is_expired(loopback_clients: None) 
         await b.stop()
 
 
-async def test_unanswered_endpoint_fails_and_frees_its_port() -> None:
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=(41100, 41101),
-                              endpoint_timeout=1.0))
+async def test_unanswered_endpoints_fail_and_leave_the_port() -> None:
+    """Endpoints of two conferences on the one port; nobody answers: both fail, the port
+    forgets them, and the socket stays open for the next."""
+    b = Bridge(BridgeSettings(**SHARED, endpoint_timeout=1.0))
     await b.start()
     events: list[BridgeEvent] = []
     b.subscribe(events.append)
     try:
         allocs = [await b.allocate(CONF, "x"), await b.allocate("other", "y")]
-        assert {a.transport.candidates[0].port for a in allocs} == {41100, 41101}
-        with pytest.raises(Exception, match="no free UDP port"):
-            await b.allocate("third", "z")
+        assert {a.transport.candidates[0].port for a in allocs} == {b.udp_port}
+        assert b.resources()["ports"] == 4  # two endpoints on the UDP and the TCP port
         await wait_until(lambda: len(events) == 2, "both to fail", 5.0)
         assert {(e.endpoint_id, getattr(e, "reason", "")) for e in events} == {
             ("x", "not connected within 1 s"), ("y", "not connected within 1 s")}
         await wait_until(lambda: b.resources()["ports"] == 0, "ports released", 5.0)
         assert b.resources()["sockets"] == 0 and b.stats()["conferences"] == 0
+        assert b.udp is not None and b.udp.socket() is not None
     finally:
         await b.stop()
+    assert b.udp is None and b.tcp is None
 
 
 async def test_expire_while_connecting_leaves_nothing() -> None:
     """The browser's answer arrived but nobody answers ICE: expire mid-connection cancels
     the connection task and closes the socket."""
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS))
+    b = Bridge(BridgeSettings(**SHARED))
     await b.start()
     tasks_before = len(asyncio.all_tasks())
     try:
@@ -308,7 +314,7 @@ async def test_expire_while_connecting_leaves_nothing() -> None:
 async def test_wrong_dtls_fingerprint_fails_the_endpoint(loopback_clients: None) -> None:
     """The answer's fingerprint does not match the client's certificate: ICE connects,
     the DTLS handshake is refused, and the endpoint fails (and is expired by the bridge)."""
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS))
+    b = Bridge(BridgeSettings(**SHARED))
     await b.start()
     events: list[BridgeEvent] = []
     b.subscribe(events.append)
@@ -327,4 +333,114 @@ async def test_wrong_dtls_fingerprint_fails_the_endpoint(loopback_clients: None)
         assert b.stats()["endpoints_failed"] == 1 and b.stats()["conferences"] == 0
     finally:
         await client.pc.close()
+        await b.stop()
+
+
+def _room_hears_itself(clients: list[Client]) -> bool:
+    rooms: dict[str, list[Client]] = {}
+    for client in clients:
+        rooms.setdefault(client.conference, []).append(client)
+    return all(_everyone_hears_everyone(members) for members in rooms.values())
+
+
+def _stun_check(ufrag: str, password: str) -> bytes:
+    message = stun.Message(message_method=stun.Method.BINDING,
+                           message_class=stun.Class.REQUEST)  # fmt: skip
+    message.attributes["USERNAME"] = ufrag
+    message.attributes["PRIORITY"] = 1
+    message.attributes["ICE-CONTROLLED"] = 1
+    message.add_message_integrity(password.encode())
+    message.add_fingerprint()
+    return bytes(message)
+
+
+async def test_two_rooms_share_the_one_port_and_strangers_are_dropped(
+    loopback_clients: None,
+) -> None:
+    """Two conferences with two clients each, all on the bridge's one UDP port: each client
+    hears the other of its room (and nobody from the other room). Meanwhile an attacker on
+    127.0.0.2 sends SRTP-like packets, STUN checks with a guessed ufrag, and a check with a
+    real endpoint's ufrag but a wrong password: all are dropped and counted, none reaches an
+    endpoint, and the rooms keep their media."""
+    b = Bridge(BridgeSettings(**SHARED, endpoint_timeout=10.0))
+    await b.start()
+    events: list[BridgeEvent] = []
+    b.subscribe(events.append)
+    attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    attacker.bind(("127.0.0.2", 0))
+    attacker.setblocking(False)  # the bridge runs in this event loop: never block it
+    clients: list[Client] = []
+    try:
+        clients = [await _join(b, f"ep{i}", i, conference=f"room-{i % 2}") for i in range(4)]
+        for i, client in enumerate(clients):
+            await client.negotiate(b)
+            for earlier in clients[:i]:
+                if earlier.conference == client.conference:
+                    await earlier.negotiate(b)
+        await wait_until(lambda: b.stats()["endpoints_connected"] == 4, "all connected")
+        await wait_until(lambda: _room_hears_itself(clients), "media in both rooms")
+        for client in clients:
+            assert not [key for key in client.received
+                        if not any(c.endpoint_id == key[0] and c.conference == client.conference
+                                   for c in clients)]  # fmt: skip
+        before = b.stats()
+        assert before["media_port_endpoints"] == 4 and before["media_port_latched"] >= 4
+        victim = clients[0].allocation.transport
+        target = ("127.0.0.1", b.udp_port)
+        for seq in range(20):
+            attacker.sendto(b"\x80\x6f" + seq.to_bytes(2, "big") + bytes(60), target)
+            attacker.sendto(b"\x16\xfe\xfd" + bytes(40), target)
+        for _ in range(5):
+            attacker.sendto(_stun_check("guess:attacker", "p" * 22), target)
+        attacker.sendto(_stun_check(f"{victim.ice_ufrag}:attacker", "x" * 22), target)
+        # aioice answers the wrong password with 401 and latches nothing
+        reply = stun.parse_message(await asyncio.wait_for(
+            asyncio.get_running_loop().sock_recv(attacker, 2048), 5.0))
+        assert reply.message_class == stun.Class.ERROR
+        assert reply.attributes["ERROR-CODE"][0] == 401
+        for seq in range(5):
+            attacker.sendto(b"\x80\x6f" + seq.to_bytes(2, "big") + bytes(60), target)
+        await asyncio.sleep(0.5)
+        after = b.stats()
+        assert after["media_port_unknown_address"] - before["media_port_unknown_address"] == 45
+        assert after["media_port_unknown_credentials"] \
+            - before["media_port_unknown_credentials"] == 5
+        assert after["media_port_latched"] == before["media_port_latched"]
+        assert after["unprotect_errors"] == 0  # nothing of the attacker's reached SRTP
+        received = [c.received[(o.endpoint_id, "audio")].loud_frames
+                    for c in clients for o in clients
+                    if o is not c and o.conference == c.conference]  # fmt: skip
+        await asyncio.sleep(1.0)
+        later = [c.received[(o.endpoint_id, "audio")].loud_frames
+                 for c in clients for o in clients
+                 if o is not c and o.conference == c.conference]  # fmt: skip
+        assert all(n > m for n, m in zip(later, received, strict=True))
+        assert not [e for e in events if isinstance(e, EndpointFailed)]
+    finally:
+        attacker.close()
+        for client in clients:
+            await _leave(b, client)
+        await b.stop()
+
+
+async def test_ice_tcp_connections_without_a_valid_first_check_are_closed() -> None:
+    """ICE-TCP port: a connection whose first RFC 4571 frame is not a STUN check with a
+    known ufrag is closed at once and counted; nothing reaches an endpoint."""
+    b = Bridge(BridgeSettings(**SHARED))
+    await b.start()
+    try:
+        await b.allocate(CONF, "x")
+        for frame in (b"\x16\xfe\xfd" + bytes(40), _stun_check("guess:attacker", "p" * 22),
+                      b"\x80\x6f" + bytes(60)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", b.tcp_port,
+                                                           local_addr=("127.0.0.2", 0))
+            writer.write(len(frame).to_bytes(2, "big") + frame)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""  # closed, no answer
+            writer.close()
+        stats = b.stats()
+        assert stats["media_tcp_unknown_address"] == 2
+        assert stats["media_tcp_unknown_credentials"] == 1
+        assert stats["endpoints"] == 1 and stats["datagrams_received"] == 0
+    finally:
         await b.stop()

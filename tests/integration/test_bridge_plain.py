@@ -50,7 +50,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 log = logging.getLogger(__name__)
 
 CONF = "room-plain"
-PORTS = (41300, 41349)
 WAIT = 30.0  # seconds: every wait in this module is bounded by this
 PLAIN_SSRC = 0x5EED0001
 LOUD_RMS = 1000.0
@@ -104,7 +103,8 @@ def plain_rtp(seq: int, payload: bytes, level: int = 20) -> bytes:
 
 @pytest.fixture
 async def bridge() -> AsyncIterator[Bridge]:
-    b = Bridge(BridgeSettings(address="127.0.0.1", port_range=PORTS, endpoint_timeout=10.0))
+    b = Bridge(BridgeSettings(address="127.0.0.1", udp_port=0, tcp_port=None,
+                              endpoint_timeout=10.0))
     await b.start()
     try:
         yield b

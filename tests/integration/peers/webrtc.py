@@ -31,7 +31,8 @@ def transport_lines(t: TransportDescription) -> list[str]:
     lines.append(f"a=setup:{t.setup}")
     for c in t.candidates:
         lines.append(f"a=candidate:{c.foundation} {c.component} {c.protocol} {c.priority} "
-                     f"{c.host} {c.port} typ {c.type}")
+                     f"{c.host} {c.port} typ {c.type}"
+                     + (f" tcptype {c.tcptype}" if c.tcptype else ""))
     lines.append("a=end-of-candidates")
     return lines
 

@@ -3,7 +3,7 @@
 bridge/aiortc_adapter.py relies on private attributes and methods of aiortc 1.16.0 and aioice
 0.13.0. Each test below names what the adapter uses and checks it exists with the expected
 signature and behaves as the adapter assumes. Everything runs in memory except the last
-test, which binds one UDP socket on 127.0.0.1 and sends nothing.
+tests, which bind a shared port on 127.0.0.1 (port 0) and send on loopback.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bridge.aiortc_adapter import (
     _BridgeDtlsTransport,
     _MediaProtocol,
 )
+from bridge.mediaport import TcpMediaPort, UdpMediaPort
 from native.sendbatch import SendBatch
 
 
@@ -122,18 +123,17 @@ def test_stun_protocol_and_pair_internals() -> None:
 
 
 def test_aioice_helpers() -> None:
-    assert params(adapter.server_reflexive_candidate) == ["protocol", "stun_server"]
-    assert set(params(adapter.relayed_candidate)) == {
-        "component", "hide_related_address", "protocol_factory", "turn_server",
-        "turn_username", "turn_password", "turn_ssl", "turn_transport"}
-    assert isinstance(adapter.UDP_SOCKET_BUFFER_SIZE, int)
     assert adapter.candidate_priority(1, "host") == (126 << 24) + (65535 << 8) + 255
+    assert adapter.candidate_priority(1, "host", 0) == (126 << 24) + 255
     assert len(adapter.candidate_foundation("host", "udp", "127.0.0.1")) == 32
-    stun_server, turn = adapter.ice_servers(
-        ["stun:stun.example.org:3479"], ["turn:turn.example.org?transport=tcp"], "u", "p")
-    assert stun_server == ("stun.example.org", 3479)
-    assert turn == adapter.TurnServer("turn.example.org", 3478, "u", "p", "tcp", False)
-    assert adapter.ice_servers([], [], "", "") == (None, None)
+    tcp = Candidate(foundation="f", component=1, transport="tcp", priority=1,
+                    host="127.0.0.1", port=4443, type="host", tcptype="passive")
+    assert tcp.to_sdp().endswith("typ host tcptype passive")
+    connection = Connection(ice_controlling=True)
+    assert isinstance(connection.local_username, str) and len(connection.local_username) >= 4
+    connection._local_username = "abcdefghijkl"  # what attach() sets: the property reads it
+    assert connection.local_username == "abcdefghijkl"
+    assert len(adapter.random_string(12)) == 12
 
 
 # --- aiortc: the DTLS transport ------------------------------------------------------------
@@ -267,25 +267,42 @@ async def test_media_protocol_demultiplexes() -> None:
     await transport.close()
 
 
-async def test_gather_binds_in_range_and_announces() -> None:
-    """Our own host candidate on 127.0.0.1 (aioice's enumeration would skip it), inside the
-    port range, announced under another address, and closed with the transport."""
+async def test_attach_joins_the_shared_ports_and_announces() -> None:
+    """Host candidates on the bridge's shared UDP and TCP ports (nothing bound per
+    endpoint), announced under another address, registered by ufrag in both ports'
+    demultiplexers and detached by close()."""
+    udp = await UdpMediaPort.open("127.0.0.1", 0)
+    tcp = await TcpMediaPort.open("127.0.0.1", 0)
     transport = EndpointTransport(RTCCertificate.generateCertificate(),
                                   on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
-    await transport.gather("127.0.0.1", iter(range(41900, 41910)), announce="203.0.113.7")
-    assert 41900 <= transport.local_port < 41910
-    assert transport.open_sockets() == 1
-    [local] = transport._connection.local_candidates
-    assert (local.host, local.port, local.type) == ("127.0.0.1", transport.local_port, "host")
-    description = transport.local_description()
-    [announced] = description.candidates
-    assert (announced.host, announced.port, announced.type) == (
-        "203.0.113.7", transport.local_port, "host")
-    assert description.setup == "actpass" and not description.ice_lite
-    assert [f.algorithm for f in description.fingerprints] == ["sha-256"]
-    assert len(description.ice_pwd) >= 22
-    await transport.close()
-    assert transport.open_sockets() == 0
+    try:
+        transport.attach(udp, tcp, announce="203.0.113.7")
+        ufrag = transport.local_description().ice_ufrag
+        assert len(ufrag) == 12 and ufrag == transport._connection.local_username
+        assert udp.demux.taken(ufrag) and tcp.demux.taken(ufrag)
+        assert transport.local_port == udp.local_addr[1]
+        assert transport.open_sockets() == 2 and len(udp.demux) == len(tcp.demux) == 1
+        local_udp, local_tcp = transport._connection.local_candidates
+        assert (local_udp.host, local_udp.port, local_udp.transport) == (
+            "127.0.0.1", udp.local_addr[1], "udp")
+        assert (local_tcp.port, local_tcp.transport, local_tcp.tcptype) == (
+            tcp.local_addr[1], "tcp", "passive")
+        assert local_tcp.priority < local_udp.priority
+        description = transport.local_description()
+        announced_udp, announced_tcp = description.candidates
+        assert (announced_udp.host, announced_udp.port, announced_udp.protocol) == (
+            "203.0.113.7", udp.local_addr[1], "udp")
+        assert (announced_tcp.host, announced_tcp.protocol, announced_tcp.tcptype) == (
+            "203.0.113.7", "tcp", "passive")
+        assert description.setup == "actpass" and not description.ice_lite
+        assert [f.algorithm for f in description.fingerprints] == ["sha-256"]
+        assert len(description.ice_pwd) >= 22
+        await transport.close()
+        assert transport.open_sockets() == 0 and len(udp.demux) == len(tcp.demux) == 0
+        assert udp.socket() is not None  # the shared socket stays open
+    finally:
+        udp.close()
+        await tcp.close()
 
 
 async def test_send_without_an_ice_pair_drops_instead_of_raising() -> None:
@@ -311,7 +328,8 @@ async def test_sends_of_one_loop_turn_go_out_in_one_batch() -> None:
     rx_sock.setblocking(False)
     transport = EndpointTransport(RTCCertificate.generateCertificate(),
                                   on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
-    await transport.gather("127.0.0.1", iter(range(41910, 41920)))
+    udp = await UdpMediaPort.open("127.0.0.1", 0)
+    transport.attach(udp)
     try:
         protocol = transport._connection._protocols[0]
         assert isinstance(protocol, _MediaProtocol)
@@ -339,4 +357,5 @@ async def test_sends_of_one_loop_turn_go_out_in_one_batch() -> None:
     finally:
         await transport.close()
         rx_sock.close()
+        udp.close()
     assert transport.closed

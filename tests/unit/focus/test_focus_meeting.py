@@ -4,6 +4,7 @@ renegotiation when sources change, chat, moderation, handover, kick, bridge even
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from focus import Focus
 from focus import protocol as p
 from focus.meeting import Meetings
 from focus.session import JoinRefused, MeetingSettings
+from focus.turn import IceServers, rest_credentials
 
 DELAY = 0.02  # renegotiation debounce in these tests
 
@@ -425,11 +427,19 @@ async def test_moderator_handover_is_announced() -> None:
 # -- bridge events -----------------------------------------------------------------------------
 
 
-async def test_endpoint_failure_removes_the_participant() -> None:
+async def test_endpoint_failure_removes_the_participant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The page then shows "a firewall may be blocking the media": the server says so at
+    WARNING, with the participant id (issue 15)."""
     w = World()
     a, ca = await w.join("A")
     b, cb = await w.join("B")
-    w.bridge.emit(EndpointFailed("standup", a, "ice failed"))
+    with caplog.at_level(logging.INFO, logger="focus.meeting"):
+        w.bridge.emit(EndpointFailed("standup", a, "not connected within 15 s"))
+    [record] = [r for r in caplog.records if "media failed" in r.getMessage()]
+    assert record.levelno == logging.WARNING and a in record.getMessage()
+    assert "firewall" in record.getMessage()
     assert ca.closed == (4010, "media failed or timed out")
     assert cb.last("participant-left") == {"type": "participant-left", "id": a,
                                            "reason": "timeout"}  # fmt: skip
@@ -467,6 +477,23 @@ async def test_dominant_speaker_and_quality() -> None:
     assert ca.last("quality") == {"type": "quality", "rtt_ms": 20.0, "receive_bitrate": 100_000,
                                   "send_bitrate": 50_000, "loss": 0.02}  # fmt: skip
     assert cb.of("quality") == []
+
+
+async def test_each_browser_gets_its_own_turn_credentials() -> None:
+    """TURN REST credentials per participant, expiring turn_ttl after the join (wall
+    clock), after any fixed ICE servers; the secret itself never goes out."""
+    w = World(ice=IceServers(turn_urls=("turns:turn.example.org:5349?transport=tcp",),
+                             secret="shared-secret", ttl=3600))  # fmt: skip
+    a, ca = await w.join("A")
+    b, cb = await w.join("B")
+    [turn_a] = ca.last("joined")["ice_servers"]
+    [turn_b] = cb.last("joined")["ice_servers"]
+    expiry = int(w.clock) + 3600
+    assert turn_a["username"] == f"{expiry}:{a}" and turn_b["username"] == f"{expiry}:{b}"
+    assert turn_a["credential"] == rest_credentials("shared-secret", a, w.clock, 3600)[1]
+    assert turn_a["credential"] != turn_b["credential"]
+    assert turn_a["urls"] == ["turns:turn.example.org:5349?transport=tcp"]
+    assert "shared-secret" not in repr(ca.messages) + repr(cb.messages)
 
 
 async def test_ping_stats_and_close() -> None:
