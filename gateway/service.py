@@ -487,8 +487,6 @@ class Gateway(CallMedia, CallPolicy):
         self._end(call, "media timeout")
         self._flush()
 
-    # -- rooms -------------------------------------------------------------------------
-
     # -- ending calls ------------------------------------------------------------------
 
     def _end(self, call: PhoneCall, reason: str) -> None:
