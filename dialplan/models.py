@@ -32,6 +32,7 @@ __all__ = [
     "RouteKind",
     "StartPolicy",
     "Unset",
+    "digits_only",
     "hash_password",
     "is_display_policy",
     "is_route_kind",
@@ -59,6 +60,12 @@ PIN_MAX_LENGTH = 12
 ROOM_NAME_MAX_LENGTH = 64
 _ROOM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PIN = re.compile(r"[0-9]+")
+
+
+def digits_only(password: str) -> bool:
+    """Whether a phone can type the password: ASCII digits 0-9 only (not other scripts'
+    digits, which str.isdigit accepts and no keypad has)."""
+    return bool(_PIN.fullmatch(password))
 
 
 class Unset:
@@ -114,6 +121,9 @@ class RoomRecord:
     password_hash: str | None = None  # "scrypt$N$r$p$salt$hash" (base64), or no password
     start: StartPolicy = "anyone"  # "hosts": guests wait until a host is in
     guests: bool = True  # False: only hosts and token holders may join
+    # The password is digits only (a phone can type it); None: no password, or one set
+    # before this was stored (not known: a caller is asked for it anyway)
+    password_digits: bool | None = None
 
     @property
     def has_password(self) -> bool:

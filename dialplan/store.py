@@ -47,6 +47,7 @@ from dialplan.models import (
     RouteKind,
     StartPolicy,
     Unset,
+    digits_only,
     hash_password,
     is_display_policy,
     is_route_kind,
@@ -103,10 +104,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE rooms ADD COLUMN guests INTEGER NOT NULL DEFAULT 1",
         "CREATE UNIQUE INDEX rooms_host_pin ON rooms(host_pin) WHERE host_pin IS NOT NULL",
     ),
+    (  # 3 -> 4: whether the password is digits only (a phone can type it; issue 17 s. 3);
+        # NULL for a password set before: not known, the caller is asked for it anyway
+        "ALTER TABLE rooms ADD COLUMN password_digits INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_ROOM_COLUMNS = "name, pin, created, host_pin, lobby, password_hash, start, guests"
+_ROOM_COLUMNS = ("name, pin, created, host_pin, lobby, password_hash, start, guests, "
+                 "password_digits")
 _NUMBER_COLUMNS = "number, route, room, display, country_code, toll_free, formatted, created"
 
 
@@ -154,7 +160,8 @@ def _room(row: tuple[Any, ...]) -> RoomRecord:
     assert is_start_policy(start)  # the CHECK constraint holds
     return RoomRecord(name=row[0], pin=row[1], created=row[2], host_pin=row[3],
                       lobby=bool(row[4]), password_hash=row[5], start=start,
-                      guests=bool(row[7]))  # fmt: skip
+                      guests=bool(row[7]),
+                      password_digits=None if row[8] is None else bool(row[8]))  # fmt: skip
 
 
 def _number(row: tuple[Any, ...]) -> NumberRecord:
@@ -277,6 +284,7 @@ class Store:
         if start is not None and not is_start_policy(start):
             raise InvalidInput("start: expected 'anyone' or 'hosts'")
         secret = hash_password(validate_password(password)) if password is not None else None
+        digits = digits_only(password) if password is not None else None
         d = self.defaults
         with self._lock, self._transaction() as db:
             if db.execute("SELECT 1 FROM rooms WHERE name = ?", (key,)).fetchone():
@@ -293,12 +301,13 @@ class Store:
                 name=key, pin=chosen, created=self._clock(), host_pin=host,
                 lobby=d.lobby if lobby is None else bool(lobby), password_hash=secret,
                 start=d.start if start is None else start,
-                guests=d.guests if guests is None else bool(guests),
+                guests=d.guests if guests is None else bool(guests), password_digits=digits,
             )  # fmt: skip
             db.execute(
-                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO rooms ({_ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.name, record.pin, record.created, record.host_pin, int(record.lobby),
-                 record.password_hash, record.start, int(record.guests)),
+                 record.password_hash, record.start, int(record.guests),
+                 None if digits is None else int(digits)),
             )  # fmt: skip
         log.info("room %s created (start %s, lobby %s, password %s, host PIN %s)", key,
                  record.start, "on" if record.lobby else "off",
@@ -333,6 +342,8 @@ class Store:
             changes["password_hash"] = (
                 hash_password(validate_password(password)) if password is not None else None
             )
+            changes["password_digits"] = int(digits_only(password)) if password is not None \
+                else None  # fmt: skip
         if start is not None:
             if not is_start_policy(start):
                 raise InvalidInput("start: expected 'anyone' or 'hosts'")
@@ -349,7 +360,8 @@ class Store:
                               (*changes.values(), record.name)).rowcount == 0:  # fmt: skip
                     raise NotFound(f"room {name!r} not found")
             log.info("room %s: policy changed (%s)", record.name,
-                     ", ".join(sorted(c.replace("_hash", "") for c in changes)))  # fmt: skip
+                     ", ".join(sorted(c.replace("_hash", "") for c in changes
+                             if c != "password_digits")))  # fmt: skip
         updated = self.room(record.name)
         if updated is None:
             raise NotFound(f"room {name!r} not found")

@@ -2,10 +2,10 @@
 
 `Gate` puts together the token check (focus/tokens.py), the room's stored policy
 (`RoomPolicies`) and the decision (focus/policy.py) for the browser meetings; a phone
-caller's leg will ask the same `decide` with `host` from the host PIN and `password` from
-its digits. Refusals are `JoinRefused` with the code and close code of docs/signaling.md;
-every refusal is logged with the room and the client's address, never the token or the
-password.
+caller's leg (gateway/call_policy.py) reads the same `policy` and makes the same decision,
+with `host` from the host PIN and the password it keyed checked by the same store.
+Refusals are `JoinRefused` with the code and close code of docs/signaling.md; every refusal
+is logged with the room and the client's address, never the token or the password.
 """
 
 from __future__ import annotations

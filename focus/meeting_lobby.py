@@ -10,7 +10,8 @@
   knocked, for the page's sound).
 - Moderators (`lobby` messages): `admit`, `deny`, `admit-all`, and `send-back` (a browser
   guest leaves the roster with reason `lobby` and waits again, socket open). A host cannot
-  be sent back; phone callers cannot yet (their lobby is the gateway's, later).
+  be sent back; phone callers cannot yet (they wait in the same lobby, carried by the
+  gateway: gateway/phone_lobby.py, and are admitted and denied like browsers).
 - `policy` messages from a moderator change the stored policy; `policy_changed(room)` (also
   called by the API's PATCH) tells the room and lets in those waiting for a host when the
   room no longer needs one.

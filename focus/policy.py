@@ -37,6 +37,9 @@ class RoomPolicy:
     lobby: bool = False
     has_password: bool = False
     guests: bool = True
+    # A phone can type the password (digits only, or not known); False: a caller is told
+    # so and knocks instead (gateway/phone_lobby.py). Not part of the page's JSON.
+    password_digits: bool = True
 
     @property
     def open(self) -> bool:

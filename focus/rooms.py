@@ -73,4 +73,5 @@ class StoreRooms:
 
 def _policy(record: RoomRecord) -> RoomPolicy:
     return RoomPolicy(start=record.start, lobby=record.lobby,
-                      has_password=record.has_password, guests=record.guests)  # fmt: skip
+                      has_password=record.has_password, guests=record.guests,
+                      password_digits=record.password_digits is not False)  # fmt: skip

@@ -12,7 +12,10 @@ DTMF digits, "the prompt ended" and "the PIN was right/wrong", each with ``now``
   :meth:`PinIvr.check_later` (``CheckPin`` comes again at that time, the caller hears
   silence and keys are ignored meanwhile) or :meth:`PinIvr.give_up` (a prompt, then
   ``Hangup``; nothing counts as a wrong PIN);
-- ``Join()``: move the leg into the room; the IVR is finished;
+- ``CheckPassword(password)``: check the room's password (slow on purpose: in a thread) and
+  answer with :meth:`PinIvr.password_result` (or ``check_later`` / ``give_up`` as for a PIN);
+- ``Join()``: move the leg into the room (or its lobby: the gateway decides); the IVR is
+  finished;
 - ``Hangup(reason)``: end the call; the IVR is finished.
 
 Rules (decisions are marked *):
@@ -26,11 +29,20 @@ Rules (decisions are marked *):
 - After a wrong PIN play ``invalid_pin``; after an empty PIN or no input replay ``welcome``;
   then collect again. After ``max_attempts`` failed attempts play ``goodbye``, then
   ``Hangup("too many attempts")``.
-- A right PIN plays ``joining``, then ``Join()``.
+- A right PIN plays ``joining``, then ``Join()``; without ``announce`` (the caller will wait
+  in the lobby, or is refused: the gateway plays its own prompt) ``Join()`` comes at once.
+- The password (``pin_result(True, now, password=True)``: the room has one): play
+  ``enter_password``, then collect as for the PIN: ``#`` ends it, ``*`` clears, reaching
+  ``max_password_length`` submits, the inter-digit timeout submits what was typed. A wrong
+  password, ``#`` with nothing typed, or no key in time is a failed password attempt,
+  counted apart from the PIN's: ``invalid_password`` (or ``enter_password`` again), then
+  collect again; after ``max_password_attempts`` play ``password_failed`` and
+  ``Hangup("too many wrong passwords")``. A right one plays ``joining`` (or not, as above),
+  then ``Join()``.
 - A prompt that never reports its end is treated as ended after ``prompt_timeout``, so a call
   cannot hang in the IVR forever.
-- Nothing here logs a key, a digit or a PIN (only counts): logs are read by more people than
-  those who may join the rooms.
+- Nothing here logs a key, a digit, a PIN or a password (only counts): logs are read by
+  more people than those who may join the rooms.
 """
 
 from __future__ import annotations
@@ -46,6 +58,9 @@ WELCOME = "welcome"
 INVALID_PIN = "invalid_pin"
 JOINING = "joining"
 GOODBYE = "goodbye"
+ENTER_PASSWORD = "enter_password"
+INVALID_PASSWORD = "invalid_password"
+PASSWORD_FAILED = "password_failed"
 
 PIN_DIGITS = frozenset("0123456789")
 IGNORED_KEYS = frozenset("ABCDabcd")
@@ -62,10 +77,14 @@ class IvrSettings:
     max_attempts: int = 3
     max_pin_length: int = 12
     prompt_timeout: float = 60.0
+    max_password_attempts: int = 3
+    max_password_length: int = 64  # dialplan.models.PASSWORD_MAX_LENGTH
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.max_attempts < 1 or self.max_password_attempts < 1:
+            raise ValueError("max_attempts and max_password_attempts must be at least 1")
+        if self.max_password_length < 1:
+            raise ValueError("max_password_length must be at least 1")
         if self.max_pin_length < 1:
             raise ValueError("max_pin_length must be at least 1")
         if min(self.first_digit_timeout, self.inter_digit_timeout, self.prompt_timeout) <= 0:
@@ -88,6 +107,11 @@ class CheckPin:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckPassword:
+    password: str = field(repr=False)  # never in a log line, even by accident
+
+
+@dataclass(frozen=True, slots=True)
 class Join:
     pass
 
@@ -97,14 +121,14 @@ class Hangup:
     reason: str
 
 
-IvrAction = PlayPrompt | StopPrompt | CheckPin | Join | Hangup
+IvrAction = PlayPrompt | StopPrompt | CheckPin | CheckPassword | Join | Hangup
 
 
 class IvrState(enum.Enum):
     IDLE = "idle"            # not started
     PROMPTING = "prompting"  # welcome / invalid_pin playing; keys barge in
     COLLECTING = "collecting"  # waiting for digits, a digit timer runs
-    CHECKING = "checking"    # CheckPin sent, waiting for pin_result
+    CHECKING = "checking"    # CheckPin (CheckPassword) sent, waiting for its result
     JOINING = "joining"      # joining prompt playing, then Join
     GOODBYE = "goodbye"      # goodbye prompt playing, then Hangup
     DONE = "done"            # Join or Hangup sent
@@ -115,7 +139,8 @@ TRANSITIONS: dict[IvrState, frozenset[IvrState]] = {
     IvrState.IDLE: frozenset({IvrState.PROMPTING}),
     IvrState.PROMPTING: frozenset({IvrState.COLLECTING}),
     IvrState.COLLECTING: frozenset({IvrState.CHECKING, IvrState.PROMPTING, IvrState.GOODBYE}),
-    IvrState.CHECKING: frozenset({IvrState.JOINING, IvrState.PROMPTING, IvrState.GOODBYE}),
+    IvrState.CHECKING: frozenset({IvrState.JOINING, IvrState.PROMPTING, IvrState.GOODBYE,
+                                  IvrState.DONE}),
     IvrState.JOINING: frozenset({IvrState.DONE}),
     IvrState.GOODBYE: frozenset({IvrState.DONE}),
     IvrState.DONE: frozenset(),
@@ -131,6 +156,8 @@ class PinIvr:
         self._state = IvrState.IDLE
         self._digits: list[str] = []
         self._failures = 0
+        self._password_failures = 0
+        self._stage = "pin"  # "pin", then "password" when the room has one
         self._prompt: str | None = None  # the prompt we asked to be played, if any
         self._timer: float | None = None
         self._actions: deque[IvrAction] = deque()
@@ -150,6 +177,15 @@ class PinIvr:
     def failures(self) -> int:
         """Failed attempts so far."""
         return self._failures
+
+    @property
+    def password_failures(self) -> int:
+        return self._password_failures
+
+    @property
+    def stage(self) -> str:
+        """What the digits are: "pin", or "password" once the PIN was right."""
+        return self._stage
 
     @property
     def prompt(self) -> str | None:
@@ -184,14 +220,16 @@ class PinIvr:
             if self._digits:
                 self._submit()
             else:
-                log.info("call %s: empty PIN", self.call_id)
-                self._fail(WELCOME, now)
+                log.info("call %s: empty %s", self.call_id, self._stage)
+                self._fail(self._reprompt(), now)
         elif digit == "*":
             self._digits.clear()
             self._timer = now + self.settings.first_digit_timeout
         else:
             self._digits.append(digit)
-            if len(self._digits) >= self.settings.max_pin_length:
+            longest = self.settings.max_pin_length if self._stage == "pin" \
+                else self.settings.max_password_length  # fmt: skip
+            if len(self._digits) >= longest:
                 self._submit()
             else:
                 self._timer = now + self.settings.inter_digit_timeout
@@ -204,17 +242,36 @@ class PinIvr:
             return
         self._prompt_ended(now)
 
-    def pin_result(self, ok: bool, now: float) -> None:
-        if self._state is not IvrState.CHECKING:
+    def pin_result(self, ok: bool, now: float, *, password: bool = False,
+                   announce: bool = True) -> None:
+        """The PIN (or host PIN) was right or wrong. ``password``: the room has a password
+        the caller must give next; ``announce``: play ``joining`` before ``Join``."""
+        if self._state is not IvrState.CHECKING or self._stage != "pin":
             raise IvrError(f"call {self.call_id}: pin_result in state {self._state.value}")
         if ok:
             self.pin = self.digits
             log.info("call %s: PIN accepted", self.call_id)
             self._digits.clear()
-            self._play(JOINING, IvrState.JOINING, now)
+            if password:
+                self._stage = "password"
+                self._play(ENTER_PASSWORD, IvrState.PROMPTING, now)
+            else:
+                self._accepted(now, announce)
         else:
             log.info("call %s: wrong PIN", self.call_id)
             self._fail(INVALID_PIN, now)
+
+    def password_result(self, ok: bool, now: float, *, announce: bool = True) -> None:
+        if self._state is not IvrState.CHECKING or self._stage != "password":
+            raise IvrError(f"call {self.call_id}: password_result in state "
+                           f"{self._state.value} ({self._stage})")  # fmt: skip
+        self._digits.clear()
+        if ok:
+            log.info("call %s: password accepted", self.call_id)
+            self._accepted(now, announce)
+        else:
+            log.info("call %s: wrong password", self.call_id)
+            self._fail(INVALID_PASSWORD, now)
 
     def check_later(self, at: float) -> None:
         """The PIN could not be looked up now: ask again (``CheckPin``) at ``at``."""
@@ -237,7 +294,7 @@ class PinIvr:
             return
         self._timer = None
         if self._state is IvrState.CHECKING:  # check_later's time has come
-            self._actions.append(CheckPin(self.digits))
+            self._actions.append(self._check())
         elif self._prompt is not None:
             log.warning("call %s: prompt %s did not report its end; going on",
                         self.call_id, self._prompt)
@@ -249,7 +306,7 @@ class PinIvr:
                 self._submit()
             else:
                 log.info("call %s: no input", self.call_id)
-                self._fail(WELCOME, now)
+                self._fail(self._reprompt(), now)
 
     # ----------------------------------------------------------------- outputs
     def get_timer(self) -> float | None:
@@ -287,15 +344,36 @@ class PinIvr:
     def _submit(self) -> None:
         self._set_state(IvrState.CHECKING)
         self._timer = None
-        self._actions.append(CheckPin(self.digits))
+        self._actions.append(self._check())
+
+    def _check(self) -> CheckPin | CheckPassword:
+        return CheckPin(self.digits) if self._stage == "pin" else CheckPassword(self.digits)
+
+    def _reprompt(self) -> str:
+        """The prompt after an empty entry or no input."""
+        return WELCOME if self._stage == "pin" else ENTER_PASSWORD
+
+    def _accepted(self, now: float, announce: bool) -> None:
+        if announce:
+            self._play(JOINING, IvrState.JOINING, now)
+        else:
+            self._finish(Join())
 
     def _fail(self, reprompt: str, now: float) -> None:
-        self._failures += 1
         self._digits.clear()
-        log.info("call %s: failed attempt %d of %d", self.call_id, self._failures,
-                 self.settings.max_attempts)
-        if self._failures >= self.settings.max_attempts:
-            self._play(GOODBYE, IvrState.GOODBYE, now)
+        if self._stage == "password":
+            self._password_failures += 1
+            failures, most = self._password_failures, self.settings.max_password_attempts
+            goodbye = PASSWORD_FAILED
+            self._hangup_reason = "too many wrong passwords"
+        else:
+            self._failures += 1
+            failures, most = self._failures, self.settings.max_attempts
+            goodbye = GOODBYE
+        log.info("call %s: failed %s attempt %d of %d", self.call_id, self._stage, failures,
+                 most)  # fmt: skip
+        if failures >= most:
+            self._play(goodbye, IvrState.GOODBYE, now)
         else:
             self._play(reprompt, IvrState.PROMPTING, now)
 

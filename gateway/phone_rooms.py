@@ -56,9 +56,15 @@ class PhoneRooms:
         return self.max_participants is not None and \
             len(self.focus.participants(room)) >= self.max_participants
 
-    def join(self, call: PhoneCall, room: str) -> bool:
+    def join(self, call: PhoneCall, room: str, *, participant_id: str | None = None,
+             host: bool = False, open_room: bool | None = None,
+             greeting: str | None = None) -> bool:
         """The call (its leg set up) enters ``room``; False when the room is full (the call
-        then hears the room_full prompt, in state ENDING: the gateway hangs up after it)."""
+        then hears the room_full prompt, in state ENDING: the gateway hangs up after it).
+        ``participant_id``: the id it waited under in the lobby; ``host``: a host PIN
+        caller (a moderator); ``open_room``: the room's policy is open (focus.Focus.join);
+        ``greeting``: a prompt it hears on entering, instead of "you are the only
+        participant" (``admitted``, the host's keys)."""
         assert call.leg is not None
         if self.full(room):
             log.info("call %s: room %s is full (%s participants): refused", call.call_id,
@@ -68,7 +74,9 @@ class PhoneRooms:
             return False
         call.room = room
         self._watch(room)
-        info = self.focus.join(room, "phone", call.name, mixed_by=self.group)
+        info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
+                               participant_id=participant_id, host=host,
+                               open_room=open_room)  # fmt: skip
         call.participant_id = info.id
         self.by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
@@ -76,8 +84,10 @@ class PhoneRooms:
         self.calls.setdefault(room, set()).add(call)
         call.set_state(CallState.ROOM)
         # Alone in the conference, browsers counted (not only the phones in the mixer).
-        call.alone_prompt = len(self.focus.participants(room)) == 1
-        if call.alone_prompt:
+        call.alone_prompt = greeting is None and len(self.focus.participants(room)) == 1
+        if greeting is not None:
+            self.mixer.play_to_leg(call.leg_id, self.prompts.player(greeting))
+        elif call.alone_prompt:
             self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
         return True
 

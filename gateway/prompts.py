@@ -42,6 +42,24 @@ PROMPT_TEXTS: dict[str, str] = {
     "room_not_found": "That meeting could not be found.",
     "room_full": "This meeting is full. Goodbye.",
     "busy": "We cannot check your PIN right now. Please call again later.",
+    # the room policy (gateway/phone_lobby.py, gateway/call_policy.py)
+    "enter_password": "This meeting has a password. Please enter it, followed by the pound key.",
+    "invalid_password": "That password is not right. Please try again.",
+    "password_failed": "That password is not right. Goodbye.",
+    "password_not_typable": "This meeting's password cannot be typed on a phone.",
+    "not_allowed": "This meeting is for invited participants only. Goodbye.",
+    "lobby_wait": "Please wait, the host will let you in.",
+    "admitted": "You are now in the meeting.",
+    "denied": "The host did not let you in. Goodbye.",
+    "lobby_timeout": "Nobody has let you in yet. Please call again later. Goodbye.",
+    "host_joined": (
+        "You are the host. Press star one to let everyone in, star two to lock or unlock "
+        "the meeting."
+    ),
+    "admitted_all": "Everyone who was waiting is now in the meeting.",
+    "nobody_waiting": "Nobody is waiting.",
+    "room_locked": "The meeting is locked. New callers will wait in the lobby.",
+    "room_unlocked": "The meeting is unlocked.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

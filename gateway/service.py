@@ -7,6 +7,9 @@ happens per call runs on the event loop's thread without locks:
 - SIP events are handled as they are drained from the user agent (`_GatewayNode`), right
   after the transport fed it bytes or fired its timer;
 - media, prompts, IVR timers and DTMF are handled on the one media clock tick (20 ms).
+
+Who gets in after the PIN (host PIN, password, the focus's lobby, the host's keys) is
+gateway/call_policy.py's, a part of the gateway as gateway/call_media.py is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dialplan.limits import Networks
@@ -22,20 +25,24 @@ from dialplan.routing import Prompt, Reject, Room, Router
 from dialplan.store import Store
 from dialplan.throttle import PinThrottle
 from focus import Focus
+from focus.gate import Gate
+from focus.lobby import Lobby
 from gateway.call import CallState, PhoneCall
 from gateway.call_media import CallMedia
+from gateway.call_policy import CallPolicy
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
-from gateway.ivr import CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
+from gateway.ivr import CheckPassword, CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
 from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
+from gateway.phone_lobby import PhoneLobby
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, RtpSession
-from gateway.settings import CODECS, STAR_WINDOW, GatewaySettings
+from gateway.settings import CODECS, GatewaySettings
 from gateway.shedding import SipShedder
 from gateway.sip.events import (
     CallConfirmed,
@@ -93,7 +100,7 @@ class _GatewayNode:
         return self._ua.datagrams_to_send()
 
 
-class Gateway(CallMedia):
+class Gateway(CallMedia, CallPolicy):
     def __init__(
         self,
         settings: GatewaySettings,
@@ -103,9 +110,15 @@ class Gateway(CallMedia):
         throttle: PinThrottle,
         media: MediaProvider | None = None,
         connect: LinkFactory | None = None,
+        *,
+        gate: Gate | None = None,
+        lobby: Lobby | None = None,
+        policy_changed: Callable[[str], None] | None = None,
     ) -> None:
         """``media`` and ``connect``: the focus's plain bridge endpoints and the packet
-        links to them; without them phones hear only phones (no browsers)."""
+        links to them; without them phones hear only phones (no browsers). ``gate``,
+        ``lobby`` and ``policy_changed`` (the meetings' own): the room policy for callers
+        (gateway/call_policy.py); without them every room is open to callers."""
         self.settings = settings
         self.focus = focus
         self.router = router
@@ -140,6 +153,13 @@ class Gateway(CallMedia):
         self._by_leg: dict[str, PhoneCall] = {}
         self.rooms = PhoneRooms(focus, self.mixer, self.prompts, self.audio,
                                 max_participants=settings.max_participants)
+        self.gate = gate
+        self.lobby = lobby
+        self.policy_changed = policy_changed
+        self.phone_lobby = PhoneLobby(
+            lobby, focus, self.mixer, self.prompts, max_wait=settings.lobby_max_wait,
+            admitted=self._lobby_admitted,
+        ) if lobby is not None else None  # fmt: skip
         self._leg_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: SipTransport | None = None
@@ -151,7 +171,7 @@ class Gateway(CallMedia):
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"calls_total": 0, "calls_rejected": 0, "pin_failures": 0,
                          "pin_checks_refused": 0, "trunk_challenges": 0,
-                         "trunk_auth_failures": 0}
+                         "trunk_auth_failures": 0, "password_failures": 0}
         # trunks: registrations (the API's TrunkControl) and inbound matching with digest
         self.registry = TrunkRegistry(self.ua, self._flush)
         self.inbound = InboundTrunks(
@@ -187,6 +207,8 @@ class Gateway(CallMedia):
 
     async def stop(self) -> None:
         await self.registry.stop()  # un-REGISTERs: sent with the BYEs below
+        if self.phone_lobby is not None:
+            self.phone_lobby.close()
         for call in list(self.calls.values()):
             if call.state is not CallState.ENDED:
                 self.ua.hangup(call.call_id, now=self._time())
@@ -229,6 +251,7 @@ class Gateway(CallMedia):
             "calls": self.ua.calls(),
             "legs": sum(1 for c in self.calls.values() if c.session is not None),
             "ivr": len(self._ivr_calls),
+            "lobby_calls": len(self.phone_lobby) if self.phone_lobby is not None else 0,
             "mixer_rooms": len(self.rooms.calls),
             "rtp_ports_in_use": self._ports.in_use,
             "transactions": self.ua.stats()["transactions"],
@@ -344,6 +367,7 @@ class Gateway(CallMedia):
                                         else (486, "Busy Here")))
                 return
         display = request.from_addr.display
+        lobby_name = caller_name(None, caller, decision.display)  # the masked number
         call = PhoneCall(
             call_id=call_id,
             leg_id=f"leg{next(self._leg_ids)}",
@@ -353,6 +377,7 @@ class Gateway(CallMedia):
             route_room=decision.name if isinstance(decision, Room) else None,
         )
         assert isinstance(decision, Prompt | Room)
+        call.extra["lobby_name"] = lobby_name
         self.calls[call_id] = call
         self._by_leg[call.leg_id] = call
         self._spawn(self._answer(call, offer))
@@ -400,7 +425,8 @@ class Gateway(CallMedia):
             if not self._configure(call, negotiation):
                 return
         if call.route_room is not None:
-            self._join(call, call.route_room, now)
+            call.room = call.route_room
+            self._after_ivr(call, call.route_room, None, now)
             return
         call.ivr = PinIvr(call.call_id, self.settings.ivr)
         call.set_state(CallState.IVR)
@@ -419,7 +445,7 @@ class Gateway(CallMedia):
                 self.mixer.set_prompt(call.leg_id, self.prompts.player(action.name))
             elif isinstance(action, StopPrompt):
                 self.mixer.set_prompt(call.leg_id, None)
-            elif isinstance(action, CheckPin):
+            elif isinstance(action, CheckPin | CheckPassword):
                 verdict = self.throttle.request_check(call.call_id, now)
                 if verdict == "wait":  # the global limit: ask again shortly
                     ivr.check_later(now + PIN_CHECK_RETRY)
@@ -429,14 +455,17 @@ class Gateway(CallMedia):
                 elif verdict == "busy":
                     self.counters["pin_checks_refused"] += 1
                     ivr.give_up("busy", "PIN lookups overloaded", now)
-                else:
+                elif isinstance(action, CheckPin):
                     self._check_pin(call, ivr, action.pin, now)
+                else:
+                    self._check_password(call, ivr, action.password)
             elif isinstance(action, Join):
                 self._ivr_calls.discard(call)
                 call.ivr = None
                 self.throttle.finish(call.call_id)
                 assert call.room is not None
-                self._join(call, call.room, now)
+                self._after_ivr(call, call.room, True if ivr.stage == "password" else None,
+                                now)  # fmt: skip
                 return
             elif isinstance(action, Hangup):
                 self._ivr_calls.discard(call)
@@ -445,35 +474,13 @@ class Gateway(CallMedia):
                 self._end(call, action.reason)
                 return
 
-    def _check_pin(self, call: PhoneCall, ivr: PinIvr, pin: str, now: float) -> None:
-        room = self.store.room_by_pin(pin)
-        if room is None:
-            self.counters["pin_failures"] += 1
-            log.info("call %s: wrong PIN from %s", call.call_id, call.caller)
-            self.throttle.call_failed(call.call_id, now)
-        else:
-            self.throttle.record_success(call.caller, call.source.host, now)
-            call.room = room.name
-            call.set_state(CallState.JOINING)
-        ivr.pin_result(room is not None, now)
-
     def _on_digit(self, call: PhoneCall, digit: str, now: float) -> None:
         log.info("call %s: DTMF: a digit", call.call_id)  # never which: PINs
         if call.ivr is not None:
             call.ivr.on_digit(digit, now)
             self._run_ivr(call, now)
         elif call.state is CallState.ROOM and call.participant_id is not None:
-            if digit == "*":
-                call.pending_star = now
-            elif digit == "6" and call.pending_star is not None and \
-                    now - call.pending_star <= STAR_WINDOW:
-                call.pending_star = None
-                muted = not self.mixer.is_muted(call.leg_id)
-                self.focus.set_muted(call.participant_id, muted)
-                self.mixer.play_to_leg(call.leg_id,
-                                       self.prompts.player("muted" if muted else "unmuted"))
-            else:
-                call.pending_star = None
+            self._room_key(call, digit, now)  # '*' keys: gateway/call_policy.py
 
     def _on_rtp_digit(self, call: PhoneCall, digit: str) -> None:
         assert self._loop is not None
@@ -485,14 +492,6 @@ class Gateway(CallMedia):
                  self.settings.media_timeout)
         self._end(call, "media timeout")
         self._flush()
-
-    # -- rooms -------------------------------------------------------------------------
-
-    def _join(self, call: PhoneCall, room: str, now: float) -> None:
-        if call.leg is None:
-            self._end(call, "no media")
-            return
-        self.rooms.join(call, room)
 
     # -- ending calls ------------------------------------------------------------------
 
@@ -514,6 +513,7 @@ class Gateway(CallMedia):
         call.ivr = None
         for step in (
             lambda: self.throttle.finish(call.call_id),
+            lambda: self.phone_lobby.cancel(call) if self.phone_lobby is not None else None,
             lambda: self.rooms.leave(call, reason),
             lambda: self.mixer.remove_leg(call.leg_id) if call.leg_id in self.mixer else None,
             lambda: self._count_rtp(call.session) if call.session is not None else None,
@@ -569,6 +569,10 @@ class Gateway(CallMedia):
                     call.ivr.on_prompt_finished(now, event.name)
                     self._run_ivr(call, now)
                     acted = True
+                elif call is not None and self.phone_lobby is not None:
+                    self.phone_lobby.on_prompt_finished(call)
+        if self.phone_lobby is not None and self.phone_lobby.expire(now):
+            acted = True
         for call in list(self._ivr_calls):
             if call.ivr is None:
                 continue

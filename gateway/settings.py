@@ -51,6 +51,8 @@ class GatewaySettings:
     sip_tls_cert: str = ""
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
+    #: seconds a caller may wait in a lobby (ivr.lobby_max_wait)
+    lobby_max_wait: float = 1800.0
 
     @classmethod
     def from_config(cls, config: Config) -> GatewaySettings:
@@ -89,6 +91,7 @@ class GatewaySettings:
             digest_realm=config.sip.digest_realm,
             nonce_lifetime=config.sip.nonce_lifetime,
             default_country=config.dialplan.default_country,
+            lobby_max_wait=ivr.lobby_max_wait,
             audio=AudioSettings(
                 max_decoded=config.media.mixed_browser_streams,
                 opus_complexity=config.media.opus_complexity,

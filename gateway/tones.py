@@ -63,3 +63,23 @@ def join_tone() -> PromptPlayer:
 
 def leave_tone() -> PromptPlayer:
     return PromptPlayer(LEAVE_TONE, "leave_tone")
+
+
+# Quiet music for callers waiting in a lobby: a slow arpeggio of soft notes (about
+# -24 dBFS peak), 8 s, looped by gateway/phone_lobby.py while the caller waits.
+HOLD_LEVEL = 0.06
+HOLD_NOTES = (523.25, 659.25, 783.99, 659.25, 587.33, 698.46, 880.0, 698.46)  # C E G E D F A F
+
+
+def _hold_music() -> Frames:
+    parts: list[npt.NDArray[np.float64]] = []
+    for freq in HOLD_NOTES:
+        parts += [beep(freq, 0.7, HOLD_LEVEL), gap(0.3)]
+    return sequence(*parts)
+
+
+HOLD_MUSIC: Frames = _hold_music()
+
+
+def hold_music() -> PromptPlayer:
+    return PromptPlayer(HOLD_MUSIC, "hold_music")

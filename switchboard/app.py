@@ -127,6 +127,8 @@ class Server:
         self.gateway = Gateway(
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
+            gate=self.meetings.gate, lobby=self.lobby,
+            policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
         self.https = Https(config)
         self._runner: web.AppRunner | None = None

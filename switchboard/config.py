@@ -287,6 +287,7 @@ class IvrConfig:
     inter_digit_timeout: float = 5.0
     max_attempts: int = 3
     max_pin_length: int = 12
+    lobby_max_wait: float = 1800.0  # seconds a caller may wait in a lobby before goodbye
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
 
 
@@ -593,6 +594,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("ivr.max_attempts: expected 1-10")
     if not 4 <= ivr.max_pin_length <= 20:
         raise ConfigError("ivr.max_pin_length: expected 4-20")
+    if not 60 <= ivr.lobby_max_wait <= 86400:
+        raise ConfigError("ivr.lobby_max_wait: expected 60 to 86400 seconds")
     if ivr.prompts_dir and not Path(ivr.prompts_dir).is_dir():
         raise ConfigError(f"ivr.prompts_dir: {ivr.prompts_dir!r} is not a directory")
     t = ivr.throttle

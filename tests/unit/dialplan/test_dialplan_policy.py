@@ -28,14 +28,14 @@ def test_a_version_1_database_is_migrated_and_keeps_todays_behaviour(tmp_path: P
     db.commit()
     db.close()
     with Store(path, defaults=RoomDefaults(lobby=True, start="hosts")) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         room = store.room("standup")
         assert room is not None and room.pin == "48213077"
         assert (room.lobby, room.start, room.has_password, room.host_pin, room.guests) == \
             (False, "anyone", False, None, True)  # fmt: skip
         assert store.create_room("new").lobby  # new rooms take the configured defaults
     with Store(path) as store:  # reopening migrates nothing more
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
 
 
 def test_policy_given_at_creation_and_changed_later(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.room("standup") is not None
         store.add_trunk(parse_trunk(BASE))
         assert store.trunk("carrier") is not None

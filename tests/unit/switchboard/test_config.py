@@ -103,6 +103,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"admin": {"token": "short"}}, "admin.token: expected at least 16"),
         ({"ivr": {"max_attempts": True}}, "ivr.max_attempts: expected an integer"),
         ({"ivr": {"throttle": {"window": 0}}}, "ivr.throttle"),
+        ({"ivr": {"lobby_max_wait": 10}}, "ivr.lobby_max_wait: expected 60 to 86400"),
         ({"ivr": {"throttle": {"nope": 1}}}, "ivr.throttle.nope: unknown key"),
         ({"dialplan": {"default_route": "room:"}}, "dialplan.default_route"),
         ({"log": {"level": "loud"}}, "log.level"),
