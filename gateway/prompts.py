@@ -42,6 +42,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "room_not_found": "That meeting could not be found.",
     "room_full": "This meeting is full. Goodbye.",
     "busy": "We cannot check your PIN right now. Please call again later.",
+    "recording_on": "This meeting is now being recorded.",
+    "recording_off": "This meeting is no longer being recorded.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

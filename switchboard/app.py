@@ -30,12 +30,14 @@ from focus.session import MeetingSettings
 from focus.tokens import TokenSettings, TokenVerifier
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
+from recorder.service import RecorderSettings, Recordings
 from switchboard.config import Config
 from switchboard.https import Https
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.metrics import add_metrics_route, metrics_app
 from web.pages import add_page_routes
+from web.recordings_api import RECORDINGS
 from web.signaling import add_signaling_routes
 
 log = logging.getLogger("switchboard")
@@ -126,11 +128,22 @@ class Server:
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
         )  # fmt: skip
+        # Recordings: a plain endpoint at the bridge per recorded room (recorder/service.py);
+        # the gateway's callers hear when one starts or stops.
+        self.recordings = Recordings(
+            RecorderSettings.from_config(config), self.focus, self.bridge,
+            self.bridge.connect_local, on_change=self._recording_changed,
+        )  # fmt: skip
+        self.meetings.recording_control = self.recordings
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._bridge_started = False
+
+    def _recording_changed(self, room: str, active: bool) -> None:
+        self.gateway.rooms.recording_changed(room, active)
+        self.meetings.recording_changed(room, active)
 
     def health(self) -> dict[str, bool]:
         return {
@@ -150,6 +163,7 @@ class Server:
         counts["bridge_packets_sent"] = bridge.get("packets_sent", 0)
         counts.update(self.meetings.stats())
         counts.update(self.lobby.stats())
+        counts.update(self.recordings.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
         return counts
@@ -173,6 +187,7 @@ class Server:
             default_country=self.config.dialplan.default_country,
             tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
+        app[RECORDINGS] = self.recordings
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
@@ -226,6 +241,7 @@ class Server:
             await self._metrics.cleanup()
             self._metrics = None
         await self.https.stop()
+        await self.recordings.close()
         await self.meetings.close()
         await self.gateway.stop()
         if self._bridge_started:
