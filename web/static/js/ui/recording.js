@@ -1,6 +1,6 @@
-// Recording on the meeting page: everyone sees the indicator while the room is being
-// recorded; moderators get a button that starts or stops it (`recording` messages,
-// docs/recording.md).
+// Recording on the meeting page: everyone sees the indicator (top bar) while the room is
+// being recorded; moderators get a button in the participants panel that starts or stops
+// it (`recording` messages, docs/recording.md).
 
 import { $ } from '../lib/dom.js';
 import { toast } from './toasts.js';
@@ -38,7 +38,7 @@ export class RecordingControls {
     this.moderator = Boolean(moderator);
     $('#rec-indicator').hidden = !this.active;
     const button = $('#rec-toggle');
-    button.hidden = !this.moderator;
+    $('#rec-actions').hidden = !this.moderator; // in the participants panel
     button.disabled = false;
     button.textContent = this.active ? 'Stop recording' : 'Record';
     button.setAttribute('aria-pressed', String(this.active));
