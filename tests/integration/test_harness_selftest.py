@@ -318,3 +318,15 @@ def stop(*_):
 signal.signal(signal.SIGTERM, stop)
 HTTPServer((host, int(port)), H).serve_forever()
 '''
+
+
+def test_port_blocks_are_found_again_after_the_range_is_used_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole suite's servers hand out more than the range holds: the record of handed-out
+    ports is forgotten once (stopped servers' ports are free again) instead of failing."""
+    monkeypatch.setattr(procs, "_BLOCK_LOW", 30000)
+    monkeypatch.setattr(procs, "_BLOCK_HIGH", 30400)
+    monkeypatch.setattr(procs, "_handed_out", set())
+    bases = {procs.find_port_block(100, kinds=("udp",)) for _ in range(12)}
+    assert all(30000 <= b <= 30300 for b in bases)
+    assert len(procs._handed_out) <= 400  # (forgotten at least once on the way)
