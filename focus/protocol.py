@@ -37,7 +37,6 @@ __all__ = [
     "Ping",
     "PolicyChange",
     "ProtocolError",
-    "RecordingAction",
     "Renegotiate",
     "SetName",
     "Stats",
@@ -62,7 +61,7 @@ ERROR_CODES = frozenset({
     "not-joined", "already-joined", "wrong-room", "forbidden", "unknown-participant",
     "rate-limited", "room-not-found", "room-full", "internal",
     "bad-token", "password-required", "wrong-password", "guests-not-allowed", "denied",
-    "lobby-full", "in-lobby", "too-many-waiting", "recording-refused",
+    "lobby-full", "in-lobby", "too-many-waiting",
 })  # fmt: skip
 MAX_TOKEN = 8192
 MAX_PASSWORD = 64
@@ -203,22 +202,13 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordingAction:
-    """A moderator starts or stops recording the room (docs/recording.md)."""
-
-    TYPE: ClassVar[str] = "recording"
-    action: Literal["start", "stop"]
-    room: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Leave:
     TYPE: ClassVar[str] = "leave"
     room: str | None = None
 
 
 ClientMessage = Join | Answer | Renegotiate | Media | Chat | Hand | SetName | Moderate | \
-    Stats | Ping | Leave | LobbyAction | PolicyChange | RecordingAction  # fmt: skip
+    Stats | Ping | Leave | LobbyAction | PolicyChange  # fmt: skip
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -367,15 +357,6 @@ def _ping(f: _Fields) -> Ping:
     return Ping(id=value, room=f.room(required=False))
 
 
-def _recording(f: _Fields) -> RecordingAction:
-    action = f.data.get("action")
-    if action == "start":
-        return RecordingAction(action="start", room=f.room(required=False))
-    if action == "stop":
-        return RecordingAction(action="stop", room=f.room(required=False))
-    raise f.fail("action", '"start" or "stop"')
-
-
 def _stats(f: _Fields) -> Stats:
     return Stats(rtt_ms=f.number("rtt_ms"), bitrate_in=f.number("bitrate_in"),
                  bitrate_out=f.number("bitrate_out"), loss=f.number("loss"),
@@ -401,7 +382,6 @@ _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] =
     "stats": (frozenset({"rtt_ms", "bitrate_in", "bitrate_out", "loss"}), _stats),
     "ping": (frozenset({"id"}), _ping),
     "leave": (frozenset(), lambda f: Leave(room=f.room(required=False))),
-    "recording": (frozenset({"action"}), _recording),
 }  # fmt: skip
 
 
@@ -527,8 +507,3 @@ def quality(
 
 def pong(ping_id: str | int | None) -> dict[str, object]:
     return {"type": "pong", "id": ping_id}
-
-
-def recording(active: bool) -> dict[str, object]:
-    """To everyone in the room: whether it is being recorded (on joining, on every change)."""
-    return {"type": "recording", "active": active}
