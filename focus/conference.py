@@ -17,12 +17,14 @@ mute (`moderator_mute`, `mute_all`), which also sets `force_muted` until the par
 unmutes themself. Nobody can unmute someone else.
 
 Receivers: a participant hears the room's audio either through the bridge (a browser, muted
-or not: it still listens; a recorder or another node's phone mixer later) or through a
+or not: it still listens; a recording; another node's phone mixer later) or through a
 gateway's phone mixer, which mixes the phones it carries itself (`mixed_by` names that
 gateway's group). `audio_receivers(room, group)` counts the participants that need the
-room's audio from the bridge as that group sees it: everyone not mixed by ``group``. The
+room's audio from the bridge as that group sees it: everyone not mixed by ``group``, and
+one more while the room is being recorded (`set_recorded`, from the recorder). The
 gateway encodes its callers' voices for the bridge only while that count is not zero, and
-recounts on every `ParticipantJoined` and `ParticipantLeft` (the only events that change it).
+recounts on every `ParticipantJoined` and `ParticipantLeft` (the only events that change it)
+and when a recording starts or stops (the composition root tells it).
 
 Events: `ParticipantJoined`, `ParticipantLeft` and `ParticipantMuted` go to every listener;
 `ParticipantUpdated` (name, hand, media flags, role) only to listeners that subscribe with
@@ -138,6 +140,7 @@ class Focus:
         self._conferences: dict[str, _Conference] = {}
         self._where: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self._recorded: set[str] = set()  # rooms being recorded (recorder/service.py)
 
     # -- joining and leaving ---------------------------------------------------------------
 
@@ -252,7 +255,18 @@ class Focus:
         if conference is None:
             return 0
         return sum(1 for p in conference.participants.values()
-                   if p.mixed_by is None or p.mixed_by != group)
+                   if p.mixed_by is None or p.mixed_by != group) + (room in self._recorded)
+
+    def set_recorded(self, room: str, recorded: bool) -> None:
+        """The recorder says whether `room` is being recorded: a recording hears the room
+        through the bridge, so it counts as one of the room's audio receivers."""
+        if recorded:
+            self._recorded.add(room)
+        else:
+            self._recorded.discard(room)
+
+    def recorded(self, room: str) -> bool:
+        return room in self._recorded
 
     def stats(self) -> dict[str, int]:
         return {

@@ -16,7 +16,8 @@ at once, or waits in the `Lobby` (focus/lobby.py) with the participant id it wil
 the room, its socket open and told `lobby` `waiting`; an `Admitted` from the lobby (a
 moderator, the API, a host arriving) joins it, a `Denied` tells it and closes 4013.
 Moderators get the knocking list (`lobby-list`) on joining, on becoming moderator and on
-every change; they admit, deny, send back to the lobby, and change the policy.
+every change; they admit, deny, send back to the lobby, and change the policy. They also
+start and stop recording; everyone is told when it changes (focus/meeting_recording.py).
 
 Errors a client causes raise `ProtocolError` (answered with `error` by the caller); bridge
 failures are logged with the participant's id and never reach another participant.
@@ -55,6 +56,7 @@ from focus.conference import (
 from focus.gate import Gate
 from focus.lobby import Lobby
 from focus.meeting_lobby import LobbyActions, Waiting
+from focus.meeting_recording import RecordingActions, RecordingControl
 from focus.policy import Verdict
 from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
 from focus.session import (
@@ -93,7 +95,7 @@ class _Room:
         self.unsubscribe: Callable[[], None] = lambda: None
 
 
-class Meetings(LobbyActions):
+class Meetings(LobbyActions, RecordingActions):
     """Every browser session of this process, by participant id and by room."""
 
     def __init__(
@@ -126,6 +128,7 @@ class Meetings(LobbyActions):
         self.lobby = lobby if lobby is not None else Lobby(s.lobby_size)
         self._waiting: dict[str, Waiting] = {}
         self._unsubscribe_lobby = self.lobby.subscribe(None, self._on_lobby_event)
+        self.recording_control: RecordingControl | None = None  # set by the composition root
 
     # -- the public surface ----------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class Meetings(LobbyActions):
                                      self._dial_in(name), room.chat, policy))  # fmt: skip
         if info.moderator and self.lobby.waiting(name):  # else the page's list starts empty
             self._send(session, self._lobby_list(name, knock=False))
+        self._tell_recording(session)
         if host:
             self.lobby.host_arrived(name)
         try:
@@ -245,6 +249,8 @@ class Meetings(LobbyActions):
                 self._lobby_action(session, msg)
             case p.PolicyChange():
                 await self._policy_change(session, msg)
+            case p.RecordingAction():
+                await self._recording_action(session, msg)
             case p.Stats():
                 log.debug("participant %s: client stats %s", pid, msg)
             case p.Ping(id=ping_id):

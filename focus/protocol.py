@@ -37,6 +37,7 @@ __all__ = [
     "Ping",
     "PolicyChange",
     "ProtocolError",
+    "RecordingAction",
     "Renegotiate",
     "SetName",
     "Stats",
@@ -61,7 +62,7 @@ ERROR_CODES = frozenset({
     "not-joined", "already-joined", "wrong-room", "forbidden", "unknown-participant",
     "rate-limited", "room-not-found", "room-full", "internal",
     "bad-token", "password-required", "wrong-password", "guests-not-allowed", "denied",
-    "lobby-full", "in-lobby", "too-many-waiting",
+    "lobby-full", "in-lobby", "too-many-waiting", "recording-refused",
 })  # fmt: skip
 MAX_TOKEN = 8192
 MAX_PASSWORD = 64
@@ -202,13 +203,22 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingAction:
+    """A moderator starts or stops recording the room (docs/recording.md)."""
+
+    TYPE: ClassVar[str] = "recording"
+    action: Literal["start", "stop"]
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     TYPE: ClassVar[str] = "leave"
     room: str | None = None
 
 
 ClientMessage = Join | Answer | Renegotiate | Media | Chat | Hand | SetName | Moderate | \
-    Stats | Ping | Leave | LobbyAction | PolicyChange  # fmt: skip
+    Stats | Ping | Leave | LobbyAction | PolicyChange | RecordingAction  # fmt: skip
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -357,6 +367,15 @@ def _ping(f: _Fields) -> Ping:
     return Ping(id=value, room=f.room(required=False))
 
 
+def _recording(f: _Fields) -> RecordingAction:
+    action = f.data.get("action")
+    if action == "start":
+        return RecordingAction(action="start", room=f.room(required=False))
+    if action == "stop":
+        return RecordingAction(action="stop", room=f.room(required=False))
+    raise f.fail("action", '"start" or "stop"')
+
+
 def _stats(f: _Fields) -> Stats:
     return Stats(rtt_ms=f.number("rtt_ms"), bitrate_in=f.number("bitrate_in"),
                  bitrate_out=f.number("bitrate_out"), loss=f.number("loss"),
@@ -382,6 +401,7 @@ _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] =
     "stats": (frozenset({"rtt_ms", "bitrate_in", "bitrate_out", "loss"}), _stats),
     "ping": (frozenset({"id"}), _ping),
     "leave": (frozenset(), lambda f: Leave(room=f.room(required=False))),
+    "recording": (frozenset({"action"}), _recording),
 }  # fmt: skip
 
 
@@ -507,3 +527,8 @@ def quality(
 
 def pong(ping_id: str | int | None) -> dict[str, object]:
     return {"type": "pong", "id": ping_id}
+
+
+def recording(active: bool) -> dict[str, object]:
+    """To everyone in the room: whether it is being recorded (on joining, on every change)."""
+    return {"type": "recording", "active": active}

@@ -9,7 +9,9 @@ join and leave tones, "you are the only participant" while nobody else is there,
 room's receivers: the focus counts the participants that hear the room through the bridge
 (`Focus.audio_receivers`: everyone but the phones this gateway's group mixes itself), and
 ``ConferenceAudio.set_receivers`` hears the count on every join and leave, so the callers'
-voices are encoded for the bridge only while someone can hear them. The callers join the
+voices are encoded for the bridge only while someone can hear them (a recording counts:
+``recording_changed`` recounts, and the callers hear "this meeting is now being recorded" or
+"no longer"; a caller joining a recorded room hears it first). The callers join the
 focus with ``mixed_by`` set to the gateway's group (the bridge group of its endpoints).
 
 Phones count against the room's participant cap (`meetings.max_participants`) as browsers do,
@@ -23,11 +25,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
+
 from focus import Focus, FocusEvent, ParticipantJoined, ParticipantLeft, ParticipantMuted
 from gateway.call import CallState, PhoneCall
 from gateway.conference_audio import ConferenceAudio
 from gateway.mixer import ConferenceMixer
-from gateway.prompts import PromptSet
+from gateway.prompts import PromptPlayer, PromptSet
 from gateway.tones import join_tone, leave_tone
 
 log = logging.getLogger(__name__)
@@ -85,11 +89,37 @@ class PhoneRooms:
         call.set_state(CallState.ROOM)
         # Alone in the conference, browsers counted (not only the phones in the mixer).
         call.alone_prompt = greeting is None and len(self.focus.participants(room)) == 1
+        # A recorded room says so first ("this meeting is being recorded"), then the
+        # greeting (a host's keys) or "alone".
+        names = ["recording_on"] if self.focus.recorded(room) else []
         if greeting is not None:
-            self.mixer.play_to_leg(call.leg_id, self.prompts.player(greeting))
+            names.append(greeting)
         elif call.alone_prompt:
-            self.mixer.play_to_leg(call.leg_id, self.prompts.player("only_participant"))
+            names.append("only_participant")
+        if names:
+            self.mixer.play_to_leg(call.leg_id, self.player_of(names))
         return True
+
+    def recording_changed(self, room: str, recording: bool) -> None:
+        """The recorder started or stopped recording ``room``: the receivers are counted
+        again (a recording is one) and every caller of the room hears it."""
+        calls = self.calls.get(room)
+        if not calls:
+            return
+        self._count_receivers(room)
+        name = "recording_on" if recording else "recording_off"
+        for call in calls:
+            call.alone_prompt = False
+            self.mixer.play_to_leg(call.leg_id, self.prompts.player(name))
+        log.info("room %s: %d callers told the recording %s", room, len(calls),
+                 "started" if recording else "stopped")
+
+    def player_of(self, names: list[str]) -> PromptPlayer:
+        """The prompts ``names`` one after the other, as one player."""
+        if len(names) == 1:
+            return self.prompts.player(names[0])
+        return PromptPlayer(np.concatenate([self.prompts.frames(n) for n in names]),
+                            names[0])
 
     def connect_voice(self, call: PhoneCall, *, joined: bool) -> None:
         """The caller's voice towards the bridge: encoded from the leg's PCM, or an Opus

@@ -60,6 +60,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "nobody_waiting": "Nobody is waiting.",
     "room_locked": "The meeting is locked. New callers will wait in the lobby.",
     "room_unlocked": "The meeting is unlocked.",
+    "recording_on": "This meeting is now being recorded.",
+    "recording_off": "This meeting is no longer being recorded.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

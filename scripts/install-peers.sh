@@ -14,11 +14,12 @@ set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux pebble nginx systemd coturn nftables}"
+fonts-dejavu-core util-linux pebble nginx systemd coturn nftables ffmpeg}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
 ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
-pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables}"
+pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables
+ffprobe:ffmpeg ffmpeg:ffmpeg}"
 
 NAME="${NAME:-install-peers}"
 FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap}"

@@ -31,6 +31,7 @@ from focus.tokens import TokenSettings, TokenVerifier
 from focus.turn import IceServers
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
+from recorder.service import RecorderSettings, Recordings
 from switchboard.config import Config
 from switchboard.exposure import exposure_warnings
 from switchboard.https import Https
@@ -38,6 +39,7 @@ from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.metrics import add_metrics_route, metrics_app
 from web.pages import add_page_routes
+from web.recordings_api import RECORDINGS
 from web.signaling import add_signaling_routes
 
 log = logging.getLogger("switchboard")
@@ -130,11 +132,22 @@ class Server:
             gate=self.meetings.gate, lobby=self.lobby,
             policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
+        # Recordings: a plain endpoint at the bridge per recorded room (recorder/service.py);
+        # the gateway's callers hear when one starts or stops.
+        self.recordings = Recordings(
+            RecorderSettings.from_config(config), self.focus, self.bridge,
+            self.bridge.connect_local, on_change=self._recording_changed,
+        )  # fmt: skip
+        self.meetings.recording_control = self.recordings
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._bridge_started = False
+
+    def _recording_changed(self, room: str, active: bool) -> None:
+        self.gateway.rooms.recording_changed(room, active)
+        self.meetings.recording_changed(room, active)
 
     def health(self) -> dict[str, bool]:
         return {
@@ -155,6 +168,7 @@ class Server:
         counts.update({k: v for k, v in bridge.items() if k.startswith("media_")})
         counts.update(self.meetings.stats())
         counts.update(self.lobby.stats())
+        counts.update(self.recordings.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
         return counts
@@ -180,6 +194,7 @@ class Server:
             default_country=self.config.dialplan.default_country,
             tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
+        app[RECORDINGS] = self.recordings
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
@@ -233,6 +248,7 @@ class Server:
             await self._metrics.cleanup()
             self._metrics = None
         await self.https.stop()
+        await self.recordings.close()
         await self.meetings.close()
         await self.gateway.stop()
         if self._bridge_started:

@@ -1,4 +1,5 @@
-"""The `switchboard` command: serve, check-config, and the rooms/numbers admin commands."""
+"""The `switchboard` command: serve, check-config, the rooms/numbers/trunks admin commands, and
+`recordings` (which asks the running server)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     trm = tsub.add_parser("remove", help="delete a trunk")
     _config_arg(trm, nested=True)
     trm.add_argument("name")
+
+    from switchboard.record_cli import add_parser as add_recordings
+
+    add_recordings(sub, _config_arg)
     return parser
 
 
@@ -164,6 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.app import serve
 
         return serve(config)
+    if args.command == "recordings":
+        from switchboard.record_cli import CliError
+        from switchboard.record_cli import run as run_recordings
+
+        try:
+            answer = run_recordings(config, args)
+        except CliError as exc:
+            sys.stderr.write(f"switchboard: {exc}\n")
+            return 1
+        sys.stdout.write(json.dumps(answer, indent=2) + "\n")
+        return 0
     from dialplan.models import DialplanError
     from switchboard.admin import run_admin
 

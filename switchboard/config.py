@@ -34,6 +34,7 @@ __all__ = [
     "MediaConfig",
     "MeetingConfig",
     "MetricsConfig",
+    "RecordingConfig",
     "SipConfig",
     "SipLimitsConfig",
     "StoreConfig",
@@ -304,6 +305,45 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """Recordings (recorder/, docs/recording.md)."""
+
+    path: str = "./recordings"
+    mix_format: str = "ogg"  # "ogg" (Opus) or "m4a" (AAC)
+    rtmp_allow: tuple[str, ...] = ()  # live streams (a later task): hosts they may go to
+    max_duration: float = 14400.0
+    max_mb: int = 2048
+    min_free_mb: int = 1024
+    idle_timeout: float = 300.0
+    finalize_command: str = ""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+
+
+def _validate_recording(r: RecordingConfig) -> None:
+    if not r.path:
+        raise ConfigError("recording.path: expected a folder")
+    if r.mix_format not in ("ogg", "m4a"):
+        raise ConfigError("recording.mix_format: expected 'ogg' or 'm4a'")
+    if not 1 <= r.max_duration <= 86400 * 7:
+        raise ConfigError("recording.max_duration: expected 1 to 604800 seconds")
+    if r.max_mb < 1 or r.min_free_mb < 0:
+        raise ConfigError("recording.max_mb: expected at least 1; recording.min_free_mb: "
+                          "at least 0")
+    if r.idle_timeout <= 0:
+        raise ConfigError("recording.idle_timeout: expected a positive number of seconds")
+    if r.webhook_url and not r.webhook_url.startswith(("http://", "https://")):
+        raise ConfigError(f"recording.webhook_url: expected an http:// or https:// URL, got "
+                          f"{r.webhook_url!r}")
+    if r.webhook_secret and not r.webhook_url:
+        raise ConfigError("recording.webhook_secret: set without recording.webhook_url")
+    for i, host in enumerate(r.rtmp_allow):
+        if not re.fullmatch(r"[A-Za-z0-9*.:_-]{1,253}", host):
+            raise ConfigError(f"recording.rtmp_allow[{i}]: expected a host pattern like "
+                              f"'*.rtmp.youtube.com', got {host!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -317,6 +357,7 @@ class Config:
     dialplan: DialplanConfig = field(default_factory=DialplanConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -637,5 +678,6 @@ def _validate(config: Config) -> None:
         path = getattr(config.sip, key)
         if path and not os.path.isfile(path):
             raise ConfigError(f"sip.{key}: no such file: {path}")
+    _validate_recording(config.recording)
     if config.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")

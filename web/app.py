@@ -11,7 +11,8 @@ Rules for everything under /api/:
   GET of /api/health, /api/conference-mapper and /api/phone-numbers. An unknown /api/ path
   without the token is a 401, so the list of endpoints is not revealed.
 - One room's own paths (GET and PATCH /api/rooms/{name}, GET /api/rooms/{name}/lobby, POST
-  /api/rooms/{name}/lobby/{id}) also take a token (JWT, focus/tokens.py) that makes its
+  /api/rooms/{name}/lobby/{id}, GET and POST /api/rooms/{name}/recordings, DELETE
+  /api/rooms/{name}/recordings/{id}) also take a token (JWT, focus/tokens.py) that makes its
   holder a moderator of that room: a refused token is a 401, a valid one without the
   moderator claim (or for another room) a 403; the log line names the reason, never the
   token.
@@ -248,6 +249,8 @@ _ROOM_PATHS = (
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})"), ("GET", "HEAD", "PATCH")),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby"), ("GET", "HEAD")),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby/[^/]{1,64}"), ("POST",)),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings"), ("GET", "HEAD", "POST")),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings/[^/]{1,128}"), ("DELETE",)),
 )
 
 
@@ -341,6 +344,7 @@ def create_app(
     `settings` the rest of what anonymous clients may do (default: `WebSettings()`)."""
     from web.api import add_api_routes  # here: both modules import this one
     from web.mapper import add_mapper_routes
+    from web.recordings_api import add_recording_routes
     from web.trunks_api import add_trunk_routes
 
     if len(admin_token) < 16:
@@ -365,4 +369,5 @@ def create_app(
     add_api_routes(app)
     add_mapper_routes(app)
     add_trunk_routes(app)
+    add_recording_routes(app)
     return app

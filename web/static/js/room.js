@@ -21,6 +21,7 @@ import { toast } from './ui/toasts.js';
 import { showEnded, endReason } from './ui/ended.js';
 import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls } from './ui/lobby.js';
 import { CLOSE } from './lib/signaling.js';
+import { RecordingControls } from './ui/recording.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -66,6 +67,7 @@ class Meeting {
     const send = (type, fields) => this.sig && this.sig.send(type, fields);
     this.knocking = new KnockingList(send);
     this.policyControls = new PolicyControls(send);
+    this.recording = new RecordingControls(send);
     $('#lobby-leave').onclick = () => this.leave();
     wireControls(this);
   }
@@ -153,6 +155,7 @@ class Meeting {
       lobby: (m) => m.state === 'waiting' && enterLobby(this, m.waiting_for), // denied: 4013 follows
       'lobby-list': (m) => this.knocking.update(m, this.isModerator),
       policy: (m) => this.policyControls.update(m.policy, this.isModerator),
+      recording: (m) => this.recording.update(m.active, this.isModerator),
       pong: () => {},
     };
   }
@@ -185,6 +188,7 @@ class Meeting {
 
     this.policyControls.update(msg.policy, this.isModerator);
     this.knocking.render(this.isModerator);
+    this.recording.update(false, this.isModerator, false); // a `recording` message follows if on
     this.media = new MediaSession({
       iceServers: msg.ice_servers, local: this.local, send: (type, fields) => this.sig.send(type, fields),
     });
@@ -300,6 +304,7 @@ class Meeting {
       toast('You are now a moderator', { icon: 'star' });
       this.knocking.render(true);
       this.policyControls.update(null, true);
+      this.recording.render(true);
     }
     this.render();
   }
@@ -335,7 +340,8 @@ class Meeting {
 
   onError(msg) {
     console.warn(`signaling error ${msg.code}: ${msg.message}`);
-    if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
+    if (msg.code === 'recording-refused') this.recording.refused(msg.message);
+    else if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
     else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
     else if (msg.ref === 'join' && !this.selfId) {
       // The close code that follows says why; the message is the fallback.

@@ -1,0 +1,409 @@
+"""The recordings of every room: started and stopped on request, ticked, finalized, listed.
+
+A recording of a room is a plain endpoint at the bridge (`allocate_plain`, receiving audio,
+in no group: it gets every speaker, the gateway's phone callers included) whose packets go
+to a `Recording` (recorder/session.py). The focus is told the room is being recorded
+(`Focus.set_recorded`): the recorder counts as one of the room's receivers, so the gateway
+encodes its callers' voices for the bridge while the recording runs, and `on_change(room,
+recording)` tells the composition root (the gateway's prompt to callers, the meeting
+page's indicator).
+
+Who may start one is decided by the caller (the API checks the admin token or a room
+moderator's); here:
+
+- a room without a conference (nobody in it) is refused (`RecordingRefused`, "empty"), as is
+  a room already being recorded ("busy") and a disk with less than `min_free_mb` free
+  ("disk");
+- a recording stops on request, when its room empties, when no speaker sent audio for
+  `idle_timeout`, at `max_duration` or `max_mb`, when the disk falls under `min_free_mb`,
+  and when the server stops; `ticker()` checks all of that every `TICK` seconds;
+- then the finalize command and the webhook run (recorder/finalize.py) and the state goes
+  from "finalizing" to "done".
+
+Recordings are folders under `recording.path` named by id; the API lists those on disk too
+(a recording cut by a crash has no metadata.json: its state is "failed", its files play).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from recorder.finalize import post_webhook, run_finalize_command
+from recorder.session import METADATA_FILE, Limits, Recording, list_files
+
+log = logging.getLogger(__name__)
+
+TICK = 0.1
+DISK_CHECK = 5.0  # s between looks at the free disk while recording
+SOURCES_REFRESH = 1.0  # s between asks to the bridge for an unknown SSRC's owner
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class RecordingRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # "empty" | "busy" | "disk" | "unavailable"
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSettings:
+    path: str = "./recordings"
+    mix_format: str = "ogg"
+    max_duration: float = 14400.0
+    max_mb: int = 2048
+    min_free_mb: int = 1024
+    idle_timeout: float = 300.0
+    finalize_command: str = ""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+
+    @classmethod
+    def from_config(cls, config: Any) -> RecorderSettings:
+        r = config.recording
+        return cls(path=r.path, mix_format=r.mix_format, max_duration=r.max_duration,
+                   max_mb=r.max_mb, min_free_mb=r.min_free_mb, idle_timeout=r.idle_timeout,
+                   finalize_command=r.finalize_command, webhook_url=r.webhook_url,
+                   webhook_secret=r.webhook_secret)
+
+
+class Participant(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class FocusLike(Protocol):
+    def participants(self, room: str) -> list[Any]: ...
+
+    def subscribe(self, room: str, listener: Callable[[Any], None], *,
+                  updates: bool = False) -> Callable[[], None]: ...
+
+    def set_recorded(self, room: str, recorded: bool) -> None: ...
+
+
+class BridgeLike(Protocol):
+    async def allocate_plain(self, conference_id: str, endpoint_id: str) -> Any: ...
+
+    async def expire(self, conference_id: str, endpoint_id: str) -> None: ...
+
+    async def receive_sources(self, conference_id: str,
+                              endpoint_id: str) -> tuple[Any, ...]: ...
+
+
+class Link(Protocol):
+    def close(self) -> None: ...
+
+
+LinkFactory = Callable[[str, Callable[[bytes], None], Callable[[bytes], None]], Link]
+
+
+class _Running:
+    __slots__ = ("endpoint_id", "link", "next_lookup", "recording", "unsubscribe")
+
+    def __init__(self, recording: Recording, endpoint_id: str) -> None:
+        self.recording = recording
+        self.endpoint_id = endpoint_id
+        self.link: Link | None = None
+        self.unsubscribe: Callable[[], None] | None = None
+        self.next_lookup = 0.0
+
+
+class Recordings:
+    def __init__(self, settings: RecorderSettings, focus: FocusLike, bridge: BridgeLike,
+                 connect: LinkFactory, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 on_change: Callable[[str, bool], None] | None = None) -> None:
+        self.settings = settings
+        self.focus = focus
+        self.bridge = bridge
+        self.connect = connect
+        self.clock = clock
+        self.wall = wall
+        self.on_change = on_change
+        self.root = Path(settings.path)
+        self.running: dict[str, _Running] = {}  # by room
+        self.by_id: dict[str, Recording] = {}  # this process's recordings
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._next_disk_check = 0.0
+
+    # -- control -----------------------------------------------------------------------
+
+    def free_mb(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free // (1024 * 1024)
+
+    async def start(self, room: str, by: str) -> Recording:
+        """Start recording ``room``; RecordingRefused says why not."""
+        if room in self.running:
+            raise RecordingRefused("busy", f"room {room} is already being recorded")
+        participants = self.focus.participants(room)
+        if not participants:
+            raise RecordingRefused("empty", f"room {room} has nobody in it")
+        free = self.free_mb()
+        if free < self.settings.min_free_mb:
+            log.warning("room %s: recording refused, %d MB free (min_free_mb %d)", room, free,
+                        self.settings.min_free_mb)
+            raise RecordingRefused("disk", "not enough free disk space to record")
+        now, wall = self.clock(), self.wall()
+        rid = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(wall))}-{room}-" \
+              f"{secrets.token_hex(4)}"
+        s = self.settings
+        limits = Limits(max_duration=s.max_duration, max_bytes=s.max_mb * 1024 * 1024,
+                        idle_timeout=s.idle_timeout)
+        recording = Recording(rid, room, self.root / rid, now, wall, limits, s.mix_format)
+        endpoint_id = f"recorder-{rid[-8:]}"
+        entry = self.running[room] = _Running(recording, endpoint_id)
+        self.by_id[rid] = recording
+        for p in participants:
+            recording.joined(p.id, p.kind, p.name, wall)
+        try:
+            allocation = await asyncio.wait_for(self.bridge.allocate_plain(room, endpoint_id),
+                                                5.0)
+        except Exception as exc:
+            self.running.pop(room, None)
+            self.by_id.pop(rid, None)
+            recording.stop(self.clock(), self.wall(), "bridge refused")
+            shutil.rmtree(recording.folder, ignore_errors=True)  # nothing was recorded
+            log.error("recording %s: no endpoint at the bridge: %s", rid, exc)
+            raise RecordingRefused("unavailable", "the bridge could not give an endpoint") \
+                from exc
+        if self.running.get(room) is not entry:  # stopped meanwhile
+            await self.bridge.expire(room, endpoint_id)
+            return recording
+        clock = self.clock
+
+        def on_rtp(data: bytes) -> None:
+            ssrc = recording.on_rtp(data, clock())
+            if ssrc is not None:
+                self._lookup(entry)
+
+        entry.link = self.connect(allocation.media, on_rtp, _ignore)
+
+        def on_event(event: Any) -> None:
+            self._on_focus_event(entry, event)
+
+        entry.unsubscribe = self.focus.subscribe(room, on_event, updates=True)
+        self.focus.set_recorded(room, True)
+        self._lookup(entry)
+        log.info("recording %s: started by %s", rid, by)
+        self._changed(room, True)
+        self._ensure_ticker()
+        return recording
+
+    def stop(self, room: str, reason: str) -> Recording | None:
+        """Stop the room's recording (files closed now; finalizing in the background)."""
+        entry = self.running.pop(room, None)
+        if entry is None:
+            return None
+        recording = entry.recording
+        if entry.link is not None:
+            entry.link.close()
+        if entry.unsubscribe is not None:
+            entry.unsubscribe()
+        self.focus.set_recorded(room, False)
+        metadata = recording.stop(self.clock(), self.wall(), reason)
+        if entry.link is not None:  # (else its endpoint is on the way: start() expires it)
+            self._spawn(self._release(room, entry.endpoint_id), recording.id)
+        self._spawn(self._finalize(recording, metadata), recording.id)
+        self._changed(room, False)
+        return recording
+
+    def recording_of(self, room: str) -> Recording | None:
+        entry = self.running.get(room)
+        return entry.recording if entry is not None else None
+
+    def _changed(self, room: str, on: bool) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(room, on)
+            except Exception:
+                log.exception("room %s: telling of the recording's change failed", room)
+
+    # -- the roster and the bridge's sources ----------------------------------------------
+
+    def _on_focus_event(self, entry: _Running, event: Any) -> None:
+        info = event.participant
+        recording = entry.recording
+        name = type(event).__name__
+        if name == "ParticipantJoined":
+            recording.joined(info.id, info.kind, info.name, self.wall())
+            self._lookup(entry)
+        elif name == "ParticipantLeft":
+            recording.left(info.id, self.wall())
+        elif name == "ParticipantUpdated" and "name" in event.changed:
+            recording.renamed(info.id, info.name)
+
+    def _lookup(self, entry: _Running) -> None:
+        now = self.clock()
+        if now < entry.next_lookup:
+            return
+        entry.next_lookup = now + SOURCES_REFRESH
+        self._spawn(self._owners(entry), entry.recording.id)
+
+    async def _owners(self, entry: _Running) -> None:
+        room = entry.recording.room
+        try:
+            sources = await self.bridge.receive_sources(room, entry.endpoint_id)
+        except Exception as exc:  # expired meanwhile (the recording stopped), or a bridge error
+            log.info("recording %s: no sources from the bridge (%s)", entry.recording.id,
+                     exc)
+            return
+        if self.running.get(room) is not entry:
+            return
+        names = {p.id: p.name for p in self.focus.participants(room)}
+        recording = entry.recording
+        for rs in sources:
+            pid = rs.source.endpoint_id
+            if rs.source.kind != "audio":
+                continue
+            owner = recording.owners.get(rs.ssrc)
+            name = names.get(pid) or (recording.roster[pid].name if pid in recording.roster
+                                      else pid)
+            if owner is None or owner.participant != pid or owner.name != name:
+                recording.set_owner(rs.ssrc, pid, name)
+
+    # -- ticking, auto-stop ----------------------------------------------------------------
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        while self.running:
+            try:
+                self.tick()
+            except Exception:  # a bug must not stop every recording's writing
+                log.exception("recordings: tick failed")
+            await asyncio.sleep(TICK)
+
+    def tick(self) -> None:
+        now = self.clock()
+        low_disk = False
+        if now >= self._next_disk_check:
+            self._next_disk_check = now + DISK_CHECK
+            low_disk = self.free_mb() < self.settings.min_free_mb
+        for room, entry in list(self.running.items()):
+            if now >= entry.next_lookup and any(o.participant is None for o in
+                                                entry.recording.owners.values()):
+                self._lookup(entry)  # a track nobody owns yet: ask the bridge again
+            reason = entry.recording.tick(now)
+            if reason is None and not self.focus.participants(room):
+                reason = "room empty"
+            if reason is None and low_disk:
+                reason = "low disk"
+            if reason is not None:
+                log.info("recording %s: auto-stop (%s)", entry.recording.id, reason)
+                self.stop(room, reason)
+
+    # -- after the end ---------------------------------------------------------------------
+
+    async def _release(self, room: str, endpoint_id: str) -> None:
+        try:
+            await self.bridge.expire(room, endpoint_id)
+        except Exception:
+            log.exception("room %s: expiring recorder endpoint %s failed", room, endpoint_id)
+
+    async def _finalize(self, recording: Recording, metadata: dict[str, Any]) -> None:
+        s = self.settings
+        if s.finalize_command and recording.state != "failed":
+            await run_finalize_command(s.finalize_command, recording.folder, recording.id)
+        if recording.state == "finalizing":
+            recording.state = "done"
+        metadata["state"] = recording.state
+        if s.webhook_url:
+            metadata["files"] = list_files(recording.folder)
+            await post_webhook(s.webhook_url, s.webhook_secret, metadata)
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def describe(self, rid: str) -> dict[str, Any] | None:
+        """{"id", "room", "state", "start", "end", "files"} of one recording, or None."""
+        if not ID_PATTERN.fullmatch(rid):
+            return None
+        folder = self.root / rid
+        recording = self.by_id.get(rid)
+        if recording is not None:
+            meta = recording.metadata()
+            return {"id": rid, "room": recording.room, "state": recording.state,
+                    "start": meta["start"], "end": meta["end"],
+                    "files": list_files(folder)}
+        if not folder.is_dir():
+            return None
+        meta = _read_metadata(folder)
+        failed = not meta or meta.get("state") == "failed"
+        return {"id": rid, "room": meta.get("room", ""), "state": "failed" if failed else "done",
+                "start": meta.get("start"), "end": meta.get("end"),
+                "files": list_files(folder)}
+
+    def listing(self, room: str | None = None) -> list[dict[str, Any]]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and ID_PATTERN.fullmatch(folder.name):
+                item = self.describe(folder.name)
+                if item is not None and (room is None or item["room"] == room or (
+                        not item["room"] and f"-{room}-" in folder.name)):
+                    out.append(item)
+        return out
+
+    def file_path(self, rid: str, name: str) -> Path | None:
+        """The path of one listed file of a recording (nothing else is served)."""
+        item = self.describe(rid)
+        if item is None or name not in {f["name"] for f in item["files"]}:
+            return None
+        return self.root / rid / name
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], owner: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("recording %s: task failed", owner, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def close(self) -> None:
+        """Stop every recording (the server stops) and wait for the finalizing, bounded."""
+        for room in list(self.running):
+            self.stop(room, "server stopping")
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10.0)
+
+    def stats(self) -> dict[str, int]:
+        return {"recordings_running": len(self.running)}
+
+
+def _read_metadata(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads((folder / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _ignore(data: bytes) -> None:
+    """RTCP from the bridge: nothing to do with it."""

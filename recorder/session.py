@@ -1,0 +1,257 @@
+"""One recording: packets in, files out, limits checked; no sockets, no tasks.
+
+The service (recorder/service.py) feeds it the packets of its bridge endpoint
+(`on_rtp(data, now)`), the roster's changes (`joined`, `left`, `name_track`) and a tick a few
+times a second (`tick(now)`), and stops it. Rules, in the order a tick applies them:
+
+1. the timeline gives out the frames that are due (recorder/timeline.py); each frame's
+   packets go to tracks.mkv as they are (one Matroska track per speaker: a new SSRC adds a
+   track) and to the mix (decoded, summed, encoded) in mix.opus (or AAC in mix.m4a);
+2. limits: `max_duration` seconds of recording, `max_bytes` of files; the first one passed
+   is the reason the tick returns (the service stops the recording with it);
+3. idle: no packet with audio (a payload longer than `MEDIA_BYTES`: DTX and muted frames are
+   smaller) for `idle_timeout` seconds returns "idle".
+
+States: recording -> finalizing (stopped: files closed, metadata.json written; the finalize
+command and webhook run) -> done; a write that fails (disk full) -> failed (whatever was
+written stays playable).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.finalize import iso, write_json_atomic
+from recorder.m4a import AacM4aWriter
+from recorder.media import OPUS_PT, RoomMix, parse_rtp, silence_packet
+from recorder.mkv import MatroskaError, MatroskaOpusWriter
+from recorder.ogg import OggOpusWriter
+from recorder.timeline import FRAME, Frame, Timeline, Track
+
+log = logging.getLogger(__name__)
+
+MEDIA_BYTES = 10  # an Opus payload longer than this carries sound (DTX/silence is 1-8 bytes)
+MIX_FILES = {"ogg": "mix.opus", "m4a": "mix.m4a"}  # by recording.mix_format
+TRACKS_FILE = "tracks.mkv"
+METADATA_FILE = "metadata.json"
+FILE_KINDS = {"mix.opus": "mix", "mix.m4a": "mix", TRACKS_FILE: "tracks",
+              METADATA_FILE: "metadata"}
+STATES = ("recording", "finalizing", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_duration: float = 14400.0  # seconds
+    max_bytes: int = 2 * 1024**3
+    idle_timeout: float = 300.0
+    delay: float = 0.2  # the timeline's reordering delay
+
+
+@dataclass(slots=True)
+class RosterEntry:
+    id: str
+    kind: str
+    name: str
+    joined: float  # wall clock
+    left: float | None = None
+
+
+@dataclass(slots=True)
+class TrackOwner:
+    participant: str | None = None
+    name: str = ""
+
+
+@dataclass(slots=True)
+class Recording:
+    id: str
+    room: str
+    folder: Path
+    start: float  # the loop's clock
+    started_at: float  # wall clock
+    limits: Limits = field(default_factory=Limits)
+    mix_format: str = "ogg"  # "ogg": Opus in Ogg; "m4a": AAC in MP4
+    state: str = "recording"
+    reason: str = ""
+    ended_at: float | None = None
+    roster: dict[str, RosterEntry] = field(default_factory=dict)
+    owners: dict[int, TrackOwner] = field(default_factory=dict)  # SSRC -> who
+    last_media: float = 0.0
+    malformed: int = 0
+    timeline: Timeline = field(init=False)
+    mix: RoomMix = field(init=False)
+    mix_file: OggOpusWriter | AacM4aWriter = field(init=False)
+    tracks_file: MatroskaOpusWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=False)
+        self.timeline = Timeline(self.start, silence_packet(), delay=self.limits.delay)
+        self.mix = RoomMix()
+        mix_path = self.folder / MIX_FILES[self.mix_format]
+        if self.mix_format == "m4a":
+            self.mix_file = AacM4aWriter(mix_path)
+        else:
+            self.mix_file = OggOpusWriter(open(mix_path, "wb"),  # noqa: SIM115
+                                          comments={"TITLE": f"{self.room} (room mix)"})
+        self.tracks_file = MatroskaOpusWriter(open(self.folder / TRACKS_FILE, "w+b"))  # noqa: SIM115
+        self.last_media = self.start
+        log.info("recording %s: room %s into %s", self.id, self.room, self.folder)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def on_rtp(self, data: bytes, now: float) -> int | None:
+        """A packet from the bridge; the SSRC when it opened a track nobody owns yet."""
+        if self.state != "recording":
+            return None
+        parsed = parse_rtp(data)
+        if parsed is None or parsed[0] != OPUS_PT:
+            self.malformed += 1
+            return None
+        _, ssrc, _, ts, payload = parsed
+        known = ssrc in self.timeline.tracks
+        track = self.timeline.on_packet(ssrc, ts, payload, now)
+        if track is None:
+            return None
+        if len(payload) > MEDIA_BYTES:
+            self.last_media = now
+        if not known:
+            owner = self.owners.setdefault(ssrc, TrackOwner(name=f"SSRC {ssrc}"))
+            self._add_track(track, owner)
+            return ssrc if owner.participant is None else None
+        return None
+
+    def _add_track(self, track: Track, owner: TrackOwner) -> None:
+        try:
+            self.tracks_file.add_track(track.number, owner.name)
+        except MatroskaError:
+            log.warning("recording %s: no room for track %d in tracks.mkv", self.id,
+                        track.number)
+        log.info("recording %s: track %d is %s", self.id, track.number, owner.name)
+
+    def set_owner(self, ssrc: int, participant: str, name: str) -> None:
+        """The bridge said whose SSRC this is (the track is named after them)."""
+        owner = self.owners.setdefault(ssrc, TrackOwner())
+        owner.participant, owner.name = participant, name
+        track = self.timeline.tracks.get(ssrc)
+        if track is not None and track.number in self.tracks_file.tracks \
+                and not self.tracks_file.closed:
+            self.tracks_file.rename_track(track.number, name)
+
+    def joined(self, pid: str, kind: str, name: str, wall: float) -> None:
+        self.roster.setdefault(pid, RosterEntry(pid, kind, name, wall))
+
+    def left(self, pid: str, wall: float) -> None:
+        entry = self.roster.get(pid)
+        if entry is not None and entry.left is None:
+            entry.left = wall
+
+    def renamed(self, pid: str, name: str) -> None:
+        entry = self.roster.get(pid)
+        if entry is not None:
+            entry.name = name
+        for ssrc, owner in self.owners.items():
+            if owner.participant == pid:
+                self.set_owner(ssrc, pid, name)
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> str | None:
+        """Write what is due; the reason to stop now, or None."""
+        if self.state != "recording":
+            return None
+        try:
+            self._write(self.timeline.advance(now))
+        except OSError as exc:
+            self._fail(exc)
+            return "write failed"
+        limits = self.limits
+        if now - self.start >= limits.max_duration:
+            return "max duration"
+        if self.bytes() >= limits.max_bytes:
+            return "max size"
+        if now - self.last_media >= limits.idle_timeout:
+            return "idle"
+        return None
+
+    def _write(self, frames: list[Frame]) -> None:
+        mkv, out, mix = self.tracks_file, self.mix_file, self.mix
+        for frame in frames:
+            ms = round(frame.index * FRAME * 1000)
+            row: list[tuple[int, bytes, bool]] = []
+            for track, payload, filled in frame.payloads:
+                if track.number in mkv.tracks:
+                    mkv.write(track.number, ms, payload)
+                row.append((track.number, payload, filled))
+            pcm = mix.frame(row)
+            if isinstance(out, OggOpusWriter):
+                out.write(mix.encode(pcm))
+            else:
+                out.write(pcm)
+
+    def bytes(self) -> int:
+        return self.mix_file.bytes + self.tracks_file.bytes
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("recording %s: writing failed: %s", self.id, exc)
+        self.state = "failed"
+        self.reason = f"write failed: {exc}"
+        for closer in (self.mix_file.close, self.tracks_file.close):
+            try:
+                closer()
+            except Exception:  # the file is what it is; close the other one
+                continue
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def stop(self, now: float, wall: float, reason: str) -> dict[str, Any]:
+        """Close the files and write metadata.json; its content."""
+        if self.state == "recording":
+            self.reason = reason
+            try:
+                self._write(self.timeline.finish(now))
+                duration = self.timeline.duration()
+                self.mix_file.close()
+                self.tracks_file.close(duration * 1000)
+                self.state = "finalizing"
+            except OSError as exc:
+                self._fail(exc)
+        self.ended_at = wall
+        metadata = self.metadata()
+        try:
+            write_json_atomic(self.folder / METADATA_FILE, metadata)
+        except OSError as exc:
+            log.error("recording %s: metadata.json: %s", self.id, exc)
+        log.info("recording %s: stopped (%s), %.1f s, %d tracks", self.id, reason,
+                 self.timeline.duration(), len(self.timeline.tracks))
+        return self.metadata()
+
+    def metadata(self) -> dict[str, Any]:
+        tracks = []
+        for track in self.timeline.tracks.values():
+            owner = self.owners.get(track.ssrc, TrackOwner(name=f"SSRC {track.ssrc}"))
+            tracks.append({"track": track.number, "participant": owner.participant,
+                           "name": owner.name, "start": round(track.first_frame * FRAME, 3),
+                           "packets": track.packets, "filled": track.filled})
+        return {
+            "id": self.id, "room": self.room, "state": self.state, "reason": self.reason,
+            "start": iso(self.started_at), "end": iso(self.ended_at),
+            "duration": round(self.timeline.duration(), 3),
+            "participants": [{"id": e.id, "kind": e.kind, "name": e.name,
+                              "joined": iso(e.joined), "left": iso(e.left)}
+                             for e in self.roster.values()],
+            "tracks": tracks,
+            "files": list_files(self.folder),
+        }
+
+
+def list_files(folder: Path) -> list[dict[str, Any]]:
+    """The recording's files: [{"name", "kind", "bytes"}] (those that exist)."""
+    out = []
+    for name, kind in FILE_KINDS.items():
+        path = folder / name
+        if path.is_file():
+            out.append({"name": name, "kind": kind, "bytes": path.stat().st_size})
+    return out

@@ -1,0 +1,94 @@
+"""`switchboard recordings start|stop|list`: the running server's recordings API, from a shell.
+
+Recordings live in the running server (the bridge's packets), so unlike the rooms and numbers
+commands these talk to it over its HTTP API (docs/recording.md), on the address of
+`http.listen` (the loopback address when it listens on every address), with the admin token
+(`admin.token`, or the one the server saved in the data directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from switchboard.config import Config
+
+TIMEOUT = 10.0
+
+
+class CliError(Exception):
+    """What to tell the operator (the server's answer, or why there is none)."""
+
+
+def add_parser(sub: Any, config_arg: Any) -> None:
+    rec = sub.add_parser("recordings", help="start, stop and list recordings (running server)")
+    config_arg(rec)
+    rsub = rec.add_subparsers(dest="action", required=True)
+    for action, text in (("start", "start recording a room"), ("stop", "stop it")):
+        p = rsub.add_parser(action, help=text)
+        config_arg(p, nested=True)
+        p.add_argument("room")
+    plist = rsub.add_parser("list", help="the recordings on disk")
+    config_arg(plist, nested=True)
+    plist.add_argument("--room", help="only this room's")
+
+
+def _token(config: Config) -> str:
+    if config.admin.token:
+        return config.admin.token
+    path = Path(config.store.path) / "admin-token"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise CliError(f"no admin.token and no {path}: has the server ever started?") from None
+
+
+def _call(config: Config, method: str, path: str, body: object = None) -> Any:
+    host, port = config.http.host_port
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1" if host != "::" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if config.http.tls else "http"
+    context = None
+    if config.http.tls:  # our own server, by address: its name is not what it listens on
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{scheme}://{host}:{port}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {_token(config)}",
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
+    except OSError as exc:
+        raise CliError(f"the server at {host}:{port} did not answer: {exc}") from None
+    return json.loads(raw) if raw else None
+
+
+def run(config: Config, args: argparse.Namespace) -> Any:
+    room = getattr(args, "room", None)
+    if args.action == "start":
+        return _call(config, "POST", f"/api/rooms/{room}/recordings", {"mode": "file"})
+    if args.action == "stop":
+        items = _call(config, "GET", f"/api/rooms/{room}/recordings")
+        running = [r for r in items if r.get("state") == "recording"]
+        if not running:
+            raise CliError(f"room {room} is not being recorded")
+        return _call(config, "DELETE", f"/api/rooms/{room}/recordings/{running[0]['id']}")
+    if room:
+        return _call(config, "GET", f"/api/rooms/{room}/recordings")
+    return _call(config, "GET", "/api/recordings")

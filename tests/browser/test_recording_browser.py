@@ -1,0 +1,201 @@
+"""Issue 18: a room of a headless Chromium and two baresip phones, recorded from the page.
+
+Ada (a browser; her fake microphone a 1300 Hz tone) is the room's moderator; two phones play
+500 Hz and 900 Hz. Ada presses Record (in the participants panel): everyone sees the
+indicator, the phones hear "this meeting is now being recorded". Ada mutes for 5 s; Grace
+(a second browser, 1700 Hz) joins late and sees the indicator at once; a guest has no Record
+button. Ada stops the recording. ffprobe and ffmpeg (Debian
+ffmpeg) read the files: tracks.mkv has one Opus track per participant, named as the roster
+names them, each with its own tone and not the others', each as long as the wall-clock time
+it covers (within a frame); Ada's track is silent while she was muted; the mix holds the
+tones; metadata.json names the roster.
+
+Run inside a network namespace with only loopback (as root):
+unshare -n -- bash -c 'ip link set lo up && .venv/bin/pytest -q \
+    tests/browser/test_recording_browser.py'
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import phone_harness as ph
+import pytest
+from browser_harness import Member
+from phone_harness import Expectations, PhoneBank, audio
+from test_phone_browser import _mic, _settled, phones
+
+__all__ = ["SWITCHBOARD_CONFIG", "phones"]
+
+RECORDINGS = Path(tempfile.mkdtemp(prefix="switchboard-recordings-"))
+SWITCHBOARD_CONFIG = {
+    "bridge": {"endpoint_timeout": 5.0},
+    "media": {"timeout": 10.0, "rtp_ports": ph.reserve_rtp_ports()},
+    "recording": {"path": str(RECORDINGS), "min_free_mb": 0},
+}
+PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
+RATE = 16000
+FRAME_S = 0.02
+CONTROL_HZ = 2500.0  # nobody sends it: the noise floor
+
+
+def _ff(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed (Debian ffmpeg: scripts/install-peers.sh)",
+                    pytrace=False)
+    return path
+
+
+def _streams(path: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([_ff("ffprobe"), "-v", "error", "-show_streams", "-of", "json",
+                          str(path)], capture_output=True, timeout=30, check=True)
+    streams: list[dict[str, Any]] = json.loads(out.stdout)["streams"]
+    return streams
+
+
+def _decode(path: Path, stream: int) -> np.ndarray:
+    out = subprocess.run([_ff("ffmpeg"), "-v", "error", "-i", str(path), "-map", f"0:a:{stream}",
+                          "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-"],
+                         capture_output=True, timeout=60, check=True)
+    return np.frombuffer(out.stdout, dtype=np.int16).astype(np.float64) / 32768.0
+
+
+def _without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:
+    """The signal with everyone's tones (and their neighbourhood) cut out."""
+    spectrum = np.fft.rfft(samples)
+    hz = np.fft.rfftfreq(samples.size, 1 / rate)
+    for tone in (500.0, 900.0, 1300.0, 1700.0):
+        spectrum[np.abs(hz - tone) < width] = 0
+    return np.fft.irfft(spectrum, samples.size)
+
+
+def _prompt_score(heard: np.ndarray, name: str) -> float:
+    """Normalised cross-correlation peak of a shipped prompt (its first 1.5 s) in `heard`,
+    everyone's tones cut out of both."""
+    prompt, _ = audio.read_wav(PROMPTS / f"{name}.wav")
+    prompt = _without_tones(prompt[:12000])
+    heard = _without_tones(heard)
+    if heard.size < prompt.size:
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(heard.size + prompt.size)))
+    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(prompt, n)), n)
+    corr = corr[: heard.size - prompt.size + 1]
+    power = np.concatenate(([0.0], np.cumsum(heard ** 2)))
+    energy = power[prompt.size:] - power[:-prompt.size]  # each window's energy
+    return float((np.abs(corr) / (np.sqrt(np.maximum(energy, 1e-12))
+                                  * np.linalg.norm(prompt))).max())
+
+
+def _join(crowd: Any, tmp_path: Path, room: str, name: str, hz: int) -> Member:
+    member: Member = crowd.join(room, name, camera=False, audio_file=_mic(tmp_path, hz))
+    return member
+
+
+def _indicator(member: Member) -> bool:
+    return bool(member.page.is_visible("#rec-indicator"))
+
+
+def _until(what: str, check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def test_recording_a_browser_and_phones_from_the_page(
+        crowd: Any, module_switchboard: Any, phones: PhoneBank, tmp_path: Path) -> None:
+    server = module_switchboard
+    room, pin = "recorded", "61734062"
+    ph.make_room(server, room, pin)
+    ada = _join(crowd, tmp_path, room, "Ada Lovelace", 1300)
+    p500, p900 = phones.add("Phone 500", 500.0), phones.add("Phone 900", 900.0)
+    ph.dial_in(server, [p500, p900], pin)
+    for phone in (p500, p900):
+        phone.in_room_at = time.monotonic()
+    _settled([p500, p900])
+    expect = Expectations("recording from the page")
+    ada.page.click("#btn-people")  # the moderator's Record button is in the people panel
+    assert ada.page.is_visible("#rec-toggle") and not _indicator(ada)
+
+    ada.page.click("#rec-toggle")
+    started = time.monotonic()
+    _until("Ada sees the indicator", lambda: _indicator(ada))
+    time.sleep(4.0)
+    ada.page.click("#btn-mic")  # mutes
+    muted_at = time.monotonic()
+    time.sleep(5.0)
+    ada.page.click("#btn-mic")  # unmutes
+    unmuted_at = time.monotonic()
+    grace = _join(crowd, tmp_path, room, "Grace Hopper", 1700)
+    _until("Grace sees the indicator", lambda: _indicator(grace))
+    grace.page.click("#btn-people")
+    expect.check(grace.page.is_visible("#people-list") and
+                 not grace.page.is_visible("#rec-toggle"), "a guest has no Record button")
+    time.sleep(6.0)
+    for phone in (p500, p900):
+        heard, _ = phone.heard(time.monotonic() - started)
+        score = _prompt_score(heard, "recording_on")
+        expect.check(score > 0.5, f"{phone.name} heard 'now being recorded'", f"{score:.2f}")
+    roster = {pid: p["name"] for pid, p in ph.api_participants(server, room).items()}
+    ada.page.click("#rec-toggle")
+    _until("the indicator goes away", lambda: not _indicator(ada) and not _indicator(grace))
+
+    (item,) = [r for r in server.api("GET", f"/api/rooms/{room}/recordings")]
+    deadline = time.monotonic() + 20
+    while item["state"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        item = server.api("GET", f"/api/recordings/{item['id']}")
+    assert item["state"] == "done", item
+    folder = RECORDINGS / item["id"]
+    meta = json.loads((folder / "metadata.json").read_text())
+    expect.check({p["id"]: p["name"] for p in meta["participants"]} == roster,
+                 "metadata.json names the roster", f"{meta['participants']} vs {roster}")
+    tones = {"Ada Lovelace": 1300.0, "Phone 500": 500.0, "Phone 900": 900.0,
+             "Grace Hopper": 1700.0}
+    streams = _streams(folder / "tracks.mkv")
+    titles = [s.get("tags", {}).get("title") for s in streams]
+    expect.check(sorted(titles) == sorted(roster.values()) and
+                 all(s["codec_name"] == "opus" for s in streams),
+                 "one Opus track per participant, named", f"{titles}")
+    tracks = {t["name"]: t for t in meta["tracks"]}
+    for index, title in enumerate(titles):
+        samples = _decode(folder / "tracks.mkv", index)
+        covers = meta["duration"] - tracks[title]["start"]
+        expect.check(abs(samples.size / RATE - covers) <= FRAME_S + 0.007,
+                     f"{title}'s track lasts the {covers:.2f} s it covers",
+                     f"{samples.size / RATE:.3f} s")
+        own = tones.get(str(title))
+        if own is None:
+            continue
+        others = [hz for hz in tones.values() if hz != own]
+        expect.check(audio.hears_tone(samples, RATE, own, min_ratio=0.3),
+                     f"{title}'s track holds its tone ({own:g} Hz)")
+        power = ph.bands(samples, RATE, [own, *others])
+        expect.check(all(power[hz] < 0.05 * power[own] for hz in others),
+                     f"{title}'s track holds nobody else's tone", f"{power}")
+        if title == "Ada Lovelace":
+            start = tracks[title]["start"]
+            a = round((muted_at - started + 1.0 - start) * RATE)
+            b = round((unmuted_at - started - 1.0 - start) * RATE)
+            expect.check(audio.rms(samples[a:b]) < 0.003, "Ada's track is silent while muted",
+                         f"rms {audio.rms(samples[a:b]):.4f}")
+    mix = _decode(folder / "mix.opus", 0)
+    expect.check(abs(mix.size / RATE - meta["duration"]) <= 0.05, "the mix lasts the recording")
+    # Everyone at once: after Grace's first second, to the end. (Chromium's audio processing
+    # turns a steady tone down by some 20 dB after a moment: the browsers' tones are weaker.)
+    begin = tracks["Grace Hopper"]["start"] + 1.0
+    both = mix[round(begin * RATE): round((meta["duration"] - 0.5) * RATE)]
+    power = ph.bands(both, RATE, [*tones.values(), CONTROL_HZ])
+    for hz in tones.values():
+        expect.check(power[hz] > 1e-6 and power[hz] > 20 * power[CONTROL_HZ],
+                     f"the mix holds {hz:g} Hz", f"{power}")
+    expect.verify()

@@ -1,0 +1,214 @@
+"""Recording a room of real phones (issue 18, sections 1 and 3), checked with ffprobe.
+
+Two baresip phones dial in and each plays its own tone; the admin starts recording over the
+API (`POST /api/rooms/{room}/recordings {"mode": "file"}`), both phones hear "this meeting is
+now being recorded", and when it stops "no longer". The files are read by FFmpeg (ffprobe for
+the streams, ffmpeg to decode): the mix holds both tones, tracks.mkv one track per
+participant named as the roster names them, each holding its own tone and not the other's,
+each as long as the wall-clock time it covers within a frame; metadata.json names the
+roster. A second test starts a recording with the command line (`switchboard recordings
+start`) and kills the server with SIGKILL mid-recording: the files on disk still play, up to
+within a few seconds of the kill.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SwitchboardServer
+from peers import audio
+from peers.baresip import Baresip
+from test_mixing_baresip import _dial_in, _hang_up, _phone, _quit, make_room, participants
+
+pytestmark = pytest.mark.integration
+
+log = logging.getLogger(__name__)
+
+ROOM = "standup"
+TONES = (600.0, 1400.0)
+PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
+FRAME_S = 0.02
+
+
+def _tools() -> tuple[str, str]:
+    ffprobe, ffmpeg = shutil.which("ffprobe"), shutil.which("ffmpeg")
+    if ffprobe is None or ffmpeg is None:
+        pytest.fail("ffprobe/ffmpeg not installed (Debian ffmpeg: scripts/install-peers.sh)",
+                    pytrace=False)
+    return ffprobe, ffmpeg
+
+
+def ffprobe_streams(path: Path) -> list[dict[str, Any]]:
+    ffprobe, _ = _tools()
+    out = subprocess.run([ffprobe, "-v", "error", "-show_streams", "-show_format", "-of",
+                          "json", str(path)], capture_output=True, timeout=30, check=True)
+    streams = json.loads(out.stdout)["streams"]
+    assert isinstance(streams, list)
+    return streams
+
+
+def decode(path: Path, stream: int, rate: int = 16000) -> np.ndarray:
+    """One audio stream decoded by ffmpeg to mono float samples at ``rate``."""
+    _, ffmpeg = _tools()
+    out = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", f"0:a:{stream}",
+                          "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
+                         capture_output=True, timeout=60, check=True)
+    return np.frombuffer(out.stdout, dtype=np.int16).astype(np.float64) / 32768.0
+
+
+def without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:
+    """The signal with the phones' tones (and their neighbourhood) cut out."""
+    spectrum = np.fft.rfft(samples)
+    hz = np.fft.rfftfreq(samples.size, 1 / rate)
+    for tone in TONES:
+        spectrum[np.abs(hz - tone) < width] = 0
+    return np.fft.irfft(spectrum, samples.size)
+
+
+def prompt_score(heard: np.ndarray, name: str) -> float:
+    """Normalised cross-correlation peak of a shipped prompt (8 kHz) in what a phone heard,
+    the other phone's tone cut out of both."""
+    prompt, _ = audio.read_wav(PROMPTS / f"{name}.wav")
+    prompt = without_tones(prompt[:12000])  # its first 1.5 s
+    heard = without_tones(heard)
+    if heard.size < prompt.size:
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(heard.size + prompt.size)))
+    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(prompt, n)), n)
+    corr = corr[: heard.size - prompt.size + 1]
+    power = np.concatenate(([0.0], np.cumsum(heard ** 2)))
+    energy = power[prompt.size:] - power[:-prompt.size]  # each window's energy
+    score = np.abs(corr) / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(prompt))
+    return float(score.max())
+
+
+def wait_state(server: SwitchboardServer, rid: str, state: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    item: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = server.api("GET", f"/api/recordings/{rid}")
+        assert resp.status == 200, resp.text
+        item = resp.json()
+        if item["state"] == state:
+            return item
+        time.sleep(0.2)
+    pytest.fail(f"recording {rid}: not {state} within {timeout} s: {item}", pytrace=False)
+
+
+def start_recording(server: SwitchboardServer) -> str:
+    resp = server.api("POST", f"/api/rooms/{ROOM}/recordings", {"mode": "file"})
+    assert resp.status == 201, f"HTTP {resp.status} {resp.text}"
+    rid = resp.json()["id"]
+    assert isinstance(rid, str)
+    return rid
+
+
+def test_phones_recorded_mix_tracks_metadata_and_prompts(
+        switchboard_server: Any, tmp_path: Path) -> None:
+    _tools()
+    folder = tmp_path / "recordings"
+    server = switchboard_server({"recording": {"path": str(folder), "min_free_mb": 0}})
+    make_room(server)
+    phones: list[Baresip] = []
+    try:
+        for i, hz in enumerate(TONES):
+            phones.append(_phone(tmp_path, f"p{i}", hz).start())
+        _dial_in(server, phones)
+        time.sleep(3.0)  # the join beeps and "only participant" are over
+        roster = {p["id"]: p["name"] for p in participants(server)}
+        rid = start_recording(server)
+        started = time.monotonic()
+        item = server.api("GET", f"/api/recordings/{rid}").json()
+        assert item["state"] == "recording"
+        time.sleep(8.0)
+        heard = [p.heard(time.monotonic() - started)[0] for p in phones]
+        resp = server.api("DELETE", f"/api/rooms/{ROOM}/recordings/{rid}")
+        assert resp.status == 200, resp.text
+        stopped = time.monotonic()
+        time.sleep(3.5)
+        heard_off = [p.heard(time.monotonic() - stopped)[0] for p in phones]
+        _hang_up(phones)
+    finally:
+        _quit(phones)
+    # both phones heard the announcements (and not a prompt nobody played)
+    for h, off in zip(heard, heard_off, strict=True):
+        on_score, control = prompt_score(h, "recording_on"), prompt_score(h, "invalid_pin")
+        assert on_score > 0.6 > 0.4 > control, (on_score, control)
+        assert prompt_score(off, "recording_off") > 0.6
+    item = wait_state(server, rid, "done")
+    assert {f["kind"] for f in item["files"]} == {"mix", "tracks", "metadata"}
+    rec = folder / rid
+    meta = json.loads((rec / "metadata.json").read_text())
+    assert meta["room"] == ROOM
+    assert {p["id"]: p["name"] for p in meta["participants"]} == roster
+    assert {p["kind"] for p in meta["participants"]} == {"phone"}
+    streams = ffprobe_streams(rec / "tracks.mkv")
+    assert [s["codec_name"] for s in streams] == ["opus", "opus"]
+    titles = [s.get("tags", {}).get("title") for s in streams]
+    tracks = {t["track"]: t for t in meta["tracks"]}  # Matroska track numbers, in file order
+    assert sorted(t["participant"] for t in tracks.values()) == sorted(roster)
+    owns: list[float] = []
+    for index, title in enumerate(titles):
+        track = tracks[index + 1]
+        assert title == track["name"] == roster[track["participant"]], (title, track)
+        samples = decode(rec / "tracks.mkv", index)
+        covers = meta["duration"] - track["start"]
+        assert abs(samples.size / 16000 - covers) <= FRAME_S + 0.007, (title, covers)
+        # each track holds exactly one phone's tone (its own), and the two are different
+        held = [hz for hz in TONES if audio.hears_tone(samples, 16000, hz)]
+        assert len(held) == 1, (index, held)
+        owns.append(held[0])
+    assert sorted(owns) == sorted(TONES)
+    (mix_stream,) = ffprobe_streams(rec / "mix.opus")
+    assert mix_stream["codec_name"] == "opus"
+    mix = decode(rec / "mix.opus", 0)
+    assert abs(mix.size / 16000 - meta["duration"]) <= 0.05
+    # while both tracks run (from the later one's start, less the prompt's first second)
+    begin = max(t["start"] for t in tracks.values()) + 1.0
+    middle = mix[round(16000 * begin): round(16000 * (meta["duration"] - 0.5))]
+    ratios = [audio.tone_ratio(middle, 16000, hz) for hz in TONES]
+    loudness = [round(audio.rms(mix[i:i + 16000]), 3) for i in range(0, mix.size, 16000)]
+    assert all(r >= 0.2 for r in ratios), (ratios, begin, loudness)
+    resp = server.api("GET", f"/api/recordings/{rid}/files/mix.opus")
+    assert resp.status == 200 and resp.body == (rec / "mix.opus").read_bytes()
+
+
+def test_kill_9_leaves_playable_files(switchboard_server: Any, tmp_path: Path) -> None:
+    _tools()
+    folder = tmp_path / "recordings"
+    server = switchboard_server({"recording": {"path": str(folder), "min_free_mb": 0}})
+    make_room(server)
+    phones: list[Baresip] = []
+    try:
+        phones.append(_phone(tmp_path, "p0", TONES[0]).start())
+        _dial_in(server, phones)
+        # the operator's command line starts it this time
+        cli = subprocess.run([sys.executable, "-m", "switchboard", "recordings", "start", ROOM,
+                              "--config", str(server.config_path)],
+                             capture_output=True, timeout=30, text=True)
+        assert cli.returncode == 0, cli.stderr
+        rid = json.loads(cli.stdout)["id"]
+        started = time.monotonic()
+        time.sleep(8.0)
+        killed_after = time.monotonic() - started
+        server.kill9()
+        assert not server.running()
+    finally:
+        _quit(phones)
+    rec = folder / rid
+    assert not (rec / "metadata.json").exists()  # killed: nothing was finalized
+    for name, least in (("mix.opus", 1), ("tracks.mkv", 1)):
+        streams = ffprobe_streams(rec / name)
+        assert len(streams) >= least and streams[0]["codec_name"] == "opus", name
+        played = decode(rec / name, 0).size / 16000
+        assert killed_after - 3.0 <= played <= killed_after + 0.5, (name, played, killed_after)
+    assert audio.hears_tone(decode(rec / "tracks.mkv", 0), 16000, TONES[0])
