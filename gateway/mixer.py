@@ -277,11 +277,19 @@ class ConferenceMixer:
 
     def skip(self, count: int, now: float) -> None:
         """``count`` ticks were skipped (the loop woke too late for them): every contributor
-        gives up that many frames (its input keeps its latency) and every listener that can
-        (``skip_frames``) moves its stream's clock on by as much (a gap, not a delay)."""
+        gives up that many frames (its input keeps its latency), every listener that can
+        (``skip_frames``) moves its stream's clock on by as much (a gap, not a delay), and
+        every voice tap gets that many empty frames (its stream to the bridge keeps to the
+        wall clock too: a receiver that places packets by their timestamps, the recorder,
+        would otherwise see them fall behind for good)."""
         if count <= 0:
             return
+        self.run_slice(0)  # a tick left unfinished comes first, then its taps
+        self.run_taps(0)
         for member in tuple(self._members.values()):
+            if member.tap is not None:
+                for _ in range(count):
+                    self._tap(member, None, False)
             if member.source is not None:
                 rate = member.in_rate or (member.room.rate if member.room else SAMPLE_RATE)
                 for _ in range(count):

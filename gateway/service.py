@@ -538,14 +538,14 @@ class Gateway(CallMedia, CallPolicy):
         TAP_SLICE with the loop's I/O in between; the clock finishes any left before the
         next tick."""
         mixer = self.mixer
-        skipped = self._clock.skipped_ticks if self._clock is not None else 0
-        if skipped != self._skipped_seen:  # the loop woke too late for some ticks
-            mixer.skip(skipped - self._skipped_seen, now)
-            self._skipped_seen = skipped
         if mixer.tick_pending or mixer.taps_pending:  # (not normally: the clock finishes ticks)
             mixer.run_slice(0)
             self.send_batch.flush()
             mixer.run_taps(0)
+        skipped = self._clock.skipped_ticks if self._clock is not None else 0
+        if skipped != self._skipped_seen:  # the loop woke too late for some ticks
+            mixer.skip(skipped - self._skipped_seen, now)
+            self._skipped_seen = skipped
         if self.audio is not None:
             self.audio.before_tick(now)
         mixer.begin_tick(now)

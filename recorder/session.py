@@ -234,7 +234,8 @@ class Recording:
             owner = self.owners.get(track.ssrc, TrackOwner(name=f"SSRC {track.ssrc}"))
             tracks.append({"track": track.number, "participant": owner.participant,
                            "name": owner.name, "start": round(track.first_frame * FRAME, 3),
-                           "packets": track.packets, "filled": track.filled})
+                           "packets": track.packets, "filled": track.filled,
+                           "late": track.late, "resyncs": track.resyncs})
         return {
             "id": self.id, "room": self.room, "state": self.state, "reason": self.reason,
             "start": iso(self.started_at), "end": iso(self.ended_at),

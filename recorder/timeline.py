@@ -16,7 +16,10 @@ payload of every track, real or filler. A packet meets these rules, in this orde
    while muted and resumed with a jump, a clock drift), the track is anchored again at the
    arrival frame; a jump backwards never rewrites frames already written.
 4. A packet for a frame already given out (too late) or already held (a duplicate) is
-   dropped and counted.
+   dropped and counted. But a sender whose clock runs slow (its timestamps fall behind the
+   time its packets arrive by more than the `delay`, less than `resync`) would have every
+   packet dropped as late: after `LATE_RUN` packets in a row placed too late, the track is
+   anchored again at the arrival frame (a short gap, then its sound again).
 5. `advance(now)` gives out every frame up to `now - delay` (the delay lets reordered
    packets find their place): a frame no packet filled gets the filler (an encoded Opus
    silence frame, `filled` true). A track covers every frame from the one its first packet
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FRAME = 0.02  # seconds per frame
 TICKS_PER_FRAME = 960  # Opus RTP clock (48 kHz) per 20 ms
+LATE_RUN = 3  # packets in a row placed on frames already given out: the track is re-anchored
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class Track:
     late: int = 0  # packets dropped: too late or duplicate
     resyncs: int = 0
     last_arrival: float = 0.0
+    late_run: int = 0  # packets in a row placed too late (rule 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,16 @@ class Timeline:
             track.anchor_frame = max(self.next_index, self.frame_at(now))
             track.anchor_ts = timestamp
             index = track.anchor_frame
-        if index < self.next_index or index in track.pending:
+        if index < self.next_index:
+            track.late_run += 1
+            if track.late_run < LATE_RUN:
+                track.late += 1
+                return track
+            track.resyncs += 1  # a slow sender, not a reordered packet (rule 4)
+            track.anchor_frame = index = max(self.next_index, self.frame_at(now))
+            track.anchor_ts = timestamp
+        track.late_run = 0
+        if index in track.pending:
             track.late += 1
             return track
         track.pending[index] = payload

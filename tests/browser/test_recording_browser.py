@@ -197,5 +197,5 @@ def test_recording_a_browser_and_phones_from_the_page(
     power = ph.bands(both, RATE, [*tones.values(), CONTROL_HZ])
     for hz in tones.values():
         expect.check(power[hz] > 1e-6 and power[hz] > 20 * power[CONTROL_HZ],
-                     f"the mix holds {hz:g} Hz", f"{power}")
+                     f"the mix holds {hz:g} Hz", f"{power}; tracks {meta['tracks']}")
     expect.verify()

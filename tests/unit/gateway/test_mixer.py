@@ -611,6 +611,23 @@ def test_skipped_ticks_drain_the_sources_and_move_the_listeners_clocks_on() -> N
     assert skipped == [2]
 
 
+def test_skipped_ticks_give_the_voice_taps_empty_frames_after_the_unfinished_tick() -> None:
+    # The tap's stream to the bridge counts frames to keep its RTP timestamps: a skipped
+    # tick must be a frame too, or the stream falls behind the wall clock for good.
+    mixer = ConferenceMixer(WideEncoders())
+    a = RatedLeg("a", frames=[tone(100)] * 4)
+    b = RatedLeg("b", frames=[tone(500)] * 4)
+    room_of(mixer, "r", a, b)
+    seen: list[int | None] = []
+    mixer.set_tap("a", lambda frame, voiced: seen.append(None if frame is None
+                                                         else int(frame[0])))
+    mixer.begin_tick(0.0)  # a tick left unfinished: its tap comes before the skipped ones
+    mixer.skip(2, 0.06)
+    assert seen == [100, None, None]
+    mixer.tick(0.08)
+    assert seen == [100, None, None, 100]
+
+
 @dataclass
 class OwnEncoderLeg(RatedLeg):
     """A leg that brings its own encoders (as PhoneLeg does from the phone's SDP)."""

@@ -113,3 +113,22 @@ def test_too_many_tracks_are_dropped_and_counted() -> None:
     for ssrc in (1, 2, 3):
         tl.on_packet(ssrc, 0, b"x", T0)
     assert set(tl.tracks) == {1, 2} and tl.dropped == 1
+
+
+def test_a_sender_whose_clock_fell_behind_is_re_anchored_after_a_few_late_packets() -> None:
+    # The sender stalls for 15 frames (0.3 s: more than the delay, less than the resync) and
+    # goes on with timestamps as if no time had passed: every packet's place by timestamp
+    # is a frame already given out. A few are dropped, then the track is anchored again.
+    tl = Timeline(T0, FILL, delay=0.1)
+    feed(tl, 1, 0, 50)
+    tl.advance(T0 + 50 * FRAME)
+    out: list[Frame] = []
+    for i in range(50):
+        now = T0 + (65 + i) * FRAME + 0.001
+        tl.on_packet(1, 5000 + (50 + i) * TICKS_PER_FRAME, b"x" * 20, now)
+        out += tl.advance(now)
+    out += tl.finish(T0 + 116 * FRAME)
+    track = tl.tracks[1]
+    assert track.late == 2 and track.resyncs == 1
+    tail = frames_of(out, 1)
+    assert [p for _, p, filled in tail if not filled][-40:] == [b"x" * 20] * 40
