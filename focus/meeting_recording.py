@@ -2,7 +2,8 @@
 
 Part of `Meetings` (focus/meeting.py), as the lobby's actions are (focus/meeting_lobby.py):
 
-- a moderator's `{"type": "recording", "action": "start" | "stop"}` goes to the recorder the
+- a moderator's `{"type": "recording", "action": "start" | "stop"}` (a start may add
+  `"video": true`, or `"mode": "stream"` with `"url"` or `"youtube_key"`) goes to the recorder the
   composition root set as `recording_control` (recorder/service.py's `Recordings`,
   structurally); anyone else gets `forbidden`, a refusal (room busy, disk low, bridge) gets
   `recording-refused` with the reason;
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class RecordingControl(Protocol):
-    async def start(self, room: str, by: str) -> Any: ...
+    async def start(self, room: str, by: str, *, video: bool = False, stream: bool = False,
+                    url: str | None = None, youtube_key: str | None = None) -> Any: ...
 
     def stop(self, room: str, reason: str) -> Any: ...
 
@@ -56,7 +58,8 @@ class RecordingActions:
             control.stop(session.room, f"stopped by {pid}")
             return
         try:
-            await control.start(session.room, pid)
+            await control.start(session.room, pid, video=msg.video, stream=msg.stream,
+                                url=msg.url, youtube_key=msg.youtube_key)
         except Exception as exc:
             message = getattr(exc, "message", None)
             if message is None:

@@ -209,6 +209,10 @@ class RecordingAction:
     TYPE: ClassVar[str] = "recording"
     action: Literal["start", "stop"]
     room: str | None = None
+    video: bool = False  # "start": video.mp4 too
+    stream: bool = False  # "start": a live stream to `url` or `youtube_key` instead
+    url: str | None = None
+    youtube_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +374,14 @@ def _ping(f: _Fields) -> Ping:
 def _recording(f: _Fields) -> RecordingAction:
     action = f.data.get("action")
     if action == "start":
-        return RecordingAction(action="start", room=f.room(required=False))
+        video = f.boolean("video") if "video" in f.data else False
+        mode = f.data.get("mode", "file")
+        if mode not in ("file", "stream"):
+            raise f.fail("mode", '"file" or "stream"')
+        url = f.text("url", 1024) if f.data.get("url") is not None else None
+        key = f.text("youtube_key", 128) if f.data.get("youtube_key") is not None else None
+        return RecordingAction(action="start", room=f.room(required=False), video=video,
+                               stream=mode == "stream", url=url, youtube_key=key)
     if action == "stop":
         return RecordingAction(action="stop", room=f.room(required=False))
     raise f.fail("action", '"start" or "stop"')
@@ -401,7 +412,7 @@ _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] =
     "stats": (frozenset({"rtt_ms", "bitrate_in", "bitrate_out", "loss"}), _stats),
     "ping": (frozenset({"id"}), _ping),
     "leave": (frozenset(), lambda f: Leave(room=f.room(required=False))),
-    "recording": (frozenset({"action"}), _recording),
+    "recording": (frozenset({"action", "video", "mode", "url", "youtube_key"}), _recording),
 }  # fmt: skip
 
 

@@ -33,12 +33,15 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from recorder.finalize import post_webhook, run_finalize_command
-from recorder.session import METADATA_FILE, Limits, Recording, list_files
+from bridge.api import EndpointUpdate
+from recorder.finalize import post_webhook, run_finalize_command, write_json_atomic
+from recorder.rtmp import StreamRefused, redact, stream_target
+from recorder.session import METADATA_FILE, VIDEO_FILE, Limits, Recording, list_files
+from recorder.video_out import AvPipeline, Mp4Output, RtmpOutput, VideoSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class RecordingRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # "empty" | "busy" | "disk" | "unavailable"
+        self.code = code  # "empty" | "busy" | "disk" | "unavailable" | "invalid" | "forbidden"
         self.message = message
 
 
@@ -66,6 +69,8 @@ class RecorderSettings:
     finalize_command: str = ""
     webhook_url: str = ""
     webhook_secret: str = ""
+    rtmp_allow: tuple[str, ...] = ()
+    video: VideoSettings = field(default_factory=VideoSettings)
 
     @classmethod
     def from_config(cls, config: Any) -> RecorderSettings:
@@ -73,7 +78,10 @@ class RecorderSettings:
         return cls(path=r.path, mix_format=r.mix_format, max_duration=r.max_duration,
                    max_mb=r.max_mb, min_free_mb=r.min_free_mb, idle_timeout=r.idle_timeout,
                    finalize_command=r.finalize_command, webhook_url=r.webhook_url,
-                   webhook_secret=r.webhook_secret)
+                   webhook_secret=r.webhook_secret, rtmp_allow=tuple(r.rtmp_allow),
+                   video=VideoSettings(width=r.video_width, height=r.video_height,
+                                       fps=r.video_fps, bitrate=r.video_bitrate * 1000,
+                                       preset=r.video_preset, layout=r.video_layout))
 
 
 class Participant(Protocol):
@@ -102,9 +110,20 @@ class BridgeLike(Protocol):
     async def receive_sources(self, conference_id: str,
                               endpoint_id: str) -> tuple[Any, ...]: ...
 
+    async def update(self, conference_id: str, endpoint_id: str,
+                     update: EndpointUpdate) -> None: ...
+
 
 class Link(Protocol):
     def close(self) -> None: ...
+
+    def send_rtcp(self, data: bytes) -> None: ...
+
+
+def pli(media_ssrc: int) -> bytes:
+    """An RTCP Picture Loss Indication (RFC 4585) for one of the streams we receive."""
+    return bytes((0x81, 206, 0, 2)) + (1).to_bytes(4, "big") + \
+        (media_ssrc & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 LinkFactory = Callable[[str, Callable[[bytes], None], Callable[[bytes], None]], Link]
@@ -146,8 +165,19 @@ class Recordings:
         self.root.mkdir(parents=True, exist_ok=True)
         return shutil.disk_usage(self.root).free // (1024 * 1024)
 
-    async def start(self, room: str, by: str) -> Recording:
-        """Start recording ``room``; RecordingRefused says why not."""
+    async def start(self, room: str, by: str, *, video: bool = False, stream: bool = False,
+                    url: str | None = None, youtube_key: str | None = None) -> Recording:
+        """Start recording ``room`` (with video: also video.mp4), or with ``stream`` live
+        streaming it to ``url`` or a YouTube key (recorder/rtmp.py checks them against
+        rtmp_allow); RecordingRefused says why not."""
+        stream_url: str | None = None
+        if stream:
+            try:
+                stream_url = stream_target(url, youtube_key, self.settings.rtmp_allow)
+            except StreamRefused as exc:
+                log.warning("room %s: live stream refused: %s", room, exc)
+                raise RecordingRefused("forbidden" if exc.forbidden else "invalid",
+                                       str(exc)) from None
         if room in self.running:
             raise RecordingRefused("busy", f"room {room} is already being recorded")
         participants = self.focus.participants(room)
@@ -164,7 +194,14 @@ class Recordings:
         s = self.settings
         limits = Limits(max_duration=s.max_duration, max_bytes=s.max_mb * 1024 * 1024,
                         idle_timeout=s.idle_timeout)
-        recording = Recording(rid, room, self.root / rid, now, wall, limits, s.mix_format)
+        recording = Recording(rid, room, self.root / rid, now, wall, limits, s.mix_format,
+                              audio_files=not stream, mode="stream" if stream else "file")
+        if stream or video:
+            assert stream_url is not None or video
+            output = RtmpOutput(stream_url) if stream_url is not None else \
+                Mp4Output(str(recording.folder / VIDEO_FILE))
+            recording.av = AvPipeline(rid, output, s.video, now, {}, reconnect=stream,
+                                      clock=self.clock)
         endpoint_id = f"recorder-{rid[-8:]}"
         entry = self.running[room] = _Running(recording, endpoint_id)
         self.by_id[rid] = recording
@@ -184,6 +221,18 @@ class Recordings:
         if self.running.get(room) is not entry:  # stopped meanwhile
             await self.bridge.expire(room, endpoint_id)
             return recording
+        av = recording.av
+        if av is not None:
+            av.codecs.update({pt.pt: pt.name for pt in allocation.payload_types
+                              if pt.name in ("VP8", "H264")})
+            # the active speaker's camera (last-N 1), or every camera for a grid, and
+            # every screen share
+            last_n = -1 if s.video.layout == "grid" else 1
+            await self.bridge.update(room, endpoint_id, EndpointUpdate(receive="all",
+                                                                       last_n=last_n))
+            av.begin()
+            if stream_url is not None:
+                log.info("recording %s: streaming to %s", rid, redact(stream_url))
         clock = self.clock
 
         def on_rtp(data: bytes) -> None:
@@ -266,8 +315,14 @@ class Recordings:
             return
         names = {p.id: p.name for p in self.focus.participants(room)}
         recording = entry.recording
+        av = recording.av
         for rs in sources:
             pid = rs.source.endpoint_id
+            if rs.source.kind == "video" and av is not None:
+                if rs.source.video_type == "screen":
+                    av.screens.add(rs.ssrc)
+                else:
+                    av.screens.discard(rs.ssrc)
             if rs.source.kind != "audio":
                 continue
             owner = recording.owners.get(rs.ssrc)
@@ -300,6 +355,12 @@ class Recordings:
             if now >= entry.next_lookup and any(o.participant is None for o in
                                                 entry.recording.owners.values()):
                 self._lookup(entry)  # a track nobody owns yet: ask the bridge again
+            av = entry.recording.av
+            if av is not None and entry.link is not None:
+                for ssrc in av.pli_wanted():
+                    entry.link.send_rtcp(pli(ssrc))
+                if now >= entry.next_lookup:
+                    self._lookup(entry)  # screen shares come and go: keep the kinds fresh
             reason = entry.recording.tick(now)
             if reason is None and not self.focus.participants(room):
                 reason = "room empty"
@@ -319,6 +380,13 @@ class Recordings:
 
     async def _finalize(self, recording: Recording, metadata: dict[str, Any]) -> None:
         s = self.settings
+        if recording.av is not None:  # the video thread writes what is queued and closes
+            await asyncio.get_running_loop().run_in_executor(None, recording.av.finish)
+            metadata = recording.metadata()
+            try:
+                write_json_atomic(recording.folder / METADATA_FILE, metadata)
+            except OSError as exc:
+                log.error("recording %s: metadata.json: %s", recording.id, exc)
         if s.finalize_command and recording.state != "failed":
             await run_finalize_command(s.finalize_command, recording.folder, recording.id)
         if recording.state == "finalizing":

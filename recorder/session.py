@@ -19,6 +19,7 @@ written stays playable).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from recorder.media import OPUS_PT, RoomMix, parse_rtp, silence_packet
 from recorder.mkv import MatroskaError, MatroskaOpusWriter
 from recorder.ogg import OggOpusWriter
 from recorder.timeline import FRAME, Frame, Timeline, Track
+from recorder.video_out import AvPipeline
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ MEDIA_BYTES = 10  # an Opus payload longer than this carries sound (DTX/silence 
 MIX_FILES = {"ogg": "mix.opus", "m4a": "mix.m4a"}  # by recording.mix_format
 TRACKS_FILE = "tracks.mkv"
 METADATA_FILE = "metadata.json"
-FILE_KINDS = {"mix.opus": "mix", "mix.m4a": "mix", TRACKS_FILE: "tracks",
+VIDEO_FILE = "video.mp4"
+FILE_KINDS = {"mix.opus": "mix", "mix.m4a": "mix", TRACKS_FILE: "tracks", VIDEO_FILE: "video",
               METADATA_FILE: "metadata"}
 STATES = ("recording", "finalizing", "done", "failed")
 
@@ -74,6 +77,9 @@ class Recording:
     started_at: float  # wall clock
     limits: Limits = field(default_factory=Limits)
     mix_format: str = "ogg"  # "ogg": Opus in Ogg; "m4a": AAC in MP4
+    audio_files: bool = True  # the mix and the tracks on disk (a live stream alone: False)
+    mode: str = "file"  # "file" | "stream"
+    av: AvPipeline | None = None  # video.mp4 or the live stream (recorder/video_out.py)
     state: str = "recording"
     reason: str = ""
     ended_at: float | None = None
@@ -83,20 +89,21 @@ class Recording:
     malformed: int = 0
     timeline: Timeline = field(init=False)
     mix: RoomMix = field(init=False)
-    mix_file: OggOpusWriter | AacM4aWriter = field(init=False)
-    tracks_file: MatroskaOpusWriter = field(init=False)
+    mix_file: OggOpusWriter | AacM4aWriter | None = field(init=False, default=None)
+    tracks_file: MatroskaOpusWriter | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=False)
         self.timeline = Timeline(self.start, silence_packet(), delay=self.limits.delay)
         self.mix = RoomMix()
-        mix_path = self.folder / MIX_FILES[self.mix_format]
-        if self.mix_format == "m4a":
-            self.mix_file = AacM4aWriter(mix_path)
-        else:
-            self.mix_file = OggOpusWriter(open(mix_path, "wb"),  # noqa: SIM115
-                                          comments={"TITLE": f"{self.room} (room mix)"})
-        self.tracks_file = MatroskaOpusWriter(open(self.folder / TRACKS_FILE, "w+b"))  # noqa: SIM115
+        if self.audio_files:
+            mix_path = self.folder / MIX_FILES[self.mix_format]
+            if self.mix_format == "m4a":
+                self.mix_file = AacM4aWriter(mix_path)
+            else:
+                self.mix_file = OggOpusWriter(open(mix_path, "wb"),  # noqa: SIM115
+                                              comments={"TITLE": f"{self.room} (room mix)"})
+            self.tracks_file = MatroskaOpusWriter(open(self.folder / TRACKS_FILE, "w+b"))  # noqa: SIM115
         self.last_media = self.start
         log.info("recording %s: room %s into %s", self.id, self.room, self.folder)
 
@@ -105,6 +112,10 @@ class Recording:
     def on_rtp(self, data: bytes, now: float) -> int | None:
         """A packet from the bridge; the SSRC when it opened a track nobody owns yet."""
         if self.state != "recording":
+            return None
+        av = self.av
+        if av is not None and len(data) > 1 and (data[1] & 0x7F) in av.codecs:
+            av.on_rtp(data, now)
             return None
         parsed = parse_rtp(data)
         if parsed is None or parsed[0] != OPUS_PT:
@@ -124,6 +135,8 @@ class Recording:
         return None
 
     def _add_track(self, track: Track, owner: TrackOwner) -> None:
+        if self.tracks_file is None:
+            return
         try:
             self.tracks_file.add_track(track.number, owner.name)
         except MatroskaError:
@@ -136,9 +149,10 @@ class Recording:
         owner = self.owners.setdefault(ssrc, TrackOwner())
         owner.participant, owner.name = participant, name
         track = self.timeline.tracks.get(ssrc)
-        if track is not None and track.number in self.tracks_file.tracks \
-                and not self.tracks_file.closed:
-            self.tracks_file.rename_track(track.number, name)
+        mkv = self.tracks_file
+        if track is not None and mkv is not None and track.number in mkv.tracks \
+                and not mkv.closed:
+            mkv.rename_track(track.number, name)
 
     def joined(self, pid: str, kind: str, name: str, wall: float) -> None:
         self.roster.setdefault(pid, RosterEntry(pid, kind, name, wall))
@@ -177,30 +191,41 @@ class Recording:
         return None
 
     def _write(self, frames: list[Frame]) -> None:
-        mkv, out, mix = self.tracks_file, self.mix_file, self.mix
+        mkv, out, mix, av = self.tracks_file, self.mix_file, self.mix, self.av
         for frame in frames:
             ms = round(frame.index * FRAME * 1000)
             row: list[tuple[int, bytes, bool]] = []
             for track, payload, filled in frame.payloads:
-                if track.number in mkv.tracks:
+                if mkv is not None and track.number in mkv.tracks:
                     mkv.write(track.number, ms, payload)
                 row.append((track.number, payload, filled))
             pcm = mix.frame(row)
+            if av is not None:
+                av.on_audio(frame.index, pcm)
             if isinstance(out, OggOpusWriter):
                 out.write(mix.encode(pcm))
-            else:
+            elif out is not None:
                 out.write(pcm)
 
     def bytes(self) -> int:
-        return self.mix_file.bytes + self.tracks_file.bytes
+        total = 0
+        for writer in (self.mix_file, self.tracks_file):
+            if writer is not None:
+                total += writer.bytes
+        if self.av is not None and self.mode == "file":
+            with contextlib.suppress(OSError):
+                total += (self.folder / VIDEO_FILE).stat().st_size
+        return total
 
     def _fail(self, exc: BaseException) -> None:
         log.error("recording %s: writing failed: %s", self.id, exc)
         self.state = "failed"
         self.reason = f"write failed: {exc}"
-        for closer in (self.mix_file.close, self.tracks_file.close):
+        for writer in (self.mix_file, self.tracks_file):
+            if writer is None:
+                continue
             try:
-                closer()
+                writer.close()
             except Exception:  # the file is what it is; close the other one
                 continue
 
@@ -213,8 +238,10 @@ class Recording:
             try:
                 self._write(self.timeline.finish(now))
                 duration = self.timeline.duration()
-                self.mix_file.close()
-                self.tracks_file.close(duration * 1000)
+                if self.mix_file is not None:
+                    self.mix_file.close()
+                if self.tracks_file is not None:
+                    self.tracks_file.close(duration * 1000)
                 self.state = "finalizing"
             except OSError as exc:
                 self._fail(exc)
@@ -244,6 +271,8 @@ class Recording:
                               "joined": iso(e.joined), "left": iso(e.left)}
                              for e in self.roster.values()],
             "tracks": tracks,
+            "mode": self.mode,
+            **({"video": self.av.summary()} if self.av is not None else {}),
             "files": list_files(self.folder),
         }
 

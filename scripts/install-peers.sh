@@ -14,7 +14,7 @@ set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux pebble nginx systemd coturn nftables ffmpeg}"
+fonts-dejavu-core util-linux pebble nginx libnginx-mod-rtmp systemd coturn nftables ffmpeg}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
 ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
@@ -22,7 +22,8 @@ pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn
 ffprobe:ffmpeg ffmpeg:ffmpeg}"
 
 NAME="${NAME:-install-peers}"
-FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap}"
+FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap
+/usr/lib/nginx/modules/ngx_rtmp_module.so}"
 
 log() { echo "$NAME: $*" >&2; }
 

@@ -2,8 +2,10 @@
 
 - POST /api/rooms/{name}/recordings {"mode": "file"} starts recording the room: 201
   {"id": "..."}. Admin token, or a token that makes its holder a moderator of that room.
-  {"mode": "stream", ...} and {"video": true} are refused with 501 until streaming and
-  video exist. 404: no such room; 409: nobody in the room, or it is already being recorded
+  With "video": true, video.mp4 too (H.264 and AAC). {"mode": "stream", "url":
+  "rtmp://..."} or {"mode": "stream", "youtube_key": "..."} streams the room live instead:
+  400 for a malformed target, 403 for a host `recording.rtmp_allow` does not allow.
+  404: no such room; 409: nobody in the room, or it is already being recorded
   (the body says which, and names the running recording's id); 507: too little free disk;
   503: the bridge gave no endpoint.
 - DELETE /api/rooms/{name}/recordings/{id} stops it: 200 {"id", "state"} (admin or the
@@ -12,7 +14,7 @@
 - GET /api/recordings (admin): every recording on disk, newest last.
 - GET /api/recordings/{id} (admin): {"id", "room", "state": "recording" | "finalizing" |
   "done" | "failed", "start", "end", "files": [{"name", "kind": "mix" | "tracks" |
-  "metadata", "bytes"}]}.
+  "video" | "metadata", "bytes"}]}.
 - GET /api/recordings/{id}/files/{name} (admin): one listed file, as it is on disk (a file
   still being written is served as far as it goes). Nothing but a listed file's name is
   accepted: no path reaches the file system from the request.
@@ -33,14 +35,17 @@ __all__ = ["RECORDINGS", "RecordingControl", "add_recording_routes"]
 
 log = logging.getLogger(__name__)
 
-REFUSED_STATUS = {"empty": 409, "busy": 409, "disk": 507, "unavailable": 503}
-CONTENT_TYPES = {".opus": "audio/ogg", ".mkv": "audio/x-matroska", ".json": "application/json"}
+REFUSED_STATUS = {"empty": 409, "busy": 409, "disk": 507, "unavailable": 503, "invalid": 400,
+                  "forbidden": 403}
+CONTENT_TYPES = {".opus": "audio/ogg", ".mkv": "audio/x-matroska", ".json": "application/json",
+                 ".mp4": "video/mp4", ".m4a": "audio/mp4"}
 
 
 class RecordingControl(Protocol):
     """What the API needs of the recorder (recorder.service.Recordings)."""
 
-    async def start(self, room: str, by: str) -> Any: ...
+    async def start(self, room: str, by: str, *, video: bool = False, stream: bool = False,
+                    url: str | None = None, youtube_key: str | None = None) -> Any: ...
 
     def stop(self, room: str, reason: str) -> Any: ...
 
@@ -70,16 +75,20 @@ async def start_recording(request: web.Request) -> web.Response:
         data = await _read_object(request, ("mode", "video", "url", "youtube_key"))
         mode = _field(data, "mode", str, required=True)
         video = _field(data, "video", bool)
+        url = _field(data, "url", str)
+        youtube_key = _field(data, "youtube_key", str)
     except BadRequest as exc:
         return json_error(400, str(exc))
     if mode not in ("file", "stream"):
         return json_error(400, 'mode: expected "file" or "stream"')
-    if mode == "stream" or video:
-        return json_error(501, "live streaming and video recording are not available yet")
+    if mode == "file" and (url is not None or youtube_key is not None):
+        return json_error(400, '"url" and "youtube_key" go with "mode": "stream"')
     if control is None:
         return json_error(503, "recording is not available on this server")
     try:
-        recording = await control.start(room.name, "api")
+        recording = await control.start(room.name, "api", video=bool(video),
+                                        stream=mode == "stream", url=url,
+                                        youtube_key=youtube_key)
     except Exception as exc:
         code = getattr(exc, "code", None)
         if code not in REFUSED_STATUS:

@@ -10,6 +10,10 @@ names them, each with its own tone and not the others', each as long as the wall
 it covers (within a frame); Ada's track is silent while she was muted; the mix holds the
 tones; metadata.json names the roster.
 
+A second test records with video ("with video" ticked): video.mp4 holds H.264 of the
+configured size showing Ada's (fake, moving) camera, not a black frame, and AAC audio with
+her tone.
+
 Run inside a network namespace with only loopback (as root):
 unshare -n -- bash -c 'ip link set lo up && .venv/bin/pytest -q \
     tests/browser/test_recording_browser.py'
@@ -38,7 +42,9 @@ RECORDINGS = Path(tempfile.mkdtemp(prefix="switchboard-recordings-"))
 SWITCHBOARD_CONFIG = {
     "bridge": {"endpoint_timeout": 5.0},
     "media": {"timeout": 10.0, "rtp_ports": ph.reserve_rtp_ports()},
-    "recording": {"path": str(RECORDINGS), "min_free_mb": 0},
+    "recording": {"path": str(RECORDINGS), "min_free_mb": 0, "video_width": 640,
+                  "video_height": 360, "video_fps": 15, "video_bitrate": 600,
+                  "video_preset": "ultrafast"},
 }
 PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
 RATE = 16000
@@ -199,3 +205,50 @@ def test_recording_a_browser_and_phones_from_the_page(
         expect.check(power[hz] > 1e-6 and power[hz] > 20 * power[CONTROL_HZ],
                      f"the mix holds {hz:g} Hz", f"{power}; tracks {meta['tracks']}")
     expect.verify()
+
+
+def _gray_frames(path: Path, width: int, height: int) -> np.ndarray:
+    out = subprocess.run([_ff("ffmpeg"), "-v", "error", "-i", str(path), "-map", "0:v:0",
+                          "-r", "2", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                         capture_output=True, timeout=60, check=True)
+    frames = np.frombuffer(out.stdout, dtype=np.uint8)
+    return frames[: frames.size - frames.size % (width * height)].reshape(-1, height, width)
+
+
+def test_video_recording_from_the_page(crowd: Any, module_switchboard: Any,
+                                       tmp_path: Path) -> None:
+    server = module_switchboard
+    room, pin = "filmed", "61734063"
+    ph.make_room(server, room, pin)
+    ada = crowd.join(room, "Ada Lovelace", camera=True, audio_file=_mic(tmp_path, 1300))
+    ada.page.click("#btn-people")
+    ada.page.check("#rec-video")
+    ada.page.click("#rec-toggle")
+    _until("Ada sees the indicator", lambda: _indicator(ada))
+    time.sleep(8.0)
+    ada.page.click("#rec-toggle")
+    _until("the indicator goes away", lambda: not _indicator(ada))
+    (item,) = [r for r in server.api("GET", f"/api/rooms/{room}/recordings")]
+    deadline = time.monotonic() + 30
+    while item["state"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        item = server.api("GET", f"/api/recordings/{item['id']}")
+    assert item["state"] == "done", item
+    assert {f["kind"] for f in item["files"]} == {"mix", "tracks", "video", "metadata"}
+    folder = RECORDINGS / item["id"]
+    streams = _streams(folder / "video.mp4")
+    video = [s for s in streams if s["codec_type"] == "video"]
+    sound = [s for s in streams if s["codec_type"] == "audio"]
+    assert [(s["codec_name"], s["width"], s["height"]) for s in video] == [("h264", 640, 360)]
+    assert [s["codec_name"] for s in sound] == ["aac"]
+    samples = _decode(folder / "video.mp4", 0)
+    assert samples.size / RATE > 6.0, samples.size / RATE
+    assert audio.hears_tone(samples, RATE, 1300.0, min_ratio=0.3)
+    frames = _gray_frames(folder / "video.mp4", 640, 360)
+    assert len(frames) >= 12, len(frames)
+    late = frames[len(frames) // 2:]  # the camera's picture, once its first key frame came
+    assert all(f.std() > 10 for f in late), [round(float(f.std()), 1) for f in late]
+    assert any(np.abs(late[i].astype(int) - late[i + 1]).mean() > 0.5
+               for i in range(len(late) - 1)), "the picture never moves"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["video"]["frames"] > 8 * 15 * 0.8 and meta["video"]["frames_received"] > 0

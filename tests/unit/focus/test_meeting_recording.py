@@ -27,10 +27,12 @@ class FakeRecorder:
     def __init__(self, focus: Focus, meetings: Meetings) -> None:
         self.focus, self.meetings = focus, meetings
         self.calls: list[tuple[str, str, str]] = []
+        self.options: list[dict[str, Any]] = []
         self.refuse: str | None = None
 
-    async def start(self, room: str, by: str) -> Any:
+    async def start(self, room: str, by: str, **options: Any) -> Any:
         self.calls.append(("start", room, by))
+        self.options.append(options)
         if self.refuse:
             raise Refused(self.refuse)
         self.focus.set_recorded(room, True)
@@ -70,6 +72,8 @@ async def test_moderator_starts_everyone_is_told_guest_may_not_stop() -> None:
     assert info.value.code == "forbidden" and recorder.calls == []
     await send(meetings, ada, {"type": "recording", "action": "start"})
     assert recorder.calls == [("start", "standup", ada)]
+    assert recorder.options == [{"video": False, "stream": False, "url": None,
+                                 "youtube_key": None}]
     assert ada_conn.last("recording") == bob_conn.last("recording") == {
         "type": "recording", "active": True}
     assert focus.audio_receivers("standup", "gateway") == 3  # the recording hears the room
@@ -95,9 +99,18 @@ async def test_refused_start_is_an_error_with_the_reason() -> None:
 
 def test_bad_recording_messages() -> None:
     for bad in ({"type": "recording"}, {"type": "recording", "action": "pause"},
-                {"type": "recording", "action": "start", "url": "rtmp://x"}):
+                {"type": "recording", "action": "start", "mode": "tape"},
+                {"type": "recording", "action": "start", "video": "yes"},
+                {"type": "recording", "action": "start", "url": 5},
+                {"type": "recording", "action": "start", "youtube_key": "k" * 200},
+                {"type": "recording", "action": "start", "speed": 2}):
         with pytest.raises(p.ProtocolError) as info:
             p.parse_message(p.encode(bad))
         assert info.value.code == "bad-message"
     msg = p.parse_message('{"type": "recording", "action": "stop", "room": "StandUp"}')
     assert msg == p.RecordingAction(action="stop", room="standup")
+    msg = p.parse_message('{"type": "recording", "action": "start", "video": true}')
+    assert msg == p.RecordingAction(action="start", video=True)
+    msg = p.parse_message('{"type": "recording", "action": "start", "mode": "stream", '
+                          '"youtube_key": "ab-12"}')
+    assert msg == p.RecordingAction(action="start", stream=True, youtube_key="ab-12")

@@ -127,8 +127,12 @@ async def test_moderator_token_controls_its_own_room_only(client: Client) -> Non
 
 
 async def test_refusals_and_bad_requests(client: Client) -> None:
-    for body, status in (({"mode": "stream", "url": "rtmp://127.0.0.1/live/x"}, 501),
-                         ({"mode": "file", "video": True}, 501),
+    for body, status in (({"mode": "stream", "url": "rtmp://127.0.0.1/live/x"}, 403),
+                         ({"mode": "stream", "youtube_key": "abc"}, 403),
+                         ({"mode": "stream", "url": "http://127.0.0.1/live/x"}, 400),
+                         ({"mode": "stream"}, 400),
+                         ({"mode": "file", "url": "rtmp://127.0.0.1/live/x"}, 400),
+                         ({"mode": "file", "video": "yes"}, 400),
                          ({"mode": "tape"}, 400), ({}, 400), ({"mode": "file", "x": 1}, 400)):
         resp = await client.post("/api/rooms/standup/recordings", headers=AUTH, json=body)
         assert resp.status == status, body

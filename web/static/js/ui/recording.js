@@ -1,6 +1,6 @@
 // Recording on the meeting page: everyone sees the indicator (top bar) while the room is
 // being recorded; moderators get a button in the participants panel that starts or stops
-// it (`recording` messages, docs/recording.md).
+// it, with video or not, or start a live stream (`recording` messages, docs/recording.md).
 
 import { $ } from '../lib/dom.js';
 import { toast } from './toasts.js';
@@ -13,7 +13,28 @@ export class RecordingControls {
     const button = $('#rec-toggle');
     button.addEventListener('click', () => {
       button.disabled = true; // until the room's state comes back (or an error)
-      this.send('recording', { action: this.active ? 'stop' : 'start' });
+      if (this.active) {
+        this.send('recording', { action: 'stop' });
+      } else {
+        this.send('recording', { action: 'start', video: $('#rec-video').checked });
+      }
+    });
+    // A live stream: a YouTube stream key, or a whole rtmp:// address. The key is a
+    // password field's value: never shown, never kept by the page.
+    $('#rec-stream-start').addEventListener('click', () => {
+      const input = $('#rec-stream-key');
+      const target = input.value.trim();
+      if (!target) {
+        input.focus();
+        return;
+      }
+      const message = { action: 'start', mode: 'stream' };
+      if (/^rtmps?:\/\//i.test(target)) message.url = target;
+      else message.youtube_key = target;
+      $('#rec-stream-start').disabled = true;
+      button.disabled = true;
+      this.send('recording', message);
+      input.value = '';
     });
   }
 
@@ -42,5 +63,8 @@ export class RecordingControls {
     button.disabled = false;
     button.textContent = this.active ? 'Stop recording' : 'Record';
     button.setAttribute('aria-pressed', String(this.active));
+    $('#rec-video-option').hidden = this.active;
+    $('#rec-stream').hidden = this.active;
+    $('#rec-stream-start').disabled = false;
   }
 }
