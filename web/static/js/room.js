@@ -21,6 +21,7 @@ import { toast } from './ui/toasts.js';
 import { showEnded, endReason } from './ui/ended.js';
 import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls } from './ui/lobby.js';
 import { CLOSE } from './lib/signaling.js';
+import { DeviceMenus } from './ui/devices.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -67,6 +68,7 @@ class Meeting {
     this.knocking = new KnockingList(send);
     this.policyControls = new PolicyControls(send);
     $('#lobby-leave').onclick = () => this.leave();
+    this.devices = new DeviceMenus(this);
     wireControls(this);
   }
 
@@ -364,6 +366,7 @@ class Meeting {
         el.dataset.mid = entry.mid;
         $('#audio-sink').append(el);
         this.audioEls.set(entry.mid, el);
+        this.devices.applySink(el);
       }
       el.dataset.participant = entry.participant;
       const current = el.srcObject ? el.srcObject.getTracks()[0] : null;
@@ -397,6 +400,10 @@ class Meeting {
 
   onLocalChange() {
     if (this.media) this.media.sync();
+    if (this.selfMeter && this.selfMeter.track !== this.local.mic) { // a switched microphone
+      this.selfMeter.close();
+      this.selfMeter = this.local.mic ? new LevelMeter(this.local.mic) : null;
+    }
     if (this.view === 'meeting') this.render();
   }
 
