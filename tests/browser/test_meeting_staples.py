@@ -14,6 +14,7 @@ unshare -n -- bash -c 'ip link set lo up &&
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,47 @@ def test_noise_suppression_is_on_and_can_be_turned_off(crowd: Any) -> None:
     assert (ada.page.query_selector("#cam-menu [data-toggle='blur']") is not None) == blur
     ada.page.keyboard.press("Escape")
     assert not ada.browser.errors(ada.page), ada.browser.errors(ada.page)
+
+
+# -- 5. the speaking indicator follows the audio ----------------------------------------------
+
+OFF_BOUND_S = 1.5  # "within about a second", generously: polled state, not a timing test
+
+
+def _speaking(member: Member, pid: str) -> bool:
+    return bool(member.page.evaluate(
+        "(id) => Boolean(document.querySelector(`#grid .tile[data-participant='${id}']`)"
+        "?.classList.contains('speaking'))", pid))
+
+
+def _goes_off(bob: Member, ada: Member, how: str) -> None:
+    start = time.monotonic()
+    poll(bob.page, lambda: not _speaking(bob, ada.id), OFF_BOUND_S,
+         f"Ada's speaking indicator to go off after {how}", 50)
+    log.info("figure: speaking indicator off %.2f s after %s", time.monotonic() - start, how)
+    # ... and it stays off (not a flicker of the hold)
+    bob.page.wait_for_timeout(1000)
+    assert not _speaking(bob, ada.id), f"Ada's indicator came back on after {how}"
+
+
+def test_speaking_indicator_goes_off_soon_after_the_audio_stops(crowd: Any) -> None:
+    room = "staples-speaking"
+    ada = join_with_test_devices(crowd, room, "Ada", camera=False)
+    _menu_pick(ada, "mic", f"[data-device='{TONE_DEVICE}']")
+    bob: Member = crowd.join(room, "Bob", camera=False, mic=False)
+    poll(bob.page, lambda: _speaking(bob, ada.id), MEDIA_WAIT, "Ada's speaking indicator")
+
+    # The tone stops; Ada's packets go on (silence, audio level -127 dBov).
+    ada.page.evaluate("() => window.__testTone.set(false)")
+    _goes_off(bob, ada, "the tone stopped")
+
+    ada.page.evaluate("() => window.__testTone.set(true)")
+    poll(bob.page, lambda: _speaking(bob, ada.id), 10.0, "Ada's speaking indicator again")
+    # Ada's packets stop (her sender loses its track): the receiver keeps the source's last
+    # level in getSynchronizationSources() for 10 s; the page must not read it as talk.
+    ada.page.evaluate("""async () => {
+      const t = window.switchboard.pc.getTransceivers().find((x) => x.mid === 'a0');
+      await t.sender.replaceTrack(null);
+    }""")
+    _goes_off(bob, ada, "her packets stopped")
+    assert not bob.browser.errors(bob.page), bob.browser.errors(bob.page)
