@@ -220,3 +220,67 @@ def test_speaking_indicator_goes_off_soon_after_the_audio_stops(crowd: Any) -> N
     }""")
     _goes_off(bob, ada, "her packets stopped")
     assert not bob.browser.errors(bob.page), bob.browser.errors(bob.page)
+
+
+# -- 3. reactions and private chat ------------------------------------------------------------
+
+
+def _live_text(member: Member) -> str:
+    return str(member.page.text_content("#reactions-live") or "")
+
+
+def _floating(member: Member, pid: str) -> list[str]:
+    result: list[str] = member.page.evaluate(
+        "(id) => [...document.querySelectorAll(`#grid .tile[data-participant='${id}'] "
+        ".reaction-float`)].map((e) => e.textContent)", pid)
+    return result
+
+
+def test_a_reaction_reaches_the_others_and_a_private_message_only_its_addressee(
+        crowd: Any) -> None:  # fmt: skip
+    room = "staples-social"
+    ada: Member = crowd.join(room, "Ada", camera=False, mic=False)
+    bob: Member = crowd.join(room, "Bob", camera=False, mic=False)
+    cy: Member = crowd.join(room, "Cy", camera=False, mic=False)
+    for m in (ada, bob, cy):
+        poll(m.page, lambda m=m: m.page.locator("#grid .tile").count() == 3, 15.0,
+             f"{m.name} to see three tiles")
+
+    # Ada reacts with the keyboard: the reaction button, then the second emoji.
+    ada.page.focus("#btn-react")
+    ada.page.keyboard.press("Enter")
+    ada.page.wait_for_selector("#react-menu:not([hidden])")
+    ada.page.keyboard.press("ArrowRight")
+    ada.page.keyboard.press("Enter")
+    clap = "\U0001f44f"
+    for m in (bob, cy, ada):
+        poll(m.page, lambda m=m: clap in _floating(m, ada.id), 5.0,
+             f"{m.name} to see Ada's reaction over her tile")
+        assert "reacted" in _live_text(m) and clap in _live_text(m)
+    assert "Ada reacted" in _live_text(bob)
+    assert [r for r in bob.messages("reaction")] == [{"type": "reaction", "from": ada.id,
+                                                      "emoji": clap}]
+    assert ada.page.get_attribute("#reactions-live", "aria-live") == "polite"
+
+    # Ada writes to Bob privately: Bob gets it, Ada sees it marked private, Cy gets nothing.
+    ada.page.click("#btn-chat")
+    ada.page.select_option("#chat-to", bob.id)
+    ada.page.fill("#chat-input", "only for Bob")
+    ada.page.keyboard.press("Enter")
+    poll(bob.page, lambda: bob.messages("private-chat"), 5.0, "Bob's private message")
+    bob.page.click("#btn-chat")
+    bob.page.wait_for_selector("#chat-log .chat-msg.private")
+    assert "only for Bob" in str(bob.page.text_content("#chat-log"))
+    assert "Ada to you (private)" in str(bob.page.text_content("#chat-log"))
+    ada.page.wait_for_selector("#chat-log .chat-msg.private")
+    assert "You to Bob (private)" in str(ada.page.text_content("#chat-log"))
+    cy.page.wait_for_timeout(1000)
+    assert not cy.messages("private-chat") and not cy.messages("chat")
+    assert not [m for m in cy.messages() if "only for Bob" in str(m)]
+    # "Everyone" again: a public message reaches Cy.
+    ada.page.select_option("#chat-to", "")
+    ada.page.fill("#chat-input", "hello all")
+    ada.page.keyboard.press("Enter")
+    poll(cy.page, lambda: cy.messages("chat"), 5.0, "Cy's public message")
+    for m in (ada, bob, cy):
+        assert not m.browser.errors(m.page), (m.name, m.browser.errors(m.page))

@@ -22,6 +22,7 @@ import { showEnded, endReason } from './ui/ended.js';
 import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls } from './ui/lobby.js';
 import { CLOSE } from './lib/signaling.js';
 import { DeviceMenus } from './ui/devices.js';
+import { Social } from './ui/social.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -69,6 +70,7 @@ class Meeting {
     this.policyControls = new PolicyControls(send);
     $('#lobby-leave').onclick = () => this.leave();
     this.devices = new DeviceMenus(this);
+    this.social = new Social(this);
     wireControls(this);
   }
 
@@ -148,6 +150,8 @@ class Meeting {
       'participant-updated': (m) => this.onParticipantUpdated(m.participant),
       'dominant-speaker': (m) => this.onDominantSpeaker(m.id),
       chat: (m) => this.onChat(m),
+      'private-chat': (m) => this.social.onPrivate(m),
+      reaction: (m) => this.social.onReaction(m),
       muted: (m) => this.onMutedByModerator(m),
       kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
       quality: (m) => this.qualityView.update({ server: m }),
@@ -469,7 +473,7 @@ class Meeting {
   }
 
   sendChat(text) {
-    return Boolean(this.sig?.send('chat', { text }));
+    return this.social.send(text);
   }
 
   togglePanel(name) {
@@ -558,6 +562,7 @@ class Meeting {
       participants, selfId, media: this.media ? this.media.byParticipant() : new Map(),
       local: { cam: this.local.cam, screen: this.local.screen },
     });
+    this.social.render(participants, selfId);
     this.renderChrome();
     this.renderPanel();
   }
