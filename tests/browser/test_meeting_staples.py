@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import phone_harness as ph
-from browser_harness import Member, install_audio_probe
+from browser_harness import Member, install_audio_probe, screenshot
 from phone_harness import audio
 from staples_harness import CAMERA_DEVICE, TONE_DEVICE, TONE_HZ, join_with_test_devices, poll
 
@@ -284,3 +284,74 @@ def test_a_reaction_reaches_the_others_and_a_private_message_only_its_addressee(
     poll(cy.page, lambda: cy.messages("chat"), 5.0, "Cy's public message")
     for m in (ada, bob, cy):
         assert not m.browser.errors(m.page), (m.name, m.browser.errors(m.page))
+
+
+# -- 2. speaker view follows the dominant speaker ---------------------------------------------
+
+DOMINANT_WAIT = 20.0  # the bridge switches after a speaker has been louder for a second
+
+
+def _featured(member: Member) -> str | None:
+    result: str | None = member.page.evaluate(
+        "() => document.querySelector('#stage.speaker-view #grid .tile.featured')"
+        "?.dataset.participant ?? null")
+    return result
+
+
+def _box(member: Member, pid: str) -> dict[str, float]:
+    box = member.page.locator(f"#grid .tile[data-participant='{pid}']").bounding_box()
+    assert box is not None, f"{member.name}: no visible tile for {pid}"
+    return dict(box)
+
+
+def test_speaker_view_follows_the_dominant_speaker_and_pins(crowd: Any, tmp_path: Path) -> None:
+    room = "staples-speaker"
+    ada: Member = crowd.join(room, "Ada", camera=False, audio_file=_mic(tmp_path, 500))
+    bob: Member = crowd.join(room, "Bob", camera=False, mic=False)
+    cy: Member = crowd.join(room, "Cy", camera=False, mic=False, audio_file=_mic(tmp_path, 900))
+    poll(bob.page, lambda: bob.page.locator("#grid .tile").count() == 3, 15.0, "three tiles")
+
+    bob.page.click("#view-toggle")
+    assert bob.page.get_attribute("#view-toggle", "aria-pressed") == "true"
+    # Ada sends a tone, the others are silent: she is large, the others in the strip.
+    poll(bob.page, lambda: _featured(bob) == ada.id, DOMINANT_WAIT, "Ada large in Bob's view")
+    big, small = _box(bob, ada.id), _box(bob, cy.id)
+    assert big["width"] * big["height"] > 4 * small["width"] * small["height"], (big, small)
+
+    # Ada stops (mutes), Cy talks (unmutes): the view follows the bridge to Cy.
+    ada.page.click("#btn-mic")
+    cy.page.click("#btn-mic")
+    poll(bob.page, lambda: _featured(bob) == cy.id, DOMINANT_WAIT, "Cy large in Bob's view")
+    assert bob.messages("dominant-speaker")[-1]["id"] == cy.id
+    screenshot(bob.page, "staples-speaker-view")
+
+    # Pinning Ada keeps her large while Cy talks; unpinning follows the speaker again.
+    bob.page.hover(f"#grid .tile[data-participant='{ada.id}']")
+    bob.page.click(f"#grid .tile[data-participant='{ada.id}'] .tile-pin")
+    assert _featured(bob) == ada.id
+    pin = f"#grid .tile[data-participant='{ada.id}'] .tile-pin"
+    assert bob.page.get_attribute(pin, "aria-pressed") == "true"
+    assert bob.page.get_attribute(pin, "aria-label") == "Unpin Ada"
+    bob.page.wait_for_timeout(1500)
+    assert _featured(bob) == ada.id
+    bob.page.focus(pin)
+    bob.page.keyboard.press("Enter")  # unpin with the keyboard
+    poll(bob.page, lambda: _featured(bob) == cy.id, 5.0, "Cy large again after unpinning")
+
+    # Own tile hidden, then shown; tile view again.
+    bob.page.click("#self-toggle")
+    assert not bob.page.locator(f"#grid .tile[data-participant='{bob.id}']").is_visible()
+    bob.page.click("#self-toggle")
+    assert bob.page.locator(f"#grid .tile[data-participant='{bob.id}']").is_visible()
+    bob.page.click("#view-toggle")
+    assert _featured(bob) is None
+    sizes = {round(_box(bob, m.id)["width"]) for m in (ada, bob, cy)}
+    assert len(sizes) == 1, f"tile view: tiles of different widths {sizes}"
+    # Full screen where the browser allows it.
+    if bob.page.evaluate("() => document.fullscreenEnabled"):
+        bob.page.click("#fullscreen-toggle")
+        poll(bob.page, lambda: bob.page.evaluate("() => Boolean(document.fullscreenElement)"),
+             5.0, "full screen")
+        assert bob.page.get_attribute("#fullscreen-toggle", "aria-pressed") == "true"
+        bob.page.click("#fullscreen-toggle")
+    assert not bob.browser.errors(bob.page), bob.browser.errors(bob.page)

@@ -23,6 +23,7 @@ import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls
 import { CLOSE } from './lib/signaling.js';
 import { DeviceMenus } from './ui/devices.js';
 import { Social } from './ui/social.js';
+import { ViewControls } from './ui/layout.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -71,6 +72,7 @@ class Meeting {
     $('#lobby-leave').onclick = () => this.leave();
     this.devices = new DeviceMenus(this);
     this.social = new Social(this);
+    this.views = new ViewControls(this);
     wireControls(this);
   }
 
@@ -319,6 +321,7 @@ class Meeting {
   setDominant(id) {
     this.dominant = id;
     this.stage.setDominant(id);
+    this.views.apply();
   }
 
   onChat(msg) {
@@ -562,6 +565,7 @@ class Meeting {
       participants, selfId, media: this.media ? this.media.byParticipant() : new Map(),
       local: { cam: this.local.cam, screen: this.local.screen },
     });
+    this.views.apply();
     this.social.render(participants, selfId);
     this.renderChrome();
     this.renderPanel();

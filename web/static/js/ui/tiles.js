@@ -275,7 +275,8 @@ export class Stage {
       this.gridEl.style.removeProperty('--tile-h');
       return;
     }
-    const n = this.gridEl.children.length;
+    const hideSelf = this.stageEl.classList.contains('hide-self'); // ui/layout.js
+    const n = [...this.gridEl.children].filter((el) => !(hideSelf && el.classList.contains('self'))).length;
     const { width, height } = this.gridEl.getBoundingClientRect();
     const gap = parseFloat(getComputedStyle(this.gridEl).rowGap) || GAP;
     const best = bestLayout(n, width, height, gap);
