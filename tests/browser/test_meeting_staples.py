@@ -355,3 +355,41 @@ def test_speaker_view_follows_the_dominant_speaker_and_pins(crowd: Any, tmp_path
         assert bob.page.get_attribute("#fullscreen-toggle", "aria-pressed") == "true"
         bob.page.click("#fullscreen-toggle")
     assert not bob.browser.errors(bob.page), bob.browser.errors(bob.page)
+
+
+# -- 6. moderators: send back to the lobby, lock the room -------------------------------------
+
+
+def test_a_moderator_moves_a_guest_to_the_lobby_and_locks_the_room(crowd: Any) -> None:
+    room = "staples-moderator"
+    ada: Member = crowd.join(room, "Ada", camera=False, mic=False)  # first: moderator
+    bob: Member = crowd.join(room, "Bob", camera=False, mic=False)
+    assert ada.messages("joined")[0]["self"]["role"] == "moderator"
+    ada.page.click("#btn-people")
+    move = f"#people-list [data-participant='{bob.id}'] [data-action='send-back']"
+    ada.page.wait_for_selector(move)
+    assert ada.page.get_attribute(move, "aria-label") == "Move Bob to the lobby"
+    assert not bob.page.query_selector("#people-list [data-action='send-back']")  # a guest
+    ada.page.click(move)
+    bob.page.wait_for_selector("#lobby-wait:not([hidden])")
+    ada.page.wait_for_selector(f"#lobby-list [data-id='{bob.id}']")
+    ada.page.click(f"#lobby-list [data-id='{bob.id}'] [data-action='admit']")
+    bob.page.wait_for_selector("#meeting:not([hidden])")
+    poll(bob.page, lambda: len(bob.messages("joined")) == 2, 10.0, "Bob joined again")
+
+    # The lock: only people with a token get in; a new guest is refused.
+    ada.page.click("#btn-info")
+    ada.page.check("#policy-guests")
+    poll(ada.page, lambda: any(m["policy"]["guests"] is False for m in ada.messages("policy")),
+         5.0, "the room's policy with guests off")
+    cy_browser, cy_page = crowd.open(room)
+    cy_page.wait_for_selector("#join-button:not([disabled])")
+    cy_page.fill("#name-input", "Cy")
+    cy_page.click("#join-button")
+    cy_page.wait_for_selector("#ended:not([hidden])")
+    assert any(m.get("code") == "guests-not-allowed" for m in cy_browser.messages(cy_page, "error"))
+    ada.page.uncheck("#policy-guests")
+    poll(ada.page, lambda: ada.messages("policy")[-1]["policy"]["guests"] is True, 5.0,
+         "the room open to guests again")
+    for m in (ada, bob):
+        assert not m.browser.errors(m.page), (m.name, m.browser.errors(m.page))

@@ -291,6 +291,7 @@ class Meeting {
       kicked: `${p.name} was removed from the meeting`,
       timeout: `${p.name} lost their connection`,
       hangup: `${p.name} hung up`,
+      lobby: `${p.name} was moved to the lobby`,
     }[reason] || `${p.name} left`;
     toast(text, { icon: reason === 'kicked' ? 'remove' : 'leave' });
     this.render();
@@ -597,6 +598,7 @@ class Meeting {
         renderPeople($('#people-list'), {
           participants: [...this.participants.values()], selfId: this.selfId, moderator: this.isModerator,
           onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
+          onSendBack: (p) => this.sig?.send('lobby', { action: 'send-back', target: p.id }),
         });
       }
       markSpeaking($('#people-list'), speaking, this.dominant);
