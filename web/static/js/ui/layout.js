@@ -11,7 +11,7 @@
 // The stage gets the classes `speaker-view` and `hide-self`; the large tile `featured`, a
 // pinned one `pinned` (CSS in css/staples.css).
 
-import { $, h } from '../lib/dom.js';
+import { $, h, icon } from '../lib/dom.js';
 
 export class ViewControls {
   /** @param {object} meeting the Meeting of room.js (stage, participants, selfId, dominant) */
@@ -96,7 +96,7 @@ export class ViewControls {
       tile.classList.toggle('pinned', id === this.pinned);
       let pin = tile.querySelector(':scope > .tile-pin');
       if (!pin) {
-        pin = h('button', { class: 'tile-pin', type: 'button' }, h('span', { 'aria-hidden': 'true' }, '\u{1F4CC}'));
+        pin = h('button', { class: 'tile-pin', type: 'button' }, icon('pin'));
         tile.append(pin);
       }
       const name = id === this.m.selfId ? 'yourself' : (this.m.participants.get(id)?.name || 'this participant');
