@@ -57,6 +57,7 @@ from focus.gate import Gate
 from focus.lobby import Lobby
 from focus.meeting_lobby import LobbyActions, Waiting
 from focus.meeting_recording import RecordingActions, RecordingControl
+from focus.meeting_social import ReactionBucket, SocialActions
 from focus.policy import Verdict
 from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
 from focus.session import (
@@ -95,7 +96,7 @@ class _Room:
         self.unsubscribe: Callable[[], None] = lambda: None
 
 
-class Meetings(LobbyActions, RecordingActions):
+class Meetings(LobbyActions, RecordingActions, SocialActions):
     """Every browser session of this process, by participant id and by room."""
 
     def __init__(
@@ -127,6 +128,7 @@ class Meetings(LobbyActions, RecordingActions):
         self.gate = gate if gate is not None else Gate(focus)
         self.lobby = lobby if lobby is not None else Lobby(s.lobby_size)
         self._waiting: dict[str, Waiting] = {}
+        self._reaction_buckets: dict[str, ReactionBucket] = {}  # focus/meeting_social.py
         self._unsubscribe_lobby = self.lobby.subscribe(None, self._on_lobby_event)
         self.recording_control: RecordingControl | None = None  # set by the composition root
 
@@ -239,6 +241,10 @@ class Meetings(LobbyActions, RecordingActions):
                 self.focus.set_media(pid, audio=audio, video=video, screen=screen)
             case p.Chat(text=text):
                 self._chat(session, text)
+            case p.Reaction():
+                self._reaction(session, msg)
+            case p.PrivateChat():
+                self._private_chat(session, msg)
             case p.Hand(raised=raised):
                 self.focus.set_hand(pid, raised)
             case p.SetName(name=name):

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_NAME",
     "PROTOCOL_VERSION",
+    "REACTIONS",
     "Answer",
     "Chat",
     "ClientMessage",
@@ -36,7 +37,9 @@ __all__ = [
     "Moderate",
     "Ping",
     "PolicyChange",
+    "PrivateChat",
     "ProtocolError",
+    "Reaction",
     "RecordingAction",
     "Renegotiate",
     "SetName",
@@ -66,6 +69,9 @@ ERROR_CODES = frozenset({
 })  # fmt: skip
 MAX_TOKEN = 8192
 MAX_PASSWORD = 64
+# The reactions a participant may send (the page's buttons); anything else is refused.
+REACTIONS = ("\U0001f44d", "\U0001f44f", "\U0001f602", "\U0001f62e", "\u2764\ufe0f",
+             "\U0001f389")  # fmt: skip
 
 
 class ProtocolError(Exception):
@@ -129,6 +135,23 @@ class Media:
 class Chat:
     TYPE: ClassVar[str] = "chat"
     text: str
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateChat:
+    """A chat message for one participant of the room (`to`), never stored in the history."""
+
+    TYPE: ClassVar[str] = "private-chat"
+    to: str
+    text: str
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    TYPE: ClassVar[str] = "reaction"
+    emoji: str  # one of REACTIONS
     room: str | None = None
 
 
@@ -222,7 +245,8 @@ class Leave:
 
 
 ClientMessage = Join | Answer | Renegotiate | Media | Chat | Hand | SetName | Moderate | \
-    Stats | Ping | Leave | LobbyAction | PolicyChange | RecordingAction  # fmt: skip
+    Stats | Ping | Leave | LobbyAction | PolicyChange | RecordingAction | Reaction | \
+    PrivateChat  # fmt: skip
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -334,6 +358,21 @@ def _policy(f: _Fields) -> PolicyChange:
                         room=f.room(required=False))  # fmt: skip
 
 
+def _reaction(f: _Fields) -> Reaction:
+    emoji = f.data.get("emoji")
+    if not isinstance(emoji, str) or emoji not in REACTIONS:
+        raise f.fail("emoji", "one of " + " ".join(REACTIONS))
+    return Reaction(emoji=emoji, room=f.room(required=False))
+
+
+def _private_chat(f: _Fields) -> PrivateChat:
+    to = f.data.get("to")
+    if not isinstance(to, str) or not 1 <= len(to) <= MAX_ID:
+        raise f.fail("to", "a participant id")
+    return PrivateChat(to=to, text=f.text("text", MAX_CHAT_TEXT, lines=True),
+                       room=f.room(required=False))  # fmt: skip
+
+
 def _answer(f: _Fields) -> Answer:
     sdp = f.data.get("sdp")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
@@ -404,6 +443,8 @@ _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] =
     "chat": (frozenset({"text"}),
              lambda f: Chat(text=f.text("text", MAX_CHAT_TEXT, lines=True),
                             room=f.room(required=False))),
+    "reaction": (frozenset({"emoji"}), _reaction),
+    "private-chat": (frozenset({"to", "text"}), _private_chat),
     "hand": (frozenset({"raised"}),
              lambda f: Hand(raised=f.boolean("raised"), room=f.room(required=False))),
     "set-name": (frozenset({"name"}),
@@ -519,6 +560,16 @@ def dominant_speaker(participant_id: str | None) -> dict[str, object]:
 
 def chat(sender: str, name: str, text: str, ts: float) -> dict[str, object]:
     return {"type": "chat", "from": sender, "name": name, "text": text, "ts": ts}
+
+
+def reaction(sender: str, emoji: str) -> dict[str, object]:
+    return {"type": "reaction", "from": sender, "emoji": emoji}
+
+
+def private_chat(sender: str, name: str, to: str, to_name: str, text: str,
+                 ts: float) -> dict[str, object]:  # fmt: skip
+    return {"type": "private-chat", "from": sender, "name": name, "to": to, "to_name": to_name,
+            "text": text, "ts": ts}  # fmt: skip
 
 
 def muted(by: str) -> dict[str, object]:

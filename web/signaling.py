@@ -59,7 +59,7 @@ CLOSE_BAD_MESSAGES = 4002
 CLOSE_FLOOD = 4008
 # Messages that make the server write to everyone in the room.
 ROOM_MESSAGES = (p.Chat, p.Hand, p.SetName, p.Media, p.Moderate, p.LobbyAction,
-                 p.PolicyChange, p.RecordingAction)
+                 p.PolicyChange, p.RecordingAction, p.Reaction, p.PrivateChat)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from test_depacketize import encode, vp8_rtp
 
 from recorder.video_out import AvPipeline, Mp4Output, VideoSettings
-from test_depacketize import encode, vp8_rtp
 
 W, H = 320, 180
 
@@ -44,7 +44,7 @@ def run(tmp_path: Path, layout: str, cameras: tuple[int, ...]) -> tuple[list[np.
     tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(960) / 48000)).astype(np.int16)
     streams = {ssrc: camera_packets(ssrc) for ssrc in cameras}
     for n in range(12):
-        for ssrc, frames in streams.items():
+        for frames in streams.values():
             for packet in frames[n]:
                 pipeline.on_rtp(packet, time.monotonic())
         for k in range(5):

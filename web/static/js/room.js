@@ -22,6 +22,9 @@ import { showEnded, endReason } from './ui/ended.js';
 import { takeToken, enterLobby, passwordThenRejoin, KnockingList, PolicyControls } from './ui/lobby.js';
 import { CLOSE } from './lib/signaling.js';
 import { RecordingControls } from './ui/recording.js';
+import { DeviceMenus } from './ui/devices.js';
+import { Social } from './ui/social.js';
+import { ViewControls } from './ui/layout.js';
 
 const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
@@ -69,6 +72,9 @@ class Meeting {
     this.policyControls = new PolicyControls(send);
     this.recording = new RecordingControls(send);
     $('#lobby-leave').onclick = () => this.leave();
+    this.devices = new DeviceMenus(this);
+    this.social = new Social(this);
+    this.views = new ViewControls(this);
     wireControls(this);
   }
 
@@ -148,6 +154,8 @@ class Meeting {
       'participant-updated': (m) => this.onParticipantUpdated(m.participant),
       'dominant-speaker': (m) => this.onDominantSpeaker(m.id),
       chat: (m) => this.onChat(m),
+      'private-chat': (m) => this.social.onPrivate(m),
+      reaction: (m) => this.social.onReaction(m),
       muted: (m) => this.onMutedByModerator(m),
       kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
       quality: (m) => this.qualityView.update({ server: m }),
@@ -287,6 +295,7 @@ class Meeting {
       kicked: `${p.name} was removed from the meeting`,
       timeout: `${p.name} lost their connection`,
       hangup: `${p.name} hung up`,
+      lobby: `${p.name} was moved to the lobby`,
     }[reason] || `${p.name} left`;
     toast(text, { icon: reason === 'kicked' ? 'remove' : 'leave' });
     this.render();
@@ -318,6 +327,7 @@ class Meeting {
   setDominant(id) {
     this.dominant = id;
     this.stage.setDominant(id);
+    this.views.apply();
   }
 
   onChat(msg) {
@@ -370,6 +380,7 @@ class Meeting {
         el.dataset.mid = entry.mid;
         $('#audio-sink').append(el);
         this.audioEls.set(entry.mid, el);
+        this.devices.applySink(el);
       }
       el.dataset.participant = entry.participant;
       const current = el.srcObject ? el.srcObject.getTracks()[0] : null;
@@ -403,6 +414,10 @@ class Meeting {
 
   onLocalChange() {
     if (this.media) this.media.sync();
+    if (this.selfMeter && this.selfMeter.track !== this.local.mic) { // a switched microphone
+      this.selfMeter.close();
+      this.selfMeter = this.local.mic ? new LevelMeter(this.local.mic) : null;
+    }
     if (this.view === 'meeting') this.render();
   }
 
@@ -468,7 +483,7 @@ class Meeting {
   }
 
   sendChat(text) {
-    return Boolean(this.sig?.send('chat', { text }));
+    return this.social.send(text);
   }
 
   togglePanel(name) {
@@ -557,6 +572,8 @@ class Meeting {
       participants, selfId, media: this.media ? this.media.byParticipant() : new Map(),
       local: { cam: this.local.cam, screen: this.local.screen },
     });
+    this.views.apply();
+    this.social.render(participants, selfId);
     this.renderChrome();
     this.renderPanel();
   }
@@ -587,6 +604,7 @@ class Meeting {
         renderPeople($('#people-list'), {
           participants: [...this.participants.values()], selfId: this.selfId, moderator: this.isModerator,
           onMute: (p) => this.muteParticipant(p), onKick: (p) => this.kickParticipant(p),
+          onSendBack: (p) => this.sig?.send('lobby', { action: 'send-back', target: p.id }),
         });
       }
       markSpeaking($('#people-list'), speaking, this.dominant);

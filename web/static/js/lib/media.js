@@ -33,6 +33,7 @@ export class LocalMedia extends EventTarget {
     this.camId = '';
     this.muted = false;
     this.errors = { mic: '', cam: '' };
+    this.audioProcessing = { ...AUDIO_PROCESSING }; // noiseSuppression: the page's toggle
   }
 
   get canShareScreen() {
@@ -51,7 +52,7 @@ export class LocalMedia extends EventTarget {
       return;
     }
     const constraints = {
-      audio: { ...AUDIO_PROCESSING, ...deviceConstraint(micId, false) },
+      audio: { ...this.audioProcessing, ...deviceConstraint(micId, false) },
       video: video ? { ...CAMERA_SHAPE, ...deviceConstraint(camId, false) } : false,
     };
     try {
@@ -100,7 +101,7 @@ export class LocalMedia extends EventTarget {
   async openMic(deviceId = this.micId, exact = true) {
     try {
       const stream = await navigator.mediaDevices.getUserMedia({
-        audio: { ...AUDIO_PROCESSING, ...deviceConstraint(deviceId, exact) },
+        audio: { ...this.audioProcessing, ...deviceConstraint(deviceId, exact) },
       });
       this.setMicTrack(stream.getAudioTracks()[0]);
       return true;

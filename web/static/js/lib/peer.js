@@ -12,6 +12,19 @@ export const SLOTS = Object.freeze(['a0', 'v0', 's0']);
 const RENEGOTIATE_RETRY_MS = 5000;
 const GATHER_TIMEOUT_MS = 2000;
 
+const LEVEL_FRESH_MS = 400;
+
+/**
+ * True when an RTCRtpSynchronizationSource timestamp is recent. The specification has moved
+ * its time base (wall clock since 1970, then the page's performance time origin): a value
+ * past 1e12 is compared with Date.now(), a smaller one with performance.now().
+ */
+export function isFresh(timestamp, fresh = LEVEL_FRESH_MS) {
+  if (typeof timestamp !== 'number') return true;
+  const now = timestamp > 1e12 ? Date.now() : performance.now();
+  return now - timestamp <= fresh;
+}
+
 /** The mids whose m-line is a=inactive (or port 0) in an SDP. */
 export function inactiveMids(sdp) {
   const inactive = new Set();
@@ -182,15 +195,19 @@ export class MediaSession extends EventTarget {
   /**
    * Audio level per participant (0..1) from the RTP audio-level header extension, as the
    * browser reports it per source; null when the browser gives none (use getStats then).
+   *
+   * A source stays in getSynchronizationSources() for 10 s after its last packet, with the
+   * level of that packet: a sender whose packets stop (left, moderator-muted, track removed)
+   * would look like it still talks for 10 s. Only entries younger than LEVEL_FRESH_MS count.
    */
   remoteLevels() {
     const levels = new Map();
     let supported = false;
     for (const entry of this.remote.values()) {
       if (entry.kind !== 'audio' || typeof entry.receiver.getSynchronizationSources !== 'function') continue;
+      supported = true;
       for (const src of entry.receiver.getSynchronizationSources()) {
-        if (typeof src.audioLevel !== 'number') continue;
-        supported = true;
+        if (typeof src.audioLevel !== 'number' || !isFresh(src.timestamp)) continue;
         levels.set(entry.participant, Math.max(levels.get(entry.participant) || 0, src.audioLevel));
       }
     }

@@ -32,6 +32,8 @@ export const prefs = {
   set micOn(v) { write('micOn', Boolean(v)); },
   get camOn() { return read('camOn', true) !== false; },
   set camOn(v) { write('camOn', Boolean(v)); },
+  get noiseSuppression() { return read('noiseSuppression', true) !== false; },
+  set noiseSuppression(v) { write('noiseSuppression', Boolean(v)); },
 };
 
 /** [{name, ts}] most recent first. */

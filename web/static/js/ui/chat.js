@@ -69,16 +69,16 @@ export class Chat {
     if (!msg || typeof msg.text !== 'string') return;
     if (this.empty.isConnected) this.empty.remove();
     const ts = Number(msg.ts) || Date.now() / 1000;
-    const same = msg.from === this.lastFrom && ts - this.lastTs < GROUP_SECONDS;
+    const same = !msg.private && msg.from === this.lastFrom && ts - this.lastTs < GROUP_SECONDS;
     const mine = msg.from === selfId;
-    const name = mine ? 'You' : String(msg.name || 'Someone');
+    const name = msg.label || (mine ? 'You' : String(msg.name || 'Someone'));
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
-    this.log.append(h('li', { class: `chat-msg${same ? ' same' : ''}${mine ? ' mine' : ''}` },
+    this.log.append(h('li', { class: `chat-msg${same ? ' same' : ''}${mine ? ' mine' : ''}${msg.private ? ' private' : ''}` },
       h('div', { class: 'chat-meta' },
         h('span', { class: 'chat-from' }, name),
         h('time', { class: 'chat-time', datetime: new Date(ts * 1000).toISOString() }, formatClock(ts))),
       h('div', { class: 'chat-text' }, linkify(msg.text))));
-    this.lastFrom = msg.from;
+    this.lastFrom = msg.private ? null : msg.from;
     this.lastTs = ts;
     this.count += 1;
     while (this.log.children.length > MAX_MESSAGES) this.log.firstElementChild.remove();

@@ -153,6 +153,7 @@ export class PolicyControls {
     this.policy = null;
     $('#policy-lobby').onchange = (e) => this.send('policy', { lobby: e.target.checked });
     $('#policy-hosts').onchange = (e) => this.send('policy', { start: e.target.checked ? 'hosts' : 'anyone' });
+    $('#policy-guests').onchange = (e) => this.send('policy', { guests: !e.target.checked });
     $('#policy-password-form').onsubmit = (e) => {
       e.preventDefault();
       const value = $('#policy-password').value;
@@ -169,6 +170,7 @@ export class PolicyControls {
     if (!this.policy) return;
     $('#policy-lobby').checked = Boolean(this.policy.lobby);
     $('#policy-hosts').checked = this.policy.start === 'hosts';
+    $('#policy-guests').checked = this.policy.guests === false;
     $('#policy-password-state').textContent = this.policy.has_password
       ? 'This meeting has a password.' : 'No password.';
     $('#policy-password-remove').hidden = !this.policy.has_password;

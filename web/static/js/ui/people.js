@@ -16,9 +16,9 @@ function roleText(p, isSelf) {
 /**
  * @param {HTMLElement} list
  * @param {{participants: object[], selfId: string, moderator: boolean,
- *          onMute: (p) => void, onKick: (p) => void}} options
+ *          onMute: (p) => void, onKick: (p) => void, onSendBack?: (p) => void}} options
  */
-export function renderPeople(list, { participants, selfId, moderator, onMute, onKick }) {
+export function renderPeople(list, { participants, selfId, moderator, onMute, onKick, onSendBack }) {
   const sorted = [...participants].sort((a, b) => {
     if (a.id === selfId) return -1;
     if (b.id === selfId) return 1;
@@ -43,6 +43,12 @@ export function renderPeople(list, { participants, selfId, moderator, onMute, on
         'aria-label': micOff ? `${p.name} is muted` : `Mute ${p.name}`,
         'data-tooltip': micOff ? 'Muted' : 'Mute', onclick: () => onMute(p),
       }, icon(micOff ? 'mic-off' : 'mic', micOff ? 'icon off' : 'icon')));
+      if (onSendBack && p.kind !== 'phone' && p.role !== 'moderator') {
+        icons.push(h('button', {
+          class: 'icon-btn', type: 'button', 'aria-label': `Move ${p.name} to the lobby`,
+          'data-tooltip': 'Move to lobby', 'data-action': 'send-back', onclick: () => onSendBack(p),
+        }, icon('leave')));
+      }
       icons.push(h('button', {
         class: 'icon-btn danger', type: 'button', 'aria-label': `Remove ${p.name} from the meeting`,
         'data-tooltip': 'Remove', onclick: () => onKick(p),

@@ -13,8 +13,8 @@ const GAP = 10;
 const MIN_ASPECT = 0.75;
 const MAX_ASPECT = 1.9;
 const SPEAKING_LEVEL = 0.015; // linear audio level, as RTCRtpSynchronizationSource gives it
-const SPEAKING_HOLD_MS = 700;
-const DOMINANT_SPEAKING_MS = 1500;
+const SPEAKING_HOLD_MS = 300; // with levels read every 200 ms: off within half a second
+const DOMINANT_SPEAKING_MS = 500;
 
 export { SPEAKING_LEVEL };
 
@@ -275,7 +275,8 @@ export class Stage {
       this.gridEl.style.removeProperty('--tile-h');
       return;
     }
-    const n = this.gridEl.children.length;
+    const hideSelf = this.stageEl.classList.contains('hide-self'); // ui/layout.js
+    const n = [...this.gridEl.children].filter((el) => !(hideSelf && el.classList.contains('self'))).length;
     const { width, height } = this.gridEl.getBoundingClientRect();
     const gap = parseFloat(getComputedStyle(this.gridEl).rowGap) || GAP;
     const best = bestLayout(n, width, height, gap);
