@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dialplan.models import RoomRecord
 from dialplan.store import Store
@@ -46,9 +46,19 @@ from gateway.settings import STAR_WINDOW
 
 log = logging.getLogger(__name__)
 
-#: the host's keys, after '*' (as '*6' mutes): let everyone in, lock or unlock
+#: the host's keys, after '*' (as '*6' mutes): let everyone in, lock or unlock, record
 KEY_ADMIT_ALL = "1"
 KEY_LOCK = "2"
+KEY_RECORD = "3"
+
+
+class RecordingSwitch(Protocol):
+    """What a host's '*3' needs of the recorder (recorder/service.py's `Recordings`,
+    structurally; set by the composition root: the gateway never imports the recorder)."""
+
+    async def start(self, room: str, by: str) -> Any: ...
+
+    def stop(self, room: str, reason: str) -> Any: ...
 
 
 class CallPolicy:
@@ -64,6 +74,7 @@ class CallPolicy:
     lobby: Lobby | None
     phone_lobby: PhoneLobby | None
     policy_changed: Callable[[str], None] | None
+    recording_switch: RecordingSwitch | None
     counters: dict[str, int]
 
     if TYPE_CHECKING:  # the gateway's own methods
@@ -192,7 +203,7 @@ class CallPolicy:
 
     def _host_key(self, call: PhoneCall, key: str) -> bool:
         """A host's '*' key in a room (after '*'); False when it is not one of theirs."""
-        if key not in (KEY_ADMIT_ALL, KEY_LOCK) or call.participant_id is None or \
+        if key not in (KEY_ADMIT_ALL, KEY_LOCK, KEY_RECORD) or call.participant_id is None or \
                 call.room is None:  # fmt: skip
             return False
         try:
@@ -207,9 +218,32 @@ class CallPolicy:
             log.info("call %s: the host let in %d waiting", call.call_id, len(admitted))
             self.mixer.play_to_leg(call.leg_id, self.prompts.player(
                 "admitted_all" if admitted else "nobody_waiting"))
+        elif key == KEY_RECORD:
+            self._spawn(self._toggle_recording(call, room, pid))
         elif self.gate is not None:
             self._spawn(self._toggle_lock(call, room, self.gate))
         return True
+
+    async def _toggle_recording(self, call: PhoneCall, room: str, pid: str) -> None:
+        """A host's '*3': start recording the room, or stop it. Everyone in the room hears
+        the change (the recorder tells the composition root, which tells the callers);
+        a refused start is said to this caller alone."""
+        switch = self.recording_switch
+        if switch is not None and self.focus.recorded(room):
+            log.info("call %s: the host stops the recording of %s", call.call_id, room)
+            switch.stop(room, f"stopped by {pid}")
+            return
+        refused = switch is None
+        if switch is not None:
+            try:
+                await switch.start(room, pid)
+                log.info("call %s: the host starts recording %s", call.call_id, room)
+            except Exception as exc:
+                refused = True
+                log.warning("call %s: recording %s refused: %s", call.call_id, room,
+                            getattr(exc, "message", type(exc).__name__))
+        if refused and call.state is CallState.ROOM and call.leg_id in self.mixer:
+            self.mixer.play_to_leg(call.leg_id, self.prompts.player("recording_failed"))
 
     async def _toggle_lock(self, call: PhoneCall, room: str, gate: Gate) -> None:
         locked = not gate.policy(room).lobby

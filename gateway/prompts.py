@@ -53,8 +53,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "denied": "The host did not let you in. Goodbye.",
     "lobby_timeout": "Nobody has let you in yet. Please call again later. Goodbye.",
     "host_joined": (
-        "You are the host. Press star one to let everyone in, star two to lock or unlock "
-        "the meeting."
+        "You are the host. Star one lets everyone in, star two locks or unlocks, star "
+        "three records."
     ),
     "admitted_all": "Everyone who was waiting is now in the meeting.",
     "nobody_waiting": "Nobody is waiting.",
@@ -62,6 +62,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "room_unlocked": "The meeting is unlocked.",
     "recording_on": "This meeting is now being recorded.",
     "recording_off": "This meeting is no longer being recorded.",
+    "recording_failed": "The recording could not start.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

@@ -29,7 +29,7 @@ from focus.gate import Gate
 from focus.lobby import Lobby
 from gateway.call import CallState, PhoneCall
 from gateway.call_media import CallMedia
-from gateway.call_policy import CallPolicy
+from gateway.call_policy import CallPolicy, RecordingSwitch
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
@@ -156,6 +156,7 @@ class Gateway(CallMedia, CallPolicy):
         self.gate = gate
         self.lobby = lobby
         self.policy_changed = policy_changed
+        self.recording_switch: RecordingSwitch | None = None  # set by the composition root
         self.phone_lobby = PhoneLobby(
             lobby, focus, self.mixer, self.prompts, max_wait=settings.lobby_max_wait,
             admitted=self._lobby_admitted,

@@ -139,6 +139,7 @@ class Server:
             self.bridge.connect_local, on_change=self._recording_changed,
         )  # fmt: skip
         self.meetings.recording_control = self.recordings
+        self.gateway.recording_switch = self.recordings  # a host caller's *3
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None

@@ -7,6 +7,7 @@
     python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
     python -m tests.bench --only flood      # genuine calls under an INVITE flood (2 min)
     python -m tests.bench --only versus-janus   # side by side with Janus AudioBridge (~20 min)
+    python -m tests.bench --only recordings --only video-recording   # the recorder (~3 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -28,7 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import bridge, callrate, conference, conference_capacity, flood, janus_bench, legs, memory
+from . import (
+    bridge,
+    callrate,
+    conference,
+    conference_capacity,
+    flood,
+    janus_bench,
+    legs,
+    memory,
+    recording,
+)
 from .common import BenchError, Figure, pin_self, procs, require_programs
 
 log = logging.getLogger("bench")
@@ -42,6 +53,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     **bridge.FIGURES,  # forwarding, endpoints, join
     **conference.FIGURES,  # quality, latency, capacity, conversation
     **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
+    **recording.FIGURES,  # recordings, video-recording
 }
 
 
@@ -93,6 +105,8 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "versus-g711": lambda: janus_bench.measure(
             "versus-g711", workdir / "versus-g711", budget_s=300 if quick else 600,
             window_s=5 if quick else 10),
+        "recordings": lambda: recording.measure_recordings(window_s=5 if quick else 10),
+        "video-recording": lambda: recording.measure_video(window_s=5 if quick else 10),
         "versus-mixed": lambda: janus_bench.measure(
             "versus-mixed", workdir / "versus-mixed", budget_s=240 if quick else 480,
             window_s=5 if quick else 10),

@@ -84,6 +84,7 @@ class Policy(CallPolicy):
         self.gate = Gate(self.focus, StoreRooms(store))
         self.changed: list[str] = []
         self.policy_changed = self.changed.append
+        self.recording_switch = None
         self.counters = {"pin_failures": 0, "password_failures": 0}
         self.phone_lobby = PhoneLobby(self.lobby, self.focus, self.mixer, PROMPTS,
                                       max_wait=1800.0, admitted=self._lobby_admitted)
@@ -264,6 +265,52 @@ async def test_host_keys_admit_everyone_and_lock(store: Store) -> None:
     await policy.settle()
     assert lobby_on(store) is True
     assert policy.fake_mixer.overlays["leg1"][-1] == "room_locked"
+
+
+class FakeRecorder:
+    """recorder.service.Recordings as the gateway sees it (the focus is told as it does)."""
+
+    def __init__(self, focus: Focus) -> None:
+        self.focus = focus
+        self.calls: list[tuple[str, str, str]] = []
+        self.refuse = False
+
+    async def start(self, room: str, by: str) -> None:
+        self.calls.append(("start", room, by))
+        if self.refuse:
+            raise RuntimeError("disk")
+        self.focus.set_recorded(room, True)
+
+    def stop(self, room: str, reason: str) -> None:
+        self.calls.append(("stop", room, reason))
+        self.focus.set_recorded(room, False)
+
+
+async def test_a_host_starts_and_stops_recording_with_star_3(store: Store) -> None:
+    store.create_room("standup", PIN, host_pin=HOST_PIN, lobby=False)
+    policy = Policy(store)
+    recorder = FakeRecorder(policy.focus)
+    policy.recording_switch = recorder
+    host, guest = policy.call(1), policy.call(2)
+    policy.key(host, HOST_PIN + "#")
+    policy.prompt_ends(host)
+    policy.key(guest, PIN + "#")
+    policy.prompt_ends(guest)
+    policy.key(guest, "*3")  # a guest may not
+    await policy.settle()
+    assert recorder.calls == []
+    policy.key(host, "*3")
+    await policy.settle()
+    pid = host.participant_id
+    assert recorder.calls == [("start", "standup", pid)] and policy.focus.recorded("standup")
+    policy.key(host, "*3")
+    await policy.settle()
+    assert recorder.calls[-1] == ("stop", "standup", f"stopped by {pid}")
+    recorder.refuse = True  # a refused start is said to the host alone
+    policy.key(host, "*3")
+    await policy.settle()
+    assert policy.fake_mixer.overlays["leg1"][-1] == "recording_failed"
+    assert policy.fake_mixer.overlays.get("leg2", [None])[-1] != "recording_failed"
 
 
 async def test_a_guest_cannot_use_the_host_keys_but_mutes(store: Store) -> None:
