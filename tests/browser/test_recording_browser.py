@@ -22,8 +22,6 @@ unshare -n -- bash -c 'ip link set lo up && .venv/bin/pytest -q \
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import phone_harness as ph
-import pytest
 from browser_harness import Member
+from peers import ffmedia  # (phone_harness puts tests/integration on the path)
 from phone_harness import Expectations, PhoneBank, audio
 from test_phone_browser import _mic, _settled, phones
 
@@ -52,26 +50,12 @@ FRAME_S = 0.02
 CONTROL_HZ = 2500.0  # nobody sends it: the noise floor
 
 
-def _ff(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed (Debian ffmpeg: scripts/install-peers.sh)",
-                    pytrace=False)
-    return path
-
-
 def _streams(path: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([_ff("ffprobe"), "-v", "error", "-show_streams", "-of", "json",
-                          str(path)], capture_output=True, timeout=30, check=True)
-    streams: list[dict[str, Any]] = json.loads(out.stdout)["streams"]
-    return streams
+    return ffmedia.streams(path)
 
 
 def _decode(path: Path, stream: int) -> np.ndarray:
-    out = subprocess.run([_ff("ffmpeg"), "-v", "error", "-i", str(path), "-map", f"0:a:{stream}",
-                          "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-"],
-                         capture_output=True, timeout=60, check=True)
-    return np.frombuffer(out.stdout, dtype=np.int16).astype(np.float64) / 32768.0
+    return ffmedia.decode_audio(path, stream, RATE)
 
 
 def _without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:
@@ -107,6 +91,17 @@ def _join(crowd: Any, tmp_path: Path, room: str, name: str, hz: int) -> Member:
 
 def _indicator(member: Member) -> bool:
     return bool(member.page.is_visible("#rec-indicator"))
+
+
+def _done(server: Any, room: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The room's one recording, once it is done."""
+    (item,) = [r for r in server.api("GET", f"/api/rooms/{room}/recordings")]
+    deadline = time.monotonic() + timeout
+    while item["state"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        item = server.api("GET", f"/api/recordings/{item['id']}")
+    assert item["state"] == "done", item
+    return dict(item)
 
 
 def _until(what: str, check: Any, timeout: float = 10.0) -> None:
@@ -155,12 +150,7 @@ def test_recording_a_browser_and_phones_from_the_page(
     ada.page.click("#rec-toggle")
     _until("the indicator goes away", lambda: not _indicator(ada) and not _indicator(grace))
 
-    (item,) = [r for r in server.api("GET", f"/api/rooms/{room}/recordings")]
-    deadline = time.monotonic() + 20
-    while item["state"] != "done" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        item = server.api("GET", f"/api/recordings/{item['id']}")
-    assert item["state"] == "done", item
+    item = _done(server, room)
     folder = RECORDINGS / item["id"]
     meta = json.loads((folder / "metadata.json").read_text())
     expect.check({p["id"]: p["name"] for p in meta["participants"]} == roster,
@@ -207,14 +197,6 @@ def test_recording_a_browser_and_phones_from_the_page(
     expect.verify()
 
 
-def _gray_frames(path: Path, width: int, height: int) -> np.ndarray:
-    out = subprocess.run([_ff("ffmpeg"), "-v", "error", "-i", str(path), "-map", "0:v:0",
-                          "-r", "2", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
-                         capture_output=True, timeout=60, check=True)
-    frames = np.frombuffer(out.stdout, dtype=np.uint8)
-    return frames[: frames.size - frames.size % (width * height)].reshape(-1, height, width)
-
-
 def test_video_recording_from_the_page(crowd: Any, module_switchboard: Any,
                                        tmp_path: Path) -> None:
     server = module_switchboard
@@ -228,12 +210,7 @@ def test_video_recording_from_the_page(crowd: Any, module_switchboard: Any,
     time.sleep(8.0)
     ada.page.click("#rec-toggle")
     _until("the indicator goes away", lambda: not _indicator(ada))
-    (item,) = [r for r in server.api("GET", f"/api/rooms/{room}/recordings")]
-    deadline = time.monotonic() + 30
-    while item["state"] != "done" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        item = server.api("GET", f"/api/recordings/{item['id']}")
-    assert item["state"] == "done", item
+    item = _done(server, room)
     assert {f["kind"] for f in item["files"]} == {"mix", "tracks", "video", "metadata"}
     folder = RECORDINGS / item["id"]
     streams = _streams(folder / "video.mp4")
@@ -244,7 +221,7 @@ def test_video_recording_from_the_page(crowd: Any, module_switchboard: Any,
     samples = _decode(folder / "video.mp4", 0)
     assert samples.size / RATE > 6.0, samples.size / RATE
     assert audio.hears_tone(samples, RATE, 1300.0, min_ratio=0.3)
-    frames = _gray_frames(folder / "video.mp4", 640, 360)
+    frames = ffmedia.gray_frames(folder / "video.mp4", 640, 360)
     assert len(frames) >= 12, len(frames)
     late = frames[len(frames) // 2:]  # the camera's picture, once its first key frame came
     assert all(f.std() > 10 for f in late), [round(float(f.std()), 1) for f in late]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import SwitchboardServer
-from peers import audio
+from peers import audio, ffmedia
 from peers.baresip import Baresip
 from test_mixing_baresip import _dial_in, _hang_up, _phone, _quit, make_room, participants
 
@@ -39,30 +38,13 @@ PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
 FRAME_S = 0.02
 
 
-def _tools() -> tuple[str, str]:
-    ffprobe, ffmpeg = shutil.which("ffprobe"), shutil.which("ffmpeg")
-    if ffprobe is None or ffmpeg is None:
-        pytest.fail("ffprobe/ffmpeg not installed (Debian ffmpeg: scripts/install-peers.sh)",
-                    pytrace=False)
-    return ffprobe, ffmpeg
+def _tools() -> None:
+    ffmedia.tool("ffprobe")
+    ffmedia.tool("ffmpeg")
 
 
-def ffprobe_streams(path: Path) -> list[dict[str, Any]]:
-    ffprobe, _ = _tools()
-    out = subprocess.run([ffprobe, "-v", "error", "-show_streams", "-show_format", "-of",
-                          "json", str(path)], capture_output=True, timeout=30, check=True)
-    streams = json.loads(out.stdout)["streams"]
-    assert isinstance(streams, list)
-    return streams
-
-
-def decode(path: Path, stream: int, rate: int = 16000) -> np.ndarray:
-    """One audio stream decoded by ffmpeg to mono float samples at ``rate``."""
-    _, ffmpeg = _tools()
-    out = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", f"0:a:{stream}",
-                          "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
-                         capture_output=True, timeout=60, check=True)
-    return np.frombuffer(out.stdout, dtype=np.int16).astype(np.float64) / 32768.0
+ffprobe_streams = ffmedia.streams
+decode = ffmedia.decode_audio
 
 
 def without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:

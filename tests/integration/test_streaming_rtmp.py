@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import audio, procs
+from peers import audio, ffmedia, procs
 from peers.nginx_rtmp import RtmpIngest
 from test_mixing_baresip import _dial_in, _hang_up, _phone, _quit, make_room
-from test_recording_baresip import ROOM, decode, ffprobe_streams, wait_state
+from test_recording_baresip import ROOM, wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,13 @@ def _published(ingest: RtmpIngest, count: int, min_bytes: int, timeout: float) -
 
 
 def _check_flv(path: Path) -> None:
-    streams = ffprobe_streams(path)
+    streams = ffmedia.streams(path)
     video = [s for s in streams if s["codec_type"] == "video"]
     sound = [s for s in streams if s["codec_type"] == "audio"]
     assert [s["codec_name"] for s in video] == ["h264"], streams
     assert (video[0]["width"], video[0]["height"]) == (WIDTH, HEIGHT)
     assert [s["codec_name"] for s in sound] == ["aac"], streams
-    samples = decode(path, 0)
+    samples = ffmedia.decode_audio(path, 0)
     assert samples.size > 16000 * 2, f"{path.name}: {samples.size / 16000:.1f} s of audio"
     assert audio.hears_tone(samples, 16000, TONE), f"{path.name}: no {TONE:g} Hz"
 
