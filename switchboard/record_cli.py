@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import ssl
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -33,6 +34,12 @@ def add_parser(sub: Any, config_arg: Any) -> None:
         p = rsub.add_parser(action, help=text)
         config_arg(p, nested=True)
         p.add_argument("room")
+        if action == "start":
+            p.add_argument("--video", action="store_true", help="video.mp4 too")
+            p.add_argument("--stream-stdin", action="store_true",
+                           help="stream live instead: read an rtmp:// address or a YouTube "
+                                "stream key from standard input (never from the command "
+                                "line, where ps and the shell's history would show it)")
     plist = rsub.add_parser("list", help="the recordings on disk")
     config_arg(plist, nested=True)
     plist.add_argument("--room", help="only this room's")
@@ -82,7 +89,17 @@ def _call(config: Config, method: str, path: str, body: object = None) -> Any:
 def run(config: Config, args: argparse.Namespace) -> Any:
     room = getattr(args, "room", None)
     if args.action == "start":
-        return _call(config, "POST", f"/api/rooms/{room}/recordings", {"mode": "file"})
+        body: dict[str, object] = {"mode": "file"}
+        if args.stream_stdin:
+            target = sys.stdin.readline().strip()
+            if not target:
+                raise CliError("--stream-stdin: nothing on standard input")
+            body = {"mode": "stream"}
+            body["url" if target.lower().startswith(("rtmp://", "rtmps://"))
+                 else "youtube_key"] = target
+        elif args.video:
+            body["video"] = True
+        return _call(config, "POST", f"/api/rooms/{room}/recordings", body)
     if args.action == "stop":
         items = _call(config, "GET", f"/api/rooms/{room}/recordings")
         running = [r for r in items if r.get("state") == "recording"]
