@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +24,37 @@ import opuslib
 log = logging.getLogger(__name__)
 
 OPUS_PT = 111
+LEVEL_EXT_ID = 1  # the conference's ssrc-audio-level header extension (bridge/service.py)
+MIX_SPEAKERS = 3  # the mix decodes the loudest few speakers of each frame
 RATE = 48000
 FRAME_SAMPLES = RATE // 50
 Pcm = npt.NDArray[np.int16]
 _RTP = struct.Struct("!BBHII")
+
+
+def audio_level(data: bytes, ext_id: int = LEVEL_EXT_ID) -> int:
+    """The RFC 6464 level (0 loudest .. 127 silence) in a packet's one-byte header
+    extension (RFC 8285), or -1 when it has none."""
+    if len(data) < 16 or not data[0] & 0x10:
+        return -1
+    offset = 12 + 4 * (data[0] & 0x0F)
+    if offset + 4 > len(data) or data[offset] != 0xBE or data[offset + 1] != 0xDE:
+        return -1
+    end = offset + 4 + 4 * ((data[offset + 2] << 8) | data[offset + 3])
+    pos = offset + 4
+    end = min(end, len(data))
+    while pos < end:
+        b = data[pos]
+        if b == 0:  # padding
+            pos += 1
+            continue
+        ident, length = b >> 4, (b & 0x0F) + 1
+        if ident == 15:
+            break
+        if ident == ext_id and pos + 1 < end:
+            return data[pos + 1] & 0x7F
+        pos += 1 + length
+    return -1
 
 
 def parse_rtp(data: bytes) -> tuple[int, int, int, int, bytes] | None:
@@ -89,24 +116,42 @@ def silence_packet() -> bytes:
 
 
 class RoomMix:
-    """Decode, sum and encode: one Opus packet of the mix per timeline frame."""
+    """Decode, sum and encode: one Opus packet of the mix per timeline frame.
 
-    def __init__(self, bitrate: int = 48000) -> None:
+    Only the `speakers` loudest real packets of a frame are decoded (by the RFC 6464 level
+    their senders put in them; a packet without one counts as loud): as the gateway's mixer
+    does for phones, and as people hear a room where everyone talks at once. Decoding is the
+    mix's largest cost (docs/recording.md, "Costs"). A speaker left out gets a fresh decoder
+    when next decoded (no prediction from the audio it skipped)."""
+
+    def __init__(self, bitrate: int = 48000, speakers: int = MIX_SPEAKERS) -> None:
         self.encoder = OpusEncoder(bitrate)
+        self.speakers = speakers
         self.decoders: dict[int, opuslib.Decoder] = {}
+        self.left_out: set[int] = set()
         self.errors = 0
+        self.skipped = 0  # packets not decoded: not among the loudest
         self._sum = np.zeros(FRAME_SAMPLES, dtype=np.int32)
 
-    def frame(self, payloads: Iterable[tuple[int, bytes, bool]]) -> Pcm:
-        """(track number, payload, filled) of every track for one frame: the mix's PCM
-        (valid until the next call); `encode()` makes it Opus."""
+    def frame(self, payloads: Iterable[tuple[int, bytes, bool]],
+              levels: Sequence[int] = ()) -> Pcm:
+        """(track number, payload, filled) of every track for one frame, and their levels
+        (Frame.levels): the mix's PCM (valid until the next call); `encode()` makes it
+        Opus."""
         total = self._sum
         total[:] = 0
-        for number, payload, filled in payloads:
-            if filled:
-                continue
+        rows = [(levels[i] if i < len(levels) else -1, number, payload)
+                for i, (number, payload, filled) in enumerate(payloads) if not filled]
+        if len(rows) > self.speakers:
+            rows.sort(key=lambda r: r[0])  # loudest (lowest level) first; unknown (-1) first
+            for _, number, _ in rows[self.speakers:]:
+                self.left_out.add(number)
+            self.skipped += len(rows) - self.speakers
+            del rows[self.speakers:]
+        for _, number, payload in rows:
             decoder = self.decoders.get(number)
-            if decoder is None:
+            if decoder is None or number in self.left_out:
+                self.left_out.discard(number)
                 decoder = self.decoders[number] = opuslib.Decoder(RATE, 1)
             try:
                 pcm = np.frombuffer(decoder.decode(payload, FRAME_SAMPLES * 3), dtype=np.int16)

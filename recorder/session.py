@@ -27,7 +27,7 @@ from typing import Any
 
 from recorder.finalize import iso, write_json_atomic
 from recorder.m4a import AacM4aWriter
-from recorder.media import OPUS_PT, RoomMix, parse_rtp, silence_packet
+from recorder.media import OPUS_PT, RoomMix, audio_level, parse_rtp, silence_packet
 from recorder.mkv import MatroskaError, MatroskaOpusWriter
 from recorder.ogg import OggOpusWriter
 from recorder.timeline import FRAME, Frame, Timeline, Track
@@ -123,7 +123,7 @@ class Recording:
             return None
         _, ssrc, _, ts, payload = parsed
         known = ssrc in self.timeline.tracks
-        track = self.timeline.on_packet(ssrc, ts, payload, now)
+        track = self.timeline.on_packet(ssrc, ts, payload, now, audio_level(data))
         if track is None:
             return None
         if len(payload) > MEDIA_BYTES:
@@ -199,7 +199,7 @@ class Recording:
                 if mkv is not None and track.number in mkv.tracks:
                     mkv.write(track.number, ms, payload)
                 row.append((track.number, payload, filled))
-            pcm = mix.frame(row)
+            pcm = mix.frame(row, frame.levels)
             if av is not None:
                 av.on_audio(frame.index, pcm)
             if isinstance(out, OggOpusWriter):

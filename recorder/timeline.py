@@ -54,6 +54,7 @@ class Track:
     anchor_frame: int
     anchor_ts: int
     pending: dict[int, bytes] = field(default_factory=dict)  # frame index -> payload
+    levels: dict[int, int] = field(default_factory=dict)  # frame index -> RFC 6464 level
     packets: int = 0
     filled: int = 0  # frames given out as filler (after the track's first packet)
     late: int = 0  # packets dropped: too late or duplicate
@@ -68,6 +69,8 @@ class Frame:
 
     index: int
     payloads: tuple[tuple[Track, bytes, bool], ...]
+    # each payload's audio level (RFC 6464: 0 loudest, 127 silence; -1 unknown; 127 filler)
+    levels: tuple[int, ...] = ()
 
     @property
     def time(self) -> float:
@@ -91,7 +94,8 @@ class Timeline:
     def frame_at(self, now: float) -> int:
         return int((now - self.start) / FRAME + 1e-6)
 
-    def on_packet(self, ssrc: int, timestamp: int, payload: bytes, now: float) -> Track | None:
+    def on_packet(self, ssrc: int, timestamp: int, payload: bytes, now: float,
+                  level: int = -1) -> Track | None:
         """Place one packet (rules 1-4); the track it went to, or None when it was dropped."""
         if self.finished:
             return None
@@ -125,6 +129,8 @@ class Timeline:
             track.late += 1
             return track
         track.pending[index] = payload
+        if level >= 0:
+            track.levels[index] = level
         return track
 
     def _place(self, track: Track, timestamp: int) -> int:
@@ -149,6 +155,7 @@ class Timeline:
         filler = self.filler
         for index in range(self.next_index, end):
             row: list[tuple[Track, bytes, bool]] = []
+            levels: list[int] = []
             for track in tracks:
                 if index < track.first_frame:
                     continue
@@ -156,9 +163,11 @@ class Timeline:
                 if payload is None:
                     track.filled += 1
                     row.append((track, filler, True))
+                    levels.append(127)
                 else:
                     row.append((track, payload, False))
-            frames.append(Frame(index, tuple(row)))
+                    levels.append(track.levels.pop(index, -1) if track.levels else -1)
+            frames.append(Frame(index, tuple(row), tuple(levels)))
         if end > self.next_index:
             self.next_index = end
         return frames

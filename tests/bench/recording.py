@@ -91,8 +91,10 @@ async def _audio_step(count: int, window_s: float, folder: Path) -> dict[str, An
         for r, rec in enumerate(recordings):
             for speaker in range(5):
                 ssrc = 1000 * r + speaker + 1
-                packet = header.pack(0x80, 111, seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF,
-                                     ssrc) + payloads[(payload_i + speaker * 37) % 250]
+                # with the RFC 6464 level a browser (and the gateway) puts in each packet
+                level = bytes((0xBE, 0xDE, 0, 1, 0x10, 0x80 | (20 + 7 * speaker), 0, 0))
+                packet = header.pack(0x90, 111, seq & 0xFFFF, (seq * 960) & 0xFFFFFFFF,
+                                     ssrc) + level + payloads[(payload_i + speaker * 37) % 250]
                 rec.on_rtp(packet, now)
         seq += 1
         if now >= next_tick:

@@ -132,3 +132,12 @@ def test_a_sender_whose_clock_fell_behind_is_re_anchored_after_a_few_late_packet
     assert track.late == 2 and track.resyncs == 1
     tail = frames_of(out, 1)
     assert [p for _, p, filled in tail if not filled][-40:] == [b"x" * 20] * 40
+
+
+def test_levels_travel_with_their_frames_and_fillers_are_silent() -> None:
+    tl = Timeline(T0, FILL, delay=0.1)
+    tl.on_packet(1, 0, b"a", T0 + 0.001, 30)
+    tl.on_packet(2, 0, b"b", T0 + 0.001)  # no level in the packet
+    tl.on_packet(1, TICKS_PER_FRAME, b"c", T0 + 0.021, 90)
+    out = tl.finish(T0 + 0.04)
+    assert [f.levels for f in out] == [(30, -1), (90, 127)]
