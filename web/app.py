@@ -251,6 +251,8 @@ _ROOM_PATHS = (
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby/[^/]{1,64}"), ("POST",)),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings"), ("GET", "HEAD", "POST")),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings/[^/]{1,128}"), ("DELETE",)),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings/[^/]{1,128}/files/[^/]{1,64}"),
+     ("GET", "HEAD")),
 )
 
 

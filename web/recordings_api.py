@@ -15,6 +15,8 @@
 - GET /api/recordings/{id} (admin): {"id", "room", "state": "recording" | "finalizing" |
   "done" | "failed", "start", "end", "files": [{"name", "kind": "mix" | "tracks" |
   "video" | "metadata", "bytes"}]}.
+- GET /api/rooms/{name}/recordings/{id}/files/{file} (admin or the room's moderator): the
+  same for a recording of that room only (how the page gives a room's hosts their files).
 - GET /api/recordings/{id}/files/{name} (admin): one listed file, as it is on disk (a file
   still being written is served as far as it goes). Nothing but a listed file's name is
   accepted: no path reaches the file system from the request.
@@ -140,6 +142,11 @@ async def get_recording(request: web.Request) -> web.Response:
 async def get_file(request: web.Request) -> web.StreamResponse:
     control = _control(request)
     rid, name = request.match_info["id"], request.match_info["file"]
+    room = request.match_info.get("name")
+    if room is not None:  # a room's own path: its moderators may fetch its recordings only
+        item = control.describe(rid) if control is not None else None
+        if item is None or item.get("room") != room.lower():
+            return json_error(404, f"no recording {rid!r} in this room")
     path = control.file_path(rid, name) if control is not None else None
     if path is None:
         return json_error(404, f"no file {name!r} in recording {rid!r}")
@@ -155,3 +162,4 @@ def add_recording_routes(app: web.Application) -> None:
     app.router.add_get("/api/recordings", list_recordings)
     app.router.add_get("/api/recordings/{id}", get_recording)
     app.router.add_get("/api/recordings/{id}/files/{file}", get_file)
+    app.router.add_get("/api/rooms/{name}/recordings/{id}/files/{file}", get_file)

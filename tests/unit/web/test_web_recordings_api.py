@@ -124,6 +124,18 @@ async def test_moderator_token_controls_its_own_room_only(client: Client) -> Non
     assert resp.status in (401, 403)
     resp = await client.delete(f"/api/rooms/standup/recordings/{rid}", headers=bearer())
     assert resp.status == 200
+    # ... but the room's own files through the room's path, to its moderators
+    own = f"/api/rooms/standup/recordings/{rid}/files/metadata.json"
+    resp = await client.get(own, headers=bearer())
+    assert resp.status == 200 and (await resp.json())["room"] == "standup"
+    assert (await client.get(own, headers=bearer(moderator=False))).status == 403
+    assert (await client.get(own, headers=bearer("other"))).status in (401, 403)
+    # another room's moderator cannot fetch it through their own room's path
+    other = await client.post("/api/rooms", headers=AUTH, json={"name": "other"})
+    assert other.status in (201, 409)
+    resp = await client.get(f"/api/rooms/other/recordings/{rid}/files/metadata.json",
+                            headers=bearer("other"))
+    assert resp.status == 404
 
 
 async def test_refusals_and_bad_requests(client: Client) -> None:
