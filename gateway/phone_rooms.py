@@ -58,15 +58,16 @@ class PhoneRooms:
 
     def join(self, call: PhoneCall, room: str, *, participant_id: str | None = None,
              host: bool = False, open_room: bool | None = None,
-             greeting: str | None = None) -> bool:
+             greeting: str | None = None, called_out: bool = False) -> bool:
         """The call (its leg set up) enters ``room``; False when the room is full (the call
         then hears the room_full prompt, in state ENDING: the gateway hangs up after it).
         ``participant_id``: the id it waited under in the lobby; ``host``: a host PIN
         caller (a moderator); ``open_room``: the room's policy is open (focus.Focus.join);
         ``greeting``: a prompt it hears on entering, instead of "you are the only
-        participant" (``admitted``, the host's keys)."""
+        participant" (``admitted``, the host's keys); ``called_out``: a dial-out callee, in
+        the roster as ``participant_id`` since it was dialled (not counted again)."""
         assert call.leg is not None
-        if self.full(room):
+        if not called_out and self.full(room):
             log.info("call %s: room %s is full (%s participants): refused", call.call_id,
                      room, self.max_participants)
             call.set_state(CallState.ENDING)
@@ -74,9 +75,12 @@ class PhoneRooms:
             return False
         call.room = room
         self._watch(room)
-        info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
-                               participant_id=participant_id, host=host,
-                               open_room=open_room)  # fmt: skip
+        if participant_id is not None and called_out:  # in the roster since the dial
+            info = self.focus.set_state(participant_id, "in-meeting")
+        else:
+            info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
+                                   participant_id=participant_id, host=host,
+                                   open_room=open_room)  # fmt: skip
         call.participant_id = info.id
         self.by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)

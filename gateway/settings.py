@@ -51,6 +51,9 @@ class GatewaySettings:
     sip_tls_cert: str = ""
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
+    #: dial-out: ringing timeout (seconds) and how the called number shows (sip.dialout_*)
+    dialout_ringing_timeout: float = 45.0
+    dialout_display: str = "mask"
     #: seconds a caller may wait in a lobby (ivr.lobby_max_wait)
     lobby_max_wait: float = 1800.0
 
@@ -90,6 +93,8 @@ class GatewaySettings:
             require_trunk=config.sip.require_trunk,
             digest_realm=config.sip.digest_realm,
             nonce_lifetime=config.sip.nonce_lifetime,
+            dialout_ringing_timeout=config.sip.dialout_ringing_timeout,
+            dialout_display=config.sip.dialout_display,
             default_country=config.dialplan.default_country,
             lobby_max_wait=ivr.lobby_max_wait,
             audio=AudioSettings(
