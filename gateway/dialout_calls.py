@@ -186,6 +186,30 @@ class DialOutCalls:
     def call_status(self, dial_id: str) -> DialOut | None:
         return self.dialouts.get(dial_id)
 
+    # web/dial_api.py's DialControl: plain values only (web imports nothing of the gateway)
+
+    async def api_dial(self, room: str, number: str, trunk: str | None,
+                       ringing_timeout: float | None, dtmf: str) -> tuple[int, dict[str, object]]:
+        """(202, {"id", "participant_id"}) or (HTTP status, {"error": reason})."""
+        try:
+            dial = await self.dial(room, number, trunk, ringing_timeout, dtmf)
+        except DialRefused as exc:
+            log.info("dial-out to room %s refused (%d): %s", room, exc.status,
+                     exc.reason.replace(number, mask_number(number)) if number else exc.reason)
+            return exc.status, {"error": exc.reason}
+        return 202, {"id": dial.id, "participant_id": dial.participant_id}
+
+    def api_call(self, dial_id: str) -> dict[str, object] | None:
+        dial = self.dialouts.get(dial_id)
+        return dial.as_json() if dial is not None else None
+
+    def api_hang_up(self, dial_id: str) -> bool:
+        return self.hang_up(dial_id)
+
+    def call_room(self, dial_id: str) -> str | None:
+        dial = self.dialouts.get(dial_id)
+        return dial.room if dial is not None else None
+
     def hang_up(self, dial_id: str) -> bool:
         """Cancel a call still ringing, or hang up an answered one; False: unknown id."""
         dial = self.dialouts.get(dial_id)

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     trm = tsub.add_parser("remove", help="delete a trunk")
     _config_arg(trm, nested=True)
     trm.add_argument("name")
+    from switchboard.dial_cli import add_dial_parsers
+
+    add_dial_parsers(sub)  # dial, calls: through the running server's API
     return parser
 
 
@@ -164,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.app import serve
 
         return serve(config)
+    if args.command in ("dial", "calls"):
+        from switchboard.dial_cli import run_dial_command
+
+        return run_dial_command(config, args)
     from dialplan.models import DialplanError
     from switchboard.admin import run_admin
 

@@ -4,7 +4,7 @@ CallProgress, CANCEL while ringing, and rejections ending the call with their st
 
 from __future__ import annotations
 
-from test_useragent_harness import A, B, App, answer_for, network, offer_sdp, ringing_only, wait
+from test_useragent_harness import A, App, B, answer_for, network, offer_sdp, ringing_only, wait
 
 from gateway.sip.digest import DigestServer, parse_credentials
 from gateway.sip.events import CallAnswered, CallEnded, CallEvent, CallProgress, IncomingCall
