@@ -1,0 +1,194 @@
+"""Dial-out through a real carrier (issue 16, sections 2 and 4), over UDP:
+
+kamailio is the carrier (digest on every INVITE: 407 answered with the trunk's
+credentials); Switchboard registers to it; a baresip phone registered at kamailio under
+the number +15550199 is dialled from a room through the API; it answers (auto-answer) and
+gets the DTMF string; tones go both ways between it and a second phone that dialled in;
+hang-up from either side ends the call cleanly (nothing left in the gateway, GET
+/api/calls/{id} says ended); a phone that does not answer is cancelled while ringing (DELETE)
+or by the ringing timeout; a number outside the trunk's allowed_destinations is refused by
+the API and never reaches the carrier.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import audio, procs
+from peers.baresip import Baresip
+from peers.kamailio_carrier import KamailioCarrier
+
+pytestmark = pytest.mark.integration
+
+ROOM = "standup"
+NUMBER = "+15550100"  # the trunk's number: dial-in, and the caller ID of dial-outs
+CALLEE = "+15550199"
+SILENT = "+15550198"  # registered, never answers
+SB_PASSWORD = "sb-trunk-secret-7"
+CALLEE_HZ, DIALIN_HZ = 1000.0, 400.0
+
+
+def participants(server: Any) -> list[dict[str, Any]]:
+    resp = server.api("GET", f"/api/rooms/{ROOM}/participants")
+    assert resp.status == 200, resp.text
+    result: list[dict[str, Any]] = resp.json()
+    return result
+
+
+def call_state(server: Any, call_id: str) -> dict[str, Any]:
+    resp = server.api("GET", f"/api/calls/{call_id}")
+    assert resp.status == 200, resp.text
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+def wait_call(server: Any, call_id: str, state: str, timeout: float) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal last
+        last = call_state(server, call_id)
+        return last["state"] == state
+
+    if not procs.wait_until(reached, timeout, 0.1):
+        pytest.fail(f"call {call_id} never {state} in {timeout:.0f} s: {last}\n"
+                    f"{server.log_tail(40)}")
+    return last
+
+
+def stats(server: Any) -> dict[str, int]:
+    result: dict[str, int] = server.api("GET", "/api/stats").json()
+    return result
+
+
+def dial(server: Any, number: str, **extra: Any) -> dict[str, str]:
+    resp = server.api("POST", f"/api/rooms/{ROOM}/dial", {"number": number, **extra})
+    assert resp.status == 202, resp.text
+    body: dict[str, str] = resp.json()
+    return body
+
+
+def hears(phone: Baresip, hz: float) -> bool:
+    samples, rate = phone.heard(2.0)
+    return audio.hears_tone(samples, rate, hz, min_ratio=0.5, min_active_s=1.0)
+
+
+def test_dial_out_through_the_carrier(switchboard_server: Any, tmp_workdir: Path) -> None:
+    server = switchboard_server({"dialplan": {"default_country": "1"}})
+    assert server.api("POST", "/api/rooms", {"name": ROOM}).status == 201
+    assert server.api("POST", "/api/numbers", {"number": NUMBER, "route": "room",
+                                               "room": ROOM}).status == 201
+    with KamailioCarrier(tmp_workdir, subscribers={"sb": SB_PASSWORD, "callee": "callee-pw",
+                                                   "silent": "silent-pw"},
+                         number=NUMBER, trunk_user="sb") as kam:
+        resp = server.api("POST", "/api/trunks", {
+            "name": "carrier", "address": kam.address, "transport": "udp", "username": "sb",
+            "password": SB_PASSWORD, "register": True, "expires": 60, "numbers": [NUMBER],
+            "media_encryption": "off", "allowed_destinations": ["+1555"]})
+        assert resp.status == 201, resp.text
+        if not procs.wait_until(lambda: server.api("GET", "/api/trunks/carrier").json()
+                                ["registration"]["state"] == "registered", 15, 0.2):
+            pytest.fail(f"the trunk never registered:\n{server.log_tail(30)}")
+
+        # the toll-fraud guard: refused by the API, nothing reaches the carrier
+        resp = server.api("POST", f"/api/rooms/{ROOM}/dial",
+                          {"number": "+88213000000", "trunk": "carrier"})
+        assert resp.status == 403 and "allowed_destinations" in resp.json()["error"], resp.text
+        resp = server.api("POST", f"/api/rooms/{ROOM}/dial", {"number": "+4420794600"})
+        assert resp.status == 403, resp.text
+        assert "+88213" not in kam.log_text() and "+4420" not in kam.log_text()
+
+        source = audio.make_tone_wav(tmp_workdir / "callee.wav", CALLEE_HZ, 150.0,
+                                     amplitude=0.25)
+        dialin_src = audio.make_tone_wav(tmp_workdir / "dialin.wav", DIALIN_HZ, 150.0,
+                                         amplitude=0.25)
+        with Baresip(tmp_workdir, "callee", user=CALLEE, registrar=kam.address,
+                     auth_user="callee", auth_pass="callee-pw", source_wav=source,
+                     codecs=("PCMU/8000/1",), timeout_s=150) as callee, \
+                Baresip(tmp_workdir, "silent", user=SILENT, registrar=kam.address,
+                        auth_user="silent", auth_pass="silent-pw", answermode="manual",
+                        codecs=("PCMU/8000/1",), timeout_s=150) as silent, \
+                Baresip(tmp_workdir, "dialin", source_wav=dialin_src,
+                        codecs=("PCMU/8000/1",), timeout_s=150) as dialin:
+            callee.wait_registered(10)
+            silent.wait_registered(10)
+            dialin.dial(server.sip_uri(NUMBER))  # straight to the room by its number
+            dialin.wait_event("CALL_ESTABLISHED", 10)
+            if not procs.wait_until(lambda: len(participants(server)) == 1, 10, 0.1):
+                pytest.fail(f"the dial-in phone never joined:\n{server.log_tail(30)}")
+
+            # 1. dialled, answered, DTMF, tones both ways; the callee hangs up
+            started = time.monotonic()
+            body = dial(server, "5550199", trunk="carrier", dtmf="1,#")  # national form
+            pid = body["participant_id"]
+            roster = {p["id"]: p for p in participants(server)}
+            assert roster[pid]["kind"] == "phone", roster
+            assert roster[pid]["state"] in ("calling", "ringing", "in-meeting"), roster
+            assert CALLEE not in roster[pid]["name"]  # masked as for dial-in callers
+            connected = wait_call(server, body["id"], "connected", 15)
+            setup_s = time.monotonic() - started
+            assert connected["participant_state"] == "in-meeting", connected
+            callee.wait_event("CALL_ESTABLISHED", 5)
+            roster = {p["id"]: p for p in participants(server)}
+            assert roster[pid]["state"] == "in-meeting", roster
+            log = server.log_text()
+            assert re.search(rf"dial-out {body['id']}: dialing -> ringing", log), \
+                server.log_tail(40)
+            assert "407, answering the challenge" in log
+            assert SB_PASSWORD not in log
+            callee.poll(3.5)
+            assert callee.received_dtmf() == "1#", callee.events
+            assert hears(callee, DIALIN_HZ), audio.analyse(*callee.heard(2.0))
+            assert hears(dialin, CALLEE_HZ), audio.analyse(*dialin.heard(2.0))
+            # caller ID: one of the trunk's numbers
+            assert re.search(r"From: <sip:\+15550100@", callee.log_tail(400)) or \
+                NUMBER in kam.log_text(), "caller ID not the trunk's number"
+            callee.hangup()
+            ended = wait_call(server, body["id"], "ended", 10)
+            assert ended["reason"] == "bye", ended
+            if not procs.wait_until(lambda: len(participants(server)) == 1, 10, 0.1):
+                pytest.fail(f"the callee stayed in the room: {participants(server)}")
+            assert stats(server)["dialout_calls"] == 0
+
+            # 2. again, and the room's side hangs up (DELETE)
+            body = dial(server, CALLEE, trunk="carrier")
+            wait_call(server, body["id"], "connected", 15)
+            callee.wait_event("CALL_ESTABLISHED", 5,
+                              predicate=lambda e: e.at > started + setup_s)
+            assert server.api("DELETE", f"/api/calls/{body['id']}").status == 204
+            callee.wait_event("CALL_CLOSED", 5, predicate=lambda e: e.at > started + setup_s)
+            ended = wait_call(server, body["id"], "ended", 5)
+            assert ended["participant_state"] == "ended", ended
+
+            # 3. a phone that does not answer: cancelled while ringing (no trunk named:
+            # the only one that fits is used)
+            body = dial(server, SILENT)
+            silent.wait_event("CALL_INCOMING", 10)
+            wait_call(server, body["id"], "ringing", 5)
+            roster = {p["id"]: p for p in participants(server)}
+            assert roster[body["participant_id"]]["state"] == "ringing", roster
+            assert server.api("DELETE", f"/api/calls/{body['id']}").status == 204
+            silent.wait_event("CALL_CLOSED", 5)
+            ended = wait_call(server, body["id"], "ended", 5)
+            assert ended["participant_state"] == "cancelled", ended
+            roster = {p["id"]: p for p in participants(server)}
+            assert roster.get(body["participant_id"], {}).get("state") in (None, "cancelled")
+
+            # 4. the ringing timeout: "no answer", shown in the roster, then gone
+            body = dial(server, SILENT, ringing_timeout=5)
+            ended = wait_call(server, body["id"], "ended", 12)
+            assert (ended["participant_state"], ended["reason"]) == ("no-answer", "no answer")
+            roster = {p["id"]: p for p in participants(server)}
+            assert roster[body["participant_id"]]["state"] == "no-answer", roster
+            if not procs.wait_until(lambda: len(participants(server)) == 1, 15, 0.2):
+                pytest.fail(f"the unanswered callee stayed: {participants(server)}")
+
+            dialin.hangup()
+        if not procs.wait_until(lambda: stats(server)["calls"] == 0 and
+                                stats(server)["rtp_ports_in_use"] == 0, 10, 0.2):
+            pytest.fail(f"calls left behind: {stats(server)}")
+    assert SB_PASSWORD not in server.log_text()
