@@ -36,13 +36,13 @@ import logging
 import secrets
 import socket
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from dialplan.limits import Networks
 from dialplan.store import Store
 from dialplan.trunks import TrunkRecord
-from focus import Focus
+from focus import Focus, FocusEvent, ParticipantLeft
 from gateway.call import CallState, PhoneCall
 from gateway.callerid import caller_name, mask_number
 from gateway.dialout import MAX_RINGING, MIN_RINGING, DialOut, DialRefused, parse_dtmf, pick_trunk
@@ -102,6 +102,7 @@ class DialOutCalls:
         self._dial_calls: dict[str, str] = {}  # dial id -> SIP call id while live
         self._dial_timers: dict[str, asyncio.TimerHandle] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}  # pid -> its removal
+        self._dial_watch: dict[str, Callable[[], None]] = {}  # dial id -> unsubscribe
 
     # -- the API (web/dial_api.py's DialControl) --------------------------------------------
 
@@ -181,6 +182,8 @@ class DialOutCalls:
                  call_id, mask_number(e164), chosen.name, room, pid)
         self._flush()
         self._arm_dial(dial)
+        self._dial_watch[dial.id] = self.focus.subscribe(
+            room, lambda event: self._dial_focus_event(dial.id, pid, event))
         return dial
 
     def call_status(self, dial_id: str) -> DialOut | None:
@@ -223,6 +226,15 @@ class DialOutCalls:
         self._end(call, "cancelled" if dial.state != "connected" else "hangup")
         self._flush()
         return True
+
+    def _dial_focus_event(self, dial_id: str, pid: str, event: FocusEvent) -> None:
+        """A moderator removed the callee while it still rings: the call is cancelled."""
+        if not isinstance(event, ParticipantLeft) or event.participant.id != pid:
+            return
+        dial = self.dialouts.get(dial_id)
+        if dial is not None and dial.state in ("dialing", "ringing"):
+            log.info("dial-out %s: removed from the roster while ringing: cancelling", dial_id)
+            self.hang_up(dial_id)
 
     # -- SIP events (from the gateway's _on_sip_event) --------------------------------------
 
@@ -309,6 +321,9 @@ class DialOutCalls:
             return
         dial, pid = entry
         self._dial_calls.pop(dial.id, None)
+        unsubscribe = self._dial_watch.pop(dial.id, None)
+        if unsubscribe is not None:
+            unsubscribe()
         handle = self._dial_timers.pop(dial.id, None)
         if handle is not None:
             handle.cancel()

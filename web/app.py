@@ -252,7 +252,7 @@ _ROOM_PATHS = (
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})"), ("GET", "HEAD", "PATCH")),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby"), ("GET", "HEAD")),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/lobby/[^/]{1,64}"), ("POST",)),
-    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/dial"), ("POST",)),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/dial"), ("GET", "HEAD", "POST")),
 )
 _CALL_PATH = re.compile(r"/api/calls/([A-Za-z0-9]{1,64})")  # scoped to the call's room
 

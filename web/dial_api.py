@@ -6,6 +6,8 @@
   trunks fit and none was named), 403 (the number matches no allowed_destinations prefix
   of the trunk: the toll-fraud guard, with the reason), 404 (no such room or trunk), 409
   (the room is full), 503 (no gateway, no media port).
+- `GET /api/rooms/{room}/dial`: what the page's "Call a phone" control shows:
+  {"default_country": "1" or "", "trunks": [names of trunks that allow some destination]}.
 - `GET /api/calls/{id}`: {"id", "state": "dialing" | "ringing" | "connected" | "ended",
   "reason", "participant_id", "participant_state", "room", "trunk"}; 404 when unknown.
 - `DELETE /api/calls/{id}`: cancels a call still ringing or hangs up an answered one; 204.
@@ -82,6 +84,14 @@ async def dial(request: web.Request) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def dial_defaults(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    if context.store.room(request.match_info["name"].lower()) is None:
+        return json_error(404, f"room {request.match_info['name']!r} not found")
+    trunks = [t.name for t in context.store.trunks() if t.allowed_destinations]
+    return web.json_response({"default_country": context.default_country, "trunks": trunks})
+
+
 async def get_call(request: web.Request) -> web.Response:
     control = _control(request)
     found = control.api_call(request.match_info["id"]) if control is not None else None
@@ -99,5 +109,6 @@ async def delete_call(request: web.Request) -> web.Response:
 
 def add_dial_routes(app: web.Application) -> None:
     app.router.add_post("/api/rooms/{name}/dial", dial)
+    app.router.add_get("/api/rooms/{name}/dial", dial_defaults)
     app.router.add_get("/api/calls/{id}", get_call)
     app.router.add_delete("/api/calls/{id}", delete_call)
