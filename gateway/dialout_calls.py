@@ -46,6 +46,7 @@ from focus import Focus, FocusEvent, ParticipantLeft
 from gateway.call import CallState, PhoneCall
 from gateway.callerid import caller_name, mask_number
 from gateway.dialout import MAX_RINGING, MIN_RINGING, DialOut, DialRefused, parse_dtmf, pick_trunk
+from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
 from gateway.settings import CODECS, GatewaySettings
@@ -53,6 +54,7 @@ from gateway.sip.events import CallAnswered, CallEnded, CallProgress
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
 from gateway.sip.useragent import UserAgent
+from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,10 @@ class DialOutCalls:
                                   self.settings.default_country)
         if self.rooms.full(room):
             raise DialRefused(409, f"room {room} is full")
+        try:
+            cryptos = offer_for(chosen)  # SDES-SRTP by the trunk's policy, over TLS only
+        except SdesError as exc:
+            raise DialRefused(400, str(exc)) from None
         host = await self._trunk_host(chosen)
         peer = Peer(chosen.transport, host, chosen.address.port)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
@@ -150,8 +156,11 @@ class DialOutCalls:
         pid = self.focus.new_id("phone")
         try:
             port = session.local_port
-            offer = build_offer(self.settings.media_announce, port, trunk_codecs(chosen),
-                                session_id=str(port)).serialize()
+            description = build_offer(self.settings.media_announce, port,
+                                      trunk_codecs(chosen), session_id=str(port))
+            if cryptos:
+                add_crypto(description, cryptos, "RTP/SAVP")
+            offer = description.serialize()
             caller_id = chosen.numbers[0] if chosen.numbers else (chosen.username or "switchboard")
             domain = str(chosen.address)
             credentials = (chosen.username, chosen.password) \
@@ -169,6 +178,8 @@ class DialOutCalls:
                          name=name, source=peer, route_room=None, session=session)
         call.local_sdp = offer
         call.extra["dialout"] = dial.id
+        call.extra["trunk"] = chosen
+        call.extra["srtp_offer"] = cryptos
         session.call_id = call_id
         session.on_dtmf = lambda digit: self._on_rtp_digit(call, digit)
         session.on_timeout = lambda: self._on_media_timeout(call)
@@ -260,17 +271,29 @@ class DialOutCalls:
     def _answered(self, call: PhoneCall, dial: DialOut, pid: str, event: CallAnswered,
                   now: float) -> None:
         negotiation = None
+        srtp = None
+        why = "no usable SDP answer"
         if event.answer:
             try:
-                negotiation = negotiate_audio(SessionDescription.parse(event.answer), CODECS)
+                answer = SessionDescription.parse(event.answer)
+                negotiation = negotiate_audio(answer, CODECS)
+                offered = call.extra.get("srtp_offer")
+                srtp = answer_keys(answer, offered if isinstance(offered, list) else None,
+                                   encryption_for(call.extra.get("trunk")))  # type: ignore[arg-type]
+            except SdesError as exc:
+                negotiation, why = None, f"SRTP: {exc}"
             except Exception:
                 negotiation = None
         if negotiation is None or call.session is None:
-            log.info("dial-out %s: the 200 OK had no usable SDP answer", dial.id)
-            dial.on_ended(None, now, "no usable SDP answer")
-            dial.participant_state, dial.reason = "failed", "no usable SDP answer"
-            self._end(call, "no usable SDP answer")
+            log.info("dial-out %s: the 200 OK's answer is not usable (%s)", dial.id, why)
+            dial.on_ended(None, now, why)
+            dial.participant_state, dial.reason = "failed", why
+            self._end(call, why)
             return
+        if srtp is not None:
+            call.session.set_srtp(*srtp.sessions())
+            call.extra["srtp"] = srtp
+            log.info("dial-out %s: SRTP (%s)", dial.id, srtp.suite)
         dial.on_answered(now)
         if not self._configure(call, negotiation):  # (ends the call when not usable)
             return

@@ -194,9 +194,10 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
             max_connections=self.settings.max_tcp_connections,
             max_connections_per_source=self.settings.max_tcp_connections_per_source,
             admit_host=lambda host, now: not self.shedder.blocked(host, now),
-            tls_server=server_context(self.settings.sip_tls_cert, self.settings.sip_tls_key)
+            tls_server=server_context(self.settings.sip_tls_cert, self.settings.sip_tls_key,
+                                      self.settings.sip_tls_keylog)
             if self.settings.sip_tls_cert and self.settings.sip_tls_key else None,
-            tls_client=client_context(self.settings.sip_tls_ca),
+            tls_client=client_context(self.settings.sip_tls_ca, self.settings.sip_tls_keylog),
         )
         await transport.start()
         self._transport = transport
@@ -384,6 +385,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         )
         assert isinstance(decision, Prompt | Room)
         call.extra["lobby_name"] = lobby_name
+        call.extra["trunk"] = verdict.trunk  # its media_encryption (gateway/srtp_leg.py)
         self.calls[call_id] = call
         self._by_leg[call.leg_id] = call
         self._spawn(self._answer(call, offer))

@@ -51,6 +51,7 @@ class GatewaySettings:
     sip_tls_cert: str = ""
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
+    sip_tls_keylog: str = ""  # sip.tls_keylog: TLS secrets appended here (debugging)
     #: dial-out: ringing timeout (seconds) and how the called number shows (sip.dialout_*)
     dialout_ringing_timeout: float = 45.0
     dialout_display: str = "mask"
@@ -65,6 +66,7 @@ class GatewaySettings:
             sip_tls_cert=config.sip.tls_cert,
             sip_tls_key=config.sip.tls_key,
             sip_tls_ca=config.sip.tls_ca,
+            sip_tls_keylog=config.sip.tls_keylog,
             sip_announce=config.sip.announce or config.media.announce_address,
             user_agent=config.sip.user_agent,
             session_expires=config.sip.session_expires,

@@ -190,3 +190,43 @@ def test_dial_out_through_the_carrier(switchboard_server: Any, tmp_workdir: Path
                                 stats(server)["rtp_ports_in_use"] == 0, 10, 0.2):
             pytest.fail(f"calls left behind: {stats(server)}")
     assert SB_PASSWORD not in server.log_text()
+
+
+CRYPTO = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+SAVP_OFFER = ("v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+              "m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n" + CRYPTO)
+AVP_CRYPTO_OFFER = SAVP_OFFER.replace("RTP/SAVP", "RTP/AVP")
+
+
+def test_srtp_keys_over_plain_udp_are_not_accepted(switchboard_server: Any) -> None:
+    """An offer with a=crypto over UDP: RTP/SAVP is refused (488), and an RTP/AVP offer
+    carrying a key is answered with plain RTP, no a=crypto; a trunk that requires SRTP
+    refuses even that (488)."""
+    from peers.sip_client import SipClient
+
+    server = switchboard_server()
+    assert server.api("POST", "/api/rooms", {"name": ROOM}).status == 201
+    assert server.api("POST", "/api/numbers", {"number": NUMBER, "route": "room",
+                                               "room": ROOM}).status == 201
+    with SipClient("127.0.0.5", server.sip_address) as client:
+        assert client.call(NUMBER, sdp=SAVP_OFFER) == [488]
+        assert client.call(NUMBER, sdp=AVP_CRYPTO_OFFER) == [200]
+        answer = client.responses[-1].body
+        assert "m=audio" in answer and "RTP/AVP" in answer, answer
+        assert "a=crypto" not in answer and "RTP/SAVP" not in answer, answer
+    assert "SDES-SRTP needs TLS signalling" in server.log_text()
+    resp = server.api("POST", "/api/trunks", {"name": "strict", "address": "127.0.0.6",
+                                              "allowed_addresses": ["127.0.0.6/32"],
+                                              "media_encryption": "required"})
+    assert resp.status == 201, resp.text
+    with SipClient("127.0.0.6", server.sip_address) as strict:
+        assert strict.call(NUMBER, sdp=AVP_CRYPTO_OFFER) == [488]
+        assert strict.call(NUMBER) == [488]
+    # a required trunk over UDP cannot be dialled: keys would cross in clear
+    resp = server.api("POST", "/api/trunks", {"name": "out", "address": "127.0.0.7",
+                                              "media_encryption": "required",
+                                              "allowed_destinations": ["+"]})
+    assert resp.status == 201, resp.text
+    resp = server.api("POST", f"/api/rooms/{ROOM}/dial", {"number": "+15550199",
+                                                          "trunk": "out"})
+    assert resp.status == 400 and "tls" in resp.json()["error"], resp.text
