@@ -230,3 +230,75 @@ def test_srtp_keys_over_plain_udp_are_not_accepted(switchboard_server: Any) -> N
     resp = server.api("POST", f"/api/rooms/{ROOM}/dial", {"number": "+15550199",
                                                           "trunk": "out"})
     assert resp.status == 400 and "tls" in resp.json()["error"], resp.text
+
+
+def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any,
+                                                         tmp_workdir: Path) -> None:
+    """The carrier over SIP/TLS (kamailio-tls-modules): Switchboard registers to it over
+    TLS; the phone (baresip, mediaenc=srtp-mand: nothing but SRTP) is registered at it over
+    TLS too; the dial-out INVITE goes over TLS with SDES keys, the call is SRTP end to end,
+    and tones go both ways with a plain dial-in phone; the phone hangs up."""
+    from test_sip_tls import LOOP, self_signed
+
+    cert, key = self_signed(tmp_workdir)
+    both = tmp_workdir / "phone.pem"
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    tls_port, udp_port = procs.free_port(kinds=("tcp",)), procs.free_port(kinds=("udp",))
+    server = switchboard_server({
+        "sip": {"listen": [f"udp:{LOOP}:{udp_port}", f"tls:{LOOP}:{tls_port}"],
+                "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(cert)},
+        "dialplan": {"default_country": "1"}})
+    assert server.api("POST", "/api/rooms", {"name": ROOM}).status == 201
+    assert server.api("POST", "/api/numbers", {"number": NUMBER, "route": "room",
+                                               "room": ROOM}).status == 201
+    with KamailioCarrier(tmp_workdir, subscribers={"sb": SB_PASSWORD, "callee": "callee-pw"},
+                         number=NUMBER, trunk_user="sb", tls=(cert, key)) as kam:
+        resp = server.api("POST", "/api/trunks", {
+            "name": "carrier", "address": kam.tls_address, "transport": "tls",
+            "username": "sb", "password": SB_PASSWORD, "register": True, "expires": 60,
+            # optional: SRTP is offered over TLS (and the phone takes nothing else); the
+            # plain dial-in phone, on 127.0.0.1 as the carrier is, matches this trunk too
+            # and must still get in (required is tests/integration/test_srtp_baresip.py's)
+            "numbers": [NUMBER], "media_encryption": "optional",
+            "allowed_destinations": ["+1555"]})
+        assert resp.status == 201, resp.text
+        if not procs.wait_until(lambda: server.api("GET", "/api/trunks/carrier").json()
+                                ["registration"]["state"] == "registered", 15, 0.2):
+            pytest.fail(f"the trunk never registered over TLS:\n{server.log_tail(30)}\n"
+                        f"{kam.log_tail(30)}")
+        assert re.search(r"request REGISTER \S+ from 127\.0\.0\.1:\d+", kam.log_text())
+        source = audio.make_tone_wav(tmp_workdir / "callee.wav", CALLEE_HZ, 150.0,
+                                     amplitude=0.25)
+        dialin_src = audio.make_tone_wav(tmp_workdir / "dialin.wav", DIALIN_HZ, 150.0,
+                                         amplitude=0.25)
+        with Baresip(tmp_workdir, "callee", user=CALLEE,
+                     registrar=kam.tls_address, outbound=f"sip:{kam.tls_address};transport=tls",
+                     auth_user="callee",
+                     auth_pass="callee-pw", source_wav=source, codecs=("PCMU/8000/1",),
+                     modules=("srtp.so",), account_params="mediaenc=srtp-mand",
+                     extra_config=(f"sip_certificate {both}", f"sip_cafile {cert}"),
+                     timeout_s=150) as callee, \
+                Baresip(tmp_workdir, "dialin", source_wav=dialin_src,
+                        codecs=("PCMU/8000/1",), timeout_s=150) as dialin:
+            callee.wait_registered(10)
+            dialin.dial(f"sip:{NUMBER}@{LOOP}:{udp_port}")
+            dialin.wait_event("CALL_ESTABLISHED", 10)
+            body = dial(server, CALLEE)
+            connected = wait_call(server, body["id"], "connected", 15)
+            assert connected["participant_state"] == "in-meeting", connected
+            callee.wait_event("CALL_ESTABLISHED", 5)
+            log = server.log_text()
+            assert f"dial-out {body['id']}: SRTP (AES_CM_128_HMAC_SHA1_80)" in log, \
+                server.log_tail(40)
+            assert "407, answering the challenge" in log
+            callee.poll(3.0)
+            assert hears(callee, DIALIN_HZ), audio.analyse(*callee.heard(2.0))
+            assert hears(dialin, CALLEE_HZ), audio.analyse(*dialin.heard(2.0))
+            callee.hangup()
+            ended = wait_call(server, body["id"], "ended", 10)
+            assert ended["participant_state"] == "ended", ended
+            dialin.hangup()
+        if not procs.wait_until(lambda: stats(server)["calls"] == 0 and
+                                stats(server)["rtp_ports_in_use"] == 0, 10, 0.2):
+            pytest.fail(f"calls left behind: {stats(server)}")
+    assert SB_PASSWORD not in server.log_text()
