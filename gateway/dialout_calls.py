@@ -33,6 +33,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import re
 import secrets
 import socket
 from collections import OrderedDict
@@ -208,8 +209,8 @@ class DialOutCalls:
         try:
             dial = await self.dial(room, number, trunk, ringing_timeout, dtmf)
         except DialRefused as exc:
-            log.info("dial-out to room %s refused (%d): %s", room, exc.status,
-                     exc.reason.replace(number, mask_number(number)) if number else exc.reason)
+            masked = re.sub(r"\+?\d{5,15}", lambda m: mask_number(m.group()), exc.reason)
+            log.info("dial-out to room %s refused (%d): %s", room, exc.status, masked)
             return exc.status, {"error": exc.reason}
         return 202, {"id": dial.id, "participant_id": dial.participant_id}
 

@@ -77,6 +77,7 @@ class PhoneRooms:
         self._watch(room)
         if participant_id is not None and called_out:  # in the roster since the dial
             info = self.focus.set_state(participant_id, "in-meeting")
+            self._arrived(room)  # its join tone now, not while it rang
         else:
             info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
                                    participant_id=participant_id, host=host,
@@ -138,6 +139,17 @@ class PhoneRooms:
                 if self.audio is not None:
                     self.audio.set_receivers(room, 0)  # forgotten with the room
 
+    def _arrived(self, room: str) -> None:
+        """Someone came: whoever still hears "you are the only participant" stops hearing
+        it, and the room's phones hear the join tone."""
+        calls = self.calls.get(room, ())
+        for other in calls:
+            if other.alone_prompt:
+                other.alone_prompt = False
+                self.mixer.play_to_leg(other.leg_id, None)
+        if calls:
+            self.mixer.play_to_room(room, join_tone())
+
     def _watch(self, room: str) -> None:
         if room in self._unsubscribe:
             return
@@ -170,16 +182,14 @@ class PhoneRooms:
             self.leave(call, "kicked")
             call.set_state(CallState.ENDING)
             self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
+        if info.state is not None and info.state != "in-meeting":
+            return  # a called-out phone still ringing (or that never answered) is nobody yet
         calls = self.calls.get(room, ())
         if isinstance(event, ParticipantJoined):
-            # Someone came: whoever still hears "you are the only participant" stops hearing it.
-            for other in calls:
-                if other.alone_prompt:
-                    other.alone_prompt = False
-                    self.mixer.play_to_leg(other.leg_id, None)
+            self._arrived(room)
+            return
         if calls:
-            tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
-            self.mixer.play_to_room(room, tone)
+            self.mixer.play_to_room(room, leave_tone())
         if isinstance(event, ParticipantLeft) and len(calls) == 1:
             (alone,) = calls
             if len(self.focus.participants(room)) == 1 and not alone.alone_prompt:

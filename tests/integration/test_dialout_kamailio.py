@@ -237,7 +237,9 @@ def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any
     """The carrier over SIP/TLS (kamailio-tls-modules): Switchboard registers to it over
     TLS; the phone (baresip, mediaenc=srtp-mand: nothing but SRTP) is registered at it over
     TLS too; the dial-out INVITE goes over TLS with SDES keys, the call is SRTP end to end,
-    and tones go both ways with a plain dial-in phone; the phone hangs up."""
+    and tones go both ways with a plain dial-in phone; the phone hangs up. Then the phone
+    calls the trunk's number at the carrier, which sends the call over TLS to Switchboard's
+    registration, and it is in the room, with SRTP again."""
     from test_sip_tls import LOOP, self_signed
 
     cert, key = self_signed(tmp_workdir)
@@ -297,6 +299,22 @@ def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any
             callee.hangup()
             ended = wait_call(server, body["id"], "ended", 10)
             assert ended["participant_state"] == "ended", ended
+            if not procs.wait_until(lambda: len(participants(server)) == 1, 10, 0.1):
+                pytest.fail(f"the callee stayed: {participants(server)}")
+
+            # inbound through the same trunk: the phone calls the trunk's number at the
+            # carrier, which sends it over TLS to Switchboard's registration: SRTP again
+            mark = time.monotonic()
+            callee.dial(f"sip:{NUMBER}@{kam.tls_address}")
+            callee.wait_event("CALL_ESTABLISHED", 10, predicate=lambda e: e.at > mark)
+            if not procs.wait_until(lambda: len(participants(server)) == 2, 10, 0.1):
+                pytest.fail(f"the inbound call never reached the room:\n{server.log_tail(40)}")
+            log = server.log_text()
+            assert re.search(r"over trunk carrier \(by registration\)", log), server.log_tail(30)
+            assert log.count("SRTP (AES_CM_128_HMAC_SHA1_80)") >= 2, server.log_tail(30)
+            callee.poll(3.0)
+            assert hears(dialin, CALLEE_HZ), audio.analyse(*dialin.heard(2.0))
+            callee.hangup()
             dialin.hangup()
         if not procs.wait_until(lambda: stats(server)["calls"] == 0 and
                                 stats(server)["rtp_ports_in_use"] == 0, 10, 0.2):
