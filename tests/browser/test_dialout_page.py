@@ -4,7 +4,8 @@ the participants pane; the phone (baresip, as the far end of a trunk) rings, and
 shows the callee at once with "Ringing…"; it answers and is an ordinary phone participant;
 it hangs up and leaves. A second call is cancelled from the page while it rings, and the
 phone sees the call end. A guest sees no such control; a number outside the trunk's
-allowed destinations is refused with its reason.
+allowed destinations is refused with its reason. A phone called from the page and the
+browser hear each other (tones both ways).
 """
 
 from __future__ import annotations
@@ -97,3 +98,42 @@ def test_a_moderator_calls_a_phone_from_the_page(browser: Any, module_switchboar
         expect(guest.locator("#dialout-form")).to_be_hidden()
         for page in (host, guest):
             page.close()
+
+
+def test_the_called_phone_and_the_browser_hear_each_other(crowd: Any, module_switchboard: Any,
+                                                          tmp_path: Path) -> None:
+    """The moderator dials from the page; the phone answers at once (auto-answer); its
+    tone reaches the browser (the page's WebAudio probe on the phone's source) and the
+    browser's fake microphone reaches the phone (its recording)."""
+    import phone_harness as ph
+    from browser_harness import install_audio_probe
+
+    server = module_switchboard
+    room, phone_hz, mic_hz = "dialout-tones", 700.0, 500
+    server.api("POST", "/api/rooms", {"name": room})
+    with Baresip(tmp_path, "tones", user="+16660198", tone_hz=phone_hz,
+                 codecs=("PCMU/8000/1",), timeout_s=120) as phone:
+        server.api("POST", "/api/trunks", {
+            "name": "pbx2", "address": f"127.0.0.1:{phone.sip_port}", "transport": "udp",
+            "allowed_destinations": ["+1666"]})
+        member = crowd.join(f"{room}?jwt={token(room)}", "Host", camera=False,
+                            audio_file=ph.fake_mic_wav(tmp_path / "mic.wav", mic_hz))
+        install_audio_probe(member.page)
+        people_panel(member.page)
+        member.page.fill("#dialout-number", "+16660198")
+        member.page.click("#dialout-call")
+        phone.wait_event("CALL_ESTABLISHED", 10)
+        phones = [p for p in server.api("GET", f"/api/rooms/{room}/participants")
+                  if p["kind"] == "phone"]
+        assert len(phones) == 1 and phones[0]["state"] == "in-meeting", phones
+        samples, rate = ph.inbound_from(member, phones[0]["id"], 2.0, timeout=15.0)
+        power = ph.bands(samples, rate, [phone_hz, 2500.0])
+        assert power[phone_hz] > 1e-5 and power[phone_hz] > 20 * power[2500.0], \
+            ph.describe(samples, rate, [phone_hz])
+        time.sleep(2.0)
+        heard, prate = phone.heard(2.0)
+        got = ph.bands(heard, prate, [float(mic_hz), 2500.0])
+        assert got[float(mic_hz)] > 1e-5 and got[float(mic_hz)] > 20 * got[2500.0], \
+            ph.describe(heard, prate, [float(mic_hz)])
+        phone.hangup()
+        phone.wait_event("CALL_CLOSED", 10)
