@@ -34,12 +34,20 @@ def add_dial_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction
                       help="follow the call until it is connected or ended")
     calls = sub.add_parser("calls", help="a dial-out call's state, or hang it up")
     csub = calls.add_subparsers(dest="action", required=True)
-    csub.add_parser("show").add_argument("id")
-    csub.add_parser("hangup").add_argument("id")
-    for p in (dial, calls):
-        p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file")
-        p.add_argument("--url", help="the server's base URL (default: from http.listen)")
+    show = csub.add_parser("show", help="the call's state (GET /api/calls/ID)")
+    hangup = csub.add_parser("hangup", help="cancel or hang up (DELETE /api/calls/ID)")
+    for action in (show, hangup):
+        action.add_argument("id")
+    for p, nested in ((dial, False), (calls, False), (show, True), (hangup, True)):
+        # on the actions too (`calls show ID --config F`), without overwriting a value
+        # given before the action
+        default = argparse.SUPPRESS if nested else None
+        p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file",
+                       default=default)
+        p.add_argument("--url", default=default,
+                       help="the server's base URL (default: from http.listen)")
         p.add_argument("--insecure", action="store_true",
+                       default=argparse.SUPPRESS if nested else False,
                        help="do not verify the server's HTTPS certificate (loopback tests)")
 
 

@@ -10,6 +10,7 @@ browser hear each other (tones both ways).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,17 @@ def test_a_moderator_calls_a_phone_from_the_page(browser: Any, module_switchboar
         phone.wait_event("CALL_CLOSED", 10, predicate=lambda e: e.at > mark)
         expect(callee.locator(".dialout-state")).to_have_text("Cancelled", timeout=5_000)
         expect(callee).to_have_count(0, timeout=15_000)  # gone after a few seconds
+
+        # 3. a moderator removing the ringing callee from the meeting cancels its call
+        mark = time.monotonic()
+        host.fill("#dialout-number", CALLEE)
+        host.click("#dialout-call")
+        phone.wait_event("CALL_INCOMING", 10, predicate=lambda e: e.at > mark)
+        expect(callee.locator(".dialout-state")).to_contain_text("Ringing", timeout=5_000)
+        callee.get_by_role("button", name=re.compile(r"^Remove .* from the meeting$")).click()
+        host.get_by_role("dialog").get_by_role("button", name="Remove", exact=True).click()
+        phone.wait_event("CALL_CLOSED", 10, predicate=lambda e: e.at > mark)
+        expect(callee).to_have_count(0, timeout=10_000)
 
         # a guest sees no "Call a phone"
         guest = browser.open(f"{server.url}/{ROOM}")

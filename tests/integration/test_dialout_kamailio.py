@@ -12,7 +12,10 @@ the API and never reaches the carrier.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,15 @@ def dial(server: Any, number: str, **extra: Any) -> dict[str, str]:
     assert resp.status == 202, resp.text
     body: dict[str, str] = resp.json()
     return body
+
+
+def cli(server: Any, *args: str) -> str:
+    """`python -m switchboard ARGS --config ...` against the running server; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "switchboard", *args, "--config", str(server.config_path)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result.stdout
 
 
 def hears(phone: Baresip, hz: float) -> bool:
@@ -152,12 +164,14 @@ def test_dial_out_through_the_carrier(switchboard_server: Any, tmp_workdir: Path
                 pytest.fail(f"the callee stayed in the room: {participants(server)}")
             assert stats(server)["dialout_calls"] == 0
 
-            # 2. again, and the room's side hangs up (DELETE)
+            # 2. again, with the command line, and the room's side hangs up (calls hangup,
+            # the API's DELETE)
             mark = time.monotonic()
-            body = dial(server, CALLEE, trunk="carrier")
-            wait_call(server, body["id"], "connected", 15)
+            out = cli(server, "dial", ROOM, CALLEE, "--trunk", "carrier", "--wait")
+            body = {"id": json.loads(out)["id"]}
+            assert json.loads(out)["state"] == "connected", out
             callee.wait_event("CALL_ESTABLISHED", 5, predicate=lambda e: e.at > mark)
-            assert server.api("DELETE", f"/api/calls/{body['id']}").status == 204
+            cli(server, "calls", "hangup", body["id"])
             callee.wait_event("CALL_CLOSED", 5, predicate=lambda e: e.at > mark)
             ended = wait_call(server, body["id"], "ended", 5)
             assert ended["participant_state"] == "ended", ended
