@@ -59,6 +59,8 @@ DIGIT_GAP = 0.25  # between the starts of two digits (each lasts 160 ms)
 FIRST_DIGIT_DELAY = 1.0  # after the answer, before the first digit
 MAX_DTMF = 64
 MIN_RINGING, MAX_RINGING = 5.0, 300.0
+#: calls a room may have ringing at once (each holds an RTP port pair): more is a 429
+MAX_RINGING_PER_ROOM = 10
 _DTMF = re.compile(r"[0-9*#A-Da-d,]*")
 
 

@@ -46,7 +46,15 @@ from dialplan.trunks import TrunkRecord
 from focus import Focus, FocusEvent, ParticipantLeft
 from gateway.call import CallState, PhoneCall
 from gateway.callerid import caller_name, mask_number
-from gateway.dialout import MAX_RINGING, MIN_RINGING, DialOut, DialRefused, parse_dtmf, pick_trunk
+from gateway.dialout import (
+    MAX_RINGING,
+    MAX_RINGING_PER_ROOM,
+    MIN_RINGING,
+    DialOut,
+    DialRefused,
+    parse_dtmf,
+    pick_trunk,
+)
 from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
@@ -131,6 +139,10 @@ class DialOutCalls:
                                   self.settings.default_country)
         if self.rooms.full(room):
             raise DialRefused(409, f"room {room} is full")
+        ringing = sum(1 for d in self.dialouts.values()
+                      if d.room == room and d.state in ("dialing", "ringing"))
+        if ringing >= MAX_RINGING_PER_ROOM:
+            raise DialRefused(429, f"room {room} already has {ringing} calls ringing")
         try:
             cryptos = offer_for(chosen)  # SDES-SRTP by the trunk's policy, over TLS only
         except SdesError as exc:

@@ -5,7 +5,8 @@
   ("kind": "phone", "state": "calling"). Refusals: 400 (a bad field or number, several
   trunks fit and none was named), 403 (the number matches no allowed_destinations prefix
   of the trunk: the toll-fraud guard, with the reason), 404 (no such room or trunk), 409
-  (the room is full), 503 (no gateway, no media port).
+  (the room is full), 429 (ten calls of the room ring already), 503 (no gateway, no media
+  port).
 - `GET /api/rooms/{room}/dial`: what the page's "Call a phone" control shows:
   {"default_country": "1" or "", "trunks": [names of trunks that allow some destination]}.
 - `GET /api/calls/{id}`: {"id", "state": "dialing" | "ringing" | "connected" | "ended",

@@ -334,3 +334,25 @@ def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any
                                 stats(server)["rtp_ports_in_use"] == 0, 10, 0.2):
             pytest.fail(f"calls left behind: {stats(server)}")
     assert SB_PASSWORD not in server.log_text()
+
+
+def test_a_room_rings_ten_calls_at_most(switchboard_server: Any) -> None:
+    """A trunk that never answers (nothing listens at its address): ten calls of a room
+    may ring at once, the eleventh is 429; cancelling them releases every port."""
+    server = switchboard_server({"dialplan": {"default_country": "1"}})
+    assert server.api("POST", "/api/rooms", {"name": ROOM}).status == 201
+    dead = procs.free_port(kinds=("udp",))
+    resp = server.api("POST", "/api/trunks", {"name": "dead", "address": f"127.0.0.1:{dead}",
+                                              "allowed_destinations": ["+1555"]})
+    assert resp.status == 201, resp.text
+    ids = [dial(server, f"+155501{n:02d}")["id"] for n in range(10)]
+    resp = server.api("POST", f"/api/rooms/{ROOM}/dial", {"number": "+15550111"})
+    assert resp.status == 429, resp.text
+    assert len([p for p in participants(server) if p.get("state") == "calling"]) == 10
+    for call_id in ids:
+        assert server.api("DELETE", f"/api/calls/{call_id}").status == 204
+        assert call_state(server, call_id)["participant_state"] == "cancelled"
+    if not procs.wait_until(lambda: stats(server)["rtp_ports_in_use"] == 0
+                            and stats(server)["dialout_calls"] == 0, 10, 0.2):
+        pytest.fail(f"ports left behind: {stats(server)}")
+    assert dial(server, "+15550111")["id"]  # room for more again
