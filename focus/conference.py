@@ -82,6 +82,11 @@ class ParticipantInfo:
     # The gateway group whose phone mixer this participant hears the room through (a
     # phone); None: it hears the room through the bridge (a browser).
     mixed_by: str | None = None
+    #: a called-out phone's call state ("calling", "ringing", "in-meeting", "busy",
+    #: "no-answer", "failed", "cancelled"; gateway/dialout.py) and why it ended; None for
+    #: everyone else
+    state: str | None = None
+    state_reason: str | None = None
 
     @property
     def role(self) -> str:
@@ -156,13 +161,14 @@ class Focus:
         participant_id: str | None = None,
         host: bool = False,
         open_room: bool | None = None,
+        state: str | None = None,
     ) -> ParticipantInfo:
         """Add a participant. `audio` (sending audio) defaults to True for a phone; a
         browser that joins with its microphone off is muted. `mixed_by`: the gateway group
         that mixes this phone's room audio itself (see "Receivers" above).
         `participant_id`: one made by `new_id` (a participant who waited in the lobby keeps
         it); `host`: joins as a host and moderator; `open_room`: the room's policy is open
-        (see "Roles"), kept for the conference."""
+        (see "Roles"), kept for the conference; `state`: a called-out phone's call state."""
         if kind not in KINDS:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         conference = self._conferences.get(room)
@@ -183,6 +189,7 @@ class Focus:
             moderator=host or (kind == "browser" and not has_moderator
                                and conference.open_room),
             audio=sending, video=video and kind == "browser", mixed_by=mixed_by, host=host,
+            state=state,
         )  # fmt: skip
         conference.participants[pid] = info
         self._where[pid] = room
@@ -319,6 +326,15 @@ class Focus:
             return info
         log.info("participant %s: renamed to %s", participant_id, name)
         return self._change(info, frozenset({"name"}), name=name)
+
+    def set_state(self, participant_id: str, state: str,
+                  reason: str | None = None) -> ParticipantInfo:
+        """A called-out phone's call state changed (ParticipantUpdated, "state")."""
+        info = self.get(participant_id)
+        if (info.state, info.state_reason) == (state, reason):
+            return info
+        log.info("participant %s: %s", participant_id, state)
+        return self._change(info, frozenset({"state"}), state=state, state_reason=reason)
 
     # -- moderation ------------------------------------------------------------------------
 

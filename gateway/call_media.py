@@ -37,6 +37,14 @@ from gateway.sip.sdp import (
     parse_fmtp,
 )
 from gateway.sip.useragent import UserAgent
+from gateway.srtp_leg import (
+    Encryption,
+    LegSrtp,
+    add_crypto,
+    decide_inbound,
+    encryption_for,
+    rekey,
+)
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -82,6 +90,9 @@ class CallMedia:
                 return
             if call.state is CallState.ENDED:  # cancelled while resolving
                 return
+        accepted, srtp = self._inbound_srtp(call, offer, negotiation)
+        if not accepted:  # refused: 488
+            return
         trusted = call.source.host in self._media_trusted
         session = RtpSession(
             call.call_id, self._ports, self.settings.media_address,
@@ -109,6 +120,11 @@ class CallMedia:
             built = build_answer(offer, host, port, CODECS, session_id=str(port))
             assert built is not None  # negotiated before
             sdp = built[0]
+            if srtp is not None:
+                add_crypto(sdp, [srtp.ours])
+                session.set_srtp(*srtp.sessions())
+                call.extra["srtp"] = srtp
+                log.info("call %s: SRTP (%s)", call.call_id, srtp.suite)
             if not self._configure(call, negotiation):
                 return
         else:
@@ -118,6 +134,28 @@ class CallMedia:
         self.ua.answer(call.call_id, call.local_sdp, now=self._time())
         call.set_state(CallState.ANSWERED)
         self._flush()
+
+    def _inbound_srtp(self, call: PhoneCall, offer: SessionDescription | None,
+                      negotiation: AudioNegotiation | None) -> tuple[bool, LegSrtp | None]:
+        """SDES-SRTP for an incoming call by its trunk's policy (gateway/srtp_leg.py):
+        (True, its keys or None for plain RTP), or (False, None): refused with 488, the
+        offer cannot be answered under the policy."""
+        policy = encryption_for(call.extra.get("trunk"))  # type: ignore[arg-type]
+        secure = call.source.transport.lower() == "tls"
+        if offer is None or negotiation is None:
+            if policy is Encryption.REQUIRED:
+                log.info("call %s: no offer to answer with SRTP (required)", call.call_id)
+                self._refuse(call, 488, "Not Acceptable Here")
+                return False, None
+            return True, None
+        decision = decide_inbound(offer, negotiation.media_index, policy, secure)
+        if decision.reject is not None:
+            log.info("call %s: refused: %s", call.call_id, decision.reason)
+            self._refuse(call, decision.reject, "Not Acceptable Here")
+            return False, None
+        if decision.ours is None or decision.theirs is None:
+            return True, None
+        return True, LegSrtp(decision.ours, decision.theirs)
 
     async def _resolved(self, call: PhoneCall,
                         negotiation: AudioNegotiation | None) -> AudioNegotiation | None:
@@ -221,6 +259,22 @@ class CallMedia:
         built = build_answer(offer, self.settings.media_announce, port, CODECS,
                              session_id=str(port), session_version=call.sdp_version + 1)
         if built is None:
+            self._refuse_offer(call)
+            return
+        current = call.extra.get("srtp")
+        media = offer.media[negotiation.media_index]
+        if isinstance(current, LegSrtp):  # an SRTP leg stays one (our key is kept)
+            srtp = rekey(current, offer, negotiation.media_index,
+                         encryption_for(call.extra.get("trunk")),  # type: ignore[arg-type]
+                         call.source.transport.lower() == "tls")
+            if srtp is None:
+                self._refuse_offer(call)
+                return
+            add_crypto(built[0], [srtp.ours])
+            if srtp.theirs.key_salt != current.theirs.key_salt:
+                call.session.set_srtp(call.session.srtp_tx, srtp.sessions()[1])
+            call.extra["srtp"] = srtp
+        elif media.proto.upper() == "RTP/SAVP":  # a plain leg does not turn to SRTP
             self._refuse_offer(call)
             return
         call.sdp_version += 1

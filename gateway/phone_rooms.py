@@ -62,15 +62,16 @@ class PhoneRooms:
 
     def join(self, call: PhoneCall, room: str, *, participant_id: str | None = None,
              host: bool = False, open_room: bool | None = None,
-             greeting: str | None = None) -> bool:
+             greeting: str | None = None, called_out: bool = False) -> bool:
         """The call (its leg set up) enters ``room``; False when the room is full (the call
         then hears the room_full prompt, in state ENDING: the gateway hangs up after it).
         ``participant_id``: the id it waited under in the lobby; ``host``: a host PIN
         caller (a moderator); ``open_room``: the room's policy is open (focus.Focus.join);
         ``greeting``: a prompt it hears on entering, instead of "you are the only
-        participant" (``admitted``, the host's keys)."""
+        participant" (``admitted``, the host's keys); ``called_out``: a dial-out callee, in
+        the roster as ``participant_id`` since it was dialled (not counted again)."""
         assert call.leg is not None
-        if self.full(room):
+        if not called_out and self.full(room):
             log.info("call %s: room %s is full (%s participants): refused", call.call_id,
                      room, self.max_participants)
             call.set_state(CallState.ENDING)
@@ -78,9 +79,13 @@ class PhoneRooms:
             return False
         call.room = room
         self._watch(room)
-        info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
-                               participant_id=participant_id, host=host,
-                               open_room=open_room)  # fmt: skip
+        if participant_id is not None and called_out:  # in the roster since the dial
+            info = self.focus.set_state(participant_id, "in-meeting")
+            self._arrived(room)  # its join tone now, not while it rang
+        else:
+            info = self.focus.join(room, "phone", call.name, mixed_by=self.group,
+                                   participant_id=participant_id, host=host,
+                                   open_room=open_room)  # fmt: skip
         call.participant_id = info.id
         self.by_participant[info.id] = call
         self.mixer.move_leg(call.leg_id, room)
@@ -164,6 +169,17 @@ class PhoneRooms:
                 if self.audio is not None:
                     self.audio.set_receivers(room, 0)  # forgotten with the room
 
+    def _arrived(self, room: str) -> None:
+        """Someone came: whoever still hears "you are the only participant" stops hearing
+        it, and the room's phones hear the join tone."""
+        calls = self.calls.get(room, ())
+        for other in calls:
+            if other.alone_prompt:
+                other.alone_prompt = False
+                self.mixer.play_to_leg(other.leg_id, None)
+        if calls:
+            self.mixer.play_to_room(room, join_tone())
+
     def _watch(self, room: str) -> None:
         if room in self._unsubscribe:
             return
@@ -196,16 +212,14 @@ class PhoneRooms:
             self.leave(call, "kicked")
             call.set_state(CallState.ENDING)
             self.mixer.set_prompt(call.leg_id, self.prompts.player("removed"))
+        if info.state is not None and info.state != "in-meeting":
+            return  # a called-out phone still ringing (or that never answered) is nobody yet
         calls = self.calls.get(room, ())
         if isinstance(event, ParticipantJoined):
-            # Someone came: whoever still hears "you are the only participant" stops hearing it.
-            for other in calls:
-                if other.alone_prompt:
-                    other.alone_prompt = False
-                    self.mixer.play_to_leg(other.leg_id, None)
+            self._arrived(room)
+            return
         if calls:
-            tone = join_tone() if isinstance(event, ParticipantJoined) else leave_tone()
-            self.mixer.play_to_room(room, tone)
+            self.mixer.play_to_room(room, leave_tone())
         if isinstance(event, ParticipantLeft) and len(calls) == 1:
             (alone,) = calls
             if len(self.focus.participants(room)) == 1 and not alone.alone_prompt:

@@ -11,6 +11,7 @@ cdef class RtpSession:
     cdef public object on_dtmf, on_timeout, on_audio_packet
     cdef public int local_port, fileno
     cdef public object batch, counters, policy
+    cdef public object srtp_tx, srtp_rx
     cdef public long long ssrc
     cdef public RtcpStats _stats
     cdef object _allocator, _loop, _rtp, _rtcp, _check_handle

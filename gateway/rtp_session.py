@@ -39,6 +39,8 @@ One ``RtpSession`` owns two UDP sockets (RTP on an even port drawn at random by 
   (``on_timeout()`` once when no RTP came for ``media_timeout`` s while we expect it), RTCP
   SR/RR every ``rtcp_interval`` s.
 - ``close()`` releases the port pair whatever else fails on the way (a ``finally``).
+- SDES-SRTP (``set_srtp``): packets protected last before they leave, unprotected first
+  when they come (a failed check is garbage, dropped); a plain leg pays one ``is None``.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +123,8 @@ class RtpSession:
         self.fileno = -1                          # the RTP socket's, for a SendBatch
         self.batch: SendBatch | None = None       # set: send_payload queues its packet there
         self.counters = SessionCounters()
+        self.srtp_tx: Any = None                  # SDES-SRTP (pylibsrtp): None, plain RTP
+        self.srtp_rx: Any = None
         self._allocator = allocator
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rtp: asyncio.DatagramTransport | None = None
@@ -213,9 +218,8 @@ class RtpSession:
             self._check_handle = self._dtmf_handle = None
             dest = self.policy.rtcp_destination()
             if self._rtcp is not None and dest is not None and self._loop is not None:
-                self._rtcp.sendto(
-                    self._stats.build_report(self._loop.time(), time.time(), bye=True), dest
-                )
+                self._rtcp.sendto(self._rtcp_out(
+                    self._stats.build_report(self._loop.time(), time.time(), bye=True)), dest)
         except Exception:
             log.warning("call %s: RTCP BYE not sent", self.call_id, exc_info=True)
         finally:
@@ -233,6 +237,11 @@ class RtpSession:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def set_srtp(self, tx: Any, rx: Any) -> None:
+        """Encrypt what we send with ``tx`` and decrypt what comes with ``rx`` (pylibsrtp
+        Sessions, gateway/media/sdes.py ``srtp_sessions``); both None: plain RTP."""
+        self.srtp_tx, self.srtp_rx = tx, rx
 
     # --- configuration from SDP -------------------------------------------------------
 
@@ -334,6 +343,16 @@ class RtpSession:
         if len(data) < 12 or self._closed:
             counters.rx_garbage += 1
             return
+        rx = self.srtp_rx
+        if rx is not None:
+            if 192 <= data[1] <= 223:
+                self._on_rtcp(data, addr)           # SRTCP multiplexed on the RTP port
+                return
+            try:
+                data = rx.unprotect(data)
+            except Exception:                       # authentication, replay: not theirs
+                counters.rx_garbage += 1
+                return
         first = data[0]
         if first == 0x80:
             second, seq, ts, ssrc = _AFTER_HEADER.unpack_from(data, 1)
@@ -405,9 +424,12 @@ class RtpSession:
     def _on_rtcp(self, data: bytes, addr: Addr) -> None:
         if self._closed:
             return
+        rx = self.srtp_rx
         try:
+            if rx is not None:
+                data = rx.unprotect_rtcp(data)
             packets = parse_compound(data)
-        except ValueError:
+        except Exception:                            # ValueError; SRTCP authentication
             self.counters.rtcp_garbage += 1
             return
         now = self._now()
@@ -445,10 +467,14 @@ class RtpSession:
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
         header = HEADER.pack(0x80, self._audio_pt | (0x80 if marker else 0), seq, ts, self.ssrc)
+        packet = header + payload
+        tx = self.srtp_tx
+        if tx is not None:
+            packet = tx.protect(packet)
         if self.batch is not None:  # the tick's packets leave together (native/sendbatch.py)
-            self.batch.add(self, header + payload, dest)
+            self.batch.add(self, packet, dest)
         else:
-            self._rtp.sendto(header + payload, dest)
+            self._rtp.sendto(packet, dest)
         self.counters.tx_packets += 1
         self._stats.on_rtp_sent(ts, len(payload), self._now())
 
@@ -512,9 +538,16 @@ class RtpSession:
         self._seq = (seq + 1) & 0xFFFF
         header = HEADER.pack(0x80, self._dtmf_pt | (0x80 if marker else 0), seq, event_ts,
                              self.ssrc)
-        self._rtp.sendto(header + payload, dest)
+        packet = header + payload
+        if self.srtp_tx is not None:
+            packet = self.srtp_tx.protect(packet)
+        self._rtp.sendto(packet, dest)
         self.counters.tx_dtmf += 1
         self._stats.on_rtp_sent(None, len(payload), self._now())
+
+    def _rtcp_out(self, report: bytes) -> bytes:
+        tx = self.srtp_tx
+        return report if tx is None else tx.protect_rtcp(report)
 
     # --- housekeeping -----------------------------------------------------------------
 
@@ -550,7 +583,8 @@ class RtpSession:
         dest = self.policy.rtcp_destination()
         if self._rtcp is not None and dest is not None and self._stats.report_due(now):
             try:
-                self._rtcp.sendto(self._stats.build_report(now, time.time()), dest)
+                self._rtcp.sendto(self._rtcp_out(self._stats.build_report(now, time.time())),
+                                  dest)
                 self.counters.rtcp_tx += 1
             except OSError:
                 self.counters.send_errors += 1

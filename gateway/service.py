@@ -33,6 +33,7 @@ from gateway.call_policy import CallPolicy, RecordingSwitch
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
+from gateway.dialout_calls import DialOutCalls
 from gateway.ivr import CheckPassword, CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
@@ -100,7 +101,7 @@ class _GatewayNode:
         return self._ua.datagrams_to_send()
 
 
-class Gateway(CallMedia, CallPolicy):
+class Gateway(CallMedia, CallPolicy, DialOutCalls):
     def __init__(
         self,
         settings: GatewaySettings,
@@ -181,6 +182,7 @@ class Gateway(CallMedia, CallPolicy):
             default_country=settings.default_country,
         )  # fmt: skip
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
+        self._init_dialout()  # calls out to phones (gateway/dialout_calls.py)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -193,9 +195,10 @@ class Gateway(CallMedia, CallPolicy):
             max_connections=self.settings.max_tcp_connections,
             max_connections_per_source=self.settings.max_tcp_connections_per_source,
             admit_host=lambda host, now: not self.shedder.blocked(host, now),
-            tls_server=server_context(self.settings.sip_tls_cert, self.settings.sip_tls_key)
+            tls_server=server_context(self.settings.sip_tls_cert, self.settings.sip_tls_key,
+                                      self.settings.sip_tls_keylog)
             if self.settings.sip_tls_cert and self.settings.sip_tls_key else None,
-            tls_client=client_context(self.settings.sip_tls_ca),
+            tls_client=client_context(self.settings.sip_tls_ca, self.settings.sip_tls_keylog),
         )
         await transport.start()
         self._transport = transport
@@ -214,6 +217,7 @@ class Gateway(CallMedia, CallPolicy):
             if call.state is not CallState.ENDED:
                 self.ua.hangup(call.call_id, now=self._time())
                 self._cleanup(call, "server stopping")
+        self._dialout_stop()
         self._flush()
         if self.audio is not None:
             await self.audio.close()
@@ -269,6 +273,7 @@ class Gateway(CallMedia, CallPolicy):
         }
         counts.update(self.counters)
         counts.update(self.registry.stats())
+        counts.update(self.dialout_stats())
         counts.update({f"mix_send_{k}": v for k, v in self.send_batch.stats().items()})
         counts.update(self.shedder.stats(self._time()))
         counts.update(self.ua.transaction_stats())
@@ -295,6 +300,8 @@ class Gateway(CallMedia, CallPolicy):
             self.shedder.end_setup(event.call_id, getattr(event, "status", None), now)
         if isinstance(event, IncomingCall):
             self._incoming(event, now)
+            return
+        if self._dialout_event(event, now):
             return
         if isinstance(event, RequestAnswered | RequestTimedOut):
             self.registry.on_event(event)
@@ -379,6 +386,7 @@ class Gateway(CallMedia, CallPolicy):
         )
         assert isinstance(decision, Prompt | Room)
         call.extra["lobby_name"] = lobby_name
+        call.extra["trunk"] = verdict.trunk  # its media_encryption (gateway/srtp_leg.py)
         self.calls[call_id] = call
         self._by_leg[call.leg_id] = call
         self._spawn(self._answer(call, offer))
@@ -516,6 +524,7 @@ class Gateway(CallMedia, CallPolicy):
             lambda: self.throttle.finish(call.call_id),
             lambda: self.phone_lobby.cancel(call) if self.phone_lobby is not None else None,
             lambda: self.rooms.leave(call, reason),
+            lambda: self._dialout_cleanup(call, reason),
             lambda: self.mixer.remove_leg(call.leg_id) if call.leg_id in self.mixer else None,
             lambda: self._count_rtp(call.session) if call.session is not None else None,
             lambda: call.session.close() if call.session is not None else None,

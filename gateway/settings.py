@@ -51,6 +51,10 @@ class GatewaySettings:
     sip_tls_cert: str = ""
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
+    sip_tls_keylog: str = ""  # sip.tls_keylog: TLS secrets appended here (debugging)
+    #: dial-out: ringing timeout (seconds) and how the called number shows (sip.dialout_*)
+    dialout_ringing_timeout: float = 45.0
+    dialout_display: str = "mask"
     #: seconds a caller may wait in a lobby (ivr.lobby_max_wait)
     lobby_max_wait: float = 1800.0
 
@@ -62,6 +66,7 @@ class GatewaySettings:
             sip_tls_cert=config.sip.tls_cert,
             sip_tls_key=config.sip.tls_key,
             sip_tls_ca=config.sip.tls_ca,
+            sip_tls_keylog=config.sip.tls_keylog,
             sip_announce=config.sip.announce or config.media.announce_address,
             user_agent=config.sip.user_agent,
             session_expires=config.sip.session_expires,
@@ -90,6 +95,8 @@ class GatewaySettings:
             require_trunk=config.sip.require_trunk,
             digest_realm=config.sip.digest_realm,
             nonce_lifetime=config.sip.nonce_lifetime,
+            dialout_ringing_timeout=config.sip.dialout_ringing_timeout,
+            dialout_display=config.sip.dialout_display,
             default_country=config.dialplan.default_country,
             lobby_max_wait=ivr.lobby_max_wait,
             audio=AudioSettings(

@@ -12,14 +12,20 @@ from __future__ import annotations
 import ssl
 
 
-def server_context(cert: str, key: str) -> ssl.SSLContext:
+def server_context(cert: str, key: str, keylog: str = "") -> ssl.SSLContext:
+    """``keylog``: a file the TLS secrets are appended to (sip.tls_keylog, NSS key log
+    format, for a packet capture's decryption while debugging; never in production)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    if keylog:
+        context.keylog_filename = keylog
     return context
 
 
-def client_context(ca: str = "") -> ssl.SSLContext:
+def client_context(ca: str = "", keylog: str = "") -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if keylog:
+        context.keylog_filename = keylog
     return context

@@ -85,8 +85,6 @@ class TrunkRegistry:
         entry = self._entries.get(name)
         if entry is None:
             return ("off", "the trunk does not register")
-        if entry.trunk.transport == "tls":
-            return ("off", "registration over TLS is not supported yet")
         if entry.registration is None:
             return ("registering", "resolving the trunk's address")
         return (entry.registration.state, entry.registration.detail)
@@ -96,9 +94,6 @@ class TrunkRegistry:
             return
         entry = _Entry(trunk)
         self._entries[trunk.name] = entry
-        if trunk.transport == "tls":  # SIP over TLS comes with its own task
-            log.warning("trunk %s: registration over TLS is not supported yet", trunk.name)
-            return
         self._by_call[entry.call_id] = entry
         task = self._loop.create_task(self._resolve_and_start(entry))
         self._tasks.add(task)

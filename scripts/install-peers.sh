@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the real SIP peers and audio tools that the integration tests run against:
 # sipp (sip-tester), baresip, kamailio (with its SQLite module, for the carrier tests'
-# subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, pebble (ACME test server),
+# subscriber table, and its TLS module, for the carrier over SIP/TLS), sox, espeak-ng, opus, iproute2, sipvicious, pebble (ACME test server),
 # nginx (reverse proxy in front of the server), systemd (systemd-analyze checks the unit),
 # coturn (TURN for browsers on networks that block UDP), nftables (NAT and dropped UDP
 # between test namespaces), and
@@ -13,7 +13,7 @@
 set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
-PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
+PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules kamailio-tls-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
 fonts-dejavu-core util-linux pebble nginx libnginx-mod-rtmp systemd coturn nftables ffmpeg}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng

@@ -191,7 +191,7 @@ class Server:
         app = create_app(
             self.store, self.focus, admin_token=token,
             health=self.health, stats=self.stats, settings=web_settings,
-            trunks=self.gateway.registry,
+            trunks=self.gateway.registry, dialout=self.gateway,
             default_country=self.config.dialplan.default_country,
             tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
         )  # fmt: skip

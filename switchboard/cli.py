@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     from switchboard.record_cli import add_parser as add_recordings
 
     add_recordings(sub, _config_arg)
+    from switchboard.dial_cli import add_dial_parsers
+
+    add_dial_parsers(sub)  # dial, calls: through the running server's API
     return parser
 
 
@@ -180,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         sys.stdout.write(json.dumps(answer, indent=2) + "\n")
         return 0
+    if args.command in ("dial", "calls"):
+        from switchboard.dial_cli import run_dial_command
+
+        return run_dial_command(config, args)
     from dialplan.models import DialplanError
     from switchboard.admin import run_admin
 

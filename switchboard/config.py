@@ -128,6 +128,9 @@ class SipConfig:
     tls_cert: str = ""   # PEM: the certificate (chain) of tls: listen addresses
     tls_key: str = ""    # PEM: its private key
     tls_ca: str = ""     # PEM: CAs to verify TLS peers we connect to ("": the system's)
+    tls_keylog: str = ""  # debugging: append TLS secrets to this file ("": never)
+    dialout_ringing_timeout: float = 45.0  # dial-out: seconds of ringing before CANCEL
+    dialout_display: str = "mask"  # how a called-out number shows: show | mask | hide
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
 
     @property
@@ -691,6 +694,13 @@ def _validate(config: Config) -> None:
                           "'.', ':', '_', '-'")
     if not 10 <= config.sip.nonce_lifetime <= 3600:
         raise ConfigError("sip.nonce_lifetime: expected 10-3600 seconds")
+    keylog = config.sip.tls_keylog
+    if keylog and not os.path.isdir(os.path.dirname(os.path.abspath(keylog))):
+        raise ConfigError(f"sip.tls_keylog: no such directory for {keylog}")
+    if not 5 <= config.sip.dialout_ringing_timeout <= 300:
+        raise ConfigError("sip.dialout_ringing_timeout: expected 5-300 seconds")
+    if config.sip.dialout_display not in ("show", "mask", "hide"):
+        raise ConfigError("sip.dialout_display: expected 'show', 'mask' or 'hide'")
     if any(a.transport == "tls" for a in config.sip.listen_addresses) \
             and not (config.sip.tls_cert and config.sip.tls_key):
         raise ConfigError("sip.listen has a tls: address: set sip.tls_cert and sip.tls_key")

@@ -208,12 +208,17 @@ async def participants(request: web.Request) -> web.Response:
     room = context.store.room(request.match_info["name"])
     if room is None:
         return json_error(404, f"room {request.match_info['name']!r} not found")
-    return web.json_response(
-        [
-            {"id": p.id, "kind": p.kind, "name": p.name, "muted": p.muted}
-            for p in context.focus.participants(room.name)
-        ]
-    )
+    out: list[dict[str, object]] = []
+    for p in context.focus.participants(room.name):
+        item: dict[str, object] = {"id": p.id, "kind": p.kind, "name": p.name, "muted": p.muted}
+        state = getattr(p, "state", None)  # a called-out phone's (gateway/dialout.py)
+        if state is not None:
+            item["state"] = state
+            reason = getattr(p, "state_reason", None)
+            if reason is not None:
+                item["reason"] = reason
+        out.append(item)
+    return web.json_response(out)
 
 
 # -- numbers ---------------------------------------------------------------------------------

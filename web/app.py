@@ -43,7 +43,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -56,6 +56,9 @@ from focus.lobby import Lobby
 from focus.tokens import TokenRefused, TokenVerifier
 from web.headers import add_security_headers, forwarded_middleware
 from web.origins import origin_of
+
+if TYPE_CHECKING:
+    from web.dial_api import DialControl
 
 __all__ = [
     "CONTEXT",
@@ -195,6 +198,7 @@ class ApiContext:
     tokens: TokenVerifier | None = None  # room moderators' tokens on the room's own paths
     lobby: Lobby | None = None  # who waits to get into each room
     policy_changed: Callable[[str], None] | None = None  # a room's policy changed (PATCH)
+    dialout: DialControl | None = None  # calls out to phones (the gateway), web/dial_api.py
 
 
 CONTEXT = web.AppKey("switchboard_api", ApiContext)
@@ -253,11 +257,18 @@ _ROOM_PATHS = (
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings/[^/]{1,128}"), ("DELETE",)),
     (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/recordings/[^/]{1,128}/files/[^/]{1,64}"),
      ("GET", "HEAD")),
+    (re.compile(r"/api/rooms/([A-Za-z0-9._-]{1,64})/dial"), ("GET", "HEAD", "POST")),
 )
+_CALL_PATH = re.compile(r"/api/calls/([A-Za-z0-9]{1,64})")  # scoped to the call's room
 
 
 def _room_scope(request: web.Request) -> str | None:
     path = request.rel_url.path
+    call = _CALL_PATH.fullmatch(path)
+    dialout = request.app[CONTEXT].dialout
+    if call is not None and request.method in ("GET", "HEAD", "DELETE") and dialout is not None:
+        room = dialout.call_room(call.group(1))
+        return room.lower() if room is not None else None
     for pattern, methods in _ROOM_PATHS:
         m = pattern.fullmatch(path)
         if m is not None and request.method in methods:
@@ -339,12 +350,14 @@ def create_app(
     tokens: TokenVerifier | None = None,
     lobby: Lobby | None = None,
     policy_changed: Callable[[str], None] | None = None,
+    dialout: DialControl | None = None,
 ) -> web.Application:
     """The application. `health()` gives {component: healthy}; `stats()` live counts, merged
     with the focus's and the store's. `lookup_throttle` limits wrong-PIN lookups on the public
     conference mapper per client address (default: 10 misses in 600 s block for 900 s);
     `settings` the rest of what anonymous clients may do (default: `WebSettings()`)."""
     from web.api import add_api_routes  # here: both modules import this one
+    from web.dial_api import add_dial_routes
     from web.mapper import add_mapper_routes
     from web.recordings_api import add_recording_routes
     from web.trunks_api import add_trunk_routes
@@ -365,11 +378,12 @@ def create_app(
         settings=settings, mapper_limit=RateLimiter(per_minute / 60.0, per_minute),
         mapper_log_limit=RateLimiter(1 / 60.0, 1, max_keys=1000),
         trunks=trunks, default_country=default_country,
-        tokens=tokens, lobby=lobby, policy_changed=policy_changed,
+        tokens=tokens, lobby=lobby, policy_changed=policy_changed, dialout=dialout,
     )  # fmt: skip
     app.on_response_prepare.append(_cors)
     add_api_routes(app)
     add_mapper_routes(app)
     add_trunk_routes(app)
     add_recording_routes(app)
+    add_dial_routes(app)
     return app

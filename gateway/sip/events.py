@@ -14,6 +14,7 @@ __all__ = [
     "CallConfirmed",
     "CallEnded",
     "CallEvent",
+    "CallProgress",
     "IncomingCall",
     "InfoReceived",
     "OfferReceived",
@@ -82,6 +83,17 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class CallProgress:
+    """UAC side: a provisional response (180 Ringing, 183 Session Progress) to our INVITE.
+    `early_media`: it carried SDP (the application decides whether to listen; dial-out
+    does not)."""
+
+    call_id: str
+    status: int
+    early_media: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RequestAnswered:
     """A final response to a request sent outside any call (`UserAgent.register`).
     `call_id` is the request's Call-ID (a registration's, not a call's)."""
@@ -99,5 +111,5 @@ class RequestTimedOut:
 
 CallEvent: TypeAlias = (
     IncomingCall | CallAnswered | CallConfirmed | OfferReceived | InfoReceived | CallEnded
-    | RequestAnswered | RequestTimedOut
+    | CallProgress | RequestAnswered | RequestTimedOut
 )

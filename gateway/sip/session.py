@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .dialog import Dialog
@@ -208,6 +208,9 @@ class InviteSession:
     end_reason: tuple[str, int | None] = ("hangup", None)
     ended_reported: bool = False  # CallEnded is out (the BYE may still be running)
     retries: int = 0  # 422 retries of the current INVITE/refresh
+    #: UAC: (username, password) answering a 401/407 to our INVITE (never logged)
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    auth_tries: int = 0  # UAC: INVITEs sent with credentials (one per fresh challenge)
 
     def set_state(self, new: CallState) -> None:
         old = self.state

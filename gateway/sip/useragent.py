@@ -302,8 +302,11 @@ class UserAgent(UaClient):
         headers: dict[str, str] | None = None,
         *,
         now: float | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> str:
-        """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID."""
+        """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID.
+        `credentials` (username, password) answer a 401/407 challenge to it (digest);
+        provisional responses come as CallProgress."""
         if now is not None:
             self._now = now
         if not sdp:
@@ -341,6 +344,7 @@ class UserAgent(UaClient):
             invite=invite,
             peer=dest,
             state=CallState.CALLING,
+            credentials=credentials,
         )
         self._next_sdp(session, sdp)
         self._calls[call_id] = session

@@ -7,7 +7,8 @@ import logging
 import secrets
 
 from .dialog import Dialog
-from .events import CallAnswered, RequestAnswered, RequestTimedOut
+from .digest import answer_challenge, pick_challenge
+from .events import CallAnswered, CallProgress, RequestAnswered, RequestTimedOut
 from .headers import CSeq
 from .layer import ClientTransaction, ServerTransaction
 from .message import Headers, SipRequest, SipResponse
@@ -20,6 +21,8 @@ __all__ = ["UaClient"]
 log = logging.getLogger(__name__)
 
 MAX_422_RETRIES = 2
+#: INVITEs we send with credentials: the first answer, and one more after a stale nonce
+MAX_AUTH_TRIES = 2
 
 
 def _min_se_of(response: SipResponse, floor: int) -> int:
@@ -95,9 +98,13 @@ class UaClient(UaServer):
                 self._register_dialog(session)
             if session.cancel_requested:
                 self._send_cancel(session)
+            elif status > 100:
+                self._emit(CallProgress(session.call_id, status, bool(response.body)))
             return
         if status >= 300:
             if session.state is not CallState.CALLING:
+                return
+            if status in (401, 407) and self._answer_invite_challenge(session, response):
                 return
             if status == 422 and session.retries < MAX_422_RETRIES and not session.cancel_requested:
                 session.retries += 1
@@ -152,6 +159,38 @@ class UaClient(UaServer):
         headers.add("User-Agent", self.settings.user_agent)
         log.info("call %s: sending CANCEL", session.call_id)
         self._layer.send_request(SipRequest("CANCEL", invite.uri, headers), txn.peer, self._now)
+
+    def _answer_invite_challenge(self, session: InviteSession, response: SipResponse) -> bool:
+        """A 401/407 to our INVITE: the same INVITE again (new CSeq and branch) with digest
+        credentials, when we have them, once per fresh challenge (a second one only when
+        the nonce was stale). False: the challenge ends the call (a refusal)."""
+        credentials = session.credentials
+        if credentials is None or session.cancel_requested:
+            return False
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = pick_challenge(response.headers.get_all(header))
+        if challenge is None:
+            log.info("call %s: %d without a usable challenge", session.call_id, response.status)
+            return False
+        if session.auth_tries >= MAX_AUTH_TRIES or (session.auth_tries and not challenge.stale):
+            log.warning("call %s: credentials refused (%d)", session.call_id, response.status)
+            return False
+        session.auth_tries += 1
+        old = session.invite
+        username, password = credentials
+        authorization = answer_challenge(challenge, username, password, "INVITE", str(old.uri))
+        headers = old.headers.copy()
+        headers.set("Via", str(self._via(session.peer.transport)))
+        headers.set("CSeq", str(CSeq(old.cseq.number + 1, "INVITE")))
+        headers.set("Authorization" if response.status == 401 else "Proxy-Authorization",
+                    authorization)
+        invite = SipRequest("INVITE", old.uri, headers, old.body)
+        log.info("call %s: %d, answering the challenge (%s)", session.call_id,
+                 response.status, challenge.algorithm)
+        session.invite = invite
+        session.got_provisional = False
+        session.invite_client = self._layer.send_request(invite, session.peer, self._now)
+        return True
 
     def _retry_invite(self, session: InviteSession, interval: int) -> None:
         """422 Session Interval Too Small: the same INVITE with a larger interval (new CSeq)."""

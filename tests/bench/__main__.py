@@ -6,6 +6,7 @@
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
     python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
     python -m tests.bench --only flood      # genuine calls under an INVITE flood (2 min)
+    python -m tests.bench --only dialout    # dial-out setup time through kamailio (<= 2 min)
     python -m tests.bench --only versus-janus   # side by side with Janus AudioBridge (~20 min)
     python -m tests.bench --only recordings --only video-recording   # the recorder (~3 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
@@ -34,6 +35,7 @@ from . import (
     callrate,
     conference,
     conference_capacity,
+    dialout,
     flood,
     janus_bench,
     legs,
@@ -50,6 +52,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "memory": ("Memory per call", "report (no target set)"),
     "flood": ("Genuine calls under an INVITE flood (3x capacity)",
               "99% of genuine calls succeed"),
+    "dialout": ("Dial-out setup time (API to 200 OK via kamailio)", "report (no target set)"),
     **bridge.FIGURES,  # forwarding, endpoints, join
     **conference.FIGURES,  # quality, latency, capacity, conversation
     **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
@@ -87,6 +90,8 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
             budget_s=60 if quick else 120),
         "flood": lambda: flood.measure(
             workdir / "flood", budget_s=120 if quick else 200, duration_s=8 if quick else 20),
+        "dialout": lambda: dialout.measure(
+            workdir / "dialout", budget_s=60 if quick else 120, trials=5 if quick else 20),
         "forwarding": lambda: bridge.measure_forwarding(
             workdir / "forwarding", budget_s=50 if quick else 80, window_s=5 if quick else 10),
         "endpoints": lambda: bridge.measure_endpoints(

@@ -7,6 +7,9 @@ subscriber table (db_sqlite, auth, auth_db with calculate_ha1 on plain passwords
   number (`number`) is sent to the registered contact of the trunk's user (`trunk_user`):
   Switchboard's registration. Other users go to their registered contact, else 404.
 - In-dialog requests follow their Route (record_route on INVITEs).
+- With `tls=(cert, key)` it also listens on tls:127.0.0.1:<tls_port> (kamailio-tls-modules),
+  presenting that certificate and verifying nobody (a carrier's usual setup); requests
+  are relayed over TLS to contacts that say transport=tls.
 Restartable on the same port (`restart()`): registrations and nonces are forgotten, as a
 real carrier's restart forgets them.
 """
@@ -30,10 +33,11 @@ debug=2
 log_stderror=yes
 log_prefix="{$mt $hdr(CSeq) $ci} "
 children=2
-disable_tcp=yes
+__TRANSPORTS__
 auto_aliases=no
 listen=udp:127.0.0.1:__PORT__
 alias="127.0.0.1:__PORT__"
+__TLS_LISTEN__
 dns=no
 rev_dns=no
 use_dns_cache=off
@@ -56,6 +60,7 @@ loadmodule "registrar.so"
 loadmodule "db_sqlite.so"
 loadmodule "auth.so"
 loadmodule "auth_db.so"
+__TLS_MODULE__
 
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", __MIN_EXPIRES__)
@@ -160,7 +165,7 @@ class KamailioCarrier(Kamailio):
 
     def __init__(self, workdir: Path, *, subscribers: dict[str, str], number: str,
                  trunk_user: str, min_expires: int = 20, port: int | None = None,
-                 timeout_s: float = 180.0) -> None:
+                 timeout_s: float = 180.0, tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(workdir, trunk_uri="sip:127.0.0.1:9", port=port, timeout_s=timeout_s)
         self.dir = workdir / "kamailio-carrier"
         self.cfg_path = self.dir / "kamailio.cfg"
@@ -170,6 +175,26 @@ class KamailioCarrier(Kamailio):
         self.trunk_user = trunk_user
         self.min_expires = min_expires
         self.logs: list[str] = []  # the log of each earlier run (restart)
+        self.tls = tls
+        self.tls_port = procs.free_port(kinds=("tcp",)) if tls is not None else 0
+
+    @property
+    def tls_address(self) -> str:
+        return f"{procs.LOOPBACK}:{self.tls_port}"
+
+    def _tls_parts(self) -> tuple[str, str, str]:
+        if self.tls is None:
+            return "disable_tcp=yes", "", ""
+        cert, key = self.tls
+        cfg = self.dir / "tls.cfg"
+        cfg.write_text(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n\n"
+            "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            "require_certificate = no\n")
+        return ("enable_tls=yes\ntcp_accept_no_cl=yes",
+                f'listen=tls:127.0.0.1:{self.tls_port}\nalias="127.0.0.1:{self.tls_port}"',
+                f'loadmodule "tls.so"\nmodparam("tls", "config", "{cfg}")')
 
     def _write_database(self) -> None:
         if self.db_path.exists():
@@ -184,7 +209,9 @@ class KamailioCarrier(Kamailio):
         db.close()
 
     def render(self) -> str:
-        return (CONFIG.replace("__PORT__", str(self.port))
+        transports, listen, module = self._tls_parts()
+        return (CONFIG.replace("__TRANSPORTS__", transports).replace("__TLS_LISTEN__", listen)
+                .replace("__TLS_MODULE__", module).replace("__PORT__", str(self.port))
                 .replace("__MPATH__", f"{module_path()}/")
                 .replace("__DB__", str(self.db_path)).replace("__REALM__", REALM)
                 .replace("__MIN_EXPIRES__", str(self.min_expires))

@@ -22,19 +22,21 @@ SDP = ("v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
 class Response:
     status: int
     headers: dict[str, list[str]] = field(default_factory=dict)
+    body: str = ""
 
     def header(self, name: str) -> list[str]:
         return self.headers.get(name.lower(), [])
 
 
 def _parse(data: bytes) -> Response:
-    head = data.decode("utf-8", "replace").split("\r\n\r\n", 1)[0].split("\r\n")
+    text = data.decode("utf-8", "replace")
+    head = text.split("\r\n\r\n", 1)[0].split("\r\n")
     status = int(head[0].split()[1])
     headers: dict[str, list[str]] = {}
     for line in head[1:]:
         name, _, value = line.partition(":")
         headers.setdefault(name.strip().lower(), []).append(value.strip())
-    return Response(status, headers)
+    return Response(status, headers, text.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in text else "")
 
 
 def _md5(text: str) -> str:
@@ -62,6 +64,7 @@ class SipClient:
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.media_port = procs.free_port(kinds=("udp",))
+        self.responses: list[Response] = []  # the final responses of the last call()
 
     def close(self) -> None:
         self.sock.close()
@@ -94,9 +97,11 @@ class SipClient:
 
     def call(self, user: str, *, auth_user: str | None = None, password: str | None = None,
              caller: str = "2001", hold: float = 0.5, timeout: float = 10.0,
-             answer_challenge: bool = True) -> list[int]:
+             answer_challenge: bool = True, sdp: str | None = None) -> list[int]:
         """INVITE sip:user@server; the statuses of the final responses, in order (a 407 is
-        answered once when a password is given). A 2xx is ACKed, held, and ended by BYE."""
+        answered once when a password is given). A 2xx is ACKed, held, and ended by BYE.
+        `sdp`: the offer ({host} and {port} filled in), else PCMU over RTP/AVP."""
+        self.responses = []
         call_id = uuid.uuid4().hex
         tag = uuid.uuid4().hex[:8]
         uri = f"sip:{user}@{self.server_host}:{self.server_port}"
@@ -104,7 +109,7 @@ class SipClient:
         statuses: list[int] = []
         for cseq in (1, 2):
             branch = "z9hG4bK" + uuid.uuid4().hex[:16]
-            body = SDP.format(host=self.host, port=self.media_port)
+            body = (sdp or SDP).format(host=self.host, port=self.media_port)
             lines = [f"INVITE {uri} SIP/2.0",
                      f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport",
                      f"From: <sip:{caller}@{self.host}>;tag={tag}", f"To: <{uri}>",
@@ -119,6 +124,7 @@ class SipClient:
                 statuses.append(408)
                 return statuses
             statuses.append(response.status)
+            self.responses.append(response)
             to = response.header("to")[0]
             ack = [f"ACK {uri} SIP/2.0",
                    f"Via: SIP/2.0/UDP {self.host}:{self.port};branch="
