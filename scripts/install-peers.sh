@@ -4,7 +4,7 @@
 # subscriber table, and its TLS module, for the carrier over SIP/TLS), sox, espeak-ng, opus, iproute2, sipvicious, pebble (ACME test server),
 # nginx (reverse proxy in front of the server), systemd (systemd-analyze checks the unit),
 # coturn (TURN for browsers on networks that block UDP), nftables (NAT and dropped UDP
-# between test namespaces), and
+# between test namespaces), libnss3-tools (certutil: a test CA Chromium trusts), and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -14,12 +14,13 @@ set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules kamailio-tls-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux pebble nginx libnginx-mod-rtmp systemd coturn nftables ffmpeg}"
+fonts-dejavu-core util-linux pebble nginx libnginx-mod-rtmp systemd coturn nftables ffmpeg
+libnss3-tools}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
 ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
 pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables
-ffprobe:ffmpeg ffmpeg:ffmpeg}"
+ffprobe:ffmpeg ffmpeg:ffmpeg certutil:libnss3-tools}"
 
 NAME="${NAME:-install-peers}"
 FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap

@@ -3,6 +3,7 @@
     python -m tests.bench                   # all figures against switchboard (~25 min)
     python -m tests.bench --only legs       # one figure
     python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
+    python -m tests.bench --only https-join  # 10 joins over HTTPS from another host (~2 min)
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
     python -m tests.bench --only conversation   # phones and browsers, one talker a room (4 min)
     python -m tests.bench --only flood      # genuine calls under an INVITE flood (2 min)
@@ -37,6 +38,7 @@ from . import (
     conference_capacity,
     dialout,
     flood,
+    https_join,
     janus_bench,
     legs,
     memory,
@@ -54,6 +56,7 @@ FIGURES: dict[str, tuple[str, str]] = {
               "99% of genuine calls succeed"),
     "dialout": ("Dial-out setup time (API to 200 OK via kamailio)", "report (no target set)"),
     **bridge.FIGURES,  # forwarding, endpoints, join
+    **https_join.FIGURES,  # https-join (test hosts in network namespaces)
     **conference.FIGURES,  # quality, latency, capacity, conversation
     **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
     **recording.FIGURES,  # recordings, video-recording
@@ -98,6 +101,8 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
             workdir / "endpoints", budget_s=90 if quick else 170, window_s=4 if quick else 8),
         "join": lambda: bridge.measure_join(
             workdir / "join", budget_s=80 if quick else 100, joins=3 if quick else 5),
+        "https-join": lambda: https_join.measure_https_join(
+            workdir / "https-join", budget_s=120 if quick else 200, joins=3 if quick else 10),
         "quality": lambda: conference.measure_quality(
             workdir / "quality", budget_s=100 if quick else 180, quick=quick),
         "latency": lambda: conference.measure_latency(

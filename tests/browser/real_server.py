@@ -38,11 +38,12 @@ _NO_PROXY_TLS = urllib.request.build_opener(
 
 
 _NS_FETCH = """
-import sys, urllib.request, json
+import sys, ssl, urllib.request, json
 url, method, headers, body = sys.argv[1:5]
 req = urllib.request.Request(url, data=body.encode() or None, method=method,
                              headers=json.loads(headers))
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
 with opener.open(req, timeout=5) as resp:
     sys.stdout.buffer.write(resp.read())
 """
@@ -138,7 +139,8 @@ class SwitchboardProcess:
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
             )
-        scheme = "https" if config["http"].get("tls_cert") else "http"
+        tls = config["http"].get("tls_cert") or config["http"].get("acme_domains")
+        scheme = "https" if tls else "http"
         server = cls(f"{scheme}://{host}:{http_port}", token, config_path, log_path, popen,
                      sip_port, netns)
         try:
