@@ -70,7 +70,7 @@ class Meeting {
     const send = (type, fields) => this.sig && this.sig.send(type, fields);
     this.knocking = new KnockingList(send);
     this.policyControls = new PolicyControls(send);
-    this.recording = new RecordingControls(send);
+    this.recording = new RecordingControls(send, this);
     $('#lobby-leave').onclick = () => this.leave();
     this.devices = new DeviceMenus(this);
     this.social = new Social(this);
