@@ -4,7 +4,8 @@
 # subscriber table), sox, espeak-ng, opus, iproute2, sipvicious, pebble (ACME test server),
 # nginx (reverse proxy in front of the server), systemd (systemd-analyze checks the unit),
 # coturn (TURN for browsers on networks that block UDP), nftables (NAT and dropped UDP
-# between test namespaces), and
+# between test namespaces), redis-server and postgresql (throwaway instances for the cluster
+# tests: tests/integration/peers/redis.py, postgres.py), and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -14,14 +15,17 @@ set -eu
 
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
-fonts-dejavu-core util-linux pebble nginx systemd coturn nftables}"
+fonts-dejavu-core util-linux pebble nginx systemd coturn nftables
+redis-server postgresql}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
 ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
-pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables}"
+pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables
+redis-server:redis-server}"
 
 NAME="${NAME:-install-peers}"
-FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap}"
+FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap
+/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb}"
 
 log() { echo "$NAME: $*" >&2; }
 
