@@ -100,7 +100,7 @@ class Server:
         self.config = config
         m = config.meetings
         self.store = Store(
-            config.store.database_path, pin_length=config.dialplan.pin_length,
+            config.store.database, pin_length=config.dialplan.pin_length,
             defaults=RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
                                   start="hosts" if m.default_start == "hosts" else "anyone"),
         )  # fmt: skip

@@ -244,10 +244,20 @@ class StoreConfig:
     url: str = ""
 
     @property
+    def postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
+
+    @property
     def database_path(self) -> Path:
-        if self.url:
+        """The SQLite file (store.url "sqlite:///PATH", else PATH/switchboard.db)."""
+        if self.url.startswith("sqlite:") and self.url not in ("sqlite:", "sqlite://"):
             return Path(self.url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         return Path(self.path) / "switchboard.db"
+
+    @property
+    def database(self) -> str:
+        """What dialplan.store.Store opens: the PostgreSQL URL, else the SQLite file."""
+        return self.url if self.postgres else str(self.database_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,10 +590,10 @@ def _validate(config: Config) -> None:
     if config.meetings.default_start not in ("anyone", "hosts"):
         raise ConfigError("meetings.default_start: expected 'anyone' or 'hosts'")
     _validate_auth(config.auth)
-    if config.store.url and not config.store.url.startswith("sqlite:"):
-        raise ConfigError(
-            "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"
-        )
+    if config.store.url and not (config.store.url.startswith("sqlite:")
+                                 or config.store.postgres):
+        raise ConfigError("store.url: expected '' or 'sqlite:///PATH' (a file) or "
+                          "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'")
     if config.admin.token and len(config.admin.token) < 16:
         raise ConfigError("admin.token: expected at least 16 characters (or empty to generate)")
     ivr = config.ivr

@@ -107,7 +107,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"ivr": {"throttle": {"nope": 1}}}, "ivr.throttle.nope: unknown key"),
         ({"dialplan": {"default_route": "room:"}}, "dialplan.default_route"),
         ({"log": {"level": "loud"}}, "log.level"),
-        ({"store": {"url": "postgres://x"}}, "store.url"),
+        ({"store": {"url": "mysql://x"}}, "store.url"),
         ({"http": {"tls_cert": "/nonexistent/cert.pem"}}, "http.tls_cert and http.tls_key"),
         ({"http": {"tls_cert": "/nonexistent/c.pem", "tls_key": "/nonexistent/k.pem"}},
          "http.tls_cert: '/nonexistent/c.pem' is not a file"),
