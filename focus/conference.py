@@ -254,6 +254,11 @@ class Focus:
         return sum(1 for p in conference.participants.values()
                    if p.mixed_by is None or p.mixed_by != group)
 
+    def live_rooms(self) -> dict[str, int]:
+        """{room: participants} of every conference with someone in it (cluster claims)."""
+        return {c.room: len(c.participants) for c in self._conferences.values()
+                if c.participants}  # fmt: skip
+
     def stats(self) -> dict[str, int]:
         return {
             "conferences": sum(1 for c in self._conferences.values() if c.participants),

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from bridge.api import (
@@ -107,8 +107,11 @@ class Meetings(LobbyActions):
         monotonic: Callable[[], float] = time.monotonic,
         gate: Gate | None = None,
         lobby: Lobby | None = None,
+        placement: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.focus = focus
+        # In a cluster: may this node host the room (cluster/node.py)? Raises JoinRefused.
+        self.placement = placement
         self.bridge = bridge
         self.directory = rooms
         self.settings = settings if settings is not None else MeetingSettings()
@@ -153,6 +156,8 @@ class Meetings(LobbyActions):
         identity = await self.gate.identify(name, msg.token, source)
         host = identity is not None and identity.moderator
         self._ensure_room_exists(name, source, host)
+        if self.placement is not None:
+            await self.placement(name)
         entry = await self.gate.decide(name, identity, msg.password, source)
         display = identity.name if identity is not None and identity.name else msg.name
         if entry.verdict is Verdict.JOIN:

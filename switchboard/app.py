@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge.service import Bridge, BridgeSettings
+from cluster.node import ClusterNode, ClusterSettings, default_node_id
 from dialplan.limits import Networks
 from dialplan.routing import Router
 from dialplan.store import RoomDefaults, Store
@@ -34,6 +35,7 @@ from gateway.settings import GatewaySettings
 from switchboard.config import Config
 from switchboard.exposure import exposure_warnings
 from switchboard.https import Https
+from web.api import add_cluster_route
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.metrics import add_metrics_route, metrics_app
@@ -117,9 +119,11 @@ class Server:
         )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         rooms = StoreRooms(self.store)
+        self.cluster = cluster_node(config, self.focus)
         self.meetings = Meetings(
             self.focus, self.bridge, rooms, _meeting_settings(config),
             gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
+            placement=self.cluster.admit if self.cluster is not None else None,
         )  # fmt: skip
         # Phone callers reach the bridge through the focus (plain endpoints); their packets
         # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
@@ -130,6 +134,8 @@ class Server:
             gate=self.meetings.gate, lobby=self.lobby,
             policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
+        if self.cluster is not None:  # phone legs weigh on the stress figure twice
+            self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
@@ -157,6 +163,8 @@ class Server:
         counts.update(self.lobby.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
+        if self.cluster is not None:
+            counts.update(self.cluster.stats())
         return counts
 
     async def start(self) -> None:
@@ -166,6 +174,8 @@ class Server:
         await self.bridge.start()
         self._bridge_started = True
         await self.gateway.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         h = self.config.http
         web_settings = WebSettings.build(
             public_urls=h.public_urls, cors_origins=h.cors_origins,
@@ -180,6 +190,8 @@ class Server:
             default_country=self.config.dialplan.default_country,
             tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
         )  # fmt: skip
+        if self.cluster is not None:
+            add_cluster_route(app, self.cluster.status)
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
@@ -234,6 +246,8 @@ class Server:
             self._metrics = None
         await self.https.stop()
         await self.meetings.close()
+        if self.cluster is not None:
+            await self.cluster.stop()  # gives its rooms back: a clean stop is not a death
         await self.gateway.stop()
         if self._bridge_started:
             await self.bridge.stop()
@@ -251,6 +265,19 @@ class Server:
             yield self
         finally:
             await self.stop()
+
+
+def cluster_node(config: Config, focus: Focus) -> ClusterNode | None:
+    """This process as a node of a cluster ([cluster] redis_url), else None."""
+    c = config.cluster
+    if not c.redis_url:
+        return None
+    if not config.admin.token:
+        log.warning("cluster: admin.token is not set: each node generates its own, so one "
+                    "token does not open /api/ on every node")
+    settings = ClusterSettings(redis_url=c.redis_url, node_id=c.node_id or default_node_id(),
+                               public_url=c.public_url.rstrip("/"))  # fmt: skip
+    return ClusterNode(settings, focus.live_rooms)
 
 
 def token_settings(config: Config) -> TokenSettings:

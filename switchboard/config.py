@@ -24,6 +24,7 @@ __all__ = [
     "AdminConfig",
     "AuthConfig",
     "BridgeConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DialplanConfig",
@@ -261,6 +262,15 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Nodes coordinated through Redis (cluster/); empty redis_url: one process, no cluster."""
+
+    redis_url: str = ""
+    node_id: str = ""  # empty: HOSTNAME-PID
+    public_url: str = ""  # the URL browsers use for this node
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     token: str = ""
 
@@ -327,6 +337,7 @@ class Config:
     dialplan: DialplanConfig = field(default_factory=DialplanConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -510,6 +521,21 @@ _PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
+def _validate_cluster(config: Config) -> None:
+    c = config.cluster
+    if c.redis_url and not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("cluster.redis_url: expected '' (no cluster) or 'redis://HOST:PORT/DB' "
+                          "('rediss://' for TLS, 'unix://PATH')")
+    if c.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", c.node_id):
+        raise ConfigError("cluster.node_id: expected 1 to 64 characters from A-Z, a-z, 0-9, "
+                          "'.', '_', '-' (or '' for HOSTNAME-PID)")
+    if c.public_url and not re.fullmatch(r"https?://[^/\s?#]+/?", c.public_url):
+        raise ConfigError("cluster.public_url: expected 'http(s)://HOST[:PORT]' (or '')")
+    if c.redis_url and not config.store.postgres:
+        raise ConfigError("cluster.redis_url: a cluster keeps its rooms in PostgreSQL: set "
+                          "store.url = 'postgresql://...' (every node on the same database)")
+
+
 def _validate(config: Config) -> None:
     if not config.sip.listen:
         raise ConfigError("sip.listen: expected at least one 'udp:HOST:PORT' address")
@@ -594,6 +620,7 @@ def _validate(config: Config) -> None:
                                  or config.store.postgres):
         raise ConfigError("store.url: expected '' or 'sqlite:///PATH' (a file) or "
                           "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'")
+    _validate_cluster(config)
     if config.admin.token and len(config.admin.token) < 16:
         raise ConfigError("admin.token: expected at least 16 characters (or empty to generate)")
     ivr = config.ivr

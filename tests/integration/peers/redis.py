@@ -41,10 +41,11 @@ class RedisInstance:
             return s.recv(65536)
 
 
-def start_redis() -> RedisInstance:
+def start_redis(port: int | None = None) -> RedisInstance:
+    """A new server; on `port` when given (a restart of one that was stopped)."""
     binary = require("redis-server", "redis-server")
     folder = new_folder("sb-redis-")
-    port = procs.free_port(kinds=("tcp",))
+    port = port if port is not None else procs.free_port(kinds=("tcp",))
     process = Throwaway("redis-server", folder)
     process.start([binary, "--bind", procs.LOOPBACK, "--port", str(port), "--save", "",
                    "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"])

@@ -1,0 +1,160 @@
+"""ClusterNode against a real redis-server: claims (one owner, fencing), the registry and
+death detection, take-over of a dead node's rooms, pub/sub, and a lost Redis (no new rooms,
+conferences kept, resync when it is back)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from peers.redis import start_redis
+
+from cluster.logic import DEAD_AFTER
+from cluster.node import ClusterNode, ClusterSettings, ClusterUnavailable
+from focus.session import JoinRefused
+
+NodeFactory = Callable[..., ClusterNode]
+
+
+@pytest.fixture
+async def make_node(redis_url: str) -> AsyncIterator[NodeFactory]:
+    made: list[ClusterNode] = []
+
+    def make(node_id: str, rooms: dict[str, int] | None = None, *, url: str = redis_url,
+             public_url: str = "") -> ClusterNode:
+        live = rooms if rooms is not None else {}
+        node = ClusterNode(ClusterSettings(url, node_id, public_url or f"http://{node_id}"),
+                           lambda: live)
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        await node.stop()
+
+
+async def test_a_room_lives_on_one_node_and_the_others_are_told_where(
+        make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    await a.tick()
+    await b.tick()
+    here = await a.place("standup")
+    assert here.here and here.node == "a"
+    there = await b.place("standup")
+    assert (there.here, there.node, there.public_url) == (False, "a", "http://a")
+    with pytest.raises(JoinRefused) as refused:
+        await b.admit("standup")
+    assert refused.value.code == "room-elsewhere" and refused.value.message == "http://a"
+    await a.admit("standup")  # the owner admits
+    status = await b.status()
+    assert status == {"nodes": [{"id": "a", "alive": True, "load": 0.0, "rooms": 1},
+                                {"id": "b", "alive": True, "load": 0.0, "rooms": 0}],
+                      "rooms": {"standup": "a"}}
+
+
+async def test_many_nodes_claiming_at_once_get_one_owner(make_node: NodeFactory) -> None:
+    nodes = [make_node(f"n{i}") for i in range(8)]
+    for node in nodes:
+        await node.tick()
+    placed = await asyncio.gather(*(node.place("busy") for node in nodes))
+    owners = {p.node for p in placed}
+    assert len(owners) == 1
+    assert sum(p.here for p in placed) == 1
+
+
+async def test_a_dead_nodes_rooms_are_taken_over_within_five_seconds(
+        make_node: NodeFactory) -> None:
+    a_rooms = {"standup": 2}
+    a, b, c = make_node("a", a_rooms), make_node("b"), make_node("c")
+    for node in (a, b, c):
+        await node.tick()
+    await a.tick()  # claims the room its participants are in
+    assert (await c.status())["rooms"] == {"standup": "a"}
+    died = time.monotonic()  # a stops beating (as under kill -9)
+    owner = "a"
+    while owner == "a":
+        assert time.monotonic() - died < 5.0, "not taken over within 5 s"
+        await asyncio.sleep(0.5)
+        await b.tick()
+        await c.tick()
+        owner = (await b.status())["rooms"].get("standup", "a")
+    assert owner in ("b", "c")
+    status = await b.status()
+    assert {n["id"]: n["alive"] for n in status["nodes"]} == {"a": False, "b": True, "c": True}
+    assert time.monotonic() - died >= DEAD_AFTER - 1.0  # not before it was dead
+    # the dead node's fencing token is stale: it cannot give the new owner's claim back
+    a_rooms.clear()
+    await a._give_back("standup")
+    assert (await b.status())["rooms"] == {"standup": owner}
+
+
+async def test_an_empty_room_is_given_back_and_a_clean_stop_leaves(
+        make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cluster.logic.RELEASE_AFTER", 0.0)
+    rooms = {"standup": 1}
+    a, b = make_node("a", rooms), make_node("b")
+    await a.tick()
+    await b.tick()
+    assert (await b.status())["rooms"] == {"standup": "a"}
+    rooms.clear()
+    await a.tick()
+    assert (await b.status())["rooms"] == {}
+    rooms["x"] = 1
+    await a.tick()
+    await a.stop()
+    status = await b.status()
+    assert status["rooms"] == {} and [n["id"] for n in status["nodes"]] == ["b"]
+
+
+async def test_messages_between_nodes(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    got: list[dict[str, object]] = []
+    b.on("store-changed", got.append)
+    await a.start()
+    await b.start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:  # until b's subscription is up
+        await a.publish("store-changed", what="room", key="standup")
+        await asyncio.sleep(0.2)
+    assert got and got[0]["from"] == "a" and got[0]["key"] == "standup"
+
+
+async def test_a_node_that_loses_redis_takes_no_new_rooms_and_resyncs(
+        make_node: NodeFactory) -> None:
+    server = start_redis()
+    try:
+        rooms = {"standup": 1}
+        node = make_node("a", rooms, url=server.url)
+        await node.start()
+        deadline = time.monotonic() + 5
+        while "standup" not in node.claims.tokens:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        port = server.port
+        server.process.stop()  # Redis is gone, with everything it held
+        began = time.monotonic()
+        while node.connected:
+            assert time.monotonic() - began < 5, "the loss was not noticed"
+            await asyncio.sleep(0.1)
+        with pytest.raises(ClusterUnavailable):
+            await node.place("new-room")
+        with pytest.raises(JoinRefused) as refused:
+            await node.admit("new-room")
+        assert refused.value.code == "cluster-unavailable"
+        assert node.stats()["cluster_connected"] == 0
+        server = start_redis(port)  # back, empty: the node re-claims what it hosts
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if (await node.status())["rooms"] == {"standup": "a"}:
+                    break
+            except ClusterUnavailable:
+                pass
+            assert time.monotonic() < deadline, "no resync within 10 s"
+            await asyncio.sleep(0.2)
+        assert node.connected
+        assert (await node.place("new-room")).here
+    finally:
+        server.process.stop()
