@@ -165,6 +165,10 @@ class ClusterNode:
                 log.warning("cluster: node %s left without tidying up: %s", self.id, exc)
         await self._redis.aclose()
 
+    async def close(self) -> None:
+        """Close the connection only (a reader such as `switchboard cluster status`)."""
+        await self._redis.aclose()
+
     # -- what the rest of the process asks -----------------------------------------------
 
     async def place(self, room: str) -> Placement:
@@ -224,7 +228,7 @@ class ClusterNode:
         """GET /api/cluster: {"nodes": [{"id", "alive", "load", "rooms"}], "rooms": {...}},
         read from Redis now. ClusterUnavailable when it cannot be reached."""
         try:
-            now = await self._time()
+            now = self.now = await self._time()
             beats = await self._read_beats()
             room_map = await self._read_map()
         except RedisError as exc:
@@ -265,7 +269,10 @@ class ClusterNode:
         if not self.connected:
             self.connected = True
             self._outage_logged = False
-            log.warning("cluster: node %s connected to Redis: resynchronising", self.id)
+            if self.ticks:
+                log.warning("cluster: node %s reconnected to Redis: resynchronising", self.id)
+            else:
+                log.info("cluster: node %s connected to Redis", self.id)
             await self._resync(now)
         live = dict(self._live_rooms())
         self.load = stress(participants=sum(live.values()), legs=self.legs(),
