@@ -206,6 +206,22 @@ class ClusterNode:
                               CLOSE_TRY_LATER)
         self.joins.add(self.now)
 
+    async def owner_url(self, room: str) -> str | None:
+        """The public URL of the live node hosting `room` when that is not this node (and it
+        has one); None otherwise, or when Redis cannot say (the page then opens here)."""
+        if not self.connected or room in self.claims.tokens:
+            return None
+        try:
+            owner = Owner.decode(await self._redis.get(PREFIX + "room:" + room))
+            if owner is None or owner.node == self.id:
+                return None
+            text = await self._redis.get(PREFIX + "node:" + owner.node)
+        except RedisError as exc:
+            self._lost(exc)
+            return None
+        beat = _beat(_text(text)) if text else None  # no key: the owner is dead
+        return (beat.public_url or None) if beat is not None else None
+
     def joined(self) -> None:
         """A participant joined here (the stress figure counts recent joins)."""
         self.joins.add(time.time())

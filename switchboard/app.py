@@ -39,7 +39,7 @@ from web.api import add_cluster_route
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.metrics import add_metrics_route, metrics_app
-from web.pages import add_page_routes
+from web.pages import ROOM_OWNER, add_page_routes
 from web.signaling import add_signaling_routes
 
 log = logging.getLogger("switchboard")
@@ -192,6 +192,7 @@ class Server:
         )  # fmt: skip
         if self.cluster is not None:
             add_cluster_route(app, self.cluster.status)
+            app[ROOM_OWNER] = self.cluster.owner_url
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)

@@ -1,7 +1,8 @@
 """Three nodes (`python -m switchboard serve` processes on 127.0.0.1, distinct ports and node
 ids) on one Redis and one PostgreSQL: a room created on one node is seen on all; every node
 lists three live nodes; a browser's room lives on one node and the others send its browsers
-there; kill -9 of the owner: within 5 s it is not alive and its room is re-homed; restarted,
+there (its page by a redirect, its WebSocket join by an answer naming the owner's URL);
+kill -9 of the owner: within 5 s it is not alive and its room is re-homed; restarted,
 it comes back into the cluster. `switchboard cluster status` shows the same."""
 
 from __future__ import annotations
@@ -149,6 +150,17 @@ async def test_three_nodes_one_room_one_owner_kill_and_come_back(nodes: Nodes) -
         async with browser(n2, "standup") as refused:
             assert refused["type"] == "error" and refused["code"] == "room-elsewhere"
             assert refused["message"] == n1.base_url and refused["close"] == 4029
+        # the meeting page opened on another node is sent to the owner, query and all
+        async with aiohttp.ClientSession() as s:
+            for server in (n2, n3):
+                async with s.get(server.base_url + "/standup?jwt=x",
+                                 allow_redirects=False) as page:
+                    assert page.status == 307
+                    assert page.headers["Location"] == n1.base_url + "/standup?jwt=x"
+            async with s.get(n1.base_url + "/standup", allow_redirects=False) as page:
+                assert page.status == 200  # the owner serves it
+            async with s.get(n2.base_url + "/other", allow_redirects=False) as page:
+                assert page.status == 200  # a room nobody hosts opens anywhere
 
         def n1_entry() -> dict[str, Any]:
             return next(n for n in cluster(n2)["nodes"] if n["id"] == "n1")
