@@ -40,6 +40,7 @@ from bridge.api import (
     EndpointStats,
     EndpointUpdate,
 )
+from dialplan.store_base import StoreError
 from focus import protocol as p
 from focus.admission import JoinAdmission
 from focus.conference import (
@@ -64,6 +65,7 @@ from focus.session import (
     CLOSE_NO_ROOM,
     CLOSE_NORMAL,
     CLOSE_ROOM_FULL,
+    CLOSE_TRY_LATER,
     BrowserSession,
     Connection,
     JoinRefused,
@@ -303,6 +305,10 @@ class Meetings(LobbyActions):
                 return
         except JoinRefused:
             raise
+        except StoreError as exc:  # the database is unreachable: no traceback, a clear no
+            log.error("room %s: cannot be looked up now: %s", name, exc)
+            raise JoinRefused("unavailable", "the room cannot be looked up now; try again "
+                              "shortly", CLOSE_TRY_LATER) from None
         except Exception:
             log.exception("room %s: could not look up or create", name)
             if self.directory.exists(name):  # created concurrently: fine

@@ -30,6 +30,7 @@ from dialplan.models import (
     RoomRecord,
     Unset,
 )
+from dialplan.store import StoreError
 from focus.conference import UnknownParticipant
 from web.app import CONTEXT, json_error
 
@@ -273,6 +274,9 @@ async def delete_number(request: web.Request) -> web.Response:
 def _safely(what: str, source: Callable[[], Mapping[str, T]]) -> dict[str, T] | None:
     try:
         return dict(source())
+    except StoreError as exc:  # the database is unreachable: said once per request
+        log.warning("%s source failed: %s", what, exc)
+        return None
     except Exception:
         log.exception("%s source failed", what)
         return None
