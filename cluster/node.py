@@ -133,6 +133,7 @@ class ClusterNode:
         self.now = time.time()
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._notices: set[asyncio.Task[bool]] = set()
         self._stopping = False
         self._outage_logged = False
         self._split: set[str] = set()  # rooms with participants here, owned elsewhere
@@ -228,6 +229,26 @@ class ClusterNode:
 
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers.setdefault(kind, []).append(handler)
+
+    def notify(self, kind: str, **data: object) -> None:
+        """publish() from synchronous code: sent in the background (lost without Redis)."""
+        task = asyncio.get_running_loop().create_task(self.publish(kind, **data))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    def on_room_notice(self, kind: str, handler: Callable[[str], None]) -> None:
+        """Call `handler(room)` for another node's `kind` notice about a room this node has
+        participants in (its own notices it has acted on already)."""
+
+        def receive(message: dict[str, Any]) -> None:
+            room = message.get("room")
+            if message.get("from") == self.id or not isinstance(room, str):
+                return
+            if room in self._live_rooms():
+                log.info("cluster: room %s: %s from node %s", room, kind, message.get("from"))
+                handler(room)
+
+        self.on(kind, receive)
 
     async def publish(self, kind: str, **data: object) -> bool:
         """Send a message to every node (and this one); False when Redis is unreachable

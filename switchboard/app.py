@@ -132,15 +132,23 @@ class Server:
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
             gate=self.meetings.gate, lobby=self.lobby,
-            policy_changed=self.meetings.policy_changed,
+            policy_changed=self.policy_changed,
         )  # fmt: skip
         if self.cluster is not None:  # phone legs weigh on the stress figure twice
             self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))
+            self.cluster.on_room_notice("room-policy", self.meetings.policy_changed)
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._bridge_started = False
+
+    def policy_changed(self, room: str) -> None:
+        """A room's stored policy changed here (the API, a phone host): tell its browsers
+        here, and in a cluster the node that hosts it (a notice on the channel)."""
+        self.meetings.policy_changed(room)
+        if self.cluster is not None:
+            self.cluster.notify("room-policy", room=room)
 
     def health(self) -> dict[str, bool]:
         return {
@@ -188,7 +196,7 @@ class Server:
             health=self.health, stats=self.stats, settings=web_settings,
             trunks=self.gateway.registry,
             default_country=self.config.dialplan.default_country,
-            tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
+            tokens=self.tokens, lobby=self.lobby, policy_changed=self.policy_changed,
         )  # fmt: skip
         if self.cluster is not None:
             add_cluster_route(app, self.cluster.status)

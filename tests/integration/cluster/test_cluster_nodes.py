@@ -127,6 +127,7 @@ async def browser(server: SwitchboardServer, room: str) -> AsyncIterator[dict[st
                 yield data
                 return
             if data["type"] == "joined":
+                data["ws"] = ws  # for a test that reads on
                 yield data
                 await ws.close()
                 return
@@ -152,6 +153,18 @@ async def test_three_nodes_one_room_one_owner_kill_and_come_back(nodes: Nodes) -
         async with browser(n2, "standup") as refused:
             assert refused["type"] == "error" and refused["code"] == "room-elsewhere"
             assert refused["message"] == n1.base_url and refused["close"] == 4029
+        # a policy changed through another node's API reaches the browsers on the owner
+        assert n3.api("PATCH", "/api/rooms/standup", {"lobby": True}).status == 200
+        ws = joined["ws"]
+        deadline = time.monotonic() + 5
+        while True:
+            msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            data = json.loads(msg.data)
+            if data["type"] == "policy":
+                assert data["policy"]["lobby"] is True, data
+                break
+        assert n3.api("PATCH", "/api/rooms/standup", {"lobby": False}).status == 200
         # the meeting page opened on another node is sent to the owner, query and all
         async with aiohttp.ClientSession() as s:
             for server in (n2, n3):
