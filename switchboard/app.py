@@ -10,7 +10,7 @@ import os
 import resource
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -119,7 +119,7 @@ class Server:
         )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         rooms = StoreRooms(self.store)
-        self.cluster = cluster_node(config, self.focus)
+        self.cluster = cluster_node(config, lambda: live_rooms(self.focus, self.lobby))
         self.meetings = Meetings(
             self.focus, self.bridge, rooms, _meeting_settings(config),
             gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
@@ -276,8 +276,19 @@ class Server:
             await self.stop()
 
 
-def cluster_node(config: Config, focus: Focus) -> ClusterNode | None:
-    """This process as a node of a cluster ([cluster] redis_url), else None."""
+def live_rooms(focus: Focus, lobby: Lobby) -> dict[str, int]:
+    """{room: people here} for a cluster node's claims: participants and those waiting in
+    the room's lobby (a room whose only people wait for a host is still hosted here)."""
+    rooms = lobby.waiting_rooms()
+    for room, count in focus.live_rooms().items():
+        rooms[room] = rooms.get(room, 0) + count
+    return rooms
+
+
+def cluster_node(config: Config,
+                 rooms: Callable[[], Mapping[str, int]]) -> ClusterNode | None:
+    """This process as a node of a cluster ([cluster] redis_url), else None; `rooms` gives
+    {room: people here}."""
     c = config.cluster
     if not c.redis_url:
         return None
@@ -286,7 +297,7 @@ def cluster_node(config: Config, focus: Focus) -> ClusterNode | None:
                     "token does not open /api/ on every node")
     settings = ClusterSettings(redis_url=c.redis_url, node_id=c.node_id or default_node_id(),
                                public_url=c.public_url.rstrip("/"))  # fmt: skip
-    return ClusterNode(settings, focus.live_rooms)
+    return ClusterNode(settings, rooms)
 
 
 def token_settings(config: Config) -> TokenSettings:
