@@ -187,7 +187,6 @@ class ClusterNode:
             self._lost(exc)
             raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
         if owner is None or owner.node == self.id:
-            self.joins.add(self.now)
             return Placement(self.id, self.settings.public_url, True)
         beat = self.view.get(owner.node)
         return Placement(owner.node, beat.public_url if beat else "", False)
@@ -330,9 +329,12 @@ class ClusterNode:
         self._split &= set(live)
         for room in self.claims.to_release(live, now):
             await self._give_back(room)
+        held = dict(self.claims.tokens)  # a join may claim while the map is read below
         self.view = await self._read_beats()
         self.room_map = await self._read_map()
-        for room, token in list(self.claims.tokens.items()):  # lost or taken meanwhile?
+        for room, token in held.items():  # lost or taken meanwhile?
+            if self.claims.tokens.get(room) != token:
+                continue  # given back or claimed anew meanwhile
             owner = self.room_map.get(room)
             if owner is None or owner.node != self.id or owner.token != token:
                 log.warning("cluster: room %s: this node's claim is gone (%s)", room,
@@ -391,6 +393,9 @@ class ClusterNode:
                                    args=[Owner(self.id, token).encode(), room])  # fmt: skip
         log.info("cluster: room %s released by node %s%s", room, self.id,
                  "" if done else " (already taken over)")
+        if room in self.claims.tokens:  # a join claimed it again while it was released
+            self.claims.forget(room)
+            await self._try_claim(room)
 
     async def _read_beats(self) -> dict[str, NodeBeat]:
         stored = await self._redis.hgetall(PREFIX + "nodes")

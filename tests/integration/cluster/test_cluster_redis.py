@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from peers.redis import start_redis
@@ -158,3 +159,26 @@ async def test_a_node_that_loses_redis_takes_no_new_rooms_and_resyncs(
         assert (await node.place("new-room")).here
     finally:
         server.process.stop()
+
+
+async def test_a_join_during_the_release_keeps_the_room_claimed(make_node: NodeFactory) -> None:
+    """The release script runs while a join claims the room again: the claim must hold in
+    Redis, with the token this node keeps (else a second node could start the room)."""
+    a, b = make_node("a"), make_node("b")
+    await a.tick()
+    await b.tick()
+    assert (await a.place("standup")).here
+    release = a._release
+
+    async def join_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        assert (await a.place("standup")).here  # the join, while the release is under way
+        return await release(*args, **kwargs)
+
+    a._release = join_meanwhile  # type: ignore[method-assign]
+    await a._give_back("standup")
+    rooms = (await b.status())["rooms"]
+    assert rooms == {"standup": "a"}
+    assert not (await b.place("standup")).here
+    await a.tick()  # the next beat finds its claim intact
+    assert "standup" in a.claims.tokens
+    assert a.claims.tokens["standup"] == a.room_map["standup"].token
