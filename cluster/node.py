@@ -117,6 +117,9 @@ class ClusterNode:
         self.id = settings.node_id
         self._live_rooms = live_rooms  # {room: participants on this node}
         self.legs = legs  # phone legs here (the gateway's count)
+        # called once when another node hosts a room with people here (taken over while
+        # this node was cut off from Redis): send its browsers away (they rejoin the host)
+        self.on_lost_room: Callable[[str], None] | None = None
         self._redis: aioredis.Redis = aioredis.from_url(
             settings.redis_url, decode_responses=True, socket_connect_timeout=1.0,
             socket_timeout=1.5, retry=Retry(NoBackoff(), 0), health_check_interval=5,
@@ -323,9 +326,11 @@ class ClusterNode:
         for room in self.claims.unclaimed(live):
             owner = await self._try_claim(room)
             if owner is not None and owner.node != self.id and room not in self._split:
-                self._split.add(room)  # logged once per room (a phone leg, say)
-                log.error("cluster: room %s has participants here but node %s owns it",
-                          room, owner.node)
+                self._split.add(room)  # once per room (a phone leg stays, say)
+                log.error("cluster: room %s has people here but node %s hosts it: its "
+                          "browsers here are sent there", room, owner.node)
+                if self.on_lost_room is not None:
+                    self.on_lost_room(room)
         self._split &= set(live)
         for room in self.claims.to_release(live, now):
             await self._give_back(room)
@@ -362,10 +367,7 @@ class ClusterNode:
         restarted Redis). Re-claim every room this node still hosts."""
         self.claims = Claims(last_active=dict(self.claims.last_active))
         for room in sorted(self._live_rooms()):
-            owner = await self._try_claim(room)
-            if owner is not None and owner.node != self.id:
-                log.error("cluster: room %s is hosted here and on node %s (claimed while "
-                          "this node was away)", room, owner.node)
+            await self._try_claim(room)  # a room taken over meanwhile: see tick()
 
     # -- Redis ---------------------------------------------------------------------------
 

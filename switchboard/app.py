@@ -27,7 +27,7 @@ from focus.lobby import Lobby
 from focus.meeting import Meetings
 from focus.phones import PhoneMedia
 from focus.rooms import StoreRooms
-from focus.session import MeetingSettings
+from focus.session import CLOSE_GOING_AWAY, MeetingSettings
 from focus.tokens import TokenSettings, TokenVerifier
 from focus.turn import IceServers
 from gateway.service import Gateway
@@ -137,6 +137,7 @@ class Server:
         if self.cluster is not None:  # phone legs weigh on the stress figure twice
             self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))
             self.cluster.on_room_notice("room-policy", self.meetings.policy_changed)
+            self.cluster.on_lost_room = self.browsers_away
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
@@ -149,6 +150,15 @@ class Server:
         self.meetings.policy_changed(room)
         if self.cluster is not None:
             self.cluster.notify("room-policy", room=room)
+
+    def browsers_away(self, room: str) -> None:
+        """Another node hosts `room` now: close its browsers here with 1001; the page
+        rejoins, is told the host (room-elsewhere) and opens the room there."""
+        for info in self.focus.participants(room):
+            session = self.meetings.session(info.id)
+            if session is not None:
+                log.info("participant %s: room %s moved to another node", info.id, room)
+                session.conn.close(CLOSE_GOING_AWAY, "the meeting moved to another node")
 
     def health(self) -> dict[str, bool]:
         return {

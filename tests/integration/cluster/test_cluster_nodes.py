@@ -214,3 +214,25 @@ async def test_three_nodes_one_room_one_owner_kill_and_come_back(nodes: Nodes) -
     assert "switchboard_cluster_nodes_alive 3.0" in metrics.text, metrics.text[-2000:]
     assert "switchboard_cluster_connected 1.0" in metrics.text
     await asyncio.sleep(0)
+
+
+async def test_browsers_on_a_node_that_lost_its_room_are_sent_to_the_new_host(
+        nodes: Nodes, redis_server: Any) -> None:
+    """n1 hosts the room; the map says n2 now (as after n1 was cut off from Redis and taken
+    over): n1 closes its browsers with 1001 (the page rejoins, is told the host, goes there)
+    and answers the next join with room-elsewhere."""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    async with browser(n1, "standup") as joined:
+        assert joined["type"] == "joined", joined
+        assert cluster(n2)["rooms"] == {"standup": "n1"}
+        redis_server.command("SET", "switchboard:room:standup", "n2 999")
+        ws = joined["ws"]
+        deadline = time.monotonic() + 5
+        while not ws.closed:
+            msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+        assert ws.close_code == 1001, ws.close_code
+    async with browser(n1, "standup") as again:
+        assert again["type"] == "error" and again["code"] == "room-elsewhere", again
+        assert again["message"] == n2.base_url

@@ -182,3 +182,27 @@ async def test_a_join_during_the_release_keeps_the_room_claimed(make_node: NodeF
     await a.tick()  # the next beat finds its claim intact
     assert "standup" in a.claims.tokens
     assert a.claims.tokens["standup"] == a.room_map["standup"].token
+
+
+async def test_a_room_taken_over_while_its_node_was_away_sends_its_browsers_there(
+        make_node: NodeFactory, redis_server: Any) -> None:
+    """Its node was cut off from Redis long enough to be declared dead: another node took the
+    room over. Back, the node finds that out and sends its browsers away, once."""
+    rooms = {"standup": 2}
+    a, b = make_node("a", rooms), make_node("b")
+    lost: list[str] = []
+    a.on_lost_room = lost.append
+    await a.tick()
+    await b.tick()
+    assert (await b.status())["rooms"] == {"standup": "a"}
+    redis_server.command("SET", "switchboard:room:standup", "b 999")  # b's take-over
+    for _ in range(3):
+        await a.tick()
+    assert lost == ["standup"]
+    assert "standup" not in a.claims.tokens
+    assert not (await a.place("standup")).here  # new browsers are sent to b too
+    rooms.clear()  # its browsers have left
+    await a.tick()
+    rooms["standup"] = 1
+    await a.tick()
+    assert lost == ["standup", "standup"]  # a new split is a new event
