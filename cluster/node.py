@@ -225,10 +225,6 @@ class ClusterNode:
         beat = _beat(_text(text)) if text else None  # no key: the owner is dead
         return (beat.public_url or None) if beat is not None else None
 
-    def joined(self) -> None:
-        """A participant joined here (the stress figure counts recent joins)."""
-        self.joins.add(time.time())
-
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers.setdefault(kind, []).append(handler)
 
@@ -368,6 +364,12 @@ class ClusterNode:
         self.claims = Claims(last_active=dict(self.claims.last_active))
         for room in sorted(self._live_rooms()):
             await self._try_claim(room)  # a room taken over meanwhile: see tick()
+        for room, owner in (await self._read_map()).items():
+            if owner.node == self.id and room not in self.claims.tokens:
+                # this node's id, from before a quick restart: held, and given back if
+                # nobody comes within RELEASE_AFTER
+                self.claims.claimed(room, owner.token, now)
+                log.info("cluster: room %s: claim kept from this node's last run", room)
 
     # -- Redis ---------------------------------------------------------------------------
 

@@ -206,3 +206,17 @@ async def test_a_room_taken_over_while_its_node_was_away_sends_its_browsers_ther
     rooms["standup"] = 1
     await a.tick()
     assert lost == ["standup", "standup"]  # a new split is a new event
+
+
+async def test_a_node_restarted_under_its_id_takes_up_its_old_claims(
+        make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarted within DEAD_AFTER (systemd's restart, a configured node_id): its old claims
+    never look orphaned, so the new process holds them and gives them back when empty."""
+    first = make_node("a", {"standup": 1})
+    await first.tick()
+    assert "standup" in first.claims.tokens  # then the process dies: no release
+    again = make_node("a", {})
+    monkeypatch.setattr("cluster.logic.RELEASE_AFTER", 0.0)
+    await again.tick()  # adopts the claim...
+    await again.tick()  # ...and gives it back: nobody is in the room
+    assert (await again.status())["rooms"] == {}
