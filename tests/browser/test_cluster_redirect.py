@@ -51,8 +51,7 @@ def test_a_join_on_another_node_opens_the_room_on_its_owner(
     other, owner = two_nodes
     page = browser.open(f"{other.url}/{ROOM}?lang=en")
     _press_join(page)
-    wait_for(lambda: page.url == f"{owner.url}/{ROOM}?lang=en",
-             message=f"the page on the owner (at {page.url})")
+    page.wait_for_url(f"{owner.url}/{ROOM}?lang=en", timeout=15000)  # (pumps events)
     assert other.messages("join") and not owner.messages("join")
     _press_join(page)  # the person joins there, and is in
     page.wait_for_selector("#meeting:not([hidden])")
