@@ -10,8 +10,9 @@ nodes: Redis's own TIME) and plain data; cluster/node.py feeds them what Redis h
 - A new room goes to the least stressed live node that takes rooms (ties: the lowest id).
 - A room whose owner is dead is an orphan; the least stressed live node claims it (the
   claim is atomic in Redis: the script checks that the owner is still dead).
-- A node gives a claim back when the room has had no participant on it for RELEASE_AFTER
-  seconds (not at once: a re-homed room waits for its browsers to come back).
+- A node gives a claim back when the room ends (people were here and none are left), and a
+  claim nobody has used yet (a room just taken over, whose browsers are on their way back)
+  after RELEASE_AFTER seconds.
 """
 
 from __future__ import annotations
@@ -110,10 +111,12 @@ def orphans(room_map: Mapping[str, Owner], beats: Iterable[NodeBeat], now: float
 
 @dataclass
 class Claims:
-    """This node's claims: room -> (fencing token, when it last had a participant here)."""
+    """This node's claims: room -> fencing token, when it was claimed, whether people have
+    been in it here since (`used`)."""
 
     tokens: dict[str, int] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
 
     def claimed(self, room: str, token: int, now: float) -> None:
         self.tokens[room] = token
@@ -122,15 +125,18 @@ class Claims:
     def forget(self, room: str) -> None:
         self.tokens.pop(room, None)
         self.last_active.pop(room, None)
+        self.used.discard(room)
 
     def unclaimed(self, live_rooms: Iterable[str]) -> list[str]:
         """Rooms with participants here that this node has no claim for."""
         return sorted(set(live_rooms) - set(self.tokens))
 
     def to_release(self, live_rooms: Iterable[str], now: float) -> list[str]:
-        """Claims whose room has had nobody here for RELEASE_AFTER seconds."""
+        """Claims to give back: rooms that ended here (people were here, none are left), and
+        rooms nobody has come to within RELEASE_AFTER seconds of the claim."""
         live = set(live_rooms)
         for room in live & set(self.tokens):
             self.last_active[room] = now
-        return sorted(room for room in self.tokens
-                      if room not in live and now - self.last_active[room] >= RELEASE_AFTER)
+            self.used.add(room)
+        return sorted(room for room in self.tokens if room not in live and (
+            room in self.used or now - self.last_active[room] >= RELEASE_AFTER))
