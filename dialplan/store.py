@@ -1,23 +1,21 @@
 """The dialplan's storage: rooms, numbers and trunks in SQLite.
 
-One connection per Store, opened with check_same_thread=False and guarded by a lock, in WAL
-mode with a busy timeout, so the web API and the gateway (both on the event loop) and the
-`switchboard rooms` command can use the same file at once. Every call is one short indexed
-query: the gateway calls `number()` and `room_by_pin()` on each call setup.
+Two backends behind one API: SQLite (a file, the single-process default:
+dialplan/store_sqlite.py) and PostgreSQL (store.url "postgresql://...", the durable state of a
+cluster: dialplan/store_pg.py). Every call is synchronous and one short indexed query: the
+gateway calls `number()` and `room_by_pin()` on each call setup. A call that cannot reach the
+database raises StoreError (PostgreSQL: within a few seconds at most, at once while a
+reconnect runs); a running conference does not depend on the store.
 
-The schema is versioned with `PRAGMA user_version`: MIGRATIONS[i] takes version i to i + 1,
-inside one transaction. A database from a newer Switchboard is refused, never rewritten.
+The schema is versioned (SQLite: `PRAGMA user_version`; PostgreSQL: a version table):
+MIGRATIONS[i] takes version i to i + 1, inside one transaction. A database from a newer
+Switchboard is refused, never rewritten.
 
 Rooms carry their policy (dialplan.models.RoomRecord): who may start, lobby, password (a
 salted scrypt hash only), host PIN, guests. A new room takes the policy given, else the
 store's `defaults` (from configuration: meetings.default_*); a room made before version 2
 gets today's behaviour (anyone starts, no lobby, no password, no host PIN, guests welcome).
 A host PIN is unique among every room's PINs and host PINs: the IVR looks both up.
-
-The database holds every room's PIN: only the service user may read it. Its folder (the data
-directory) is created 0700 and the file, with its -wal and -shm, 0600; an existing folder or
-file with a wider mode is narrowed at start (logged). A folder that is not the service
-user's own or that is sticky (a shared one like /tmp) is left alone.
 """
 
 from __future__ import annotations
@@ -25,14 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-import stat
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dialplan.models import (
@@ -58,6 +51,8 @@ from dialplan.models import (
 )
 from dialplan.numbers import country_of, format_number, normalise
 from dialplan.pins import generate_pin
+from dialplan.store_base import Backend, StoreError, Transaction
+from dialplan.store_sqlite import SqliteBackend
 from dialplan.trunks import TrunkRecord, parse_trunk
 
 __all__ = ["DEFAULT_PIN_LENGTH", "MIGRATIONS", "SCHEMA_VERSION", "RoomDefaults", "Store",
@@ -116,36 +111,6 @@ _ROOM_COLUMNS = ("name, pin, created, host_pin, lobby, password_hash, start, gue
 _NUMBER_COLUMNS = "number, route, room, display, country_code, toll_free, formatted, created"
 
 
-class StoreError(Exception):
-    """The database cannot be used (newer schema, unreadable file)."""
-
-
-def _narrow(path: Path, mode: int) -> None:
-    """Take every permission bit beyond `mode` away from an existing file or folder."""
-    try:
-        current = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return
-    if current & ~mode:
-        os.chmod(path, current & mode)
-        log.warning("store: %s was mode %o, now %o (only the service user may read it)",
-                    path, current, current & mode)
-
-
-def _private_file(path: Path) -> None:
-    """Create the database's folder (0700) and file (0600), or narrow their modes."""
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
-    else:
-        info = folder.stat()
-        if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX:
-            _narrow(folder, 0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    _narrow(path, 0o600)
-
-
 @dataclass(frozen=True, slots=True)
 class RoomDefaults:
     """The policy a new room gets when its creator does not say (meetings.default_*)."""
@@ -174,7 +139,8 @@ def _number(row: tuple[Any, ...]) -> NumberRecord:
 
 
 class Store:
-    """Rooms and numbers. `path` is a file (created with its folder) or ":memory:"."""
+    """Rooms, numbers and trunks. `path` is a file (created with its folder), ":memory:",
+    or a PostgreSQL URL ("postgresql://USER@HOST:PORT/DB")."""
 
     def __init__(
         self,
@@ -188,48 +154,32 @@ class Store:
         self.pin_length = pin_length
         self.defaults = defaults if defaults is not None else RoomDefaults()
         self._clock = clock
-        self._lock = threading.Lock()
         target = os.fspath(path)
-        if target != ":memory:":
-            try:
-                _private_file(Path(target))
-            except OSError as exc:
-                raise StoreError(f"store {target}: {exc}") from exc
-        self.path = target
+        backend: Backend
+        if target.startswith(("postgresql://", "postgres://")):
+            from dialplan.store_pg import PostgresBackend  # psycopg only when asked for
+
+            backend = PostgresBackend(target)
+        else:
+            backend = SqliteBackend(target)
+        self._db = backend
+        self.path = backend.label
         try:
-            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            if target != ":memory:":
-                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    log.warning("store %s: journal mode is %s, not WAL", target, mode)
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                for suffix in ("-wal", "-shm"):
-                    _narrow(Path(target + suffix), 0o600)
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"store {target}: {exc}") from exc
+            for version in backend.migrate(MIGRATIONS):
+                log.info("store %s: schema migrated to version %d", self.path, version)
+        except BaseException:
+            backend.close()
+            raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {self.path}: schema version {version} is newer than this "
-                f"Switchboard understands ({SCHEMA_VERSION})"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self._transaction() as db:
-                for statement in MIGRATIONS[target - 1]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target}")
-            log.info("store %s: schema migrated to version %d", self.path, target)
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return "sqlite" if isinstance(self._db, SqliteBackend) else "postgresql"
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -239,23 +189,10 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return self._db.schema_version()
 
     def _one(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
-            return row
+        return self._db.one(sql, args)
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -286,7 +223,7 @@ class Store:
         secret = hash_password(validate_password(password)) if password is not None else None
         digits = digits_only(password) if password is not None else None
         d = self.defaults
-        with self._lock, self._transaction() as db:
+        with self._db.transaction() as db:
             if db.execute("SELECT 1 FROM rooms WHERE name = ?", (key,)).fetchone():
                 raise Conflict(f"room {key!r} already exists")
             if given is not None:
@@ -351,7 +288,7 @@ class Store:
         if guests is not None:
             changes["guests"] = int(bool(guests))
         if changes:
-            with self._lock, self._transaction() as db:
+            with self._db.transaction() as db:
                 new_host = changes.get("host_pin")
                 if isinstance(new_host, str) and self._pin_taken(db, new_host, record.name):
                     raise Conflict("host_pin is already used by another room")
@@ -368,15 +305,14 @@ class Store:
         return updated
 
     @staticmethod
-    def _pin_taken(db: sqlite3.Connection, digits: str, except_room: str | None) -> bool:
+    def _pin_taken(db: Transaction, digits: str, except_room: str | None) -> bool:
         """Whether any room (but `except_room`) has these digits as its PIN or host PIN."""
-        row = db.execute(
-            "SELECT 1 FROM rooms WHERE (pin = ? OR host_pin = ?) AND name IS NOT ?",
-            (digits, digits, except_room),
-        ).fetchone()
-        return row is not None
+        sql, args = "SELECT 1 FROM rooms WHERE (pin = ? OR host_pin = ?)", [digits, digits]
+        if except_room is not None:
+            sql, args = sql + " AND name <> ?", [*args, except_room]
+        return db.execute(sql, args).fetchone() is not None
 
-    def _unused_pin(self, db: sqlite3.Connection) -> str:
+    def _unused_pin(self, db: Transaction) -> str:
         for _ in range(PIN_ATTEMPTS):
             candidate = generate_pin(self.pin_length)
             if not self._pin_taken(db, candidate, None):
@@ -404,8 +340,7 @@ class Store:
         return _room(row) if row else None
 
     def rooms(self) -> list[RoomRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_ROOM_COLUMNS} FROM rooms ORDER BY name").fetchall()
+        rows = self._db.all(f"SELECT {_ROOM_COLUMNS} FROM rooms ORDER BY name")
         return [_room(r) for r in rows]
 
     def delete_room(self, name: str) -> None:
@@ -413,7 +348,7 @@ class Store:
         record = self.room(name)
         if record is None:
             raise NotFound(f"room {name!r} not found")
-        with self._lock, self._transaction() as db:
+        with self._db.transaction() as db:
             used = db.execute(
                 "SELECT number FROM numbers WHERE room = ? ORDER BY number", (record.name,)
             ).fetchall()
@@ -472,7 +407,7 @@ class Store:
             created=self._clock(),
         )  # fmt: skip
         try:
-            with self._lock, self._transaction() as db:
+            with self._db.transaction() as db:
                 if db.execute("SELECT 1 FROM numbers WHERE number = ?", (key,)).fetchone():
                     raise Conflict(f"number {key} already exists")
                 db.execute(
@@ -481,7 +416,7 @@ class Store:
                      record.country_code, int(record.toll_free), record.formatted,
                      record.created),
                 )  # fmt: skip
-        except sqlite3.IntegrityError as exc:  # the room vanished in between
+        except self._db.integrity_error as exc:  # the room vanished in between
             raise NotFound(f"room {room!r} not found") from exc
         log.info("number %s added: route %s %s", key, route, room_key or "")
         return record
@@ -492,10 +427,7 @@ class Store:
         return _number(row) if row else None
 
     def numbers(self) -> list[NumberRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_NUMBER_COLUMNS} FROM numbers ORDER BY created, number"
-            ).fetchall()
+        rows = self._db.all(f"SELECT {_NUMBER_COLUMNS} FROM numbers ORDER BY created, number")
         return [_number(r) for r in rows]
 
     def delete_number(self, number: str) -> None:
@@ -504,7 +436,7 @@ class Store:
             key = normalise(number)
         except InvalidInput:
             raise NotFound(f"number {number!r} not found") from None
-        with self._lock, self._transaction() as db:
+        with self._db.transaction() as db:
             if db.execute("DELETE FROM numbers WHERE number = ?", (key,)).rowcount == 0:
                 raise NotFound(f"number {key} not found")
         log.info("number %s deleted", key)
@@ -515,7 +447,7 @@ class Store:
         """Store a validated trunk (dialplan.trunks.parse_trunk). Conflict when the name is
         taken or one of its numbers belongs to another trunk."""
         record = parse_trunk(trunk.stored(), created=self._clock())
-        with self._lock, self._transaction() as db:
+        with self._db.transaction() as db:
             if db.execute("SELECT 1 FROM trunks WHERE name = ?", (record.name,)).fetchone():
                 raise Conflict(f"trunk {record.name!r} already exists")
             for (name, data) in db.execute("SELECT name, data FROM trunks").fetchall():
@@ -534,12 +466,11 @@ class Store:
         return parse_trunk(json.loads(row[0]), created=row[1]) if row else None
 
     def trunks(self) -> list[TrunkRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT data, created FROM trunks ORDER BY name").fetchall()
+        rows = self._db.all("SELECT data, created FROM trunks ORDER BY name")
         return [parse_trunk(json.loads(r[0]), created=r[1]) for r in rows]
 
     def delete_trunk(self, name: str) -> None:
-        with self._lock, self._transaction() as db:
+        with self._db.transaction() as db:
             if db.execute("DELETE FROM trunks WHERE name = ?", (name.lower(),)).rowcount == 0:
                 raise NotFound(f"trunk {name!r} not found")
         log.info("trunk %s deleted", name.lower())
@@ -549,12 +480,15 @@ class Store:
     def health(self) -> bool:
         try:
             return self._one("SELECT 1", ()) == (1,)
-        except sqlite3.Error:
+        except StoreError as exc:
+            log.warning("store %s: health check failed: %s", self.path, exc)
+            return False
+        except self._db.errors:
             log.exception("store %s: health check failed", self.path)
             return False
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            rooms = int(self._db.execute("SELECT count(*) FROM rooms").fetchone()[0])
-            numbers = int(self._db.execute("SELECT count(*) FROM numbers").fetchone()[0])
-        return {"rooms": rooms, "numbers": numbers}
+        rooms = self._one("SELECT count(*) FROM rooms", ())
+        numbers = self._one("SELECT count(*) FROM numbers", ())
+        return {"rooms": int(rooms[0]) if rooms else 0,
+                "numbers": int(numbers[0]) if numbers else 0}

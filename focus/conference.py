@@ -275,6 +275,11 @@ class Focus:
     def recorded(self, room: str) -> bool:
         return room in self._recorded
 
+    def live_rooms(self) -> dict[str, int]:
+        """{room: participants} of every conference with someone in it (cluster claims)."""
+        return {c.room: len(c.participants) for c in self._conferences.values()
+                if c.participants}  # fmt: skip
+
     def stats(self) -> dict[str, int]:
         return {
             "conferences": sum(1 for c in self._conferences.values() if c.participants),

@@ -99,6 +99,10 @@ class Lobby:
         """Everyone waiting in `room`, oldest first."""
         return list(self._rooms.get(room, {}).values())
 
+    def waiting_rooms(self) -> dict[str, int]:
+        """{room: how many wait} for every room with someone waiting."""
+        return {room: len(entries) for room, entries in self._rooms.items() if entries}
+
     def get(self, participant_id: str) -> LobbyEntry | None:
         room = self._where.get(participant_id)
         return self._rooms[room][participant_id] if room is not None else None

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from bridge.api import (
@@ -41,6 +41,7 @@ from bridge.api import (
     EndpointStats,
     EndpointUpdate,
 )
+from dialplan.store_base import StoreError
 from focus import protocol as p
 from focus.admission import JoinAdmission
 from focus.conference import (
@@ -67,6 +68,7 @@ from focus.session import (
     CLOSE_NO_ROOM,
     CLOSE_NORMAL,
     CLOSE_ROOM_FULL,
+    CLOSE_TRY_LATER,
     BrowserSession,
     Connection,
     JoinRefused,
@@ -110,8 +112,11 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         monotonic: Callable[[], float] = time.monotonic,
         gate: Gate | None = None,
         lobby: Lobby | None = None,
+        placement: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.focus = focus
+        # In a cluster: may this node host the room (cluster/node.py)? Raises JoinRefused.
+        self.placement = placement
         self.bridge = bridge
         self.directory = rooms
         self.settings = settings if settings is not None else MeetingSettings()
@@ -158,6 +163,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         identity = await self.gate.identify(name, msg.token, source)
         host = identity is not None and identity.moderator
         self._ensure_room_exists(name, source, host)
+        if self.placement is not None:
+            await self.placement(name)
         entry = await self.gate.decide(name, identity, msg.password, source)
         display = identity.name if identity is not None and identity.name else msg.name
         if entry.verdict is Verdict.JOIN:
@@ -310,6 +317,10 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
                 return
         except JoinRefused:
             raise
+        except StoreError as exc:  # the database is unreachable: no traceback, a clear no
+            log.error("room %s: cannot be looked up now: %s", name, exc)
+            raise JoinRefused("unavailable", "the room cannot be looked up now; try again "
+                              "shortly", CLOSE_TRY_LATER) from None
         except Exception:
             log.exception("room %s: could not look up or create", name)
             if self.directory.exists(name):  # created concurrently: fine

@@ -22,7 +22,7 @@ from typing import Any
 
 from dialplan.limits import Networks
 from dialplan.routing import Prompt, Reject, Room, Router
-from dialplan.store import Store
+from dialplan.store import Store, StoreError
 from dialplan.throttle import PinThrottle
 from focus import Focus
 from focus.gate import Gate
@@ -289,6 +289,14 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         while (event := self.ua.next_event()) is not None:
             try:
                 self._on_sip_event(event, now)
+            except StoreError as exc:  # the dialplan's database is unreachable (PostgreSQL)
+                log.error("call %s: %s: %s", event.call_id, type(event).__name__, exc)
+                call = self.calls.get(event.call_id)
+                if call is not None:
+                    self._end(call, "database unavailable")
+                elif isinstance(event, IncomingCall):
+                    self._reject(event.call_id, 503, "Service Unavailable",
+                                 (("Retry-After", "30"),))
             except Exception:
                 log.exception("call %s: failed handling %s", event.call_id, type(event).__name__)
                 call = self.calls.get(event.call_id)
@@ -464,10 +472,15 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
                 elif verdict == "busy":
                     self.counters["pin_checks_refused"] += 1
                     ivr.give_up("busy", "PIN lookups overloaded", now)
-                elif isinstance(action, CheckPin):
-                    self._check_pin(call, ivr, action.pin, now)
                 else:
-                    self._check_password(call, ivr, action.password)
+                    try:
+                        if isinstance(action, CheckPin):
+                            self._check_pin(call, ivr, action.pin, now)
+                        else:
+                            self._check_password(call, ivr, action.password)
+                    except StoreError as exc:  # not the caller's fault: not a wrong PIN
+                        log.error("call %s: PIN lookup failed: %s", call.call_id, exc)
+                        ivr.give_up("busy", "the dialplan's database is unavailable", now)
             elif isinstance(action, Join):
                 self._ivr_calls.discard(call)
                 call.ivr = None

@@ -1,7 +1,7 @@
 """`switchboard rooms|numbers|trunks ...`: the dialplan from the command line.
 
-They work on the configured store directly (SQLite in WAL mode), so they are safe while
-the server runs: the server reads the dialplan on every call setup.
+They work on the configured store directly (SQLite in WAL mode, or PostgreSQL), so they are
+safe while the server runs: the server reads the dialplan on every call setup.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def run_admin(config: Config, args: argparse.Namespace) -> object:
     m = config.meetings
     defaults = RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
                             start="hosts" if m.default_start == "hosts" else "anyone")
-    with Store(config.store.database_path, pin_length=config.dialplan.pin_length,
+    with Store(config.store.database, pin_length=config.dialplan.pin_length,
                defaults=defaults) as store:  # fmt: skip
         if args.command == "rooms":
             if args.action == "add":

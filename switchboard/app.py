@@ -10,12 +10,13 @@ import os
 import resource
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from bridge.service import Bridge, BridgeSettings
+from cluster.node import ClusterNode, ClusterSettings, default_node_id
 from dialplan.limits import Networks
 from dialplan.routing import Router
 from dialplan.store import RoomDefaults, Store
@@ -26,7 +27,7 @@ from focus.lobby import Lobby
 from focus.meeting import Meetings
 from focus.phones import PhoneMedia
 from focus.rooms import StoreRooms
-from focus.session import MeetingSettings
+from focus.session import CLOSE_GOING_AWAY, MeetingSettings
 from focus.tokens import TokenSettings, TokenVerifier
 from focus.turn import IceServers
 from gateway.service import Gateway
@@ -35,10 +36,11 @@ from recorder.service import RecorderSettings, Recordings
 from switchboard.config import Config
 from switchboard.exposure import exposure_warnings
 from switchboard.https import Https
+from web.api import add_cluster_route
 from web.app import WebSettings, create_app
 from web.connections import ConnectionGuard, ConnectionSettings, GuardedSite
 from web.metrics import add_metrics_route, metrics_app
-from web.pages import add_page_routes
+from web.pages import ROOM_OWNER, add_page_routes
 from web.recordings_api import RECORDINGS
 from web.signaling import add_signaling_routes
 
@@ -102,7 +104,7 @@ class Server:
         self.config = config
         m = config.meetings
         self.store = Store(
-            config.store.database_path, pin_length=config.dialplan.pin_length,
+            config.store.database, pin_length=config.dialplan.pin_length,
             defaults=RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
                                   start="hosts" if m.default_start == "hosts" else "anyone"),
         )  # fmt: skip
@@ -119,9 +121,11 @@ class Server:
         )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         rooms = StoreRooms(self.store)
+        self.cluster = cluster_node(config, lambda: live_rooms(self.focus, self.lobby))
         self.meetings = Meetings(
             self.focus, self.bridge, rooms, _meeting_settings(config),
             gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
+            placement=self.cluster.admit if self.cluster is not None else None,
         )  # fmt: skip
         # Phone callers reach the bridge through the focus (plain endpoints); their packets
         # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
@@ -130,7 +134,7 @@ class Server:
             GatewaySettings.from_config(config), self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
             gate=self.meetings.gate, lobby=self.lobby,
-            policy_changed=self.meetings.policy_changed,
+            policy_changed=self.policy_changed,
         )  # fmt: skip
         # Recordings: a plain endpoint at the bridge per recorded room (recorder/service.py);
         # the gateway's callers hear when one starts or stops.
@@ -140,6 +144,10 @@ class Server:
         )  # fmt: skip
         self.meetings.recording_control = self.recordings
         self.gateway.recording_switch = self.recordings  # a host caller's *3
+        if self.cluster is not None:  # phone legs weigh on the stress figure twice
+            self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))
+            self.cluster.on_room_notice("room-policy", self.meetings.policy_changed)
+            self.cluster.on_lost_room = self.browsers_away
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
@@ -149,6 +157,21 @@ class Server:
     def _recording_changed(self, room: str, active: bool) -> None:
         self.gateway.rooms.recording_changed(room, active)
         self.meetings.recording_changed(room, active)
+    def policy_changed(self, room: str) -> None:
+        """A room's stored policy changed here (the API, a phone host): tell its browsers
+        here, and in a cluster the node that hosts it (a notice on the channel)."""
+        self.meetings.policy_changed(room)
+        if self.cluster is not None:
+            self.cluster.notify("room-policy", room=room)
+
+    def browsers_away(self, room: str) -> None:
+        """Another node hosts `room` now: close its browsers here with 1001; the page
+        rejoins, is told the host (room-elsewhere) and opens the room there."""
+        for info in self.focus.participants(room):
+            session = self.meetings.session(info.id)
+            if session is not None:
+                log.info("participant %s: room %s moved to another node", info.id, room)
+                session.conn.close(CLOSE_GOING_AWAY, "the meeting moved to another node")
 
     def health(self) -> dict[str, bool]:
         return {
@@ -172,6 +195,8 @@ class Server:
         counts.update(self.recordings.stats())
         if self._guard is not None:
             counts.update(self._guard.stats())
+        if self.cluster is not None:
+            counts.update(self.cluster.stats())
         return counts
 
     async def start(self) -> None:
@@ -181,6 +206,8 @@ class Server:
         await self.bridge.start()
         self._bridge_started = True
         await self.gateway.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         h = self.config.http
         web_settings = WebSettings.build(
             public_urls=h.public_urls, cors_origins=h.cors_origins,
@@ -193,9 +220,12 @@ class Server:
             health=self.health, stats=self.stats, settings=web_settings,
             trunks=self.gateway.registry, dialout=self.gateway,
             default_country=self.config.dialplan.default_country,
-            tokens=self.tokens, lobby=self.lobby, policy_changed=self.meetings.policy_changed,
+            tokens=self.tokens, lobby=self.lobby, policy_changed=self.policy_changed,
         )  # fmt: skip
         app[RECORDINGS] = self.recordings
+        if self.cluster is not None:
+            add_cluster_route(app, self.cluster.status)
+            app[ROOM_OWNER] = self.cluster.owner_url
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)
@@ -251,6 +281,8 @@ class Server:
         await self.https.stop()
         await self.recordings.close()
         await self.meetings.close()
+        if self.cluster is not None:
+            await self.cluster.stop()  # gives its rooms back: a clean stop is not a death
         await self.gateway.stop()
         if self._bridge_started:
             await self.bridge.stop()
@@ -268,6 +300,30 @@ class Server:
             yield self
         finally:
             await self.stop()
+
+
+def live_rooms(focus: Focus, lobby: Lobby) -> dict[str, int]:
+    """{room: people here} for a cluster node's claims: participants and those waiting in
+    the room's lobby (a room whose only people wait for a host is still hosted here)."""
+    rooms = lobby.waiting_rooms()
+    for room, count in focus.live_rooms().items():
+        rooms[room] = rooms.get(room, 0) + count
+    return rooms
+
+
+def cluster_node(config: Config,
+                 rooms: Callable[[], Mapping[str, int]]) -> ClusterNode | None:
+    """This process as a node of a cluster ([cluster] redis_url), else None; `rooms` gives
+    {room: people here}."""
+    c = config.cluster
+    if not c.redis_url:
+        return None
+    if not config.admin.token:
+        log.warning("cluster: admin.token is not set: each node generates its own, so one "
+                    "token does not open /api/ on every node")
+    settings = ClusterSettings(redis_url=c.redis_url, node_id=c.node_id or default_node_id(),
+                               public_url=c.public_url.rstrip("/"))  # fmt: skip
+    return ClusterNode(settings, rooms)
 
 
 def token_settings(config: Config) -> TokenSettings:

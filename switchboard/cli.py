@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(rrm, nested=True)
     rrm.add_argument("name")
 
+    cluster = sub.add_parser("cluster", help="the cluster of nodes ([cluster] redis_url)")
+    _config_arg(cluster)
+    csub = cluster.add_subparsers(dest="action", required=True)
+    cstatus = csub.add_parser("status", help="nodes (alive, load, rooms) and the room map")
+    _config_arg(cstatus, nested=True)
+    cstatus.add_argument("--json", action="store_true", help="GET /api/cluster's JSON")
+
     numbers = sub.add_parser("numbers", help="manage dial-in numbers")
     _config_arg(numbers)
     nsub = numbers.add_subparsers(dest="action", required=True)
@@ -187,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.dial_cli import run_dial_command
 
         return run_dial_command(config, args)
+    if args.command == "cluster":
+        from cluster.cli import run_cluster
+
+        return run_cluster(config, args)
     from dialplan.models import DialplanError
     from switchboard.admin import run_admin
 

@@ -24,6 +24,7 @@ __all__ = [
     "AdminConfig",
     "AuthConfig",
     "BridgeConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DialplanConfig",
@@ -248,10 +249,29 @@ class StoreConfig:
     url: str = ""
 
     @property
+    def postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
+
+    @property
     def database_path(self) -> Path:
-        if self.url:
+        """The SQLite file (store.url "sqlite:///PATH", else PATH/switchboard.db)."""
+        if self.url.startswith("sqlite:") and self.url not in ("sqlite:", "sqlite://"):
             return Path(self.url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         return Path(self.path) / "switchboard.db"
+
+    @property
+    def database(self) -> str:
+        """What dialplan.store.Store opens: the PostgreSQL URL, else the SQLite file."""
+        return self.url if self.postgres else str(self.database_path)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Nodes coordinated through Redis (cluster/); empty redis_url: one process, no cluster."""
+
+    redis_url: str = ""
+    node_id: str = ""  # empty: HOSTNAME-PID
+    public_url: str = ""  # the URL browsers use for this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +401,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -564,6 +585,21 @@ _PORTS = re.compile(r"^(\d{1,5})-(\d{1,5})$")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
+def _validate_cluster(config: Config) -> None:
+    c = config.cluster
+    if c.redis_url and not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("cluster.redis_url: expected '' (no cluster) or 'redis://HOST:PORT/DB' "
+                          "('rediss://' for TLS, 'unix://PATH')")
+    if c.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", c.node_id):
+        raise ConfigError("cluster.node_id: expected 1 to 64 characters from A-Z, a-z, 0-9, "
+                          "'.', '_', '-' (or '' for HOSTNAME-PID)")
+    if c.public_url and not re.fullmatch(r"https?://[^/\s?#]+/?", c.public_url):
+        raise ConfigError("cluster.public_url: expected 'http(s)://HOST[:PORT]' (or '')")
+    if c.redis_url and not config.store.postgres:
+        raise ConfigError("cluster.redis_url: a cluster keeps its rooms in PostgreSQL: set "
+                          "store.url = 'postgresql://...' (every node on the same database)")
+
+
 def _validate(config: Config) -> None:
     if not config.sip.listen:
         raise ConfigError("sip.listen: expected at least one 'udp:HOST:PORT' address")
@@ -644,10 +680,11 @@ def _validate(config: Config) -> None:
     if config.meetings.default_start not in ("anyone", "hosts"):
         raise ConfigError("meetings.default_start: expected 'anyone' or 'hosts'")
     _validate_auth(config.auth)
-    if config.store.url and not config.store.url.startswith("sqlite:"):
-        raise ConfigError(
-            "store.url: expected 'sqlite:///PATH' (PostgreSQL arrives with the cluster)"
-        )
+    if config.store.url and not (config.store.url.startswith("sqlite:")
+                                 or config.store.postgres):
+        raise ConfigError("store.url: expected '' or 'sqlite:///PATH' (a file) or "
+                          "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'")
+    _validate_cluster(config)
     if config.admin.token and len(config.admin.token) < 16:
         raise ConfigError("admin.token: expected at least 16 characters (or empty to generate)")
     ivr = config.ivr

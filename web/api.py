@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 
 from aiohttp import web
@@ -30,10 +30,16 @@ from dialplan.models import (
     RoomRecord,
     Unset,
 )
+from dialplan.store import StoreError
 from focus.conference import UnknownParticipant
 from web.app import CONTEXT, json_error
 
-__all__ = ["add_api_routes", "number_json", "room_json"]
+__all__ = ["CLUSTER_STATUS", "add_api_routes", "add_cluster_route", "number_json", "room_json"]
+
+#: GET /api/cluster's source: {"nodes": [{"id", "alive", "load", "rooms"}], "rooms": {...}},
+#: raising ConnectionError when the cluster cannot be read (cluster/node.py, ClusterUnavailable)
+ClusterStatus = Callable[[], Awaitable[dict[str, object]]]
+CLUSTER_STATUS: web.AppKey[ClusterStatus] = web.AppKey("cluster_status")
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +279,9 @@ async def delete_number(request: web.Request) -> web.Response:
 def _safely(what: str, source: Callable[[], Mapping[str, T]]) -> dict[str, T] | None:
     try:
         return dict(source())
+    except StoreError as exc:  # the database is unreachable: said once per request
+        log.warning("%s source failed: %s", what, exc)
+        return None
     except Exception:
         log.exception("%s source failed", what)
         return None
@@ -308,7 +317,24 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(merged)
 
 
+async def cluster_status(request: web.Request) -> web.Response:
+    """GET /api/cluster (admin token): the nodes and the room-to-node map, read from Redis
+    now; 404 when this server is not a cluster node, 503 when Redis cannot be reached."""
+    source = request.app.get(CLUSTER_STATUS)
+    if source is None:
+        return json_error(404, "not a cluster node (cluster.redis_url is empty)")
+    try:
+        return web.json_response(await source())
+    except ConnectionError as exc:
+        return json_error(503, str(exc))
+
+
+def add_cluster_route(app: web.Application, status: ClusterStatus) -> None:
+    app[CLUSTER_STATUS] = status
+
+
 def add_api_routes(app: web.Application) -> None:
+    app.router.add_get("/api/cluster", cluster_status)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/rooms", create_room)
     app.router.add_get("/api/rooms/{name}", get_room)

@@ -49,7 +49,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from dialplan.limits import Networks, RateLimiter
-from dialplan.store import Store
+from dialplan.store import Store, StoreError
 from dialplan.throttle import PinThrottle
 from dialplan.trunks import TrunkRecord
 from focus.lobby import Lobby
@@ -243,6 +243,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             message = exc.reason
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_error(exc.status, message, headers)
+    except StoreError as exc:  # the database is unreachable (PostgreSQL down, say)
+        log.error("%s %s: %s", request.method, request.rel_url.path, exc)
+        return json_error(503, "the database is unavailable; try again shortly")
     except Exception:
         log.exception("%s %s: unhandled error", request.method, request.rel_url.path)
         return json_error(500, "internal error")

@@ -41,6 +41,11 @@ GAUGES: Final = (
     ("bridge_endpoints", "endpoints", "Bridge endpoints (browsers and phone links)"),
     ("bridge_conferences", "bridge_conferences", "Conferences on the bridge"),
     ("http_connections", "http_connections", "Open HTTP connections (WebSockets included)"),
+    ("cluster_connected", "cluster_connected", "1 while this cluster node reaches Redis"),
+    ("cluster_nodes_alive", "cluster_nodes_alive", "Live nodes of the cluster, this one included"),
+    ("cluster_rooms_owned", "cluster_rooms_owned", "Rooms this cluster node hosts (claims)"),
+    ("cluster_load_permille", "cluster_load_permille",
+     "This node's stress figure in thousandths (1000: its nominal capacity)"),
 )
 COUNTERS: Final = (
     ("phone_rtp_packets_received", "rtp_rx_packets", "RTP packets received from phones"),

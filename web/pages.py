@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from web.headers import SECURITY_HEADERS
+
+#: In a cluster: the public URL of the live node that hosts a room when it is not this one
+#: (cluster/node.py, ClusterNode.owner_url), else None. The meeting page redirects there.
+ROOM_OWNER: web.AppKey[Callable[[str], Awaitable[str | None]]] = web.AppKey("room_owner")
 
 __all__ = ["RESERVED_NAMES", "ROOM_NAME_RE", "STATIC_DIR", "add_page_routes"]
 
@@ -100,6 +105,12 @@ async def room_page(request: web.Request) -> web.StreamResponse:
         return _page("404.html", status=404)
     if name != name.lower():  # rooms are stored in lower case: one URL per room
         raise web.HTTPMovedPermanently(f"/{name.lower()}")
+    owner = request.app.get(ROOM_OWNER)
+    if owner is not None:
+        elsewhere = await owner(name)
+        if elsewhere:  # another node hosts the room: the page opens there
+            log.info("GET /%s: the room is hosted by %s", name, elsewhere)
+            raise web.HTTPTemporaryRedirect(elsewhere + request.rel_url.raw_path_qs)
     return _page("room.html")
 
 

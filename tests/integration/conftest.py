@@ -5,6 +5,9 @@
 - `tmp_workdir`: a fresh directory per test for configs, logs and recordings.
 - `switchboard_server`: a factory that writes a TOML config with free ports, starts
   `switchboard serve --config FILE`, waits for /api/health, and stops it by PID afterwards.
+- `redis_server` / `postgres_server` (session): throwaway Redis and PostgreSQL for the cluster
+  tests (peers/redis.py, peers/postgres.py); `redis_url` (emptied) and `postgres_url` (a fresh
+  database) per test.
 - Every peer process is stopped after each test; at the end of the session no process group
   this run started may still have members (checked with pgrep).
 """
@@ -30,6 +33,8 @@ from typing import Any
 import aioice.ice
 import pytest
 from peers import procs
+from peers.postgres import postgres_server, postgres_url
+from peers.redis import redis_server, redis_url
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ UNSHED_SIP_LIMITS = {"request_rate": 10000.0, "request_burst": 10000, "invite_ra
                      "invite_burst": 10000, "calls_in_setup_per_source": 1000,
                      "scan_targets": 100000, "scan_failures": 100000}
 _SERVERS_KEY = pytest.StashKey[list["SwitchboardServer"]]()
+__all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures
 
 
 # --- peers ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from dialplan.store import MIGRATIONS, SCHEMA_VERSION, RoomDefaults, Store
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    with Store(":memory:") as s:
+def store(store_target: str) -> Iterator[Store]:
+    with Store(store_target) as s:
         yield s
 
 

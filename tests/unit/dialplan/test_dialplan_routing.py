@@ -14,8 +14,8 @@ from dialplan.store import Store
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store(":memory:")
+def store(store_target: str) -> Iterator[Store]:
+    s = Store(store_target)
     s.create_room("standup", "48213077")
     s.create_room("lobby", "51234987")
     s.add_number("+15550100", "pin", display="show")

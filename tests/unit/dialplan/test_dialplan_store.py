@@ -14,8 +14,8 @@ from dialplan.store import SCHEMA_VERSION, Store, StoreError
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "data" / "switchboard.db", clock=lambda: 1000.0)
+def store(store_target: str) -> Iterator[Store]:
+    s = Store(store_target, clock=lambda: 1000.0)
     yield s
     s.close()
 

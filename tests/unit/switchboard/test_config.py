@@ -107,7 +107,13 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"ivr": {"throttle": {"nope": 1}}}, "ivr.throttle.nope: unknown key"),
         ({"dialplan": {"default_route": "room:"}}, "dialplan.default_route"),
         ({"log": {"level": "loud"}}, "log.level"),
-        ({"store": {"url": "postgres://x"}}, "store.url"),
+        ({"store": {"url": "mysql://x"}}, "store.url"),
+        ({"cluster": {"redis_url": "127.0.0.1:6379"}}, "cluster.redis_url: expected"),
+        ({"cluster": {"redis_url": "redis://127.0.0.1:6379/0"}},
+         "cluster.redis_url: a cluster keeps its rooms in PostgreSQL"),
+        ({"cluster": {"node_id": "node one"}}, "cluster.node_id"),
+        ({"cluster": {"public_url": "node1.example.org"}}, "cluster.public_url"),
+        ({"cluster": {"public_url": "https://node1.example.org/meet"}}, "cluster.public_url"),
         ({"http": {"tls_cert": "/nonexistent/cert.pem"}}, "http.tls_cert and http.tls_key"),
         ({"http": {"tls_cert": "/nonexistent/c.pem", "tls_key": "/nonexistent/k.pem"}},
          "http.tls_cert: '/nonexistent/c.pem' is not a file"),
@@ -194,3 +200,16 @@ def test_sip_over_tls_needs_its_certificate_and_key(tmp_path: Path) -> None:
     assert [a.transport for a in config.sip.listen_addresses] == ["tls", "udp"]
     with pytest.raises(ConfigError, match="tls:HOST:PORT"):
         parse_config({"sip": {"listen": ["sctp:127.0.0.1:5060"]}})
+
+
+def test_a_cluster_node_on_redis_and_postgresql() -> None:
+    config = parse_config({
+        "store": {"url": "postgresql://switchboard@127.0.0.1:5432/switchboard"},
+        "cluster": {"redis_url": "redis://127.0.0.1:6379/0", "node_id": "node-1",
+                    "public_url": "https://node1.example.org"},
+    })  # fmt: skip
+    assert config.store.postgres
+    assert config.store.database == "postgresql://switchboard@127.0.0.1:5432/switchboard"
+    assert config.cluster.node_id == "node-1"
+    assert parse_config({}).store.database.endswith("switchboard.db")
+    assert parse_config({"store": {"url": "sqlite:"}}).store.database.endswith("switchboard.db")

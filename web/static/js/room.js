@@ -353,7 +353,11 @@ class Meeting {
     if (msg.code === 'recording-refused') this.recording.refused(msg.message);
     else if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
     else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
-    else if (msg.ref === 'join' && !this.selfId) {
+    else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && /^https?:\/\/[^/?#]+$/.test(msg.message)) {
+      // A cluster: another node hosts the room; its page opens there (the same path).
+      this.leaving = true;
+      window.location.assign(msg.message + window.location.pathname + window.location.search);
+    } else if (msg.ref === 'join' && !this.selfId) {
       // The close code that follows says why; the message is the fallback.
       const sig = this.sig;
       this.joinError = msg.message;
