@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from web.origins import origin_of
+from switchboard.config_base import ConfigError, ListenAddress
+from switchboard.config_base import check_ip as _check_ip
+from switchboard.config_base import parse_listen as _parse_listen
+from switchboard.config_http import HttpConfig, MetricsConfig
+from switchboard.config_http import validate_http as _validate_http
+from switchboard.config_recording import RecordingConfig
+from switchboard.config_recording import validate_recording as _validate_recording
 
 __all__ = [
     "AdminConfig",
@@ -43,52 +49,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the key."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-
-_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
-
-
-def _parse_hostport(key: str, text: str) -> tuple[str, int]:
-    m = _HOSTPORT.match(text)
-    if m is None:
-        raise ConfigError(f"{key}: expected 'host:port' (IPv6 as '[addr]:port'), got {text!r}")
-    host = m.group("v6") or m.group("host")
-    port = int(m.group("port"))
-    if not 0 < port < 65536:
-        raise ConfigError(f"{key}: port must be 1-65535, got {port}")
-    _check_ip(key, host)
-    return host, port
-
-
-def _check_ip(key: str, host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"{key}: expected an IP address, got {host!r}") from None
-
-
-def _parse_listen(key: str, text: str) -> ListenAddress:
-    transport, sep, rest = text.partition(":")
-    if not sep or transport.lower() not in ("udp", "tcp", "tls"):
-        raise ConfigError(f"{key}: expected 'udp:HOST:PORT', 'tcp:HOST:PORT' or "
-                          f"'tls:HOST:PORT', got {text!r}")
-    host, port = _parse_hostport(key, rest)
-    return ListenAddress(transport.lower(), host, port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,51 +97,6 @@ class SipConfig:
     @property
     def listen_addresses(self) -> list[ListenAddress]:
         return [_parse_listen("sip.listen", item) for item in self.listen]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConfig:
-    listen: str = "0.0.0.0:8080"
-    public_urls: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    max_connections: int = 0  # 0: half the open-file limit, at most 10,000
-    max_connections_per_source: int = 64
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 15.0
-    mapper_lookups_per_minute: int = 60
-    # HTTPS (docs/deploy.md): the operator's certificate, or one from ACME.
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_reload_interval: float = 60.0
-    acme_domains: tuple[str, ...] = ()
-    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
-    acme_email: str = ""
-    acme_ca_bundle: str = ""
-    acme_http_listen: str = "0.0.0.0:80"
-    hsts_max_age: int = 31_536_000
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        return _parse_hostport("http.listen", self.listen)
-
-    @property
-    def acme_http_host_port(self) -> tuple[str, int]:
-        return _parse_hostport("http.acme_http_listen", self.acme_http_listen)
-
-    @property
-    def tls(self) -> bool:
-        """Whether http.listen serves HTTPS."""
-        return bool(self.tls_cert or self.acme_domains)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    listen: str = ""  # "HOST:PORT": /metrics there without a token; empty: admin token only
-
-    @property
-    def host_port(self) -> tuple[str, int] | None:
-        return _parse_hostport("metrics.listen", self.listen) if self.listen else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,65 +243,6 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordingConfig:
-    """Recordings (recorder/, docs/recording.md)."""
-
-    path: str = "./recordings"
-    mix_format: str = "ogg"  # "ogg" (Opus) or "m4a" (AAC)
-    rtmp_allow: tuple[str, ...] = ()  # live streams: the hosts (patterns) they may go to
-    video_width: int = 1280  # video recordings and live streams: H.264 at this size
-    video_height: int = 720
-    video_fps: int = 30
-    video_bitrate: int = 2500  # kbit/s
-    video_preset: str = "veryfast"  # libx264's speed/quality trade
-    video_layout: str = "speaker"  # "speaker" (the active speaker) or "grid" (every camera)
-    max_duration: float = 14400.0
-    max_mb: int = 2048
-    min_free_mb: int = 1024
-    idle_timeout: float = 300.0
-    finalize_command: str = ""
-    webhook_url: str = ""
-    webhook_secret: str = ""
-
-
-def _validate_recording(r: RecordingConfig) -> None:
-    if not r.path:
-        raise ConfigError("recording.path: expected a folder")
-    if r.mix_format not in ("ogg", "m4a"):
-        raise ConfigError("recording.mix_format: expected 'ogg' or 'm4a'")
-    if not 1 <= r.max_duration <= 86400 * 7:
-        raise ConfigError("recording.max_duration: expected 1 to 604800 seconds")
-    if r.max_mb < 1 or r.min_free_mb < 0:
-        raise ConfigError("recording.max_mb: expected at least 1; recording.min_free_mb: "
-                          "at least 0")
-    if r.idle_timeout <= 0:
-        raise ConfigError("recording.idle_timeout: expected a positive number of seconds")
-    if r.webhook_url and not r.webhook_url.startswith(("http://", "https://")):
-        raise ConfigError(f"recording.webhook_url: expected an http:// or https:// URL, got "
-                          f"{r.webhook_url!r}")
-    if r.webhook_secret and not r.webhook_url:
-        raise ConfigError("recording.webhook_secret: set without recording.webhook_url")
-    if not (160 <= r.video_width <= 3840 and 120 <= r.video_height <= 2160) \
-            or r.video_width % 2 or r.video_height % 2:
-        raise ConfigError("recording.video_width/video_height: expected even sizes from "
-                          "160x120 to 3840x2160")
-    if not 1 <= r.video_fps <= 60:
-        raise ConfigError("recording.video_fps: expected 1 to 60")
-    if not 100 <= r.video_bitrate <= 50000:
-        raise ConfigError("recording.video_bitrate: expected 100 to 50000 kbit/s")
-    if r.video_preset not in ("ultrafast", "superfast", "veryfast", "faster", "fast",
-                              "medium"):
-        raise ConfigError("recording.video_preset: expected one of ultrafast, superfast, "
-                          "veryfast, faster, fast, medium")
-    if r.video_layout not in ("speaker", "grid"):
-        raise ConfigError("recording.video_layout: expected 'speaker' or 'grid'")
-    for i, host in enumerate(r.rtmp_allow):
-        if not re.fullmatch(r"[A-Za-z0-9*.:_-]{1,253}", host):
-            raise ConfigError(f"recording.rtmp_allow[{i}]: expected a host pattern like "
-                              f"'*.rtmp.youtube.com', got {host!r}")
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -473,68 +329,6 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
             tp = typing.get_args(tp)[0]
         kwargs[name] = _coerce(tp, value, prefix + name)
     return cls(**kwargs)
-
-
-def _validate_http(http: HttpConfig) -> None:
-    http.host_port  # noqa: B018 - parses and raises on a bad value
-    for key in ("public_urls", "cors_origins"):
-        for i, url in enumerate(getattr(http, key)):
-            if origin_of(url) is None:
-                raise ConfigError(f"http.{key}[{i}]: expected a URL like "
-                                  f"'https://meet.example.org' (no path), got {url!r}")
-    for i, peer in enumerate(http.trusted_proxies):
-        try:
-            ipaddress.ip_network(peer, strict=False)
-        except ValueError:
-            raise ConfigError(f"http.trusted_proxies[{i}]: expected an IP address or network, "
-                              f"got {peer!r}") from None
-    if http.max_connections < 0:
-        raise ConfigError("http.max_connections: expected 0 (from the open-file limit) or more")
-    if http.max_connections_per_source < 1:
-        raise ConfigError("http.max_connections_per_source: expected at least 1")
-    for name in ("header_timeout", "keepalive_timeout"):
-        if not 0 < getattr(http, name) <= 3600:
-            raise ConfigError(f"http.{name}: expected 0 to 3600 seconds (not 0)")
-    if not 1 <= http.mapper_lookups_per_minute <= 100_000:
-        raise ConfigError("http.mapper_lookups_per_minute: expected 1-100000")
-    _validate_tls(http)
-
-
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
-                     r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def _validate_tls(http: HttpConfig) -> None:
-    if bool(http.tls_cert) != bool(http.tls_key):
-        raise ConfigError("http.tls_cert and http.tls_key: give both (PEM files) or neither")
-    if http.tls_cert and http.acme_domains:
-        raise ConfigError("http.tls_cert and http.acme_domains: give one (your own "
-                          "certificate, or one from ACME), not both")
-    for key in ("tls_cert", "tls_key"):
-        path = getattr(http, key)
-        if path and not Path(path).is_file():
-            raise ConfigError(f"http.{key}: {path!r} is not a file")
-    if not 1 <= http.tls_reload_interval <= 86_400:
-        raise ConfigError("http.tls_reload_interval: expected 1 to 86400 seconds")
-    for i, domain in enumerate(http.acme_domains):
-        if _DOMAIN.match(domain) is None:
-            raise ConfigError(f"http.acme_domains[{i}]: expected a DNS name in lower case "
-                              f"like 'meet.example.org' (no wildcard, no address), "
-                              f"got {domain!r}")
-    if len(set(http.acme_domains)) != len(http.acme_domains):
-        raise ConfigError("http.acme_domains: a name is listed twice")
-    if not http.acme_directory.startswith("https://"):
-        raise ConfigError(f"http.acme_directory: expected an https:// URL, "
-                          f"got {http.acme_directory!r}")
-    if http.acme_email and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", http.acme_email) is None:
-        raise ConfigError(f"http.acme_email: expected an address like 'ops@example.org', "
-                          f"got {http.acme_email!r}")
-    if http.acme_ca_bundle and not Path(http.acme_ca_bundle).is_file():
-        raise ConfigError(f"http.acme_ca_bundle: {http.acme_ca_bundle!r} is not a file")
-    if http.acme_http_host_port == http.host_port and http.acme_domains:
-        raise ConfigError("http.acme_http_listen: must differ from http.listen")
-    if not 0 <= http.hsts_max_age <= 2 * 31_536_000:
-        raise ConfigError("http.hsts_max_age: expected 0 (no HSTS) to 63072000 seconds")
 
 
 def _validate_sip_limits(sip: SipConfig) -> None:
