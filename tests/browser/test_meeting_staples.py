@@ -21,6 +21,7 @@ from typing import Any
 import phone_harness as ph
 from browser_harness import Member, install_audio_probe, screenshot
 from phone_harness import audio
+from playwright.sync_api import expect
 from staples_harness import CAMERA_DEVICE, TONE_DEVICE, TONE_HZ, join_with_test_devices, poll
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,9 @@ def test_switching_microphone_camera_and_speaker_keeps_the_call(crowd: Any,
     assert _sender_is_local(ada, "a0", "mic"), "Ada's audio sender does not send the new mic"
     # The menu now shows the new microphone as the chosen one.
     ada.page.click("#btn-mic-menu")
-    checked = ada.page.get_attribute(f"#mic-menu [data-device='{TONE_DEVICE}']", "aria-checked")
-    assert checked == "true"
+    # (the menu renders after the devices are listed again: wait for it, do not read at once)
+    expect(ada.page.locator(f"#mic-menu [data-device='{TONE_DEVICE}']")).to_have_attribute(
+        "aria-checked", "true", timeout=5_000)
     ada.page.keyboard.press("Escape")
     ada.page.wait_for_selector("#mic-menu", state="hidden")
 
@@ -145,13 +147,13 @@ def test_noise_suppression_is_on_and_can_be_turned_off(crowd: Any) -> None:
     ada.page.click("#btn-mic-menu")
     toggle = "#mic-menu [data-toggle='noise']"
     ada.page.wait_for_selector(toggle)
-    assert ada.page.get_attribute(toggle, "aria-checked") == "true"
+    expect(ada.page.locator(toggle)).to_have_attribute("aria-checked", "true", timeout=5_000)
     assert ada.page.get_attribute(toggle, "role") == "menuitemcheckbox"
     ada.page.click(toggle)
     poll(ada.page, lambda: ada.page.evaluate(settings) is False, 5.0,
          "the microphone's noiseSuppression setting to be false")
     ada.page.click("#btn-mic-menu")
-    assert ada.page.get_attribute(toggle, "aria-checked") == "false"
+    expect(ada.page.locator(toggle)).to_have_attribute("aria-checked", "false", timeout=5_000)
     ada.page.keyboard.press("Escape")
     # Turned off, it stays off for a microphone switched to later.
     other = ada.page.evaluate("""async (tone) => {
@@ -312,7 +314,8 @@ def test_speaker_view_follows_the_dominant_speaker_and_pins(crowd: Any, tmp_path
     poll(bob.page, lambda: bob.page.locator("#grid .tile").count() == 3, 15.0, "three tiles")
 
     bob.page.click("#view-toggle")
-    assert bob.page.get_attribute("#view-toggle", "aria-pressed") == "true"
+    expect(bob.page.locator("#view-toggle")).to_have_attribute("aria-pressed", "true",
+                                                               timeout=5_000)
     # Ada sends a tone, the others are silent: she is large, the others in the strip.
     poll(bob.page, lambda: _featured(bob) == ada.id, DOMINANT_WAIT, "Ada large in Bob's view")
     big, small = _box(bob, ada.id), _box(bob, cy.id)
@@ -330,8 +333,8 @@ def test_speaker_view_follows_the_dominant_speaker_and_pins(crowd: Any, tmp_path
     bob.page.click(f"#grid .tile[data-participant='{ada.id}'] .tile-pin")
     assert _featured(bob) == ada.id
     pin = f"#grid .tile[data-participant='{ada.id}'] .tile-pin"
-    assert bob.page.get_attribute(pin, "aria-pressed") == "true"
-    assert bob.page.get_attribute(pin, "aria-label") == "Unpin Ada"
+    expect(bob.page.locator(pin)).to_have_attribute("aria-pressed", "true", timeout=5_000)
+    expect(bob.page.locator(pin)).to_have_attribute("aria-label", "Unpin Ada", timeout=5_000)
     bob.page.wait_for_timeout(1500)
     assert _featured(bob) == ada.id
     bob.page.focus(pin)
@@ -352,7 +355,8 @@ def test_speaker_view_follows_the_dominant_speaker_and_pins(crowd: Any, tmp_path
         bob.page.click("#fullscreen-toggle")
         poll(bob.page, lambda: bob.page.evaluate("() => Boolean(document.fullscreenElement)"),
              5.0, "full screen")
-        assert bob.page.get_attribute("#fullscreen-toggle", "aria-pressed") == "true"
+        expect(bob.page.locator("#fullscreen-toggle")).to_have_attribute(
+            "aria-pressed", "true", timeout=5_000)
         bob.page.click("#fullscreen-toggle")
     assert not bob.browser.errors(bob.page), bob.browser.errors(bob.page)
 
@@ -368,7 +372,8 @@ def test_a_moderator_moves_a_guest_to_the_lobby_and_locks_the_room(crowd: Any) -
     ada.page.click("#btn-people")
     move = f"#people-list [data-participant='{bob.id}'] [data-action='send-back']"
     ada.page.wait_for_selector(move)
-    assert ada.page.get_attribute(move, "aria-label") == "Move Bob to the lobby"
+    expect(ada.page.locator(move)).to_have_attribute("aria-label", "Move Bob to the lobby",
+                                                     timeout=5_000)
     assert not bob.page.query_selector("#people-list [data-action='send-back']")  # a guest
     ada.page.click(move)
     bob.page.wait_for_selector("#lobby-wait:not([hidden])")
