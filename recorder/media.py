@@ -13,13 +13,16 @@ the room as a browser hears it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import struct
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import opuslib
+import opuslib.api.decoder
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,11 @@ RATE = 48000
 FRAME_SAMPLES = RATE // 50
 Pcm = npt.NDArray[np.int16]
 _RTP = struct.Struct("!BBHII")
+# libopus's opus_decode through opuslib's ctypes function object, into one buffer allocated
+# once: opuslib's own Decoder.decode allocates and converts per call, which costs more than
+# libopus's decoding itself (0.045 ms of 0.08 a frame here).
+_opus_decode: Any = opuslib.api.decoder.libopus_decode
+_Int16Ptr = ctypes.POINTER(ctypes.c_int16)
 
 
 def audio_level(data: bytes, ext_id: int = LEVEL_EXT_ID) -> int:
@@ -127,11 +135,14 @@ class RoomMix:
     def __init__(self, bitrate: int = 48000, speakers: int = MIX_SPEAKERS) -> None:
         self.encoder = OpusEncoder(bitrate)
         self.speakers = speakers
-        self.decoders: dict[int, opuslib.Decoder] = {}
+        self.decoders: dict[int, Any] = {}  # track number -> libopus decoder state
         self.left_out: set[int] = set()
         self.errors = 0
         self.skipped = 0  # packets not decoded: not among the loudest
         self._sum = np.zeros(FRAME_SAMPLES, dtype=np.int32)
+        self._pcm = np.zeros(FRAME_SAMPLES * 6, dtype=np.int16)  # up to 120 ms
+        self._pcm_ptr = self._pcm.ctypes.data_as(_Int16Ptr)
+        self._owners: dict[int, opuslib.Decoder] = {}  # keeps each state alive
 
     def frame(self, payloads: Iterable[tuple[int, bytes, bool]],
               levels: Sequence[int] = ()) -> Pcm:
@@ -148,18 +159,19 @@ class RoomMix:
                 self.left_out.add(number)
             self.skipped += len(rows) - self.speakers
             del rows[self.speakers:]
+        buf, ptr, size = self._pcm, self._pcm_ptr, self._pcm.size
         for _, number, payload in rows:
-            decoder = self.decoders.get(number)
-            if decoder is None or number in self.left_out:
+            state = self.decoders.get(number)
+            if state is None or number in self.left_out:
                 self.left_out.discard(number)
-                decoder = self.decoders[number] = opuslib.Decoder(RATE, 1)
-            try:
-                pcm = np.frombuffer(decoder.decode(payload, FRAME_SAMPLES * 3), dtype=np.int16)
-            except opuslib.OpusError:
+                owner = self._owners[number] = opuslib.Decoder(RATE, 1)
+                state = self.decoders[number] = owner.decoder_state
+            n = int(_opus_decode(state, payload, len(payload), ptr, size, 0))
+            if n < 0:  # a corrupt packet
                 self.errors += 1
                 continue
-            n = min(FRAME_SAMPLES, pcm.size)
-            total[:n] += pcm[:n]
+            n = min(FRAME_SAMPLES, n)
+            total[:n] += buf[:n]
         return np.minimum(np.maximum(total, -32768), 32767).astype(np.int16)
 
     def encode(self, pcm: Pcm) -> bytes:

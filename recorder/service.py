@@ -45,7 +45,10 @@ from recorder.video_out import AvPipeline, Mp4Output, RtmpOutput, VideoSettings
 
 log = logging.getLogger(__name__)
 
-TICK = 0.1
+# Every TICK each recording writes its frames that are due (one or two: the work spread
+# evenly, not five frames of every recording at once), one recording per loop callback, so
+# that the phone mixer's 20 ms clock waits for one recording's frame at most, not for all.
+TICK = 0.02
 DISK_CHECK = 5.0  # s between looks at the free disk while recording
 SOURCES_REFRESH = 1.0  # s between asks to the bridge for an unknown SSRC's owner
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -338,37 +341,54 @@ class Recordings:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while self.running:
-            try:
-                self.tick()
-            except Exception:  # a bug must not stop every recording's writing
-                log.exception("recordings: tick failed")
-            await asyncio.sleep(TICK)
+            now = self.clock()
+            low_disk = self._disk_low(now)
+            for room in list(self.running):
+                try:
+                    self._tick_room(room, now, low_disk)
+                except Exception:  # a bug must not stop every recording's writing
+                    log.exception("recordings: tick of room %s failed", room)
+                await asyncio.sleep(0)  # the loop's other work between two recordings
+            next_at = max(next_at + TICK, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+
+    def _disk_low(self, now: float) -> bool:
+        if now < self._next_disk_check:
+            return False
+        self._next_disk_check = now + DISK_CHECK
+        return self.free_mb() < self.settings.min_free_mb
 
     def tick(self) -> None:
+        """Every recording at once (the tests' tick; the service's loop spreads them)."""
         now = self.clock()
-        low_disk = False
-        if now >= self._next_disk_check:
-            self._next_disk_check = now + DISK_CHECK
-            low_disk = self.free_mb() < self.settings.min_free_mb
-        for room, entry in list(self.running.items()):
-            if now >= entry.next_lookup and any(o.participant is None for o in
-                                                entry.recording.owners.values()):
-                self._lookup(entry)  # a track nobody owns yet: ask the bridge again
-            av = entry.recording.av
-            if av is not None and entry.link is not None:
-                for ssrc in av.pli_wanted():
-                    entry.link.send_rtcp(pli(ssrc))
-                if now >= entry.next_lookup:
-                    self._lookup(entry)  # screen shares come and go: keep the kinds fresh
-            reason = entry.recording.tick(now)
-            if reason is None and not self.focus.participants(room):
-                reason = "room empty"
-            if reason is None and low_disk:
-                reason = "low disk"
-            if reason is not None:
-                log.info("recording %s: auto-stop (%s)", entry.recording.id, reason)
-                self.stop(room, reason)
+        low_disk = self._disk_low(now)
+        for room in list(self.running):
+            self._tick_room(room, now, low_disk)
+
+    def _tick_room(self, room: str, now: float, low_disk: bool) -> None:
+        entry = self.running.get(room)
+        if entry is None:
+            return
+        if now >= entry.next_lookup and any(o.participant is None for o in
+                                            entry.recording.owners.values()):
+            self._lookup(entry)  # a track nobody owns yet: ask the bridge again
+        av = entry.recording.av
+        if av is not None and entry.link is not None:
+            for ssrc in av.pli_wanted():
+                entry.link.send_rtcp(pli(ssrc))
+            if now >= entry.next_lookup:
+                self._lookup(entry)  # screen shares come and go: keep the kinds fresh
+        reason = entry.recording.tick(now)
+        if reason is None and not self.focus.participants(room):
+            reason = "room empty"
+        if reason is None and low_disk:
+            reason = "low disk"
+        if reason is not None:
+            log.info("recording %s: auto-stop (%s)", entry.recording.id, reason)
+            self.stop(room, reason)
 
     # -- after the end ---------------------------------------------------------------------
 
