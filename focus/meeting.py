@@ -127,6 +127,7 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
                                        s.max_endpoints_per_source)  # fmt: skip
         self._rooms: dict[str, _Room] = {}
         self._sessions: dict[str, BrowserSession] = {}
+        self._turn_issued = 0  # TURN credentials handed out (REST, per participant)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._unsubscribe_bridge = bridge.subscribe(self._on_bridge_event)
@@ -143,7 +144,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         return self._sessions.get(participant_id)
 
     def stats(self) -> dict[str, int]:
-        return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions)}
+        return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions),
+                "turn_credentials_issued": self._turn_issued}
 
     def sources_changed(self, room: str) -> None:
         """Another participant's sources came or went (a phone caller's, from
@@ -198,7 +200,9 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         policy = self.gate.policy(name).as_json() if self.gate.policies is not None else None
         ice = self.settings.ice_servers
         if self.settings.ice is not None:
-            ice += self.settings.ice.for_participant(pid, self._clock())
+            issued = self.settings.ice.for_participant(pid, self._clock())
+            self._turn_issued += sum(1 for server in issued if "credential" in server)
+            ice += issued
         self._send(session, p.joined(name, info, others, ice,
                                      self._dial_in(name), room.chat, policy))  # fmt: skip
         if info.moderator and self.lobby.waiting(name):  # else the page's list starts empty

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -46,6 +46,7 @@ GAUGES: Final = (
     ("cluster_rooms_owned", "cluster_rooms_owned", "Rooms this cluster node hosts (claims)"),
     ("cluster_load_permille", "cluster_load_permille",
      "This node's stress figure in thousandths (1000: its nominal capacity)"),
+    ("recordings", "recordings_running", "Recordings and live streams running"),
 )
 COUNTERS: Final = (
     ("phone_rtp_packets_received", "rtp_rx_packets", "RTP packets received from phones"),
@@ -56,6 +57,9 @@ COUNTERS: Final = (
     ("bridge_packets_sent", "bridge_packets_sent", "Packets sent by the bridge to browsers"),
     ("mix_ticks", "mix_ticks", "Mixer ticks (20 ms)"),
     ("mix_ticks_late", "mix_ticks_late", "Mixer ticks that ran late"),
+    ("turn_credentials_issued", "turn_credentials_issued",
+     "TURN credentials handed out to browsers (one per TURN server list a joining browser "
+     "gets)"),
     ("http_refused", "http_refused", "HTTP connections refused (limits)"),
 )
 
@@ -93,6 +97,9 @@ class StatsCollector(Collector):
 def _registry(stats: StatsSource, expiry: ExpirySource | None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(stats, expiry))
+    # process_cpu_seconds_total, memory, open files: with the packet counters, the cost per
+    # forwarded packet is rate(process_cpu_seconds_total) / rate(bridge_packets_sent)
+    ProcessCollector(registry=registry)
     return registry
 
 

@@ -200,7 +200,8 @@ async def test_leave_tells_the_others_and_turns_their_m_lines_inactive() -> None
     await w.answer(c, cc, CAM)
     await settle()
     assert set(cb.last("offer")["tracks"]) == {"r1", "r2"}
-    assert w.meetings.stats() == {"meeting_rooms": 1, "browsers": 2}
+    assert w.meetings.stats() == {"meeting_rooms": 1, "browsers": 2,
+                                 "turn_credentials_issued": 0}
 
 
 async def test_leave_is_idempotent_and_the_last_browser_ends_the_room_state() -> None:
@@ -210,7 +211,8 @@ async def test_leave_is_idempotent_and_the_last_browser_ends_the_room_state() ->
     w.meetings.leave(a)
     await settle()
     assert w.bridge.expired == [("standup", a)]
-    assert w.meetings.stats() == {"meeting_rooms": 0, "browsers": 0}
+    assert w.meetings.stats() == {"meeting_rooms": 0, "browsers": 0,
+                                 "turn_credentials_issued": 0}
     assert w.focus.stats()["participants"] == 0
     with pytest.raises(p.ProtocolError) as info:
         await w.send(a, {"type": "ping"})
@@ -494,6 +496,7 @@ async def test_each_browser_gets_its_own_turn_credentials() -> None:
     assert turn_a["credential"] != turn_b["credential"]
     assert turn_a["urls"] == ["turns:turn.example.org:5349?transport=tcp"]
     assert "shared-secret" not in repr(ca.messages) + repr(cb.messages)
+    assert w.meetings.stats()["turn_credentials_issued"] == 2  # /metrics counts them
 
 
 async def test_ping_stats_and_close() -> None:
