@@ -137,6 +137,9 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         self._reaction_buckets: dict[str, ReactionBucket] = {}  # focus/meeting_social.py
         self._unsubscribe_lobby = self.lobby.subscribe(None, self._on_lobby_event)
         self.recording_control: RecordingControl | None = None  # set by the composition root
+        # A phone caller sent back to the lobby by a moderator: the gateway's (set by the
+        # composition root); (participant id, moderator's id) -> whether it could.
+        self.phone_send_back: Callable[[str, str], bool] | None = None
 
     # -- the public surface ----------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,15 +187,22 @@ class LobbyActions:
         except Forbidden as exc:
             raise p.ProtocolError("forbidden", str(exc), msg.TYPE) from None
 
+    phone_send_back: Callable[[str, str], bool] | None
+
     def _send_back(self, moderator: BrowserSession, target_id: str) -> None:
         info = self.focus.get(target_id)
         if info.room != moderator.room:
             raise UnknownParticipant(target_id)
-        target = self._sessions.get(target_id)
-        if target is None or info.kind != "browser":
-            raise Forbidden("phone callers cannot be sent to the lobby yet")
         if info.host or target_id == moderator.participant_id:
             raise Forbidden("a host cannot be sent to the lobby")
+        if info.kind == "phone":  # the gateway moves its caller (gateway/call_policy.py)
+            hook = self.phone_send_back
+            if hook is None or not hook(target_id, moderator.participant_id):
+                raise Forbidden("this caller cannot be sent to the lobby")
+            return
+        target = self._sessions.get(target_id)
+        if target is None or info.kind != "browser":
+            raise Forbidden("only browsers and phone callers can be sent to the lobby")
         assert isinstance(target.join, p.Join)
         log.info("participant %s: sent back to the lobby by %s", target_id,
                  moderator.participant_id)  # fmt: skip

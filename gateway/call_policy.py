@@ -224,6 +224,22 @@ class CallPolicy:
             self._spawn(self._toggle_lock(call, room, self.gate))
         return True
 
+    def send_back_to_lobby(self, participant_id: str, by: str) -> bool:
+        """A moderator sends a caller in a room back to its lobby (Meetings' `send-back`):
+        out of the room, waiting again with the music, in the knocking list until let in
+        (then back as `admitted`) or denied. False when there is no such caller here."""
+        call = self.rooms.by_participant.get(participant_id)
+        if call is None or call.room is None or call.state is not CallState.ROOM or \
+                self.phone_lobby is None or call.leg_id not in self.mixer:  # fmt: skip
+            return False
+        room = call.room
+        name = str(call.extra.get("lobby_name") or call.name or "Phone caller")
+        log.info("call %s: sent back to the lobby of %s by %s", call.call_id, room, by)
+        self.rooms.leave(call, "lobby", by=by)
+        self.phone_lobby.wait(call, room, "moderator", name, self._time(), "moved_to_lobby")
+        self._flush()
+        return True
+
     async def _toggle_recording(self, call: PhoneCall, room: str, pid: str) -> None:
         """A host's '*3': start recording the room, or stop it. Everyone in the room hears
         the change (the recorder tells the composition root, which tells the callers);

@@ -144,8 +144,9 @@ class PhoneRooms:
         call.session.on_audio_packet = (
             caller.on_phone_packet if passthrough and caller is not None else None)
 
-    def leave(self, call: PhoneCall, reason: str) -> None:
-        """The call leaves its room (hung up, timed out, removed); the focus hears why."""
+    def leave(self, call: PhoneCall, reason: str, by: str | None = None) -> None:
+        """The call leaves its room (hung up, timed out, removed, sent to the lobby by
+        ``by``); the focus hears why."""
         room = call.room
         if call.participant_id is not None:
             pid, call.participant_id = call.participant_id, None
@@ -161,7 +162,7 @@ class PhoneRooms:
                     call.session.on_audio_packet = None
             if call.leg_id in self.mixer:
                 self.mixer.move_leg(call.leg_id, None)
-            self.focus.leave(pid, roster_reason(reason))
+            self.focus.leave(pid, roster_reason(reason), by=by)
         if room is not None and room not in self.calls:
             unsubscribe = self._unsubscribe.pop(room, None)
             if unsubscribe is not None:
@@ -229,7 +230,7 @@ class PhoneRooms:
 
 def roster_reason(reason: str) -> str:
     """Why a caller left, in the words of docs/signaling.md's participant-left."""
-    if reason in ("kicked", "timeout"):
+    if reason in ("kicked", "timeout", "lobby"):
         return reason
     if reason == "media timeout":
         return "timeout"

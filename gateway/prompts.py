@@ -63,6 +63,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "recording_on": "This meeting is now being recorded.",
     "recording_off": "This meeting is no longer being recorded.",
     "recording_failed": "The recording could not start.",
+    "moved_to_lobby": "The host moved you to the lobby.",
 }
 PROMPT_NAMES: tuple[str, ...] = tuple(PROMPT_TEXTS)
 

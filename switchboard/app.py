@@ -143,6 +143,7 @@ class Server:
             self.bridge.connect_local, on_change=self._recording_changed,
         )  # fmt: skip
         self.meetings.recording_control = self.recordings
+        self.meetings.phone_send_back = self.gateway.send_back_to_lobby  # a moderator's send-back
         self.gateway.recording_switch = self.recordings  # a host caller's *3
         if self.cluster is not None:  # phone legs weigh on the stress figure twice
             self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))

@@ -115,3 +115,48 @@ def test_a_caller_knocks_on_the_page_is_admitted_another_is_denied(
     assert " DEBUG " in logged
     for secret in (PIN, token):
         assert secret not in logged, "a PIN or token is in the server's log"
+
+
+def test_a_caller_is_sent_back_to_the_lobby_from_the_page_and_let_in_again(
+        crowd: Any, module_switchboard: Any, phones: PhoneBank,
+        tmp_path: Path) -> None:  # fmt: skip
+    server = module_switchboard
+    room, pin = "phone-sendback", "61829306"
+    server.api("POST", "/api/rooms", {"name": room, "pin": pin, "lobby": False})
+    claims = {"room": room, "exp": int(time.time()) + 600,
+              "context": {"user": {"name": "Host", "moderator": True}}}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    mic = ph.fake_mic_wav(tmp_path / "host.wav", HOST_HZ)
+    _, page = crowd.open(f"{room}?jwt={token}", audio_file=mic)
+    join_meeting(page, "Host")
+    people_panel(page)
+    caller = phones.add("15557012", 400.0)
+    ph.dial_in(server, [caller], pin)
+    deadline = time.monotonic() + 15.0
+    while len(ph.api_participants(server, room)) < 2:
+        assert time.monotonic() < deadline, "the caller is not in the room"
+        page.wait_for_timeout(100)
+    (pid,) = [p for p, v in ph.api_participants(server, room).items() if v["kind"] == "phone"]
+    move = page.locator(f"#people-list [data-participant='{pid}'] [data-action='send-back']")
+    expect(move).to_be_visible(timeout=10_000)
+    move.click()
+    entry = page.locator("#lobby-list .lobby-entry")
+    expect(entry).to_have_count(1, timeout=10_000)
+    (waiting,) = server.api("GET", f"/api/rooms/{room}/lobby")
+    assert waiting["kind"] == "phone", waiting
+    assert pid not in ph.api_participants(server, room)
+    caller.sip.poll(2.5)  # "the host moved you to the lobby", then the music
+    heard, rate = caller.heard(2.0)
+    assert audio.rms(heard) > 0.005, f"silence in the lobby: {audio.analyse(heard, rate)}"
+    entry.locator("[data-action=admit]").click()
+    deadline = time.monotonic() + 15.0
+    while waiting["id"] not in ph.api_participants(server, room):
+        assert time.monotonic() < deadline, "the caller is not let in again"
+        page.wait_for_timeout(100)
+    caller.sip.poll(6.0)  # "you are now in the meeting", then the room
+    samples, rate = caller.heard(1.5)
+    power = ph.bands(samples, rate, [HOST_HZ, CONTROL_HZ])
+    desc = ph.describe(samples, rate, [HOST_HZ, CONTROL_HZ])
+    assert power[HOST_HZ] > MIN_POWER and power[HOST_HZ] > 20 * power[CONTROL_HZ], desc
+    caller.hangup()
+    page.close()

@@ -210,6 +210,22 @@ async def test_send_back_to_the_lobby_and_admit_again() -> None:
     assert len(gconn.of("joined")) == 2 and w.focus.get(guest).name == "Guest"
 
 
+async def test_a_phone_caller_is_sent_back_through_the_gateway() -> None:
+    w = World(RoomPolicy(lobby=False))
+    host, _ = await w.join("Host", token=token())
+    caller = w.focus.join("standup", "phone", "+1 555 ***0100").id
+    asked: list[tuple[str, str]] = []
+    with pytest.raises(p.ProtocolError) as info:  # no gateway here: refused, said why
+        await w.send(host, {"type": "lobby", "action": "send-back", "target": caller})
+    assert info.value.code == "forbidden"
+    w.meetings.phone_send_back = lambda pid, by: asked.append((pid, by)) is None
+    await w.send(host, {"type": "lobby", "action": "send-back", "target": caller})
+    assert asked == [(caller, host)]
+    w.meetings.phone_send_back = lambda pid, by: False  # the gateway has no such caller
+    with pytest.raises(p.ProtocolError):
+        await w.send(host, {"type": "lobby", "action": "send-back", "target": caller})
+
+
 async def test_leaving_the_lobby_and_the_api_deciding() -> None:
     w = World(RoomPolicy(lobby=True))
     _host, hconn = await w.join("Host", token=token())

@@ -57,6 +57,15 @@ class FakeRooms:
     def __init__(self, focus: Focus) -> None:
         self.focus = focus
         self.joins: list[dict[str, Any]] = []
+        self.by_participant: dict[str, PhoneCall] = {}
+        self.left: list[tuple[str, str, str | None]] = []
+
+    def leave(self, call: PhoneCall, reason: str, by: str | None = None) -> None:
+        assert call.participant_id is not None
+        self.by_participant.pop(call.participant_id, None)
+        self.focus.leave(call.participant_id, reason, by=by)
+        self.left.append((call.call_id, reason, by))
+        call.participant_id = None
 
     def join(self, call: PhoneCall, room: str, *, participant_id: str | None = None,
              host: bool = False, open_room: bool | None = None,
@@ -64,6 +73,7 @@ class FakeRooms:
         info = self.focus.join(room, "phone", call.name, participant_id=participant_id,
                                host=host, open_room=open_room)  # fmt: skip
         call.participant_id, call.room = info.id, room
+        self.by_participant[info.id] = call
         call.set_state(CallState.ROOM)
         self.joins.append({"call": call.call_id, "id": info.id, "host": host,
                            "greeting": greeting})  # fmt: skip
@@ -265,6 +275,30 @@ async def test_host_keys_admit_everyone_and_lock(store: Store) -> None:
     await policy.settle()
     assert lobby_on(store) is True
     assert policy.fake_mixer.overlays["leg1"][-1] == "room_locked"
+
+
+async def test_a_moderator_sends_a_caller_back_to_the_lobby_and_lets_it_in_again(
+        store: Store) -> None:
+    store.create_room("standup", PIN, host_pin=HOST_PIN, lobby=False)
+    policy = Policy(store)
+    host, guest = policy.call(1), policy.call(2)
+    policy.key(host, HOST_PIN + "#")
+    policy.prompt_ends(host)
+    policy.key(guest, PIN + "#")
+    policy.prompt_ends(guest)
+    pid, host_pid = guest.participant_id, host.participant_id
+    assert pid is not None and host_pid is not None
+    assert not policy.send_back_to_lobby("p-nobody", host_pid)
+    assert policy.send_back_to_lobby(pid, host_pid)
+    assert policy.fake_rooms.left == [("call-2", "lobby", host_pid)]
+    assert [p.id for p in policy.focus.participants("standup")] == [host_pid]
+    (waiting,) = policy.lobby.waiting("standup")
+    assert waiting.kind == "phone" and guest.state is CallState.JOINING
+    assert policy.fake_mixer.prompts["leg2"][-1] == "moved_to_lobby"
+    assert not policy.send_back_to_lobby(pid, host_pid)  # not in the room any more
+    policy.lobby.admit("standup", waiting.id, host_pid)
+    assert guest.state is CallState.ROOM and guest.participant_id == waiting.id
+    assert policy.fake_rooms.joins[-1]["greeting"] == "admitted"
 
 
 class FakeRecorder:

@@ -414,7 +414,8 @@ async def test_open_skips_ports_taken_by_others() -> None:
         blocker.close()
     else:
         pytest.fail("no free port pair next to an ephemeral port in 50 tries")
-    alloc = PortAllocator(low, low + 3, quarantine=0)   # the busy pair and low + 2
+    # the busy pair and low + 2; a refused port is held back (quarantine), not drawn again
+    alloc = PortAllocator(low, low + 3, quarantine=1)
     s = RtpSession("call-busy", alloc, HOST, sip_host=HOST)
     try:
         await s.open()

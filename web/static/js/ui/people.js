@@ -43,7 +43,9 @@ export function renderPeople(list, { participants, selfId, moderator, onMute, on
         'aria-label': micOff ? `${p.name} is muted` : `Mute ${p.name}`,
         'data-tooltip': micOff ? 'Muted' : 'Mute', onclick: () => onMute(p),
       }, icon(micOff ? 'mic-off' : 'mic', micOff ? 'icon off' : 'icon')));
-      if (onSendBack && p.kind !== 'phone' && p.role !== 'moderator') {
+      // a phone caller too, once in the meeting (not a callee still ringing)
+      const inMeeting = p.kind !== 'phone' || !p.state || p.state === 'in-meeting';
+      if (onSendBack && inMeeting && p.role !== 'moderator') {
         icons.push(h('button', {
           class: 'icon-btn', type: 'button', 'aria-label': `Move ${p.name} to the lobby`,
           'data-tooltip': 'Move to lobby', 'data-action': 'send-back', onclick: () => onSendBack(p),
