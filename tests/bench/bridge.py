@@ -292,32 +292,12 @@ def measure_join(workdir: Path, *, budget_s: float = 150.0, joins: int = 5) -> F
     missing = [p for p in ("unshare", "bash", "/usr/bin/chromium") if shutil.which(p) is None]
     if missing:
         return Figure(title, "not measured", goal, f"{how}; missing {', '.join(missing)}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / "join.json"
-    out.unlink(missing_ok=True)
-    inner = (f"ip link set lo up && exec {shlex.quote(sys.executable)} -m tests.bench.bridge "
-             f"join-browser --out {shlex.quote(str(out))} --joins {joins} "
-             f"--workdir {shlex.quote(str(workdir))} --budget {budget_s - 20:.0f}")
-    argv = ["unshare", "-n", "bash", "-c", inner]
-    if shutil.which("taskset"):  # unpinned: this process (and so its children) is on core 1
-        argv = ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}", *argv]
-    proc = procs.start_process(argv, name="join-browser", log_dir=workdir, timeout_s=budget_s,
-                               cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        proc.wait(timeout=budget_s + 10)
-    except subprocess.TimeoutExpired:
-        log.warning("join-browser overran its budget")
-    finally:
-        proc.stop()
-    if not out.exists():
-        return Figure(title, "not measured", goal,
-                      f"{how}; error: no result: {proc.log_tail(8)}"[:900])
-    result = json.loads(out.read_text())
-    times = [t for t in result.get("first_audio_ms", []) if t is not None]
-    if not times:
-        return Figure(title, "not measured", goal,
-                      f"{how}; error: {result.get('error') or 'no join heard audio'}"[:900],
-                      details=result)
+    result, times, error = run_join_child("tests.bench.bridge", "join-browser", "join.json",
+                                          workdir, joins, budget_s)
+    if error:
+        return Figure(title, "not measured", goal, f"{how}; error: {error}"[:900],
+                      details=result or {})
+    assert result is not None
     median = statistics.median(times)
     breakdown = result.get("breakdown", [])
 
@@ -422,6 +402,37 @@ def main() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     join_browser(args.out, args.joins, args.workdir, args.budget)
 
+
+
+def run_join_child(module: str, name: str, out_name: str, workdir: Path, joins: int,
+                   budget_s: float) -> tuple[dict[str, Any] | None, list[float], str]:
+    """Run `python -m MODULE join-browser` in `unshare -n` (a loopback-only namespace; the
+    child builds whatever it needs in there), on every core; its JSON result, the joins'
+    times to first audio, and an error ("" when there are times)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / out_name
+    out.unlink(missing_ok=True)
+    inner = (f"ip link set lo up && exec {shlex.quote(sys.executable)} -m {module} "
+             f"join-browser --out {shlex.quote(str(out))} --joins {joins} "
+             f"--workdir {shlex.quote(str(workdir))} --budget {budget_s - 20:.0f}")
+    argv = ["unshare", "-n", "bash", "-c", inner]
+    if shutil.which("taskset"):  # unpinned: this process (and so its children) is on core 1
+        argv = ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}", *argv]
+    proc = procs.start_process(argv, name=name, log_dir=workdir, timeout_s=budget_s,
+                               cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        proc.wait(timeout=budget_s + 10)
+    except subprocess.TimeoutExpired:
+        log.warning("%s overran its budget", name)
+    finally:
+        proc.stop()
+    if not out.exists():
+        return None, [], f"no result: {proc.log_tail(8)}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    times = [t for t in result.get("first_audio_ms", []) if t is not None]
+    if not times:
+        return result, [], str(result.get("error") or "no join heard audio")
+    return result, times, ""
 
 if __name__ == "__main__":
     main()

@@ -21,19 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import secrets
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .bridge import _JOIN_JS, _machine
-from .common import REPO, Figure, procs
+from .bridge import _JOIN_JS, _machine, run_join_child
+from .common import REPO, Figure
 
 log = logging.getLogger("bench.https_join")
 
@@ -58,32 +55,12 @@ def measure_https_join(workdir: Path, *, budget_s: float = 200.0, joins: int = 1
                if shutil.which(p) is None]  # fmt: skip
     if missing:
         return Figure(title, "not measured", goal, f"{how}; missing {', '.join(missing)}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / "https-join.json"
-    out.unlink(missing_ok=True)
-    inner = (f"ip link set lo up && exec {shlex.quote(sys.executable)} -m tests.bench.https_join "
-             f"join-browser --out {shlex.quote(str(out))} --joins {joins} "
-             f"--workdir {shlex.quote(str(workdir))} --budget {budget_s - 20:.0f}")
-    argv = ["unshare", "-n", "bash", "-c", inner]
-    if shutil.which("taskset"):  # unpinned: this process (and so its children) is on core 1
-        argv = ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}", *argv]
-    proc = procs.start_process(argv, name="https-join", log_dir=workdir, timeout_s=budget_s,
-                               cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        proc.wait(timeout=budget_s + 10)
-    except subprocess.TimeoutExpired:
-        log.warning("https-join overran its budget")
-    finally:
-        proc.stop()
-    if not out.exists():
-        return Figure(title, "not measured", goal,
-                      f"{how}; error: no result: {proc.log_tail(8)}"[:900])
-    result = json.loads(out.read_text())
-    times = [t for t in result.get("first_audio_ms", []) if t is not None]
-    if not times:
-        return Figure(title, "not measured", goal,
-                      f"{how}; error: {result.get('error') or 'no join heard audio'}"[:900],
-                      details=result)
+    result, times, error = run_join_child("tests.bench.https_join", "https-join",
+                                          "https-join.json", workdir, joins, budget_s)
+    if error:
+        return Figure(title, "not measured", goal, f"{how}; error: {error}"[:900],
+                      details=result or {})
+    assert result is not None
     loads = [t for t in result.get("page_load_ms", []) if t is not None]
     measured = (f"{statistics.median(times):.0f} ms median, worst {max(times):.0f} ms over "
                 f"{len(times)} joins (best {min(times):.0f})")
