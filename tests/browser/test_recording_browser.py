@@ -58,30 +58,9 @@ def _decode(path: Path, stream: int) -> np.ndarray:
     return ffmedia.decode_audio(path, stream, RATE)
 
 
-def _without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:
-    """The signal with everyone's tones (and their neighbourhood) cut out."""
-    spectrum = np.fft.rfft(samples)
-    hz = np.fft.rfftfreq(samples.size, 1 / rate)
-    for tone in (500.0, 900.0, 1300.0, 1700.0):
-        spectrum[np.abs(hz - tone) < width] = 0
-    return np.fft.irfft(spectrum, samples.size)
-
-
 def _prompt_score(heard: np.ndarray, name: str) -> float:
-    """Normalised cross-correlation peak of a shipped prompt (its first 1.5 s) in `heard`,
-    everyone's tones cut out of both."""
-    prompt, _ = audio.read_wav(PROMPTS / f"{name}.wav")
-    prompt = _without_tones(prompt[:12000])
-    heard = _without_tones(heard)
-    if heard.size < prompt.size:
-        return 0.0
-    n = 1 << int(np.ceil(np.log2(heard.size + prompt.size)))
-    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(prompt, n)), n)
-    corr = corr[: heard.size - prompt.size + 1]
-    power = np.concatenate(([0.0], np.cumsum(heard ** 2)))
-    energy = power[prompt.size:] - power[:-prompt.size]  # each window's energy
-    return float((np.abs(corr) / (np.sqrt(np.maximum(energy, 1e-12))
-                                  * np.linalg.norm(prompt))).max())
+    """How clearly a shipped prompt is in what a phone heard (everyone's tones cut out)."""
+    return audio.prompt_score(heard, PROMPTS / f"{name}.wav", (500.0, 900.0, 1300.0, 1700.0))
 
 
 def _join(crowd: Any, tmp_path: Path, room: str, name: str, hz: int) -> Member:

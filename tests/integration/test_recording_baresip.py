@@ -47,30 +47,9 @@ ffprobe_streams = ffmedia.streams
 decode = ffmedia.decode_audio
 
 
-def without_tones(samples: np.ndarray, rate: int = 8000, width: float = 40.0) -> np.ndarray:
-    """The signal with the phones' tones (and their neighbourhood) cut out."""
-    spectrum = np.fft.rfft(samples)
-    hz = np.fft.rfftfreq(samples.size, 1 / rate)
-    for tone in TONES:
-        spectrum[np.abs(hz - tone) < width] = 0
-    return np.fft.irfft(spectrum, samples.size)
-
-
 def prompt_score(heard: np.ndarray, name: str) -> float:
-    """Normalised cross-correlation peak of a shipped prompt (8 kHz) in what a phone heard,
-    the other phone's tone cut out of both."""
-    prompt, _ = audio.read_wav(PROMPTS / f"{name}.wav")
-    prompt = without_tones(prompt[:12000])  # its first 1.5 s
-    heard = without_tones(heard)
-    if heard.size < prompt.size:
-        return 0.0
-    n = 1 << int(np.ceil(np.log2(heard.size + prompt.size)))
-    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(prompt, n)), n)
-    corr = corr[: heard.size - prompt.size + 1]
-    power = np.concatenate(([0.0], np.cumsum(heard ** 2)))
-    energy = power[prompt.size:] - power[:-prompt.size]  # each window's energy
-    score = np.abs(corr) / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(prompt))
-    return float(score.max())
+    """How clearly a shipped prompt is in what a phone heard (everyone's tones cut out)."""
+    return audio.prompt_score(heard, PROMPTS / f"{name}.wav", TONES)
 
 
 def wait_state(server: SwitchboardServer, rid: str, state: str, timeout: float = 20) -> dict:

@@ -329,3 +329,31 @@ def hears_tone(samples: Samples, rate: int, freq: float, *, min_ratio: float = 0
 def hears_tone_in_file(path: Path, freq: float, **kwargs: float) -> bool:
     samples, rate = read_wav(path)
     return hears_tone(samples, rate, freq, **kwargs)
+
+
+def without_tones(samples: Samples, tones: Iterable[float], *, rate: int = 8000,
+                  width: float = 40.0) -> Samples:
+    """The signal with the given tones (and their neighbourhood) cut out of its spectrum."""
+    spectrum = np.fft.rfft(samples)
+    hz = np.fft.rfftfreq(samples.size, 1 / rate)
+    for freq in tones:
+        spectrum[np.abs(hz - freq) < width] = 0
+    return np.fft.irfft(spectrum, samples.size)
+
+
+def prompt_score(heard: Samples, prompt_wav: Path, tones: Iterable[float] = ()) -> float:
+    """Normalised cross-correlation peak of a prompt (an 8 kHz WAV, its first 1.5 s) in what
+    a phone heard (8 kHz), the given tones cut out of both: near 1 when it was heard."""
+    tones = tuple(tones)
+    prompt, _ = read_wav(prompt_wav)
+    prompt = without_tones(prompt[:12000], tones)
+    heard = without_tones(heard, tones)
+    if heard.size < prompt.size:
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(heard.size + prompt.size)))
+    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(prompt, n)), n)
+    corr = corr[: heard.size - prompt.size + 1]
+    power = np.concatenate(([0.0], np.cumsum(heard ** 2)))
+    energy = power[prompt.size:] - power[:-prompt.size]  # each window's energy
+    score = np.abs(corr) / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(prompt))
+    return float(score.max())
