@@ -237,6 +237,8 @@ class ClusterNode:
         the node a new room would go to. ClusterUnavailable when there is none."""
         try:
             beat = await self._live_owner(room)
+            if beat is None and drain_target(self.view.values(), self.now, self.id) is None:
+                self.view = await self._read_beats()  # a node may have started since the beat
         except RedisError as exc:
             self._lost(exc)
             raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
