@@ -13,6 +13,11 @@ nodes: Redis's own TIME) and plain data; cluster/node.py feeds them what Redis h
 - A node gives a claim back when the room ends (people were here and none are left), and a
   claim nobody has used yet (a room just taken over, whose browsers are on their way back)
   after RELEASE_AFTER seconds.
+- A draining node takes no new room (its beat says `accepting: false`, so `choose_node`
+  skips it; a browser that arrives for a room it does not host is sent to the room's live
+  owner, else to `drain_target`). It gives back each claim whose room is empty here at once
+  (`drain_plan`); when the drain is forced, it also moves every room with people to the
+  least stressed other node (`drain_moves`: spread, each room weighing its people).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["CAPACITY", "DEAD_AFTER", "HEARTBEAT", "JOIN_WINDOW", "RELEASE_AFTER", "Claims",
-           "JoinWindow", "NodeBeat", "Owner", "alive_nodes", "choose_node", "orphans",
-           "stress"]
+           "DrainOrder", "JoinWindow", "NodeBeat", "Owner", "alive_nodes", "choose_node",
+           "drain_moves", "drain_plan", "drain_target", "orphans", "stress"]
 
 HEARTBEAT = 1.0
 DEAD_AFTER = 3.0
@@ -101,6 +106,58 @@ def choose_node(beats: Iterable[NodeBeat], now: float) -> NodeBeat | None:
     if not candidates:
         return None
     return min(candidates, key=lambda b: (b.load, b.id))
+
+
+def drain_target(beats: Iterable[NodeBeat], now: float, exclude: str) -> NodeBeat | None:
+    """Where a draining node `exclude` sends a new room: the least stressed other live node
+    that takes rooms; None when there is none."""
+    return choose_node((b for b in beats if b.id != exclude), now)
+
+
+@dataclass(frozen=True, slots=True)
+class DrainOrder:
+    """An operator's order to drain a node (`switchboard:draining` in Redis): its rooms
+    move when they become empty, or at once when `force`."""
+
+    force: bool = False
+
+    def encode(self) -> str:
+        return "force" if self.force else "drain"
+
+    @classmethod
+    def decode(cls, text: str | bytes | None) -> DrainOrder | None:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        if text not in ("drain", "force"):
+            return None  # none (or unreadable): not draining
+        return cls(force=text == "force")
+
+
+def drain_plan(claimed: Iterable[str], live_rooms: Iterable[str], *,
+               force: bool) -> tuple[list[str], list[str]]:
+    """A draining node's claims: (to give back now: rooms nobody is in here, so the next
+    join places them elsewhere; to move now: rooms with people here, when forced)."""
+    live = set(live_rooms)
+    claims = sorted(set(claimed))
+    release = [room for room in claims if room not in live]
+    move = [room for room in claims if room in live] if force else []
+    return release, move
+
+
+def drain_moves(rooms: Mapping[str, int], beats: Iterable[NodeBeat], now: float,
+                exclude: str) -> dict[str, str]:
+    """{room: node} for a forced drain of `exclude`: each room (largest first) to the least
+    stressed other live node that takes rooms, counting the people already sent there; {}
+    when no node can take them."""
+    loads = {b.id: b.load for b in alive_nodes(beats, now) if b.accepting and b.id != exclude}
+    out: dict[str, str] = {}
+    if not loads:
+        return out
+    for room in sorted(rooms, key=lambda r: (-rooms[r], r)):
+        node = min(loads, key=lambda n: (loads[n], n))
+        out[room] = node
+        loads[node] += max(1, rooms[room]) / CAPACITY
+    return out
 
 
 def orphans(room_map: Mapping[str, Owner], beats: Iterable[NodeBeat], now: float) -> list[str]:

@@ -10,9 +10,17 @@ Keys (one Redis, not Redis Cluster: the claim script reads a key it is not given
   one node at a time; the release script deletes it only for the same owner and token, so a
   node whose claim was taken over cannot release the new owner's.
 - Channel `switchboard:events`: JSON messages between nodes ({"kind", "from", ...}): store
-  changes ("store-changed") and commands ("release" a room). Messages sent while a node was
+  changes ("store-changed") and commands ("release" a room, "drain" to look at the drain
+  orders now). Messages sent while a node was
   disconnected are lost: every tick re-reads the registry and the map, and after a reconnect
   the node checks each of its claims (re-claiming those Redis lost).
+
+- `switchboard:draining` (hash): node -> "drain" | "force", the operators' drain orders
+  (`drain()`; read by the node at each beat, so an order survives lost messages and a
+  restart). A draining node beats `accepting: false`, gives back its empty rooms, and when
+  forced moves its other rooms to the least stressed other node (the move script changes
+  the owner only if this node's claim is still the one in the map) and sends its browsers
+  there (`on_lost_room`). The receiving node adopts entries in its name at its next beat.
 
 A node that cannot reach Redis takes no new room (`place` refuses, logged as an error once
 per outage) and keeps its running conferences; it retries every HEARTBEAT.
@@ -40,14 +48,19 @@ from cluster.logic import (
     DEAD_AFTER,
     HEARTBEAT,
     Claims,
+    DrainOrder,
     JoinWindow,
     NodeBeat,
     Owner,
     alive_nodes,
     choose_node,
+    drain_moves,
+    drain_plan,
+    drain_target,
     orphans,
     stress,
 )
+from cluster.redis_io import CLAIM, MOVE, RELEASE, beat_of, redact, text_of
 from focus.session import CLOSE_TRY_LATER, JoinRefused
 
 __all__ = ["PREFIX", "ClusterNode", "ClusterSettings", "ClusterUnavailable", "Placement",
@@ -57,29 +70,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "switchboard:"
 CHANNEL = PREFIX + "events"
+DRAINING = PREFIX + "draining"
 FORGET_AFTER = 3600.0  # a dead node leaves the list after an hour
-
-_CLAIM = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local owner = string.match(cur, '^(%S+)')
-  if owner == ARGV[1] then return cur end
-  if redis.call('EXISTS', ARGV[2] .. owner) == 1 then return cur end
-end
-local token = redis.call('INCR', KEYS[2])
-local value = ARGV[1] .. ' ' .. token
-redis.call('SET', KEYS[1], value)
-redis.call('SADD', KEYS[3], ARGV[3])
-return value
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 def default_node_id() -> str:
@@ -124,12 +116,14 @@ class ClusterNode:
             settings.redis_url, decode_responses=True, socket_connect_timeout=1.0,
             socket_timeout=1.5, retry=Retry(NoBackoff(), 0), health_check_interval=5,
         )  # fmt: skip
-        self._claim = self._redis.register_script(_CLAIM)
-        self._release = self._redis.register_script(_RELEASE)
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._move = self._redis.register_script(MOVE)
         self.claims = Claims()
         self.joins = JoinWindow()
         self.connected = False
-        self.accepting = True  # false while draining (a later slice)
+        self.accepting = True  # false while draining
+        self.drain_order: DrainOrder | None = None
         self.view: dict[str, NodeBeat] = {}
         self.room_map: dict[str, Owner] = {}
         self.load = 0.0
@@ -137,6 +131,7 @@ class ClusterNode:
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._notices: set[asyncio.Task[bool]] = set()
+        self._notices_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._outage_logged = False
         self._split: set[str] = set()  # rooms with participants here, owned elsewhere
@@ -146,8 +141,9 @@ class ClusterNode:
 
     async def start(self) -> None:
         log.info("cluster: node %s (public URL %s) on Redis %s", self.id,
-                 self.settings.public_url or "unset", _redact(self.settings.redis_url))
+                 self.settings.public_url or "unset", redact(self.settings.redis_url))
         self.on("release", self._on_release)
+        self.on("drain", self._on_drain)
         self._tasks = [asyncio.create_task(self._beat_loop(), name="cluster-beat"),
                        asyncio.create_task(self._listen_loop(), name="cluster-listen")]
 
@@ -183,7 +179,7 @@ class ClusterNode:
         if room in self.claims.tokens:
             return Placement(self.id, self.settings.public_url, True)
         if not self.accepting:
-            raise ClusterUnavailable("this node is draining")
+            return await self._elsewhere(room)
         try:
             owner = await self._try_claim(room)
         except RedisError as exc:
@@ -211,19 +207,70 @@ class ClusterNode:
 
     async def owner_url(self, room: str) -> str | None:
         """The public URL of the live node hosting `room` when that is not this node (and it
-        has one); None otherwise, or when Redis cannot say (the page then opens here)."""
+        has one), or for a draining node where a new room would go; None otherwise, or when
+        Redis cannot say (the page then opens here)."""
         if not self.connected or room in self.claims.tokens:
             return None
-        try:
-            owner = Owner.decode(await self._redis.get(PREFIX + "room:" + room))
-            if owner is None or owner.node == self.id:
+        if not self.accepting:
+            try:
+                where = await self._elsewhere(room)
+            except ClusterUnavailable:
                 return None
-            text = await self._redis.get(PREFIX + "node:" + owner.node)
+            return None if where.here else (where.public_url or None)
+        try:
+            beat = await self._live_owner(room)
         except RedisError as exc:
             self._lost(exc)
             return None
-        beat = _beat(_text(text)) if text else None  # no key: the owner is dead
         return (beat.public_url or None) if beat is not None else None
+
+    async def _live_owner(self, room: str) -> NodeBeat | None:
+        """The live node (its beat) that hosts `room` when that is not this node."""
+        owner = Owner.decode(await self._redis.get(PREFIX + "room:" + room))
+        if owner is None or owner.node == self.id:
+            return None
+        text = await self._redis.get(PREFIX + "node:" + owner.node)
+        return beat_of(text_of(text)) if text else None  # no key: the owner is dead
+
+    async def _elsewhere(self, room: str) -> Placement:
+        """A draining node asked for a room it does not host: the room's live owner, else
+        the node a new room would go to. ClusterUnavailable when there is none."""
+        try:
+            beat = await self._live_owner(room)
+            if beat is None and drain_target(self.view.values(), self.now, self.id) is None:
+                self.view = await self._read_beats()  # a node may have started since the beat
+        except RedisError as exc:
+            self._lost(exc)
+            raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
+        if beat is None:
+            beat = drain_target(self.view.values(), self.now, self.id)
+        if beat is None:
+            raise ClusterUnavailable("this node is draining and no other node takes rooms")
+        log.info("room %s: node %s is draining: sent to node %s", room, self.id, beat.id)
+        return Placement(beat.id, beat.public_url, False)
+
+    async def drain(self, node: str, *, drain: bool = True,
+                    force: bool = False) -> dict[str, Any]:
+        """An operator's order: drain `node` (force: move its rooms now) or undrain it.
+        LookupError for a node the registry does not know; ClusterUnavailable without
+        Redis. The order is kept in Redis; a "drain" message makes the node look now."""
+        try:
+            if not await self._redis.hexists(PREFIX + "nodes", node):
+                raise LookupError(f"no node {node!r} in the cluster")
+            if drain:
+                await self._redis.hset(DRAINING, node, DrainOrder(force).encode())
+            else:
+                await self._redis.hdel(DRAINING, node)
+        except RedisError as exc:
+            self._lost(exc)
+            raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
+        log.warning("cluster: node %s %s by an operator (through node %s)", node,
+                    ("drained, forced" if force else "drained") if drain else "undrained",
+                    self.id)  # fmt: skip
+        if node == self.id:
+            self._apply_drain(DrainOrder(force) if drain else None)
+        await self.publish("drain", to=node)
+        return {"id": node, "draining": drain, "force": drain and force}
 
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers.setdefault(kind, []).append(handler)
@@ -266,6 +313,7 @@ class ClusterNode:
             now = self.now = await self._time()
             beats = await self._read_beats()
             room_map = await self._read_map()
+            draining = {text_of(k) for k in await self._redis.hkeys(DRAINING)}
         except RedisError as exc:
             self._lost(exc)
             raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
@@ -273,7 +321,7 @@ class ClusterNode:
         for owner in room_map.values():
             counts[owner.node] = counts.get(owner.node, 0) + 1
         nodes = [{"id": b.id, "alive": b.alive(now), "load": b.load,
-                  "rooms": counts.get(b.id, 0)}
+                  "rooms": counts.get(b.id, 0), "draining": b.id in draining}
                  for b in sorted(beats.values(), key=lambda b: b.id)]  # fmt: skip
         return {"nodes": nodes, "rooms": {r: o.node for r, o in sorted(room_map.items())}}
 
@@ -283,6 +331,7 @@ class ClusterNode:
             "cluster_nodes_alive": len(alive_nodes(self.view.values(), self.now)),
             "cluster_rooms_owned": len(self.claims.tokens),
             "cluster_load_permille": int(self.load * 1000),
+            "cluster_draining": int(not self.accepting),
         }
 
     # -- the heartbeat -------------------------------------------------------------------
@@ -309,6 +358,7 @@ class ClusterNode:
             else:
                 log.info("cluster: node %s connected to Redis", self.id)
             await self._resync(now)
+        self._apply_drain(DrainOrder.decode(await self._redis.hget(DRAINING, self.id)))
         live = dict(self._live_rooms())
         self.load = stress(participants=sum(live.values()), legs=self.legs(),
                            rooms=len(live), recent_joins=self.joins.count(now))  # fmt: skip
@@ -328,7 +378,10 @@ class ClusterNode:
                 if self.on_lost_room is not None:
                     self.on_lost_room(room)
         self._split &= set(live)
-        for room in self.claims.to_release(live, now):
+        release = set(self.claims.to_release(live, now))
+        if self.drain_order is not None:  # empty rooms leave a draining node at once
+            release.update(drain_plan(self.claims.tokens, live, force=False)[0])
+        for room in sorted(release):
             await self._give_back(room)
         held = dict(self.claims.tokens)  # a join may claim while the map is read below
         self.view = await self._read_beats()
@@ -341,8 +394,57 @@ class ClusterNode:
                 log.warning("cluster: room %s: this node's claim is gone (%s)", room,
                             f"now node {owner.node}" if owner else "not in the map")
                 self.claims.forget(room)
+        self._adopt(now)
+        if self.drain_order is not None and self.drain_order.force:
+            await self._move_away(live, now)
         await self._take_over(now)
         self.ticks += 1
+
+    def _apply_drain(self, order: DrainOrder | None) -> None:
+        if order != self.drain_order:
+            log.warning("cluster: node %s %s", self.id, "undrained: it takes new rooms again"
+                        if order is None else "draining: it takes no new rooms; its rooms "
+                        + ("move now" if order.force else "move when they become empty"))
+        self.drain_order = order
+        self.accepting = order is None
+
+    def _adopt(self, now: float) -> None:
+        """Entries in this node's name it holds no claim for: moved here by a draining node
+        (held, and given back if nobody comes within RELEASE_AFTER)."""
+        for room, owner in self.room_map.items():
+            if owner.node == self.id and room not in self.claims.tokens:
+                self.claims.claimed(room, owner.token, now)
+                log.info("cluster: room %s moved here (token %d)", room, owner.token)
+
+    async def _move_away(self, live: Mapping[str, int], now: float) -> None:
+        """Forced drain: move each room with people here to another node and send its
+        browsers there (they rejoin here, are told the new host, and go)."""
+        rooms = {r: live.get(r, 0) for r in drain_plan(self.claims.tokens, live, force=True)[1]}
+        if not rooms:
+            return
+        plan = drain_moves(rooms, self.view.values(), now, self.id)
+        if not plan:
+            log.error("cluster: node %s: forced drain, but no other live node takes rooms: "
+                      "its %d rooms stay", self.id, len(rooms))
+            return
+        for room, node in plan.items():
+            token = self.claims.tokens.get(room)
+            if token is None:
+                continue
+            value = await self._move(keys=[PREFIX + "room:" + room, PREFIX + "fence"],
+                                     args=[Owner(self.id, token).encode(), node,
+                                           PREFIX + "node:"])  # fmt: skip
+            self.claims.forget(room)
+            owner = Owner.decode(value)
+            if owner is None:  # taken over meanwhile, or the target died: next beat sees
+                log.warning("cluster: room %s: not moved to node %s", room, node)
+                continue
+            self.room_map[room] = owner
+            self._split.add(room)  # expected: not logged as a split room
+            log.warning("cluster: room %s moved to node %s (forced drain of node %s)", room,
+                        node, self.id)
+            if self.on_lost_room is not None:
+                self.on_lost_room(room)
 
     async def _take_over(self, now: float) -> None:
         lost = orphans(self.room_map, self.view.values(), now)
@@ -403,12 +505,12 @@ class ClusterNode:
 
     async def _read_beats(self) -> dict[str, NodeBeat]:
         stored = await self._redis.hgetall(PREFIX + "nodes")
-        raw = {_text(k): _text(v) for k, v in stored.items()}
+        raw = {text_of(k): text_of(v) for k, v in stored.items()}
         live_keys = await self._redis.mget([PREFIX + "node:" + n for n in raw]) if raw else []
         out: dict[str, NodeBeat] = {}
         stale: list[str] = []
         for (node, text), current in zip(raw.items(), live_keys, strict=True):
-            beat = _beat(_text(current) if current else text)
+            beat = beat_of(text_of(current) if current else text)
             if beat is None:
                 continue
             if current is None and beat.alive(self.now):  # the key expired: dead now
@@ -420,10 +522,11 @@ class ClusterNode:
             out[node] = beat
         if stale:
             await self._redis.hdel(PREFIX + "nodes", *stale)
+            await self._redis.hdel(DRAINING, *stale)
         return out
 
     async def _read_map(self) -> dict[str, Owner]:
-        rooms = sorted(_text(r) for r in await self._redis.smembers(PREFIX + "rooms"))
+        rooms = sorted(text_of(r) for r in await self._redis.smembers(PREFIX + "rooms"))
         if not rooms:
             return {}
         values = await self._redis.mget([PREFIX + "room:" + r for r in rooms])
@@ -479,6 +582,20 @@ class ClusterNode:
                 log.exception("cluster: node %s: handler for %s failed", self.id,
                               message["kind"])
 
+    def _on_drain(self, message: dict[str, Any]) -> None:
+        """A drain order for this node changed: read it now rather than at the next beat."""
+        if message.get("to") != self.id or message.get("from") == self.id:
+            return
+        task = asyncio.get_running_loop().create_task(self._reread_drain())
+        self._notices_tasks.add(task)
+        task.add_done_callback(self._notices_tasks.discard)
+
+    async def _reread_drain(self) -> None:
+        try:
+            self._apply_drain(DrainOrder.decode(await self._redis.hget(DRAINING, self.id)))
+        except RedisError as exc:
+            self._lost(exc)
+
     def _on_release(self, message: dict[str, Any]) -> None:
         """A command: give back `room` if this node owns it and nobody is in it here."""
         room = message.get("room")
@@ -487,28 +604,3 @@ class ClusterNode:
         if room in self.claims.tokens and room not in self._live_rooms():
             task = asyncio.get_running_loop().create_task(self._give_back(room))
             self._tasks.append(task)
-
-
-def _beat(text: str | None) -> NodeBeat | None:
-    try:
-        data = json.loads(text) if text else None
-        if not isinstance(data, dict):
-            return None
-        return NodeBeat(id=str(data["id"]), beat=float(data["beat"]),
-                        load=float(data.get("load", 0.0)), rooms=int(data.get("rooms", 0)),
-                        public_url=str(data.get("public_url", "")),
-                        accepting=bool(data.get("accepting", True)))  # fmt: skip
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _redact(url: str) -> str:
-    """The Redis URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -224,9 +224,10 @@ class Server:
             tokens=self.tokens, lobby=self.lobby, policy_changed=self.policy_changed,
         )  # fmt: skip
         app[RECORDINGS] = self.recordings
-        if self.cluster is not None:
-            add_cluster_route(app, self.cluster.status)
-            app[ROOM_OWNER] = self.cluster.owner_url
+        if (node := self.cluster) is not None:
+            add_cluster_route(app, node.status, lambda n, drain, force: node.drain(
+                n, drain=drain, force=force))
+            app[ROOM_OWNER] = node.owner_url
         add_signaling_routes(app, self.meetings)
         add_metrics_route(app, self._metric_stats, token, self.https.expiry)
         add_page_routes(app)

@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     cstatus = csub.add_parser("status", help="nodes (alive, load, rooms) and the room map")
     _config_arg(cstatus, nested=True)
     cstatus.add_argument("--json", action="store_true", help="GET /api/cluster's JSON")
+    cdrain = csub.add_parser("drain", help="a node takes no new rooms; its rooms move when "
+                             "empty (--force: now, its browsers sent to another node)")
+    _config_arg(cdrain, nested=True)
+    cdrain.add_argument("node_id")
+    cdrain.add_argument("--force", action="store_true", help="move its rooms now")
+    cundrain = csub.add_parser("undrain", help="a drained node takes new rooms again")
+    _config_arg(cundrain, nested=True)
+    cundrain.add_argument("node_id")
 
     numbers = sub.add_parser("numbers", help="manage dial-in numbers")
     _config_arg(numbers)

@@ -34,12 +34,17 @@ from dialplan.store import StoreError
 from focus.conference import UnknownParticipant
 from web.app import CONTEXT, json_error
 
-__all__ = ["CLUSTER_STATUS", "add_api_routes", "add_cluster_route", "number_json", "room_json"]
+__all__ = ["CLUSTER_DRAIN", "CLUSTER_STATUS", "add_api_routes", "add_cluster_route",
+           "number_json", "room_json"]
 
 #: GET /api/cluster's source: {"nodes": [{"id", "alive", "load", "rooms"}], "rooms": {...}},
 #: raising ConnectionError when the cluster cannot be read (cluster/node.py, ClusterUnavailable)
 ClusterStatus = Callable[[], Awaitable[dict[str, object]]]
 CLUSTER_STATUS: web.AppKey[ClusterStatus] = web.AppKey("cluster_status")
+#: POST/DELETE /api/cluster/nodes/{id}/drain: (node, drain, force) -> {"id", "draining",
+#: "force"}, raising LookupError for an unknown node, ConnectionError without Redis
+ClusterDrain = Callable[[str, bool, bool], Awaitable[dict[str, object]]]
+CLUSTER_DRAIN: web.AppKey[ClusterDrain] = web.AppKey("cluster_drain")
 
 log = logging.getLogger(__name__)
 
@@ -329,12 +334,39 @@ async def cluster_status(request: web.Request) -> web.Response:
         return json_error(503, str(exc))
 
 
-def add_cluster_route(app: web.Application, status: ClusterStatus) -> None:
+async def cluster_drain(request: web.Request) -> web.Response:
+    """POST /api/cluster/nodes/{id}/drain {"force": bool} (admin token): the node takes no
+    new rooms, its rooms move when empty (at once when forced); DELETE undrains it. 404 when
+    this server is not a cluster node or the node is unknown, 503 without Redis."""
+    drain = request.app.get(CLUSTER_DRAIN)
+    if drain is None:
+        return json_error(404, "not a cluster node (cluster.redis_url is empty)")
+    node = request.match_info["node"]
+    force = False
+    if request.method == "POST" and await request.read():
+        try:
+            force = bool(_field(await _read_object(request, ("force",)), "force", bool))
+        except BadRequest as exc:
+            return json_error(400, str(exc))
+    try:
+        return web.json_response(await drain(node, request.method == "POST", force))
+    except LookupError:
+        return json_error(404, "no such node in the cluster")
+    except ConnectionError as exc:
+        return json_error(503, str(exc))
+
+
+def add_cluster_route(app: web.Application, status: ClusterStatus,
+                      drain: ClusterDrain | None = None) -> None:
     app[CLUSTER_STATUS] = status
+    if drain is not None:
+        app[CLUSTER_DRAIN] = drain
 
 
 def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/api/cluster", cluster_status)
+    app.router.add_post("/api/cluster/nodes/{node}/drain", cluster_drain)
+    app.router.add_delete("/api/cluster/nodes/{node}/drain", cluster_drain)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/rooms", create_room)
     app.router.add_get("/api/rooms/{name}", get_room)

@@ -46,6 +46,7 @@ GAUGES: Final = (
     ("cluster_rooms_owned", "cluster_rooms_owned", "Rooms this cluster node hosts (claims)"),
     ("cluster_load_permille", "cluster_load_permille",
      "This node's stress figure in thousandths (1000: its nominal capacity)"),
+    ("cluster_draining", "cluster_draining", "1 while this cluster node is drained (no new rooms)"),
     ("recordings", "recordings_running", "Recordings and live streams running"),
 )
 COUNTERS: Final = (

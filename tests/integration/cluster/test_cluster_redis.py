@@ -50,8 +50,10 @@ async def test_a_room_lives_on_one_node_and_the_others_are_told_where(
     assert refused.value.code == "room-elsewhere" and refused.value.message == "http://a"
     await a.admit("standup")  # the owner admits
     status = await b.status()
-    assert status == {"nodes": [{"id": "a", "alive": True, "load": 0.0, "rooms": 1},
-                                {"id": "b", "alive": True, "load": 0.0, "rooms": 0}],
+    assert status == {"nodes": [{"id": "a", "alive": True, "load": 0.0, "rooms": 1,
+                                 "draining": False},
+                                {"id": "b", "alive": True, "load": 0.0, "rooms": 0,
+                                 "draining": False}],
                       "rooms": {"standup": "a"}}
 
 

@@ -75,3 +75,46 @@ async def test_an_unreachable_database_is_a_503_not_a_500(
         resp = await client.get("/api/rooms", headers=AUTH)
         assert resp.status == 503
         assert "database is unavailable" in (await resp.json())["error"]
+
+
+async def test_drain_and_undrain_through_the_api(
+        aiohttp_client: Callable[..., Awaitable[Client]]) -> None:
+    """POST /api/cluster/nodes/{id}/drain {"force": bool} and DELETE: admin token, the
+    node's id and the force flag passed on, 404 for an unknown node, 400 for a bad body."""
+    orders: list[tuple[str, bool, bool]] = []
+
+    async def status() -> dict[str, object]:
+        return STATUS
+
+    async def drain(node: str, drain: bool, force: bool) -> dict[str, object]:
+        if node not in ("a", "b"):
+            raise LookupError(node)
+        orders.append((node, drain, force))
+        return {"id": node, "draining": drain, "force": force}
+
+    with Store(":memory:") as store:
+        app = create_app(store, NoFocus(), admin_token=TOKEN)  # type: ignore[arg-type]
+        add_cluster_route(app, status, drain)
+        client = await aiohttp_client(app)
+        path = "/api/cluster/nodes/a/drain"
+        assert (await client.post(path, json={"force": True})).status == 401
+        assert orders == []
+        resp = await client.post(path, headers=AUTH)  # no body: not forced
+        assert resp.status == 200 and (await resp.json())["draining"] is True
+        resp = await client.post(path, json={"force": True}, headers=AUTH)
+        assert resp.status == 200 and (await resp.json())["force"] is True
+        resp = await client.delete(path, headers=AUTH)
+        assert resp.status == 200 and (await resp.json())["draining"] is False
+        assert orders == [("a", True, False), ("a", True, True), ("a", False, False)]
+        for body in ({"force": "yes"}, {"forse": True}, [True]):
+            assert (await client.post(path, json=body, headers=AUTH)).status == 400
+        assert (await client.post("/api/cluster/nodes/zz/drain", headers=AUTH)).status == 404
+        assert len(orders) == 3
+
+
+async def test_drain_without_a_cluster_is_404(
+        aiohttp_client: Callable[..., Awaitable[Client]]) -> None:
+    with Store(":memory:") as store:
+        client = await _client(aiohttp_client, store, None)
+        resp = await client.post("/api/cluster/nodes/a/drain", headers=AUTH)
+        assert resp.status == 404
