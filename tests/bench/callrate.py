@@ -217,7 +217,11 @@ def search(workdir: Path, setup: Setup, *, against: str = "server", budget_s: fl
         t = start_target(workdir, against=against, extra=setup.extra,
                          name=f"target{restarts}")
         if t.server is not None:
-            setup.prepare(t)
+            try:
+                setup.prepare(t)
+            except BaseException:
+                t.stop()
+                raise
         return t
 
     def step_cost(rate: int) -> float:
@@ -285,8 +289,8 @@ def search(workdir: Path, setup: Setup, *, against: str = "server", budget_s: fl
 
 def _figure(best: Trial | None, first_bad: Trial | None, trials: list[Trial], hi: int,
             duration_s: float, hold_ms: int, against: str, budget: Budget) -> Figure:
-    how = (f"sipp uac on core 1 -> {against} pinned to core 0; INVITE+SDP (X-Room-Name: "
-           f"{ROOM}) -> 200 -> ACK -> {hold_ms} ms hold -> BYE; {duration_s:g} s trials on a "
+    how = (f"sipp uac on core 1 -> {against} pinned to core 0; {PLAIN.call} -> "
+           f"{hold_ms} ms hold -> BYE; {duration_s:g} s trials on a "
            f"rising ladder then bisection; pass = 0 failed calls, sipp exit 0, >=90% of the "
            f"rate held, server healthy with 0 live calls after; 'waited' = time the server was "
            f"runnable while another process held its core (a failure with >="
