@@ -3,10 +3,15 @@ docs/benchmarks.md, and the figure's text naming both."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tests.bench import callrate
-from tests.bench.callrate_digest import DIGEST, PlainFigure, figure, plain_figure
+from tests.bench.callrate_digest import (
+    DIGEST,
+    PASSWORD,
+    USERNAME,
+    PlainFigure,
+    figure,
+    plain_figure,
+)
 from tests.bench.common import REPO, Budget
 
 ROW = ("| Call setup rate, zero failed calls (INVITE, 200, ACK, 1 s hold, BYE; X-Room-Name) | "
@@ -60,12 +65,9 @@ def test_nothing_passed_and_no_plain_row() -> None:
                             "docs/benchmarks.md")
 
 
-def test_the_setup_answers_the_challenge_with_its_inf_fields(tmp_path: Path) -> None:
+def test_the_scenario_answers_the_challenge_with_the_trunks_credentials() -> None:
     xml = (REPO / "tests" / "bench" / "scenarios" / DIGEST.scenario).read_text()
     assert '<recv response="407" auth="true"/>' in xml
-    assert "[authentication username=[field0] password=[field1]]" in xml
+    assert f"[authentication username={USERNAME} password={PASSWORD}]" in xml
     assert "X-Room-Name" not in xml  # the number routes the call
-    inf = callrate.write_inf(tmp_path / "calls.csv", DIGEST.inf_lines)
-    user, password = inf.read_text().splitlines()[1].split(";")
-    assert (user, password) == ("bench", "bench-digest-password")
     assert DIGEST.extra["sip"]["digest_algorithms"] == ["MD5"]  # what sipp 3.6 answers
