@@ -179,7 +179,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         self.inbound = InboundTrunks(
             store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
             realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,
-            default_country=settings.default_country,
+            algorithms=settings.digest_algorithms, default_country=settings.default_country,
         )  # fmt: skip
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
         self._init_dialout()  # calls out to phones (gateway/dialout_calls.py)

@@ -46,6 +46,7 @@ class GatewaySettings:
     require_trunk: bool = False
     digest_realm: str = "switchboard"
     nonce_lifetime: float = 300.0
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     default_country: str = ""
     #: SIP over TLS: the certificate and key of tls: listen addresses, the CAs for peers
     sip_tls_cert: str = ""
@@ -95,6 +96,7 @@ class GatewaySettings:
             require_trunk=config.sip.require_trunk,
             digest_realm=config.sip.digest_realm,
             nonce_lifetime=config.sip.nonce_lifetime,
+            digest_algorithms=config.sip.digest_algorithms,
             dialout_ringing_timeout=config.sip.dialout_ringing_timeout,
             dialout_display=config.sip.dialout_display,
             default_country=config.dialplan.default_country,

@@ -75,6 +75,7 @@ class InboundTrunks:
         require_trunk: bool = False,
         realm: str = "switchboard",
         nonce_lifetime: float = 300.0,
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
         default_country: str = "",
     ) -> None:
         self._store = store
@@ -82,7 +83,8 @@ class InboundTrunks:
         self._sources = sources
         self.require_trunk = require_trunk
         self.default_country = default_country
-        self.digest = DigestServer(realm=realm, nonce_lifetime=nonce_lifetime)
+        self.digest = DigestServer(realm=realm, nonce_lifetime=nonce_lifetime,
+                                   algorithms=algorithms)
 
     def decide(self, call_id: str, request: SipRequest, source: str, caller: str,
                now: float) -> Decision:

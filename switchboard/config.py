@@ -86,6 +86,8 @@ class SipConfig:
     require_trunk: bool = False
     digest_realm: str = "switchboard"
     nonce_lifetime: float = 300.0
+    # the digest challenges' algorithms, one 407 header each in this order (RFC 7616 3.7)
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     tls_cert: str = ""   # PEM: the certificate (chain) of tls: listen addresses
     tls_key: str = ""    # PEM: its private key
     tls_ca: str = ""     # PEM: CAs to verify TLS peers we connect to ("": the system's)
@@ -525,6 +527,11 @@ def _validate(config: Config) -> None:
                           "'.', ':', '_', '-'")
     if not 10 <= config.sip.nonce_lifetime <= 3600:
         raise ConfigError("sip.nonce_lifetime: expected 10-3600 seconds")
+    algorithms = config.sip.digest_algorithms
+    if not algorithms or len(set(algorithms)) != len(algorithms) \
+            or any(a not in ("SHA-256", "MD5") for a in algorithms):
+        raise ConfigError("sip.digest_algorithms: expected one or both of \"SHA-256\" and "
+                          "\"MD5\", each once")
     keylog = config.sip.tls_keylog
     if keylog and not os.path.isdir(os.path.dirname(os.path.abspath(keylog))):
         raise ConfigError(f"sip.tls_keylog: no such directory for {keylog}")

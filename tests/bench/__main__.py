@@ -2,6 +2,7 @@
 
     python -m tests.bench                   # all figures against switchboard (~25 min)
     python -m tests.bench --only legs       # one figure
+    python -m tests.bench --only callrate-digest   # the call rate through a digest trunk (4 min)
     python -m tests.bench --only forwarding --only endpoints --only join   # the bridge's (~4 min)
     python -m tests.bench --only https-join  # 10 joins over HTTPS from another host (~2 min)
     python -m tests.bench --only quality --only latency --only capacity   # with phones (<= 9 min)
@@ -34,6 +35,7 @@ from types import FrameType
 from . import (
     bridge,
     callrate,
+    callrate_digest,
     conference,
     conference_capacity,
     dialout,
@@ -50,6 +52,7 @@ log = logging.getLogger("bench")
 
 FIGURES: dict[str, tuple[str, str]] = {
     "callrate": ("Call setup rate (RFC 7502)", "500 calls/s on one core"),
+    "callrate-digest": (callrate_digest.TITLE, callrate_digest.GOAL),
     "legs": ("Phone legs mixed in real time", "300 legs with <1% late ticks on one core"),
     "memory": ("Memory per call", "report (no target set)"),
     "flood": ("Genuine calls under an INVITE flood (3x capacity)",
@@ -84,6 +87,9 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
     runners: dict[str, Callable[[], Figure]] = {
         "callrate": lambda: callrate.measure(
             workdir / "callrate", against=args.against, budget_s=90 if quick else 240,
+            duration_s=5 if quick else 10),
+        "callrate-digest": lambda: callrate_digest.measure(
+            workdir / "callrate-digest", against=args.against, budget_s=90 if quick else 240,
             duration_s=5 if quick else 10),
         "legs": lambda: legs.measure(
             workdir / "legs", against=args.against, budget_s=120 if quick else 300,

@@ -9,14 +9,21 @@ up to sipp's concurrency cap and so lowers the rate), and afterwards the server 
 with its live calls back to 0. Rates rise along a ladder to the first failure, then a
 bisection between the last pass and the first failure narrows it, within a time budget.
 The figure is the highest passing rate, with the server's CPU (one core) at that rate.
+
+What a call is and what the server needs for it (the scenario, the user dialled, the -inf
+file, the config, what is created over the API) is a `Setup`: `PLAIN` here, a trunk with
+digest in callrate_digest.py; the ladder, bisection and trials are the same for both
+(`search`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .common import (
     CONTENDED_PERCENT,
@@ -35,7 +42,6 @@ from .common import (
     start_target,
     udp_counters,
     wait_stats,
-    write_rooms_csv,
 )
 
 log = logging.getLogger("bench.callrate")
@@ -43,6 +49,27 @@ log = logging.getLogger("bench.callrate")
 LADDER = (50, 100, 200, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000)
 ROOM = "bench"
 GOAL = 500
+
+
+def _create_room(target: Target) -> None:
+    target.create_rooms([ROOM])
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One kind of call: sipp's `scenario` dialling `service`, with `inf_lines` as its -inf
+    file (SEQUENTIAL); the server started with `extra` config and then `prepare`d over its
+    API; `call` says in the figure's text what a call is."""
+
+    scenario: str = "call_hold.xml"
+    service: str = "bench"
+    inf_lines: tuple[str, ...] = (ROOM,)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Callable[[Target], None] = _create_room
+    call: str = f"INVITE+SDP (X-Room-Name: {ROOM}) -> 200 -> ACK"
+
+
+PLAIN = Setup()
 
 
 @dataclass
@@ -92,13 +119,20 @@ def _creation_time(rows: list[dict[str, str]], calls: int) -> float:
     return 0.0
 
 
+def write_inf(path: Path, lines: tuple[str, ...]) -> Path:
+    """A sipp -inf file read in order (fields of a line separated by ';')."""
+    path.write_text("\n".join(["SEQUENTIAL", *lines]) + "\n")
+    return path
+
+
 def run_trial(target: Target, workdir: Path, rate: int, *, duration_s: float,
-              hold_ms: int, rooms_csv: Path, name: str = "") -> Trial:
+              hold_ms: int, rooms_csv: Path, name: str = "", setup: Setup = PLAIN) -> Trial:
     calls = max(int(rate * duration_s), 1)
     hold_s = hold_ms / 1000
     limit = max(int(rate * (hold_s + 3)), 20)
-    sipp = new_sipp(workdir, name or f"rate{rate}", scenario("call_hold.xml"), target.sip_address,
-                    service="bench", calls=calls, rate=rate, limit=limit, hold_ms=hold_ms,
+    sipp = new_sipp(workdir, name or f"rate{rate}", scenario(setup.scenario),
+                    target.sip_address, service=setup.service, calls=calls, rate=rate,
+                    limit=limit, hold_ms=hold_ms,
                     inf=rooms_csv, timeout_s=duration_s + hold_s + 25,
                     extra_args=["-recv_timeout", "5000", "-max_recv_loops", "100000",
                                 "-max_sched_loops", "100000"])
@@ -145,12 +179,34 @@ def run_trial(target: Target, workdir: Path, rate: int, *, duration_s: float,
     return trial
 
 
+@dataclass
+class Search:
+    """The trials of one ladder and bisection: the best passing one, the first failing one
+    of the ladder, the lowest rate seen failing (`hi`)."""
+
+    best: Trial | None
+    first_bad: Trial | None
+    trials: list[Trial]
+    hi: int
+    budget: Budget
+
+
 def measure(workdir: Path, *, against: str = "server", budget_s: float = 240.0,
             duration_s: float = 10.0, hold_ms: int = 1000,
             ladder: tuple[int, ...] = LADDER) -> Figure:
+    found = search(workdir, PLAIN, against=against, budget_s=budget_s, duration_s=duration_s,
+                   hold_ms=hold_ms, ladder=ladder)
+    return _figure(found.best, found.first_bad, found.trials, found.hi, duration_s, hold_ms,
+                   against, found.budget)
+
+
+def search(workdir: Path, setup: Setup, *, against: str = "server", budget_s: float = 240.0,
+           duration_s: float = 10.0, hold_ms: int = 1000,
+           ladder: tuple[int, ...] = LADDER) -> Search:
+    """Rates up the ladder to the first failure, then bisection (the module docstring)."""
     budget = Budget(budget_s)
     workdir.mkdir(parents=True, exist_ok=True)
-    rooms_csv = write_rooms_csv(workdir / "rooms.csv", [ROOM], 1)
+    rooms_csv = write_inf(workdir / "calls.csv", setup.inf_lines)
     trials: list[Trial] = []
     target: Target | None = None
     restarts = 0
@@ -158,8 +214,14 @@ def measure(workdir: Path, *, against: str = "server", budget_s: float = 240.0,
     def fresh_target() -> Target:
         nonlocal restarts
         restarts += 1
-        t = start_target(workdir, against=against, name=f"target{restarts}")
-        t.create_rooms([ROOM])
+        t = start_target(workdir, against=against, extra=setup.extra,
+                         name=f"target{restarts}")
+        if t.server is not None:
+            try:
+                setup.prepare(t)
+            except BaseException:
+                t.stop()
+                raise
         return t
 
     def step_cost(rate: int) -> float:
@@ -170,7 +232,8 @@ def measure(workdir: Path, *, against: str = "server", budget_s: float = 240.0,
         if target is None:
             target = fresh_target()
         trial = run_trial(target, workdir, rate, duration_s=duration_s, hold_ms=hold_ms,
-                          rooms_csv=rooms_csv, name=f"rate{rate}-{len(trials) + 1}")
+                          rooms_csv=rooms_csv, name=f"rate{rate}-{len(trials) + 1}",
+                          setup=setup)
         trials.append(trial)
         if not trial.ok:  # the next trial gets a fresh server
             target.stop()
@@ -221,14 +284,13 @@ def measure(workdir: Path, *, against: str = "server", budget_s: float = 240.0,
     finally:
         if target is not None:
             target.stop()
-
-    return _figure(best, first_bad, trials, hi, duration_s, hold_ms, against, budget)
+    return Search(best, first_bad, trials, hi, budget)
 
 
 def _figure(best: Trial | None, first_bad: Trial | None, trials: list[Trial], hi: int,
             duration_s: float, hold_ms: int, against: str, budget: Budget) -> Figure:
-    how = (f"sipp uac on core 1 -> {against} pinned to core 0; INVITE+SDP (X-Room-Name: "
-           f"{ROOM}) -> 200 -> ACK -> {hold_ms} ms hold -> BYE; {duration_s:g} s trials on a "
+    how = (f"sipp uac on core 1 -> {against} pinned to core 0; {PLAIN.call} -> "
+           f"{hold_ms} ms hold -> BYE; {duration_s:g} s trials on a "
            f"rising ladder then bisection; pass = 0 failed calls, sipp exit 0, >=90% of the "
            f"rate held, server healthy with 0 live calls after; 'waited' = time the server was "
            f"runnable while another process held its core (a failure with >="

@@ -129,6 +129,25 @@ def test_digest_challenge_then_ok_stale_and_wrong(store: Store) -> None:
     assert throttle.is_blocked("someone-else", src, 3.0)  # the address is blocked now
 
 
+def test_md5_only_offers_one_challenge_and_takes_md5_answers(store: Store) -> None:
+    """sip.digest_algorithms = ["MD5"]: for peers that read only the first header and know
+    only MD5 (sipp 3.6 in tests/bench/callrate_digest.py)."""
+    store.add_trunk(DIGEST)
+    inbound = InboundTrunks(store, PinThrottle(), lambda: REGISTERED, require_trunk=True,
+                            nonce_lifetime=60, algorithms=("MD5",))
+    src = "203.0.113.9"
+    first = inbound.decide("c1", invite("1000"), src, "a", 0.0)
+    assert isinstance(first, Challenge) and len(first.headers) == 1
+    assert "algorithm=MD5" in first.headers[0][1]
+    ok = inbound.decide("c2", invite("1000", auth=answer(first, "right-pw")), src, "a", 1.0)
+    assert isinstance(ok, Admit) and ok.trunk is not None and ok.trunk.name == "digest"
+    # a SHA-256 answer (to a challenge of a server offering it) is not taken: challenged
+    sha = policy(store, PinThrottle()).decide("c3", invite("1000"), src, "a", 0.0)
+    assert isinstance(sha, Challenge)
+    again = inbound.decide("c4", invite("1000", auth=answer(sha, "right-pw")), src, "a", 1.0)
+    assert isinstance(again, Challenge)
+
+
 def test_credentials_for_an_unknown_user_are_a_failure(store: Store) -> None:
     store.add_trunk(DIGEST)
     throttle = PinThrottle(failures=1, window=600, block=900)

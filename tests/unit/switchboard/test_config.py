@@ -132,6 +132,9 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
         ({"http": {"tls_reload_interval": 0}}, "http.tls_reload_interval"),
         ({"http": {"hsts_max_age": -1}}, "http.hsts_max_age"),
         ({"metrics": {"listen": "localhost:9100"}}, "metrics.listen: expected an IP address"),
+        ({"sip": {"digest_algorithms": []}}, "sip.digest_algorithms"),
+        ({"sip": {"digest_algorithms": ["SHA-512-256"]}}, "sip.digest_algorithms"),
+        ({"sip": {"digest_algorithms": ["MD5", "MD5"]}}, "sip.digest_algorithms"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
