@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -389,18 +390,24 @@ def join_browser(out: Path, joins: int, workdir: Path, budget_s: float) -> None:
         save()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="the part of the join figure run inside "
-                                                 "`unshare -n`")
+def join_child_main(join: Callable[[Path, int, Path, float], None], figure: str,
+                    joins: int, budget: float) -> None:
+    """The command line of a join figure's part run inside `unshare -n` (run_join_child)."""
+    parser = argparse.ArgumentParser(description=f"the part of the {figure} figure run "
+                                                 "inside `unshare -n`")
     parser.add_argument("what", choices=["join-browser"])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--joins", type=int, default=5)
+    parser.add_argument("--joins", type=int, default=joins)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--budget", type=float, default=120.0)
+    parser.add_argument("--budget", type=float, default=budget)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    join_browser(args.out, args.joins, args.workdir, args.budget)
+    join(args.out, args.joins, args.workdir, args.budget)
+
+
+def main() -> None:
+    join_child_main(join_browser, "join", 5, 120.0)
 
 
 

@@ -18,7 +18,6 @@ by name across the NAT) is timed apart.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import secrets
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bridge import _JOIN_JS, _machine, run_join_child
+from .bridge import _JOIN_JS, _machine, join_child_main, run_join_child
 from .common import REPO, Figure
 
 log = logging.getLogger("bench.https_join")
@@ -151,17 +150,7 @@ def join_browser(out: Path, joins: int, workdir: Path, budget_s: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="the part of the https-join figure run "
-                                                 "inside `unshare -n`")
-    parser.add_argument("what", choices=["join-browser"])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--joins", type=int, default=10)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--budget", type=float, default=180.0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    join_browser(args.out, args.joins, args.workdir, args.budget)
+    join_child_main(join_browser, "https-join", 10, 180.0)
 
 
 if __name__ == "__main__":

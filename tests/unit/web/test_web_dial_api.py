@@ -5,33 +5,17 @@ for a call, the call's room)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import jwt
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+from api_auth import ADMIN, AUTH, SECRET, Client, MakeClient, bearer
 
 from dialplan.store import Store
 from dialplan.trunks import parse_trunk
 from focus.tokens import TokenSettings, TokenVerifier
 from gateway.dialout import DialOut, DialRefused, pick_trunk
 from web.app import create_app
-
-ADMIN = "s3cret-admin-token-0123456789"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
-SECRET = "api-tests-secret-0123456789abcdefgh"
-
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
-
-
-def bearer(room: str = "standup", moderator: bool = True) -> dict[str, str]:
-    claims: dict[str, Any] = {"room": room, "exp": time.time() + 600,
-                              "context": {"user": {"moderator": moderator}}}
-    return {"Authorization": "Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")}
 
 
 class FakeFocus:
