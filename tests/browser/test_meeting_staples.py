@@ -119,10 +119,19 @@ def test_switching_microphone_camera_and_speaker_keeps_the_call(crowd: Any,
         .map((d) => d.deviceId)""")
     assert outputs, "Chromium's fake devices list no audio output"
     _menu_pick(ada, "mic", f"[data-device='{outputs[0]}']")
-    sinks = poll(ada.page, lambda: ada.page.evaluate(
-        "() => [...document.querySelectorAll('#audio-sink audio')].map((a) => a.sinkId)"),
-        10.0, "Ada's remote audio elements")
-    assert set(sinks) == {outputs[0]}, sinks
+    # setSinkId resolves after the menu closes: wait for every element to report the output.
+    seen: list[list[str]] = []
+
+    def sinks_moved() -> bool:
+        sinks = ada.page.evaluate(
+            "() => [...document.querySelectorAll('#audio-sink audio')].map((a) => a.sinkId)")
+        seen.append(sinks)
+        return bool(sinks) and set(sinks) == {outputs[0]}
+
+    try:
+        poll(ada.page, sinks_moved, 10.0, "Ada's remote audio elements on the chosen output")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; sink ids seen last: {seen[-3:]}") from None
 
     # The call stayed up: one join, one `joined`, the same peer connection, connected, no
     # rejoin; a replaced track needs no new offer.
