@@ -26,9 +26,27 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["CAPACITY", "DEAD_AFTER", "HEARTBEAT", "JOIN_WINDOW", "RELEASE_AFTER", "Claims",
-           "DrainOrder", "JoinWindow", "NodeBeat", "Owner", "alive_nodes", "choose_node",
-           "drain_moves", "drain_plan", "drain_target", "orphans", "stress"]
+__all__ = [
+    "CAPACITY",
+    "DEAD_AFTER",
+    "HEARTBEAT",
+    "JOIN_WINDOW",
+    "RELEASE_AFTER",
+    "Claims",
+    "ClusterUnavailable",
+    "DrainOrder",
+    "JoinWindow",
+    "NodeBeat",
+    "Owner",
+    "Placement",
+    "alive_nodes",
+    "choose_node",
+    "drain_moves",
+    "drain_plan",
+    "drain_target",
+    "orphans",
+    "stress",
+]
 
 HEARTBEAT = 1.0
 DEAD_AFTER = 3.0
@@ -69,6 +87,7 @@ class NodeBeat:
     rooms: int = 0
     public_url: str = ""
     accepting: bool = True  # takes new rooms (false while draining)
+    sip: str = ""  # "TRANSPORT:HOST:PORT" where other nodes hand phone calls to it
 
     def alive(self, now: float) -> bool:
         return now - self.beat < DEAD_AFTER
@@ -197,3 +216,18 @@ class Claims:
             self.used.add(room)
         return sorted(room for room in self.tokens if room not in live and (
             room in self.used or now - self.last_active[room] >= RELEASE_AFTER))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a room's conference lives: here, or on `node` (reachable at `public_url`,
+    and for phone calls at `sip`)."""
+
+    node: str
+    public_url: str
+    here: bool
+    sip: str = ""
+
+
+class ClusterUnavailable(ConnectionError):
+    """Redis cannot be reached: this node takes no new room."""

@@ -33,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -48,18 +49,19 @@ from cluster.logic import (
     DEAD_AFTER,
     HEARTBEAT,
     Claims,
+    ClusterUnavailable,
     DrainOrder,
     JoinWindow,
     NodeBeat,
     Owner,
+    Placement,
     alive_nodes,
     choose_node,
-    drain_moves,
     drain_plan,
-    drain_target,
     orphans,
     stress,
 )
+from cluster.node_drain import DRAINING, Draining
 from cluster.redis_io import CLAIM, MOVE, RELEASE, beat_of, redact, text_of
 from focus.session import CLOSE_TRY_LATER, JoinRefused
 
@@ -70,7 +72,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "switchboard:"
 CHANNEL = PREFIX + "events"
-DRAINING = PREFIX + "draining"
+HANDOFF_KEY = PREFIX + "handoff-key"
 FORGET_AFTER = 3600.0  # a dead node leaves the list after an hour
 
 
@@ -83,22 +85,10 @@ class ClusterSettings:
     redis_url: str
     node_id: str
     public_url: str = ""
+    sip: str = ""  # "udp:HOST:PORT": where other nodes hand this node phone calls
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a room's conference lives: here, or on `node` (reachable at `public_url`)."""
-
-    node: str
-    public_url: str
-    here: bool
-
-
-class ClusterUnavailable(ConnectionError):
-    """Redis cannot be reached: this node takes no new room."""
-
-
-class ClusterNode:
+class ClusterNode(Draining):
     def __init__(
         self,
         settings: ClusterSettings,
@@ -135,6 +125,7 @@ class ClusterNode:
         self._stopping = False
         self._outage_logged = False
         self._split: set[str] = set()  # rooms with participants here, owned elsewhere
+        self._handoff_key: bytes | None = None
         self.ticks = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -188,7 +179,10 @@ class ClusterNode:
         if owner is None or owner.node == self.id:
             return Placement(self.id, self.settings.public_url, True)
         beat = self.view.get(owner.node)
-        return Placement(owner.node, beat.public_url if beat else "", False)
+        if beat is None or not beat.sip:  # a node started since the last beat: read it now
+            beat = await self._beat_of(owner.node) or beat
+        return Placement(owner.node, beat.public_url if beat else "", False,
+                         beat.sip if beat else "")
 
     async def admit(self, room: str) -> None:
         """Meetings' placement hook: a browser may join `room` here only when this node
@@ -224,6 +218,41 @@ class ClusterNode:
             return None
         return (beat.public_url or None) if beat is not None else None
 
+    async def _beat_of(self, node: str) -> NodeBeat | None:
+        try:
+            text = await self._redis.get(PREFIX + "node:" + node)
+        except RedisError as exc:
+            self._lost(exc)
+            return None
+        return beat_of(text_of(text)) if text else None
+
+    def hosts(self, room: str, node: str) -> bool | None:
+        """Whether live `node` still hosts `room`, as of the last beat (no Redis call): True,
+        False (the map names another node, or none, or `node` is dead), None when this node
+        cannot tell (Redis unreachable)."""
+        if not self.connected:
+            return None
+        owner = self.room_map.get(room)
+        beat = self.view.get(node)
+        if owner is None or owner.node != node or beat is None:
+            return False
+        return beat.alive(self.now)
+
+    async def handoff_key(self) -> bytes | None:
+        """The key every node signs and checks phone hand-offs with (created once, kept in
+        Redis: whoever can read the cluster's Redis is inside the cluster anyway)."""
+        if self._handoff_key is not None:
+            return self._handoff_key
+        try:
+            await self._redis.set(HANDOFF_KEY, secrets.token_hex(32), nx=True)
+            value = await self._redis.get(HANDOFF_KEY)
+        except RedisError as exc:
+            self._lost(exc)
+            return None
+        if value:
+            self._handoff_key = text_of(value).encode()
+        return self._handoff_key
+
     async def _live_owner(self, room: str) -> NodeBeat | None:
         """The live node (its beat) that hosts `room` when that is not this node."""
         owner = Owner.decode(await self._redis.get(PREFIX + "room:" + room))
@@ -231,46 +260,6 @@ class ClusterNode:
             return None
         text = await self._redis.get(PREFIX + "node:" + owner.node)
         return beat_of(text_of(text)) if text else None  # no key: the owner is dead
-
-    async def _elsewhere(self, room: str) -> Placement:
-        """A draining node asked for a room it does not host: the room's live owner, else
-        the node a new room would go to. ClusterUnavailable when there is none."""
-        try:
-            beat = await self._live_owner(room)
-            if beat is None and drain_target(self.view.values(), self.now, self.id) is None:
-                self.view = await self._read_beats()  # a node may have started since the beat
-        except RedisError as exc:
-            self._lost(exc)
-            raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
-        if beat is None:
-            beat = drain_target(self.view.values(), self.now, self.id)
-        if beat is None:
-            raise ClusterUnavailable("this node is draining and no other node takes rooms")
-        log.info("room %s: node %s is draining: sent to node %s", room, self.id, beat.id)
-        return Placement(beat.id, beat.public_url, False)
-
-    async def drain(self, node: str, *, drain: bool = True,
-                    force: bool = False) -> dict[str, Any]:
-        """An operator's order: drain `node` (force: move its rooms now) or undrain it.
-        LookupError for a node the registry does not know; ClusterUnavailable without
-        Redis. The order is kept in Redis; a "drain" message makes the node look now."""
-        try:
-            if not await self._redis.hexists(PREFIX + "nodes", node):
-                raise LookupError(f"no node {node!r} in the cluster")
-            if drain:
-                await self._redis.hset(DRAINING, node, DrainOrder(force).encode())
-            else:
-                await self._redis.hdel(DRAINING, node)
-        except RedisError as exc:
-            self._lost(exc)
-            raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
-        log.warning("cluster: node %s %s by an operator (through node %s)", node,
-                    ("drained, forced" if force else "drained") if drain else "undrained",
-                    self.id)  # fmt: skip
-        if node == self.id:
-            self._apply_drain(DrainOrder(force) if drain else None)
-        await self.publish("drain", to=node)
-        return {"id": node, "draining": drain, "force": drain and force}
 
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers.setdefault(kind, []).append(handler)
@@ -363,7 +352,8 @@ class ClusterNode:
         self.load = stress(participants=sum(live.values()), legs=self.legs(),
                            rooms=len(live), recent_joins=self.joins.count(now))  # fmt: skip
         beat = {"id": self.id, "beat": now, "load": self.load, "rooms": len(self.claims.tokens),
-                "public_url": self.settings.public_url, "accepting": self.accepting}
+                "public_url": self.settings.public_url, "accepting": self.accepting,
+                "sip": self.settings.sip}
         text = json.dumps(beat)
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(PREFIX + "node:" + self.id, text, px=int(DEAD_AFTER * 1000))
@@ -399,52 +389,6 @@ class ClusterNode:
             await self._move_away(live, now)
         await self._take_over(now)
         self.ticks += 1
-
-    def _apply_drain(self, order: DrainOrder | None) -> None:
-        if order != self.drain_order:
-            log.warning("cluster: node %s %s", self.id, "undrained: it takes new rooms again"
-                        if order is None else "draining: it takes no new rooms; its rooms "
-                        + ("move now" if order.force else "move when they become empty"))
-        self.drain_order = order
-        self.accepting = order is None
-
-    def _adopt(self, now: float) -> None:
-        """Entries in this node's name it holds no claim for: moved here by a draining node
-        (held, and given back if nobody comes within RELEASE_AFTER)."""
-        for room, owner in self.room_map.items():
-            if owner.node == self.id and room not in self.claims.tokens:
-                self.claims.claimed(room, owner.token, now)
-                log.info("cluster: room %s moved here (token %d)", room, owner.token)
-
-    async def _move_away(self, live: Mapping[str, int], now: float) -> None:
-        """Forced drain: move each room with people here to another node and send its
-        browsers there (they rejoin here, are told the new host, and go)."""
-        rooms = {r: live.get(r, 0) for r in drain_plan(self.claims.tokens, live, force=True)[1]}
-        if not rooms:
-            return
-        plan = drain_moves(rooms, self.view.values(), now, self.id)
-        if not plan:
-            log.error("cluster: node %s: forced drain, but no other live node takes rooms: "
-                      "its %d rooms stay", self.id, len(rooms))
-            return
-        for room, node in plan.items():
-            token = self.claims.tokens.get(room)
-            if token is None:
-                continue
-            value = await self._move(keys=[PREFIX + "room:" + room, PREFIX + "fence"],
-                                     args=[Owner(self.id, token).encode(), node,
-                                           PREFIX + "node:"])  # fmt: skip
-            self.claims.forget(room)
-            owner = Owner.decode(value)
-            if owner is None:  # taken over meanwhile, or the target died: next beat sees
-                log.warning("cluster: room %s: not moved to node %s", room, node)
-                continue
-            self.room_map[room] = owner
-            self._split.add(room)  # expected: not logged as a split room
-            log.warning("cluster: room %s moved to node %s (forced drain of node %s)", room,
-                        node, self.id)
-            if self.on_lost_room is not None:
-                self.on_lost_room(room)
 
     async def _take_over(self, now: float) -> None:
         lost = orphans(self.room_map, self.view.values(), now)
@@ -515,7 +459,7 @@ class ClusterNode:
                 continue
             if current is None and beat.alive(self.now):  # the key expired: dead now
                 beat = NodeBeat(beat.id, self.now - DEAD_AFTER, beat.load, beat.rooms,
-                                beat.public_url, beat.accepting)  # fmt: skip
+                                beat.public_url, beat.accepting, beat.sip)  # fmt: skip
             if self.now - beat.beat > FORGET_AFTER:
                 stale.append(node)
                 continue
@@ -581,20 +525,6 @@ class ClusterNode:
             except Exception:
                 log.exception("cluster: node %s: handler for %s failed", self.id,
                               message["kind"])
-
-    def _on_drain(self, message: dict[str, Any]) -> None:
-        """A drain order for this node changed: read it now rather than at the next beat."""
-        if message.get("to") != self.id or message.get("from") == self.id:
-            return
-        task = asyncio.get_running_loop().create_task(self._reread_drain())
-        self._notices_tasks.add(task)
-        task.add_done_callback(self._notices_tasks.discard)
-
-    async def _reread_drain(self) -> None:
-        try:
-            self._apply_drain(DrainOrder.decode(await self._redis.hget(DRAINING, self.id)))
-        except RedisError as exc:
-            self._lost(exc)
 
     def _on_release(self, message: dict[str, Any]) -> None:
         """A command: give back `room` if this node owns it and nobody is in it here."""

@@ -49,7 +49,8 @@ def beat_of(text: str | None) -> NodeBeat | None:
         return NodeBeat(id=str(data["id"]), beat=float(data["beat"]),
                         load=float(data.get("load", 0.0)), rooms=int(data.get("rooms", 0)),
                         public_url=str(data.get("public_url", "")),
-                        accepting=bool(data.get("accepting", True)))  # fmt: skip
+                        accepting=bool(data.get("accepting", True)),
+                        sip=str(data.get("sip", "")))  # fmt: skip
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -83,6 +83,8 @@ class CallPolicy:
         def _flush(self) -> None: ...
         def _time(self) -> float: raise NotImplementedError
         def _spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+        def _hand_off_if_elsewhere(self, call: PhoneCall, room: str,
+                                   password: bool | None) -> bool: ...
 
     def _policy(self, room: str) -> RoomPolicy:
         return self.gate.policy(room) if self.gate is not None else OPEN
@@ -151,7 +153,13 @@ class CallPolicy:
         self._flush()
 
     def _after_ivr(self, call: PhoneCall, room: str, password: bool | None, now: float) -> None:
-        """The IVR is done: join, wait in the lobby, or be refused (rule 3 of phone_lobby)."""
+        """The IVR is done: in a cluster, the room may live on another node (the call is
+        handed there: gateway/handoff.py); else `_join_here`."""
+        if not self._hand_off_if_elsewhere(call, room, password):
+            self._join_here(call, room, password, now)
+
+    def _join_here(self, call: PhoneCall, room: str, password: bool | None, now: float) -> None:
+        """Join, wait in the lobby, or be refused (rule 3 of phone_lobby)."""
         host = bool(call.extra.get("host"))
         policy = self._policy(room)
         then = plan(policy, host=host, hosts_present=self.focus.hosts_present(room),

@@ -34,6 +34,9 @@ from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
 from gateway.conference_audio import OPUS_PT, ConferenceAudio, LinkFactory, MediaProvider
 from gateway.dialout_calls import DialOutCalls
+from gateway.handoff import HandOffCalls
+from gateway.handoff_token import HEADER as HANDOFF_HEADER
+from gateway.handoff_token import ClusterSeat
 from gateway.ivr import CheckPassword, CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
 from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
@@ -101,7 +104,7 @@ class _GatewayNode:
         return self._ua.datagrams_to_send()
 
 
-class Gateway(CallMedia, CallPolicy, DialOutCalls):
+class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
     def __init__(
         self,
         settings: GatewaySettings,
@@ -115,11 +118,13 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         gate: Gate | None = None,
         lobby: Lobby | None = None,
         policy_changed: Callable[[str], None] | None = None,
+        cluster: ClusterSeat | None = None,
     ) -> None:
         """``media`` and ``connect``: the focus's plain bridge endpoints and the packet
         links to them; without them phones hear only phones (no browsers). ``gate``,
         ``lobby`` and ``policy_changed`` (the meetings' own): the room policy for callers
-        (gateway/call_policy.py); without them every room is open to callers."""
+        (gateway/call_policy.py); without them every room is open to callers. ``cluster``:
+        this node's cluster, for calls to rooms other nodes host (gateway/handoff.py)."""
         self.settings = settings
         self.focus = focus
         self.router = router
@@ -183,6 +188,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         )  # fmt: skip
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
         self._init_dialout()  # calls out to phones (gateway/dialout_calls.py)
+        self._init_handoff(cluster)  # calls for rooms on other nodes (gateway/handoff.py)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -206,6 +212,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         self._skipped_seen = 0
         self._clock.start()
         self.registry.start(self.store.trunks())
+        if self.seat is not None:
+            self._spawn(self._load_key())
         log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
                                                    self.settings.sip_listen))
 
@@ -218,6 +226,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
                 self.ua.hangup(call.call_id, now=self._time())
                 self._cleanup(call, "server stopping")
         self._dialout_stop()
+        self._handoff_stop()
         self._flush()
         if self.audio is not None:
             await self.audio.close()
@@ -274,6 +283,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         counts.update(self.counters)
         counts.update(self.registry.stats())
         counts.update(self.dialout_stats())
+        counts.update(self.handoff_stats())
         counts.update({f"mix_send_{k}": v for k, v in self.send_batch.stats().items()})
         counts.update(self.shedder.stats(self._time()))
         counts.update(self.ua.transaction_stats())
@@ -309,7 +319,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         if isinstance(event, IncomingCall):
             self._incoming(event, now)
             return
-        if self._dialout_event(event, now):
+        if self._handoff_event(event, now) or self._dialout_event(event, now):
             return
         if isinstance(event, RequestAnswered | RequestTimedOut):
             self.registry.on_event(event)
@@ -334,6 +344,13 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         call_id = event.call_id
         self.counters["calls_total"] += 1
         if not self._admit(event, now):
+            return
+        handoff = request.headers.get(HANDOFF_HEADER)
+        if handoff is not None:  # from another node of the cluster (gateway/handoff.py)
+            handed = self._incoming_handoff(event, handoff)
+            ok, offer = self._parse_offer(event) if handed is not None else (False, None)
+            if handed is not None and ok:
+                self._accept(handed, offer)
             return
         caller = request.from_addr.uri.user or "anonymous"
         if self.throttle.is_blocked(caller, event.source.host, now):
@@ -360,18 +377,9 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         if isinstance(decision, Reject):
             self._reject(call_id, decision.status, decision.reason)
             return
-        offer: SessionDescription | None = None
-        if event.offer:
-            try:
-                offer = SessionDescription.parse(event.offer)
-            except Exception:
-                log.info("call %s: unparseable SDP offer", call_id)
-                self._reject(call_id, 488, "Not Acceptable Here")
-                return
-            if negotiate_audio(offer, CODECS) is None:
-                log.info("call %s: no common audio codec", call_id)
-                self._reject(call_id, 488, "Not Acceptable Here")
-                return
+        ok, offer = self._parse_offer(event)
+        if not ok:
+            return
         if isinstance(decision, Prompt):  # counted while in PIN entry (PinThrottle.finish)
             admission = self.throttle.admit(call_id, caller, event.source.host, now,
                                             trusted=trusted)
@@ -395,7 +403,26 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         assert isinstance(decision, Prompt | Room)
         call.extra["lobby_name"] = lobby_name
         call.extra["trunk"] = verdict.trunk  # its media_encryption (gateway/srtp_leg.py)
-        self.calls[call_id] = call
+        self._accept(call, offer)
+
+    def _parse_offer(self, event: IncomingCall) -> tuple[bool, SessionDescription | None]:
+        """(False, None) when the INVITE's offer is refused (488 sent); else its offer."""
+        if not event.offer:
+            return True, None
+        try:
+            offer = SessionDescription.parse(event.offer)
+        except Exception:
+            log.info("call %s: unparseable SDP offer", event.call_id)
+            self._reject(event.call_id, 488, "Not Acceptable Here")
+            return False, None
+        if negotiate_audio(offer, CODECS) is None:
+            log.info("call %s: no common audio codec", event.call_id)
+            self._reject(event.call_id, 488, "Not Acceptable Here")
+            return False, None
+        return True, offer
+
+    def _accept(self, call: PhoneCall, offer: SessionDescription | None) -> None:
+        self.calls[call.call_id] = call
         self._by_leg[call.leg_id] = call
         self._spawn(self._answer(call, offer))
 
@@ -443,7 +470,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
                 return
         if call.route_room is not None:
             call.room = call.route_room
-            self._after_ivr(call, call.route_room, None, now)
+            self._after_ivr(call, call.route_room, True if call.extra.get("password_ok")
+                            else None, now)  # (the password, given on the node handing over)
             return
         call.ivr = PinIvr(call.call_id, self.settings.ivr)
         call.set_state(CallState.IVR)
@@ -501,6 +529,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
         if call.ivr is not None:
             call.ivr.on_digit(digit, now)
             self._run_ivr(call, now)
+        elif self._handoff_digit(call, digit):  # in a room on another node: sent on
+            return
         elif call.state is CallState.ROOM and call.participant_id is not None:
             self._room_key(call, digit, now)  # '*' keys: gateway/call_policy.py
 
@@ -538,6 +568,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls):
             lambda: self.phone_lobby.cancel(call) if self.phone_lobby is not None else None,
             lambda: self.rooms.leave(call, reason),
             lambda: self._dialout_cleanup(call, reason),
+            lambda: self._handoff_cleanup(call, reason),
             lambda: self.mixer.remove_leg(call.leg_id) if call.leg_id in self.mixer else None,
             lambda: self._count_rtp(call.session) if call.session is not None else None,
             lambda: call.session.close() if call.session is not None else None,

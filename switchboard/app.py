@@ -33,6 +33,7 @@ from focus.turn import IceServers
 from gateway.service import Gateway
 from gateway.settings import GatewaySettings
 from recorder.service import RecorderSettings, Recordings
+from switchboard.cluster_seat import NodeSeat, sip_address
 from switchboard.config import Config
 from switchboard.exposure import exposure_warnings
 from switchboard.https import Https
@@ -121,7 +122,10 @@ class Server:
         )  # fmt: skip
         self.bridge = Bridge(BridgeSettings.from_config(config.bridge))
         rooms = StoreRooms(self.store)
-        self.cluster = cluster_node(config, lambda: live_rooms(self.focus, self.lobby))
+        gateway_settings = GatewaySettings.from_config(config)
+        self.cluster = cluster_node(config, lambda: live_rooms(self.focus, self.lobby),
+                                    sip_address(gateway_settings.sip_listen,
+                                                gateway_settings.sip_announce))
         self.meetings = Meetings(
             self.focus, self.bridge, rooms, _meeting_settings(config),
             gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
@@ -131,10 +135,11 @@ class Server:
         # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
         self.phone_media = PhoneMedia(self.bridge, self.meetings)
         self.gateway = Gateway(
-            GatewaySettings.from_config(config), self.focus, self.router, self.store,
+            gateway_settings, self.focus, self.router, self.store,
             self.throttle, media=self.phone_media, connect=self.bridge.connect_local,
             gate=self.meetings.gate, lobby=self.lobby,
             policy_changed=self.policy_changed,
+            cluster=NodeSeat(self.cluster) if self.cluster is not None else None,
         )  # fmt: skip
         # Recordings: a plain endpoint at the bridge per recorded room (recorder/service.py);
         # the gateway's callers hear when one starts or stops.
@@ -166,8 +171,12 @@ class Server:
             self.cluster.notify("room-policy", room=room)
 
     def browsers_away(self, room: str) -> None:
-        """Another node hosts `room` now: close its browsers here with 1001; the page
-        rejoins, is told the host (room-elsewhere) and opens the room there."""
+        """Another node hosts `room` now: its phone callers here are handed there
+        (gateway/handoff.py); its browsers here are closed with 1001: the page rejoins, is
+        told the host (room-elsewhere) and opens the room there."""
+        moved = self.gateway.room_moved(room)  # its callers here follow it (a hand-off)
+        if moved:
+            log.info("room %s moved to another node: %d caller(s) handed there", room, moved)
         for info in self.focus.participants(room):
             session = self.meetings.session(info.id)
             if session is not None:
@@ -313,10 +322,10 @@ def live_rooms(focus: Focus, lobby: Lobby) -> dict[str, int]:
     return rooms
 
 
-def cluster_node(config: Config,
-                 rooms: Callable[[], Mapping[str, int]]) -> ClusterNode | None:
+def cluster_node(config: Config, rooms: Callable[[], Mapping[str, int]],
+                 sip: str = "") -> ClusterNode | None:
     """This process as a node of a cluster ([cluster] redis_url), else None; `rooms` gives
-    {room: people here}."""
+    {room: people here}; `sip` where other nodes hand it phone calls."""
     c = config.cluster
     if not c.redis_url:
         return None
@@ -324,7 +333,7 @@ def cluster_node(config: Config,
         log.warning("cluster: admin.token is not set: each node generates its own, so one "
                     "token does not open /api/ on every node")
     settings = ClusterSettings(redis_url=c.redis_url, node_id=c.node_id or default_node_id(),
-                               public_url=c.public_url.rstrip("/"))  # fmt: skip
+                               public_url=c.public_url.rstrip("/"), sip=sip)  # fmt: skip
     return ClusterNode(settings, rooms)
 
 

@@ -303,10 +303,11 @@ class UserAgent(UaClient):
         *,
         now: float | None = None,
         credentials: tuple[str, str] | None = None,
+        call_id: str | None = None,
     ) -> str:
-        """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID.
-        `credentials` (username, password) answer a 401/407 challenge to it (digest);
-        provisional responses come as CallProgress."""
+        """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID (the
+        given `call_id`, a fresh one otherwise). `credentials` (username, password) answer a
+        401/407 challenge to it (digest); provisional responses come as CallProgress."""
         if now is not None:
             self._now = now
         if not sdp:
@@ -316,7 +317,7 @@ class UserAgent(UaClient):
             from_addr = NameAddr.parse(from_uri)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"call(): {exc.reason}") from None
-        call_id = secrets.token_hex(16)
+        call_id = call_id or secrets.token_hex(16)
         local_tag = secrets.token_hex(8)
         from_addr.params["tag"] = local_tag
         fields = Headers()

@@ -114,6 +114,9 @@ class Policy(CallPolicy):
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self.tasks.append(asyncio.get_running_loop().create_task(coro))
 
+    def _hand_off_if_elsewhere(self, call: PhoneCall, room: str, password: bool | None) -> bool:
+        return False  # one process: every room is here (gateway/handoff.py)
+
     def _run_ivr(self, call: PhoneCall, now: float) -> None:
         """The gateway's loop, for the actions this module answers."""
         ivr = call.ivr
