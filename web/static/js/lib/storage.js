@@ -1,5 +1,7 @@
-// What the browser remembers between visits: the display name, device choices, recent rooms.
-// localStorage can throw (Safari private mode, storage disabled): every access is guarded.
+// What the browser remembers between visits: the display name, device choices, recent rooms;
+// and for this tab only (sessionStorage), each room's resume token (a cluster's `joined`
+// gives one: the next join presents it to get the same place back after a restart or a move).
+// Storage can throw (Safari private mode, storage disabled): every access is guarded.
 
 const PREFIX = 'switchboard.';
 const MAX_RECENT = 6;
@@ -52,4 +54,33 @@ export function rememberRoom(name) {
 
 export function forgetRoom(name) {
   write('recent', recentRooms().filter((r) => r.name !== name));
+}
+
+const RESUME_TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
+
+/** This tab's resume token for `room`, or null. Never put in a URL or logged. */
+export function resumeToken(room) {
+  try {
+    const token = window.sessionStorage.getItem(`${PREFIX}resume.${room}`);
+    return token && RESUME_TOKEN.test(token) ? token : null;
+  } catch {
+    return null;
+  }
+}
+
+export function keepResumeToken(room, token) {
+  if (typeof token !== 'string' || !RESUME_TOKEN.test(token)) return;
+  try {
+    window.sessionStorage.setItem(`${PREFIX}resume.${room}`, token);
+  } catch {
+    /* not kept: the next join is a new participant */
+  }
+}
+
+export function dropResumeToken(room) {
+  try {
+    window.sessionStorage.removeItem(`${PREFIX}resume.${room}`);
+  } catch {
+    /* nothing kept */
+  }
 }
