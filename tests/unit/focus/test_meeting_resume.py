@@ -15,8 +15,7 @@ from focus_fakes import FakeBridge, FakeConnection, FakeRooms
 from room_state_fakes import FakeRedis
 
 from cluster.room_state import RoomState, chat_entries, token_key
-from focus import Focus
-from focus import meeting_resume
+from focus import Focus, meeting_resume
 from focus import protocol as p
 from focus.meeting import Meetings
 from focus.session import MeetingSettings
@@ -146,7 +145,7 @@ async def test_moderators_that_do_not_come_back_are_replaced_after_the_grace(
 
 async def test_without_a_cluster_nothing_changes() -> None:
     a = Node(None)
-    pid, conn = await a.join("Ada")
+    _pid, conn = await a.join("Ada")
     assert "resume" not in conn.last("joined")
     # a resume token presented to a single process is ignored
     b_pid, cb = await a.join("Bob", resume="B" * 32)
