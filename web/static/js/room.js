@@ -7,7 +7,9 @@ import { MediaSession } from './lib/peer.js';
 import { QualityMeter } from './lib/quality.js';
 import { isRoomName } from './lib/rooms.js';
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './lib/signaling.js';
-import { rememberRoom, resumeToken, keepResumeToken, dropResumeToken } from './lib/storage.js';
+import {
+  rememberRoom, resumeToken, keepResumeToken, dropResumeToken, handOverResumeToken, takeHandedOverToken,
+} from './lib/storage.js';
 import { Chat } from './ui/chat.js';
 import { confirmDialog } from './ui/dialogs.js';
 import { wireControls } from './ui/controls.js';
@@ -359,8 +361,10 @@ class Meeting {
     else if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
     else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
     else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && /^https?:\/\/[^/?#]+$/.test(msg.message)) {
-      // A cluster: another node hosts the room; its page opens there (the same path).
+      // A cluster: another node hosts the room; its page opens there (the same path), and this
+      // tab's resume token goes along (not in the URL: lib/storage.js).
       this.leaving = true;
+      handOverResumeToken(this.room, msg.message);
       window.location.assign(msg.message + window.location.pathname + window.location.search);
     } else if (msg.ref === 'join' && !this.selfId) {
       // The close code that follows says why; the message is the fallback.
@@ -530,6 +534,7 @@ function main() {
     window.location.replace('/');
     return;
   }
+  takeHandedOverToken(room.toLowerCase()); // from this tab's page on another node
   const meeting = new Meeting(room.toLowerCase(), takeToken());
   // A handle for debugging and the browser tests: the meeting and its RTCPeerConnection.
   window.switchboard = {

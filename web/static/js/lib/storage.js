@@ -84,3 +84,33 @@ export function dropResumeToken(room) {
     /* nothing kept */
   }
 }
+
+// A room-elsewhere answer sends the page to another node, whose origin has a sessionStorage of
+// its own: the token goes along in this tab's window.name (kept by browsers across a
+// navigation within one site, as node1.example.org to node2.example.org), for that origin and
+// that room only, and the page there takes it at once and clears window.name.
+const HANDOVER = 'switchboard.resume:';
+
+export function handOverResumeToken(room, url) {
+  const token = resumeToken(room);
+  if (!token) return;
+  try {
+    const { origin } = new URL(url); // as the page there sees its own
+    window.name = HANDOVER + JSON.stringify({ room, origin, token });
+  } catch {
+    /* not handed over: a new participant there */
+  }
+}
+
+export function takeHandedOverToken(room, origin = window.location.origin) {
+  let data = null;
+  try {
+    if (typeof window.name === 'string' && window.name.startsWith(HANDOVER)) {
+      data = JSON.parse(window.name.slice(HANDOVER.length));
+      window.name = '';
+    }
+  } catch {
+    window.name = '';
+  }
+  if (data && data.room === room && data.origin === origin) keepResumeToken(room, data.token);
+}
