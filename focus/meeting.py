@@ -494,9 +494,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             self._renegotiate_others(name, None)
             return
         own = room.sessions.get(info.id)
-        if isinstance(event, ParticipantUpdated) and own is not None and \
-                event.changed & {"role", "name", "hand"}:  # fmt: skip
-            self._remember(info)
+        if isinstance(event, ParticipantUpdated) and own is not None:
+            self._changed(info, event.changed)
         if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
                 own is not None and info.moderator and self.lobby.waiting(name):  # fmt: skip
             self._send(own, self._lobby_list(name, knock=False))

@@ -26,6 +26,7 @@ a token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -44,6 +45,7 @@ __all__ = ["RESUME_GRACE", "Recalled", "ResumeActions", "Resumed", "RoomMemory",
 log = logging.getLogger(__name__)
 
 RESUME_GRACE = 20.0  # seconds a moved room waits for its moderators before the usual rule
+ROLE_SETTLE = 2.0  # seconds a new role must last before it is kept (see _changed)
 FORGET_ON = frozenset({"left", "kicked", "lobby"})  # leave reasons that end a resume token
 
 
@@ -188,6 +190,24 @@ class ResumeActions:
                      len(room.awaited))  # fmt: skip
         room.awaited.clear()
         self.focus.ensure_moderator(name)
+
+    def _changed(self, info: ParticipantInfo, changed: frozenset[str]) -> None:
+        """A browser's name, hand or role changed. A new role is written ROLE_SETTLE seconds
+        later if the browser is still here: a room whose browsers are all leaving (moved to
+        another node: closed with 1001 one after another) hands the moderator role down as
+        each goes, and those hand-overs must not outlive the move."""
+        if "role" in changed:
+            loop = asyncio.get_running_loop()
+            loop.call_later(ROLE_SETTLE, self._remember_if_here, info.id)
+        elif changed & {"name", "hand"}:
+            self._remember(info)
+
+    def _remember_if_here(self, pid: str) -> None:
+        session = self._sessions.get(pid)
+        if session is None or session.closed or self._closing:
+            return
+        with contextlib.suppress(UnknownParticipant):
+            self._remember(self.focus.get(pid))
 
     def _remember(self, info: ParticipantInfo) -> None:
         token = self._tokens.get(info.id)

@@ -157,3 +157,44 @@ async def test_kill_9_room_comes_back_with_chat_and_roles(two_nodes: Nodes) -> N
         text = Path(server.log_path).read_text(errors="replace")
         for token in (ada_token, bob_token, other_token):
             assert token not in text
+
+
+async def test_a_forced_drain_moves_the_room_with_chat_and_roles(two_nodes: Nodes) -> None:
+    """n1 hosts the room; a forced drain moves it to n2 and closes its browsers with 1001,
+    one after another (the moderator role is handed down on n1 as each goes: not kept).
+    Each rejoins n1, is told the host (room-elsewhere) and joins n2 with its token."""
+    n1 = two_nodes.start("n1")
+    n2 = two_nodes.start("n2")
+    wait_for("two live nodes", lambda: alive(n2) == {"n1": True, "n2": True}, 5, two_nodes)
+    assert n1.api("POST", "/api/rooms", {"name": ROOM}).status == 201
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        ada, bob = Client(s), Client(s)
+        joined = await ada.join(n1, "Ada")
+        ada_id, ada_token = joined["self"]["id"], joined["resume"]
+        joined = await bob.join(n1, "Bob")
+        bob_id, bob_token = joined["self"]["id"], joined["resume"]
+        await ada.send({"type": "chat", "text": "moving soon"})
+        await bob.wait("chat", text="moving soon")
+        resp = n2.api("POST", "/api/cluster/nodes/n1/drain", {"force": True})
+        assert resp.status == 200, resp.text
+        for client in (ada, bob):
+            await client.closed()
+            assert client.ws is not None and client.ws.close_code == 1001
+        wait_for("room moved to n2", lambda: cluster(n2)["rooms"].get(ROOM) == "n2", 10,
+                 two_nodes)  # fmt: skip
+        await asyncio.sleep(2 * 2.0)  # longer than ROLE_SETTLE: a kept hand-over would show
+        back: dict[str, dict[str, Any]] = {}
+        for name, token in (("Bob", bob_token), ("Ada", ada_token)):  # Bob first again
+            probe = Client(s)
+            assert probe.ws is None
+            probe.ws = await s.ws_connect(n1.base_url + "/ws")
+            await probe.send({"type": "join", "version": 1, "room": ROOM, "name": name,
+                              "audio": False, "video": False, "resume": token})  # fmt: skip
+            refused = await probe.wait("error")
+            assert refused["code"] == "room-elsewhere" and refused["message"] == n2.base_url
+            again = Client(s)
+            back[name] = await again.join(n2, name, resume=token)
+        assert back["Bob"]["self"]["id"] == bob_id and back["Bob"]["self"]["role"] == "guest"
+        assert back["Ada"]["self"]["id"] == ada_id
+        assert back["Ada"]["self"]["role"] == "moderator"
+        assert [c["text"] for c in back["Ada"]["chat"]] == ["moving soon"]

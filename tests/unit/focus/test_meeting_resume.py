@@ -143,6 +143,33 @@ async def test_moderators_that_do_not_come_back_are_replaced_after_the_grace(
         await node.close()
 
 
+async def test_hand_overs_while_a_room_empties_are_not_kept_a_lasting_one_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meeting_resume, "ROLE_SETTLE", 0.1)
+    redis = FakeRedis()
+    a, was = await meeting_on_a(redis)
+    # the room moves away: A closes its browsers one after another (socket gone: "timeout")
+    a.meetings.leave(was["ada"], "timeout")
+    assert a.info(was["bob"]).moderator  # handed down on A for a moment
+    a.meetings.leave(was["bob"], "timeout")
+    await asyncio.sleep(0.3)
+    await a.flush()
+    b = Node(redis)
+    ada, _ = await b.join("Ada", resume=was["ada_token"])
+    bob, _ = await b.join("Bob", resume=was["bob_token"])
+    assert b.info(ada).moderator and not b.info(bob).moderator  # as they were before
+    # a hand-over that lasts is kept: Ada leaves for good, Bob moderates on B
+    await b.send(ada, {"type": "leave"})
+    assert b.info(bob).moderator
+    await asyncio.sleep(0.3)
+    await b.flush()
+    c = Node(redis)
+    bob, _ = await c.join("Bob", resume=was["bob_token"])
+    assert c.info(bob).moderator
+    for node in (a, b, c):
+        await node.close()
+
+
 async def test_without_a_cluster_nothing_changes() -> None:
     a = Node(None)
     _pid, conn = await a.join("Ada")
