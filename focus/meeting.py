@@ -58,7 +58,7 @@ from focus.gate import Gate
 from focus.lobby import Lobby
 from focus.meeting_lobby import LobbyActions, Waiting
 from focus.meeting_recording import RecordingActions, RecordingControl
-from focus.meeting_resume import ResumeActions, Resumed, RoomMemory, new_token
+from focus.meeting_resume import ResumeActions, Resumed, RoomMemory
 from focus.meeting_social import ReactionBucket, SocialActions
 from focus.policy import Verdict
 from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
@@ -155,8 +155,9 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
         return self._sessions.get(participant_id)
 
     def stats(self) -> dict[str, int]:
+        memory = self.memory.stats() if self.memory is not None else {}
         return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions),
-                "turn_credentials_issued": self._turn_issued}
+                "turn_credentials_issued": self._turn_issued, **memory}
 
     def sources_changed(self, room: str) -> None:
         """Another participant's sources came or went (a phone caller's, from
@@ -224,11 +225,7 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             self._turn_issued += sum(1 for server in issued if "credential" in server)
             ice += issued
         joined = p.joined(name, info, others, ice, self._dial_in(name), room.chat, policy)
-        if self.memory is not None:  # a secret for this tab's next join: never logged
-            token = self._tokens[pid] = msg.resume if resumed is not None and msg.resume \
-                else new_token()  # fmt: skip
-            joined["resume"] = token
-            self._remember(info)
+        self._issue(joined, info, msg.resume if resumed is not None else None)
         self._send(session, joined)
         if resumed is not None and resumed.hand:
             self.focus.set_hand(pid, True)

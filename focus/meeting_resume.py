@@ -101,6 +101,7 @@ class RoomMemory(Protocol):
     async def recall(self, room: str) -> Recalled: ...
     async def resume(self, room: str, token: str) -> Resumed | None: ...
     async def close(self) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 
 class ResumeActions:
@@ -190,6 +191,16 @@ class ResumeActions:
                      len(room.awaited))  # fmt: skip
         room.awaited.clear()
         self.focus.ensure_moderator(name)
+
+    def _issue(self, joined: dict[str, object], info: ParticipantInfo,
+               kept: str | None) -> None:  # fmt: skip
+        """`joined` gets the browser's resume token (`kept`: the one it resumed with; else a
+        new one), a secret for this tab's next join, never logged; the memory its entry."""
+        if self.memory is None:
+            return
+        token = self._tokens[info.id] = kept or new_token()
+        joined["resume"] = token
+        self._remember(info)
 
     def _changed(self, info: ParticipantInfo, changed: frozenset[str]) -> None:
         """A browser's name, hand or role changed. A new role is written ROLE_SETTLE seconds
