@@ -162,13 +162,16 @@ class Focus:
         host: bool = False,
         open_room: bool | None = None,
         state: str | None = None,
+        moderator: bool | None = None,
     ) -> ParticipantInfo:
         """Add a participant. `audio` (sending audio) defaults to True for a phone; a
         browser that joins with its microphone off is muted. `mixed_by`: the gateway group
         that mixes this phone's room audio itself (see "Receivers" above).
         `participant_id`: one made by `new_id` (a participant who waited in the lobby keeps
         it); `host`: joins as a host and moderator; `open_room`: the room's policy is open
-        (see "Roles"), kept for the conference; `state`: a called-out phone's call state."""
+        (see "Roles"), kept for the conference; `state`: a called-out phone's call state;
+        `moderator`: True or False to set the role (a browser resuming its place after its
+        room moved, focus/meeting_resume.py), None for the rule above (a host always is)."""
         if kind not in KINDS:
             raise ValueError(f"participant kind must be one of {KINDS}, not {kind!r}")
         conference = self._conferences.get(room)
@@ -186,8 +189,8 @@ class Focus:
         info = ParticipantInfo(
             id=pid, room=room, kind=kind, name=name,
             muted=kind == "browser" and not sending,
-            moderator=host or (kind == "browser" and not has_moderator
-                               and conference.open_room),
+            moderator=host or (moderator if moderator is not None else (
+                kind == "browser" and not has_moderator and conference.open_room)),
             audio=sending, video=video and kind == "browser", mixed_by=mixed_by, host=host,
             state=state,
         )  # fmt: skip
@@ -226,6 +229,13 @@ class Focus:
             return
         conference.open_room = open_room
         if open_room:
+            self._hand_over(conference)
+
+    def ensure_moderator(self, room: str) -> None:
+        """Give the room a moderator now if it has none (the rule of "Roles"): when the
+        moderators a moved room waited for have not come back."""
+        conference = self._conferences.get(room)
+        if conference is not None:
             self._hand_over(conference)
 
     def hosts_present(self, room: str) -> bool:

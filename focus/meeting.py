@@ -18,6 +18,8 @@ moderator, the API, a host arriving) joins it, a `Denied` tells it and closes 40
 Moderators get the knocking list (`lobby-list`) on joining, on becoming moderator and on
 every change; they admit, deny, send back to the lobby, and change the policy. They also
 start and stop recording; everyone is told when it changes (focus/meeting_recording.py).
+In a cluster, a room's chat and each browser's place (id, name, role) outlive the node:
+focus/meeting_resume.py.
 
 Errors a client causes raise `ProtocolError` (answered with `error` by the caller); bridge
 failures are logged with the participant's id and never reach another participant.
@@ -47,17 +49,16 @@ from focus.admission import JoinAdmission
 from focus.conference import (
     Focus,
     FocusEvent,
-    Forbidden,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
     ParticipantUpdated,
-    UnknownParticipant,
 )
 from focus.gate import Gate
 from focus.lobby import Lobby
 from focus.meeting_lobby import LobbyActions, Waiting
 from focus.meeting_recording import RecordingActions, RecordingControl
+from focus.meeting_resume import ResumeActions, Resumed, RoomMemory
 from focus.meeting_social import ReactionBucket, SocialActions
 from focus.policy import Verdict
 from focus.sdp import SdpError, build_offer, parse_answer, tracks_json
@@ -88,7 +89,8 @@ T = TypeVar("T")
 class _Room:
     """A conference with at least one browser in it."""
 
-    __slots__ = ("chat", "flush", "name", "sessions", "unsubscribe")
+    __slots__ = ("awaited", "awaited_until", "chat", "flush", "grace", "name", "sessions",
+                 "unsubscribe")
 
     def __init__(self, name: str, history: int) -> None:
         self.name = name
@@ -96,9 +98,12 @@ class _Room:
         self.chat: deque[dict[str, object]] = deque(maxlen=history)
         self.flush: asyncio.TimerHandle | None = None
         self.unsubscribe: Callable[[], None] = lambda: None
+        self.awaited: set[str] = set()  # former moderators of a moved room (meeting_resume)
+        self.awaited_until = 0.0
+        self.grace: asyncio.TimerHandle | None = None
 
 
-class Meetings(LobbyActions, RecordingActions, SocialActions):
+class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
     """Every browser session of this process, by participant id and by room."""
 
     def __init__(
@@ -140,6 +145,9 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         # A phone caller sent back to the lobby by a moderator: the gateway's (set by the
         # composition root); (participant id, moderator's id) -> whether it could.
         self.phone_send_back: Callable[[str, str], bool] | None = None
+        self.memory: RoomMemory | None = None  # a cluster's room memory (composition root)
+        self._tokens: dict[str, str] = {}  # participant id -> resume token
+        self._expiring: set[str] = set()  # ids whose bridge endpoint is being expired
 
     # -- the public surface ----------------------------------------------------------------
 
@@ -147,8 +155,9 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         return self._sessions.get(participant_id)
 
     def stats(self) -> dict[str, int]:
+        memory = self.memory.stats() if self.memory is not None else {}
         return {"meeting_rooms": len(self._rooms), "browsers": len(self._sessions),
-                "turn_credentials_issued": self._turn_issued}
+                "turn_credentials_issued": self._turn_issued, **memory}
 
     def sources_changed(self, room: str) -> None:
         """Another participant's sources came or went (a phone caller's, from
@@ -172,25 +181,34 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
             await self.placement(name)
         entry = await self.gate.decide(name, identity, msg.password, source)
         display = identity.name if identity is not None and identity.name else msg.name
-        if entry.verdict is Verdict.JOIN:
+        resumed = await self._lookup(name, msg.resume)  # let in before: no lobby again
+        if entry.verdict is Verdict.JOIN or resumed is not None:
             return await self._enter(conn, msg, source, None, display, host=entry.host,
-                                     open_room=entry.open_room)  # fmt: skip
+                                     open_room=entry.open_room, resumed=resumed)  # fmt: skip
         pid = self.focus.new_id("browser")
         self._wait(Waiting(pid, name, conn, msg, source, display), entry.verdict.value)
         return pid
 
     async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
-                     display: str, *, host: bool, open_room: bool) -> str:  # fmt: skip
+                     display: str, *, host: bool, open_room: bool,
+                     resumed: Resumed | None = None) -> str:  # fmt: skip
         name = msg.room
         if len(self.focus.participants(name)) >= self.settings.max_participants:
             raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
+        recalled = await self._recall(name) if name not in self._rooms else None
+        if resumed is not None:  # its place back: id (if free here), name, role
+            pid = self._resume_id(resumed.pid)
+            display, host = resumed.name, host or resumed.host
         if source is not None:
             self.admission.acquire_endpoint(source)  # given back in _remove
         try:
+            fresh = name not in self._rooms
             room = self._room(name)
+            if fresh and recalled is not None:
+                self._restore(room, recalled, self._monotonic())
             info = self.focus.join(name, "browser", display, audio=msg.audio, video=msg.video,
-                                   participant_id=pid, host=host,
-                                   open_room=open_room)  # fmt: skip
+                                   participant_id=pid, host=host, open_room=open_room,
+                                   moderator=self._role(room, resumed, self._monotonic()))
         except BaseException:
             if source is not None:
                 self.admission.release_endpoint(source)
@@ -206,8 +224,11 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
             issued = self.settings.ice.for_participant(pid, self._clock())
             self._turn_issued += sum(1 for server in issued if "credential" in server)
             ice += issued
-        self._send(session, p.joined(name, info, others, ice,
-                                     self._dial_in(name), room.chat, policy))  # fmt: skip
+        joined = p.joined(name, info, others, ice, self._dial_in(name), room.chat, policy)
+        self._issue(joined, info, msg.resume if resumed is not None else None)
+        self._send(session, joined)
+        if resumed is not None and resumed.hand:
+            self.focus.set_hand(pid, True)
         if info.moderator and self.lobby.waiting(name):  # else the page's list starts empty
             self._send(session, self._lobby_list(name, knock=False))
         self._tell_recording(session)
@@ -304,6 +325,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
             self.leave(session.participant_id, "left")
         for room in list(self._rooms.values()):
             self._drop_room(room)
+        if self.memory is not None:  # what is queued goes out first
+            await self.memory.close()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in pending:
@@ -360,9 +383,10 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
         room.unsubscribe()
-        if room.flush is not None:
-            room.flush.cancel()
-            room.flush = None
+        for timer in (room.flush, room.grace):
+            if timer is not None:
+                timer.cancel()
+        room.flush = room.grace = None
 
     # -- offers and answers ----------------------------------------------------------------
 
@@ -448,37 +472,6 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
             if session.want_offer or session.force_offer:
                 self._spawn(self._offer(session), session.participant_id)
 
-    # -- chat and moderation ---------------------------------------------------------------
-
-    def _chat(self, session: BrowserSession, text: str) -> None:
-        room = self._rooms[session.room]
-        info = self.focus.get(session.participant_id)
-        message = p.chat(info.id, info.name, text, round(self._clock(), 3))
-        room.chat.append(message)
-        log.info("participant %s: chat in %s (%d characters)", info.id, room.name, len(text))
-        self._broadcast(room, message)
-
-    def _moderate(self, session: BrowserSession, msg: p.Moderate) -> None:
-        pid = session.participant_id
-        present = {x.id for x in self.focus.participants(session.room)}
-        if msg.target is not None and msg.target not in present:
-            raise p.ProtocolError("unknown-participant", f"no participant {msg.target}",
-                                  msg.TYPE)  # fmt: skip
-        try:
-            if msg.action == "mute-all":
-                self.focus.mute_all(pid)
-            elif msg.action == "mute":
-                assert msg.target is not None
-                self.focus.moderator_mute(pid, msg.target)
-            else:
-                assert msg.target is not None
-                self.focus.kick(pid, msg.target)
-        except Forbidden:
-            raise p.ProtocolError("forbidden", "only a moderator can do this", msg.TYPE) from None
-        except UnknownParticipant:
-            raise p.ProtocolError("unknown-participant", "no such participant",
-                                  msg.TYPE) from None  # fmt: skip
-
     # -- focus events ----------------------------------------------------------------------
 
     def _on_focus_event(self, name: str, event: FocusEvent) -> None:
@@ -491,12 +484,15 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
             return
         if isinstance(event, ParticipantLeft):
             own = room.sessions.get(info.id)
+            self._forget(info, event.reason)
             if own is not None:
                 self._remove(own, event.reason, event.by)
             self._broadcast(room, p.participant_left(info.id, event.reason))
             self._renegotiate_others(name, None)
             return
         own = room.sessions.get(info.id)
+        if isinstance(event, ParticipantUpdated) and own is not None:
+            self._changed(info, event.changed)
         if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
                 own is not None and info.moderator and self.lobby.waiting(name):  # fmt: skip
             self._send(own, self._lobby_list(name, knock=False))
@@ -542,10 +538,14 @@ class Meetings(LobbyActions, RecordingActions, SocialActions):
         else:
             session.conn.close(CLOSE_NORMAL, reason)
         if session.allocation is not None:
+            self._expiring.add(pid)  # its id is not resumed meanwhile (meeting_resume)
             self._spawn(self._expire(session.room, pid), pid)
 
     async def _expire(self, name: str, pid: str) -> None:
-        await self._bridge_call(self.bridge.expire(name, pid))
+        try:
+            await self._bridge_call(self.bridge.expire(name, pid))
+        finally:
+            self._expiring.discard(pid)
         log.info("participant %s: endpoint expired", pid)
 
     # -- bridge events ---------------------------------------------------------------------

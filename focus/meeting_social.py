@@ -1,4 +1,8 @@
-"""Reactions and private chat (a base class of `focus.meeting.Meetings`).
+"""Chat, moderation, reactions and private chat (a base class of `focus.meeting.Meetings`).
+
+- `chat` {text}: to every browser of the room, kept in the room's history (the last
+  `chat_history`, sent in `joined`; in a cluster, also in the room's memory:
+  focus/meeting_resume.py). `moderate` (mute, mute-all, kick): a moderator's, else `forbidden`.
 
 - `reaction` {emoji}: one of `protocol.REACTIONS`, relayed as `reaction` {from, emoji} to
   every browser of the sender's room (the sender too: its page shows what the others see),
@@ -20,11 +24,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from focus import protocol as p
-from focus.conference import Focus
+from focus.conference import Focus, Forbidden, UnknownParticipant
 from focus.session import BrowserSession
 
 if TYPE_CHECKING:
     from focus.meeting import _Room
+    from focus.meeting_resume import RoomMemory
 
 __all__ = ["REACTION_BURST", "REACTION_RATE", "ReactionBucket", "SocialActions"]
 
@@ -62,6 +67,7 @@ class SocialActions:
     _reaction_buckets: dict[str, ReactionBucket]
     _monotonic: Callable[[], float]
     _clock: Callable[[], float]
+    memory: RoomMemory | None
 
     # -- provided by Meetings ----------------------------------------------------------------
 
@@ -71,6 +77,39 @@ class SocialActions:
     def _broadcast(self, room: _Room, message: Mapping[str, object],
                    except_id: str | None = None) -> None:  # fmt: skip
         raise NotImplementedError
+
+    # -- chat and moderation -----------------------------------------------------------------
+
+    def _chat(self, session: BrowserSession, text: str) -> None:
+        room = self._rooms[session.room]
+        info = self.focus.get(session.participant_id)
+        message = p.chat(info.id, info.name, text, round(self._clock(), 3))
+        room.chat.append(message)
+        if self.memory is not None:
+            self.memory.remember_chat(room.name, message)
+        log.info("participant %s: chat in %s (%d characters)", info.id, room.name, len(text))
+        self._broadcast(room, message)
+
+    def _moderate(self, session: BrowserSession, msg: p.Moderate) -> None:
+        pid = session.participant_id
+        present = {x.id for x in self.focus.participants(session.room)}
+        if msg.target is not None and msg.target not in present:
+            raise p.ProtocolError("unknown-participant", f"no participant {msg.target}",
+                                  msg.TYPE)  # fmt: skip
+        try:
+            if msg.action == "mute-all":
+                self.focus.mute_all(pid)
+            elif msg.action == "mute":
+                assert msg.target is not None
+                self.focus.moderator_mute(pid, msg.target)
+            else:
+                assert msg.target is not None
+                self.focus.kick(pid, msg.target)
+        except Forbidden:
+            raise p.ProtocolError("forbidden", "only a moderator can do this", msg.TYPE) from None
+        except UnknownParticipant:
+            raise p.ProtocolError("unknown-participant", "no such participant",
+                                  msg.TYPE) from None  # fmt: skip
 
     # -- reactions ---------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ ERROR_CODES = frozenset({
 })  # fmt: skip
 MAX_TOKEN = 8192
 MAX_PASSWORD = 64
+RESUME_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")  # `joined` gives one (focus/meeting_resume.py)
 # The reactions a participant may send (the page's buttons); anything else is refused.
 REACTIONS = ("\U0001f44d", "\U0001f44f", "\U0001f602", "\U0001f62e", "\u2764\ufe0f",
              "\U0001f389")  # fmt: skip
@@ -101,11 +102,13 @@ class Join:
     version: int = PROTOCOL_VERSION
     token: str | None = None  # a JWT (the page's ?jwt=), never logged
     password: str | None = None  # the room's password, never logged
+    resume: str | None = None  # the resume token of an earlier join (a cluster), never logged
 
-    def __repr__(self) -> str:  # the token and password stay out of every log line
+    def __repr__(self) -> str:  # the token, password and resume token stay out of every log
         return (f"Join(room={self.room!r}, name={self.name!r}, audio={self.audio}, "
                 f"video={self.video}, token={'...' if self.token else None}, "
-                f"password={'...' if self.password else None})")
+                f"password={'...' if self.password else None}, "
+                f"resume={'...' if self.resume else None})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,9 +324,13 @@ def _join(f: _Fields) -> Join:
     if password is not None and (not isinstance(password, str)
                                  or not 1 <= len(password) <= MAX_PASSWORD):  # fmt: skip
         raise f.fail("password", f"a string of 1 to {MAX_PASSWORD} characters")
+    resume = f.data.get("resume")
+    if resume is not None and (not isinstance(resume, str)
+                               or not RESUME_TOKEN.fullmatch(resume)):  # fmt: skip
+        raise f.fail("resume", "the resume token a `joined` message gave")
     return Join(room=room, name=f.text("name", MAX_NAME), audio=f.boolean("audio"),
                 video=f.boolean("video"), version=version, token=token,
-                password=password)  # fmt: skip
+                password=password, resume=resume)  # fmt: skip
 
 
 def _lobby(f: _Fields) -> LobbyAction:
@@ -433,8 +440,8 @@ def _stats(f: _Fields) -> Stats:
 
 
 _SCHEMAS: dict[str, tuple[frozenset[str], Callable[[_Fields], ClientMessage]]] = {
-    "join": (frozenset({"version", "room", "name", "audio", "video", "token", "password"}),
-             _join),
+    "join": (frozenset({"version", "room", "name", "audio", "video", "token", "password",
+                        "resume"}), _join),
     "lobby": (frozenset({"action", "target"}), _lobby),
     "policy": (frozenset({"lobby", "start", "password", "guests"}), _policy),
     "answer": (frozenset({"sdp", "revision"}), _answer),

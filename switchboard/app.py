@@ -131,6 +131,11 @@ class Server:
             gate=Gate(self.focus, rooms, self.tokens), lobby=self.lobby,
             placement=self.cluster.admit if self.cluster is not None else None,
         )  # fmt: skip
+        if self.cluster is not None:  # a room's chat and places outlive its node (issue 19)
+            from cluster.room_state import RoomState
+            self.meetings.memory = RoomState(
+                config.cluster.redis_url, history=m.chat_history,
+                ttl=config.cluster.room_state_ttl, live_rooms=lambda: self.focus.live_rooms())
         # Phone callers reach the bridge through the focus (plain endpoints); their packets
         # travel over in-process links here, plain RTP to a bridge elsewhere in a cluster.
         self.phone_media = PhoneMedia(self.bridge, self.meetings)

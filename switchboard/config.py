@@ -189,6 +189,7 @@ class ClusterConfig:
     redis_url: str = ""
     node_id: str = ""  # empty: HOSTNAME-PID
     public_url: str = ""  # the URL browsers use for this node
+    room_state_ttl: float = 600.0  # seconds a room's chat and resume entries outlive it
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +392,8 @@ def _validate_cluster(config: Config) -> None:
                           "'.', '_', '-' (or '' for HOSTNAME-PID)")
     if c.public_url and not re.fullmatch(r"https?://[^/\s?#]+/?", c.public_url):
         raise ConfigError("cluster.public_url: expected 'http(s)://HOST[:PORT]' (or '')")
+    if not 10.0 <= c.room_state_ttl <= 604800.0:
+        raise ConfigError("cluster.room_state_ttl: expected seconds from 10 to 604800")
     if c.redis_url and not config.store.postgres:
         raise ConfigError("cluster.redis_url: a cluster keeps its rooms in PostgreSQL: set "
                           "store.url = 'postgresql://...' (every node on the same database)")

@@ -7,7 +7,9 @@ import { MediaSession } from './lib/peer.js';
 import { QualityMeter } from './lib/quality.js';
 import { isRoomName } from './lib/rooms.js';
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './lib/signaling.js';
-import { rememberRoom } from './lib/storage.js';
+import {
+  rememberRoom, resumeToken, keepResumeToken, dropResumeToken, handOverResumeToken, takeHandedOverToken,
+} from './lib/storage.js';
 import { Chat } from './ui/chat.js';
 import { confirmDialog } from './ui/dialogs.js';
 import { wireControls } from './ui/controls.js';
@@ -132,10 +134,12 @@ class Meeting {
       this.end({ code: 1006 });
       return;
     }
+    const resume = resumeToken(this.room); // this tab's place in the room, from an earlier join
     sig.send('join', {
       version: PROTOCOL_VERSION, room: this.room, name: this.name,
       audio: Boolean(this.local.mic) && !this.local.muted, video: Boolean(this.local.cam),
       ...(this.token ? { token: this.token } : {}), ...(this.password ? { password: this.password } : {}),
+      ...(resume ? { resume } : {}),
     });
     this.joinTimer = window.setTimeout(() => {
       if (!this.selfId && this.sig === sig) {
@@ -157,7 +161,7 @@ class Meeting {
       'private-chat': (m) => this.social.onPrivate(m),
       reaction: (m) => this.social.onReaction(m),
       muted: (m) => this.onMutedByModerator(m),
-      kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; },
+      kicked: (m) => { this.kickedBy = this.participants.get(m.by)?.name || 'A moderator'; dropResumeToken(this.room); },
       quality: (m) => this.qualityView.update({ server: m }),
       error: (m) => this.onError(m),
       lobby: (m) => m.state === 'waiting' && enterLobby(this, m.waiting_for), // denied: 4013 follows
@@ -174,6 +178,8 @@ class Meeting {
     this.show('meeting'); // from the waiting screen too
     if (this.media) this.media.close(); // admitted again after being sent back
     this.selfId = msg.self.id;
+    if (msg.resume) keepResumeToken(this.room, msg.resume); // a cluster: the next join resumes
+    else dropResumeToken(this.room);
     this.participants = new Map();
     for (const p of [...(Array.isArray(msg.participants) ? msg.participants : []), msg.self]) {
       if (p && typeof p.id === 'string') this.participants.set(p.id, p);
@@ -242,6 +248,7 @@ class Meeting {
   leave() {
     if (this.view !== 'meeting' && this.view !== 'lobby') return;
     this.leaving = true;
+    dropResumeToken(this.room); // left on purpose: the next join is a new one
     if (this.sig) this.sig.send('leave');
     this.teardown();
     showEnded({ kind: 'left' }, () => this.rejoin());
@@ -354,8 +361,10 @@ class Meeting {
     else if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
     else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
     else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && /^https?:\/\/[^/?#]+$/.test(msg.message)) {
-      // A cluster: another node hosts the room; its page opens there (the same path).
+      // A cluster: another node hosts the room; its page opens there (the same path), and this
+      // tab's resume token goes along (not in the URL: lib/storage.js).
       this.leaving = true;
+      handOverResumeToken(this.room, msg.message);
       window.location.assign(msg.message + window.location.pathname + window.location.search);
     } else if (msg.ref === 'join' && !this.selfId) {
       // The close code that follows says why; the message is the fallback.
@@ -525,6 +534,7 @@ function main() {
     window.location.replace('/');
     return;
   }
+  takeHandedOverToken(room.toLowerCase()); // from this tab's page on another node
   const meeting = new Meeting(room.toLowerCase(), takeToken());
   // A handle for debugging and the browser tests: the meeting and its RTCPeerConnection.
   window.switchboard = {

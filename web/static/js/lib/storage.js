@@ -1,5 +1,7 @@
-// What the browser remembers between visits: the display name, device choices, recent rooms.
-// localStorage can throw (Safari private mode, storage disabled): every access is guarded.
+// What the browser remembers between visits: the display name, device choices, recent rooms;
+// and for this tab only (sessionStorage), each room's resume token (a cluster's `joined`
+// gives one: the next join presents it to get the same place back after a restart or a move).
+// Storage can throw (Safari private mode, storage disabled): every access is guarded.
 
 const PREFIX = 'switchboard.';
 const MAX_RECENT = 6;
@@ -52,4 +54,63 @@ export function rememberRoom(name) {
 
 export function forgetRoom(name) {
   write('recent', recentRooms().filter((r) => r.name !== name));
+}
+
+const RESUME_TOKEN = /^[A-Za-z0-9_-]{16,128}$/;
+
+/** This tab's resume token for `room`, or null. Never put in a URL or logged. */
+export function resumeToken(room) {
+  try {
+    const token = window.sessionStorage.getItem(`${PREFIX}resume.${room}`);
+    return token && RESUME_TOKEN.test(token) ? token : null;
+  } catch {
+    return null;
+  }
+}
+
+export function keepResumeToken(room, token) {
+  if (typeof token !== 'string' || !RESUME_TOKEN.test(token)) return;
+  try {
+    window.sessionStorage.setItem(`${PREFIX}resume.${room}`, token);
+  } catch {
+    /* not kept: the next join is a new participant */
+  }
+}
+
+export function dropResumeToken(room) {
+  try {
+    window.sessionStorage.removeItem(`${PREFIX}resume.${room}`);
+  } catch {
+    /* nothing kept */
+  }
+}
+
+// A room-elsewhere answer sends the page to another node, whose origin has a sessionStorage of
+// its own: the token goes along in this tab's window.name (kept by browsers across a
+// navigation within one site, as node1.example.org to node2.example.org), for that origin and
+// that room only, and the page there takes it at once and clears window.name.
+const HANDOVER = 'switchboard.resume:';
+
+export function handOverResumeToken(room, url) {
+  const token = resumeToken(room);
+  if (!token) return;
+  try {
+    const { origin } = new URL(url); // as the page there sees its own
+    window.name = HANDOVER + JSON.stringify({ room, origin, token });
+  } catch {
+    /* not handed over: a new participant there */
+  }
+}
+
+export function takeHandedOverToken(room, origin = window.location.origin) {
+  let data = null;
+  try {
+    if (typeof window.name === 'string' && window.name.startsWith(HANDOVER)) {
+      data = JSON.parse(window.name.slice(HANDOVER.length));
+      window.name = '';
+    }
+  } catch {
+    window.name = '';
+  }
+  if (data && data.room === room && data.origin === origin) keepResumeToken(room, data.token);
 }
