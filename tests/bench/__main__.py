@@ -11,6 +11,8 @@
     python -m tests.bench --only dialout    # dial-out setup time through kamailio (<= 2 min)
     python -m tests.bench --only versus-janus   # side by side with Janus AudioBridge (~20 min)
     python -m tests.bench --only recordings --only video-recording   # the recorder (~3 min)
+    python -m tests.bench --only failover   # kill -9 of a room's node, 5 times (~3 min)
+    python -m tests.bench --only cluster-capacity   # two nodes against one (~15 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -36,6 +38,8 @@ from . import (
     bridge,
     callrate,
     callrate_digest,
+    cluster_capacity,
+    cluster_failover,
     conference,
     conference_capacity,
     dialout,
@@ -63,6 +67,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     **conference.FIGURES,  # quality, latency, capacity, conversation
     **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
     **recording.FIGURES,  # recordings, video-recording
+    **cluster_failover.FIGURES,  # failover (issue 19: kill -9 of a room's node)
+    **cluster_capacity.FIGURES,  # cluster-capacity (issue 19: two nodes against one)
 }
 
 
@@ -125,6 +131,11 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "video-recording": lambda: recording.measure_video(window_s=5 if quick else 10),
         "versus-mixed": lambda: janus_bench.measure(
             "versus-mixed", workdir / "versus-mixed", budget_s=240 if quick else 480,
+            window_s=5 if quick else 10),
+        "failover": lambda: cluster_failover.measure_failover(
+            workdir / "failover", budget_s=200 if quick else 400, trials=2 if quick else 5),
+        "cluster-capacity": lambda: cluster_capacity.measure_cluster_capacity(
+            workdir / "cluster-capacity", budget_s=500 if quick else 1100,
             window_s=5 if quick else 10),
     }
     title, goal = FIGURES[name]
