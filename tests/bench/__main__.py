@@ -13,6 +13,7 @@
     python -m tests.bench --only recordings --only video-recording   # the recorder (~3 min)
     python -m tests.bench --only failover   # kill -9 of a room's node, 5 times (~3 min)
     python -m tests.bench --only cluster-capacity   # two nodes against one (~15 min)
+    python -m tests.bench --only cluster-idle   # what an idle cluster node costs (1 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -40,6 +41,7 @@ from . import (
     callrate_digest,
     cluster_capacity,
     cluster_failover,
+    cluster_idle,
     conference,
     conference_capacity,
     dialout,
@@ -69,6 +71,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     **recording.FIGURES,  # recordings, video-recording
     **cluster_failover.FIGURES,  # failover (issue 19: kill -9 of a room's node)
     **cluster_capacity.FIGURES,  # cluster-capacity (issue 19: two nodes against one)
+    **cluster_idle.FIGURES,  # cluster-idle (issue 19: heartbeats and coordination, idle)
 }
 
 
@@ -137,6 +140,8 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "cluster-capacity": lambda: cluster_capacity.measure_cluster_capacity(
             workdir / "cluster-capacity", budget_s=500 if quick else 1100,
             window_s=5 if quick else 10),
+        "cluster-idle": lambda: cluster_idle.measure_idle(
+            workdir / "cluster-idle", budget_s=120, window_s=10 if quick else 30),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()

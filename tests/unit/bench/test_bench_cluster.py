@@ -1,5 +1,6 @@
-"""The verdicts of issue 19's benchmarks (tests/bench/cluster_failover.py and
-cluster_capacity.py): median and worst of the failover trials, the two-node ratio."""
+"""The verdicts of issue 19's benchmarks (tests/bench/cluster_failover.py, cluster_capacity.py
+and cluster_idle.py): median and worst of the failover trials, the two-node ratio, the idle
+cost."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.bench.cluster_capacity import (
     ratio_figure,
 )
 from tests.bench.cluster_failover import GOAL_S, Trial, failover_figure, hears
+from tests.bench.cluster_idle import idle_figure, info_counter
 from tests.bench.common import Figure
 from tests.bench.conference_capacity import CAPACITY_LADDER, CapacityStep
 
@@ -102,3 +104,16 @@ def test_no_figure_without_both_runs() -> None:
     browsers = ClusterStep(40, [node_step(20, True), node_step(20, True)],
                            reasons=["2 browsers could not join (x)"])
     assert not browsers.ok and "could not join" in browsers.summary()
+
+
+def test_idle_reads_redis_info_and_says_the_difference() -> None:
+    info = "$60\r\n# Stats\r\ntotal_connections_received:4\r\ntotal_commands_processed:1234\r\n"
+    assert info_counter(info, "total_commands_processed") == 1234
+    assert info_counter(info, "total_connections_received") == 4
+    assert info_counter(info, "missing") == 0
+    fig = idle_figure(10.0, 0.5, [0.7, 0.9], 0.4, 0.2, 144, how="h")
+    assert fig.measured == ("0.80% of a core per idle cluster node against 0.50% for a node "
+                            "without a cluster (+0.30%); Redis 7.2 commands/s per node, Redis "
+                            "0.20% and PostgreSQL 0.10% of a core per node")
+    assert fig.met is None and fig.details["cluster_node_percent"] == [0.7, 0.9]
+    assert idle_figure(0.0, 0.5, [], 0.0, 0.0, 0, how="h").measured == "not measured"
