@@ -9,7 +9,8 @@ Both listen on a Unix socket only, in a folder only their user (and root) may en
 - PostgreSQL (the Debian package's binaries): DIR/postgres/data made by initdb on the first
   start, superuser `switchboard`, local (socket) connections trusted, no TCP; the database
   `switchboard` created when missing. As root it runs as the `postgres` user (it refuses
-  root), so DIR's parents must let that user through (o+x).
+  root); when that user cannot reach DIR (a clone under /root, mode 0700), its folder is
+  /var/lib/switchboard-nodes/postgres instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ log = logging.getLogger("switchboard.nodes")
 
 PG_USER = "switchboard"
 PG_DATABASE = "switchboard"
+#: where PostgreSQL's folder goes when the postgres user cannot reach the cluster's folder
+FALLBACK_ROOT = Path("/var/lib/switchboard-nodes")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -107,23 +110,35 @@ def _chown_postgres(path: Path) -> None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _check_reachable(folder: Path) -> None:
-    """As root, the `postgres` user must be able to reach `folder` through its parents."""
+def _unreachable(folder: Path) -> Path | None:
+    """As root: the first folder on the way to `folder` that the `postgres` user cannot
+    enter (a clone under /root, mode 0700), else None."""
     if os.geteuid() != 0:
-        return
-    for parent in [*reversed(folder.resolve().parents)]:
-        if parent.stat().st_mode & 0o001 == 0:
-            raise ServiceError(f"PostgreSQL runs as the user postgres, which cannot enter "
-                               f"{parent} (mode {parent.stat().st_mode & 0o777:o}): put the "
-                               f"cluster's folder elsewhere (--dir)")
+        return None
+    for parent in [*reversed(folder.resolve().parents), folder.resolve()]:
+        if parent.exists() and parent.stat().st_mode & 0o001 == 0:
+            return parent
+    return None
 
 
 def postgres_service(root: Path) -> Service:
-    """initdb on the first start (as the postgres user when root), then the server."""
+    """initdb on the first start (as the postgres user when root), then the server. Its
+    folder is ROOT/postgres, or FALLBACK_ROOT/postgres when the postgres user cannot reach
+    ROOT (as root, a clone under /root)."""
     bindir = postgres_bin()
     prefix = _as_postgres()
     root.mkdir(parents=True, exist_ok=True)
-    _check_reachable(root)
+    closed = _unreachable(root)
+    if closed is not None:
+        log.info("nodes: the postgres user cannot enter %s (mode %o): PostgreSQL's files go "
+                 "to %s instead", closed, closed.stat().st_mode & 0o777, FALLBACK_ROOT)
+        root = FALLBACK_ROOT
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o711)
+        closed = _unreachable(root)
+        if closed is not None:
+            raise ServiceError(f"PostgreSQL runs as the user postgres, which cannot enter "
+                               f"{closed}: give the cluster a folder it can reach (--dir)")
     folder = root / "postgres"
     folder.mkdir(exist_ok=True)
     os.chmod(folder, 0o700)

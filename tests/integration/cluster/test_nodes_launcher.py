@@ -136,3 +136,28 @@ def test_two_nodes_one_cluster_restarted_after_a_crash_stopped_together() -> Non
     assert "every node and service stopped" in text
     for url in urls:
         assert api(url, "GET", "/api/health")[0] == 0  # nothing answers any more
+
+
+def test_postgres_goes_elsewhere_when_its_user_cannot_reach_the_folder(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root, a cluster folder under a 0700 parent (a clone in /root): PostgreSQL's files
+    go to the fallback folder, where initdb (as the user postgres) succeeds."""
+    from switchboard import nodes_services
+
+    outer = new_folder("sb-nodes-closed-")
+    os.chmod(outer, 0o700)
+    fallback = new_folder("sb-nodes-fallback-") / "pg"
+    monkeypatch.setattr(nodes_services, "FALLBACK_ROOT", fallback)
+    try:
+        service = nodes_services.postgres_service(outer / "cluster")
+        if os.geteuid() == 0:
+            assert nodes_services._unreachable(outer / "cluster") == outer
+            assert service.socket_path.parent == fallback / "postgres"
+            assert (fallback / "postgres" / "data" / "PG_VERSION").exists()
+        else:  # the server runs as this user, who can enter its own folder
+            assert service.socket_path.parent == outer / "cluster" / "postgres"
+    finally:
+        import shutil
+
+        shutil.rmtree(outer, ignore_errors=True)
+        shutil.rmtree(fallback.parent, ignore_errors=True)
