@@ -174,6 +174,8 @@ class Launcher:
                 await child.start()
                 await asyncio.to_thread(wait_ready, service, child.alive)
                 log.info("nodes: %s ready", service.name)
+                if self.stopping.is_set():
+                    return 0
             for plan, child in self.nodes:
                 await child.start()
                 log.info("nodes: %s at %s, SIP %s", plan.node_id, plan.public_url,
@@ -217,7 +219,14 @@ class Launcher:
                     if now >= when:
                         del restarts[child]
                         child.restarts += 1
-                        await child.start()
+                        try:
+                            await child.start()
+                        except OSError as exc:  # no process could be made: later again
+                            delay = child.next_delay(now)
+                            log.error("nodes: %s cannot be started (%s): again in %.0f s",
+                                      child.name, exc, delay)
+                            restarts[child] = now + delay
+                            continue
                         self.write_state()
                 waits = [asyncio.ensure_future(c.proc.wait()) for c in self.children()
                          if c.proc is not None and c.alive()]
