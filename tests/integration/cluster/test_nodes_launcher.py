@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -136,6 +137,7 @@ def test_two_nodes_one_cluster_restarted_after_a_crash_stopped_together() -> Non
     assert "every node and service stopped" in text
     for url in urls:
         assert api(url, "GET", "/api/health")[0] == 0  # nothing answers any more
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_postgres_goes_elsewhere_when_its_user_cannot_reach_the_folder(
@@ -157,7 +159,5 @@ def test_postgres_goes_elsewhere_when_its_user_cannot_reach_the_folder(
         else:  # the server runs as this user, who can enter its own folder
             assert service.socket_path.parent == outer / "cluster" / "postgres"
     finally:
-        import shutil
-
         shutil.rmtree(outer, ignore_errors=True)
         shutil.rmtree(fallback.parent, ignore_errors=True)
