@@ -14,11 +14,20 @@ EMAIL ?=
 PUBLIC_IP ?=
 PREFIX ?= /opt/switchboard
 SERVER_CONFIG := data/server.toml
+# make run NODES=auto (one per core) or NODES=3 [CONFIG=base.toml] [PUBLIC_HOST=name]: several
+# nodes on this machine as one cluster (switchboard nodes: Redis and PostgreSQL under
+# data/cluster, node i on each configured port + 10 * i); docs/deploy.md.
+NODES ?=
+PUBLIC_HOST ?=
 
-.PHONY: run test bench setup system peers bench-peers venv dev lint typecheck unit integration browser install-service clean
+.PHONY: run test bench setup system cluster-system peers bench-peers venv dev lint typecheck unit integration browser install-service clean
 
-run: setup
-ifneq ($(DOMAIN),)
+run: setup $(if $(NODES),cluster-system)
+ifneq ($(NODES),)
+	@test -z '$(DOMAIN)' || { echo 'make run: NODES with DOMAIN is not supported (ACME gives one certificate per host): see docs/deploy.md' >&2; exit 2; }
+	$(VENV)/bin/switchboard nodes --count '$(NODES)' --dir data/cluster $(if $(CONFIG),--config $(CONFIG)) \
+	    $(if $(PUBLIC_HOST),--public-host '$(PUBLIC_HOST)')
+else ifneq ($(DOMAIN),)
 	@mkdir -p data
 	test -e $(SERVER_CONFIG) || { $(VENV)/bin/switchboard server-config --domain '$(DOMAIN)' \
 	    --email '$(EMAIL)' --public-ip '$(PUBLIC_IP)' --data-dir ./data > $(SERVER_CONFIG).new \
@@ -34,6 +43,12 @@ setup: system venv
 system: $(STAMPS)/system
 $(STAMPS)/system: scripts/install-system.sh
 	bash scripts/install-system.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+# Redis and PostgreSQL, only for `make run NODES=...` (the tests' come with `peers`).
+cluster-system: $(STAMPS)/cluster-system
+$(STAMPS)/cluster-system: scripts/install-cluster.sh
+	bash scripts/install-cluster.sh
 	@mkdir -p $(STAMPS) && touch $@
 
 peers: $(STAMPS)/peers

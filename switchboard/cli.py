@@ -1,5 +1,5 @@
-"""The `switchboard` command: serve, check-config, the rooms/numbers/trunks admin commands, and
-`recordings` (which asks the running server)."""
+"""The `switchboard` command: serve, nodes (several on one machine), check-config, the
+rooms/numbers/trunks admin commands, and `recordings` (which asks the running server)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(trm, nested=True)
     trm.add_argument("name")
 
+    from switchboard.nodes import add_parser as add_nodes
+
+    add_nodes(sub, _config_arg)
     from switchboard.record_cli import add_parser as add_recordings
 
     add_recordings(sub, _config_arg)
@@ -187,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.app import serve
 
         return serve(config)
+    if args.command == "nodes":
+        from switchboard.nodes import run_nodes
+
+        return run_nodes(config, args.config, args)
     if args.command == "recordings":
         from switchboard.record_cli import CliError
         from switchboard.record_cli import run as run_recordings

@@ -11,6 +11,9 @@
     python -m tests.bench --only dialout    # dial-out setup time through kamailio (<= 2 min)
     python -m tests.bench --only versus-janus   # side by side with Janus AudioBridge (~20 min)
     python -m tests.bench --only recordings --only video-recording   # the recorder (~3 min)
+    python -m tests.bench --only failover   # kill -9 of a room's node, 5 times (~3 min)
+    python -m tests.bench --only cluster-capacity   # two nodes against one (~15 min)
+    python -m tests.bench --only cluster-idle   # what an idle cluster node costs (1 min)
     python -m tests.bench --against uas     # prove the load side against sipp's own uas
     python -m tests.bench --quick           # shorter trials and windows
 
@@ -36,6 +39,9 @@ from . import (
     bridge,
     callrate,
     callrate_digest,
+    cluster_capacity,
+    cluster_failover,
+    cluster_idle,
     conference,
     conference_capacity,
     dialout,
@@ -63,6 +69,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     **conference.FIGURES,  # quality, latency, capacity, conversation
     **janus_bench.FIGURES,  # versus-g711, versus-mixed (side by side with Janus)
     **recording.FIGURES,  # recordings, video-recording
+    **cluster_failover.FIGURES,  # failover (issue 19: kill -9 of a room's node)
+    **cluster_capacity.FIGURES,  # cluster-capacity (issue 19: two nodes against one)
+    **cluster_idle.FIGURES,  # cluster-idle (issue 19: heartbeats and coordination, idle)
 }
 
 
@@ -80,6 +89,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="calls held for memory")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+# Figures measured in this run, by name: cluster-capacity reuses capacity's one-node figure
+# when the run has just measured it (with a result), instead of measuring it again.
+_MEASURED: dict[str, Figure] = {}
+
+
+def _one_node() -> Figure | None:
+    done = _MEASURED.get("capacity")
+    return done if done is not None and cluster_capacity.best_phones(done) > 0 else None
 
 
 def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
@@ -126,6 +145,13 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "versus-mixed": lambda: janus_bench.measure(
             "versus-mixed", workdir / "versus-mixed", budget_s=240 if quick else 480,
             window_s=5 if quick else 10),
+        "failover": lambda: cluster_failover.measure_failover(
+            workdir / "failover", budget_s=200 if quick else 400, trials=2 if quick else 5),
+        "cluster-capacity": lambda: cluster_capacity.measure_cluster_capacity(
+            workdir / "cluster-capacity", budget_s=500 if quick else 1100,
+            window_s=5 if quick else 10, one_node=_one_node()),
+        "cluster-idle": lambda: cluster_idle.measure_idle(
+            workdir / "cluster-idle", budget_s=120, window_s=10 if quick else 30),
     }
     title, goal = FIGURES[name]
     started = time.monotonic()
@@ -140,6 +166,7 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         if leftovers:
             log.warning("%s: stopped leftover processes %s", name, ", ".join(leftovers))
     log.info("%s done in %.0f s: %s", name, time.monotonic() - started, figure.measured)
+    _MEASURED[name] = figure
     return figure
 
 
