@@ -50,6 +50,9 @@ __all__ = [
 
 HEARTBEAT = 1.0
 DEAD_AFTER = 3.0
+# A live owner whose last beat is older than this is not pointed to (it may be dying: a
+# browser sent there would find nothing): joins and hand-offs try again shortly instead.
+STALE_AFTER = 2.0
 JOIN_WINDOW = 10.0
 RELEASE_AFTER = 15.0
 CAPACITY = 100.0  # participants (or legs) a node carries at stress 1.0
@@ -227,6 +230,7 @@ class Placement:
     public_url: str
     here: bool
     sip: str = ""
+    fresh: bool = True  # the owner beat within STALE_AFTER (else: try again shortly)
 
 
 class ClusterUnavailable(ConnectionError):

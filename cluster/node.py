@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from cluster.logic import (
     DEAD_AFTER,
     HEARTBEAT,
+    STALE_AFTER,
     Claims,
     ClusterUnavailable,
     DrainOrder,
@@ -178,11 +179,15 @@ class ClusterNode(Draining):
             raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
         if owner is None or owner.node == self.id:
             return Placement(self.id, self.settings.public_url, True)
-        beat = self.view.get(owner.node)
-        if beat is None or not beat.sip:  # a node started since the last beat: read it now
-            beat = await self._beat_of(owner.node) or beat
+        try:
+            beat, now = await self._owner_beat(owner.node)
+        except RedisError as exc:
+            self._lost(exc)
+            raise ClusterUnavailable("the cluster's Redis is unreachable") from exc
+        beat = beat or self.view.get(owner.node)
+        fresh = beat is not None and now - beat.beat <= STALE_AFTER
         return Placement(owner.node, beat.public_url if beat else "", False,
-                         beat.sip if beat else "")
+                         beat.sip if beat else "", fresh)
 
     async def admit(self, room: str) -> None:
         """Meetings' placement hook: a browser may join `room` here only when this node
@@ -193,6 +198,11 @@ class ClusterNode(Draining):
         except ClusterUnavailable as exc:
             raise JoinRefused("cluster-unavailable", f"this node takes no new rooms now "
                               f"({exc}); try again shortly", CLOSE_TRY_LATER) from None
+        if not where.here and not where.fresh:
+            log.info("room %s: its node %s has not beaten for %.0f s: try again", room,
+                     where.node, STALE_AFTER)
+            raise JoinRefused("cluster-unavailable", "the meeting's server is not answering; "
+                              "trying again shortly", CLOSE_TRY_LATER)
         if not where.here:
             log.info("room %s: hosted by node %s, not here", room, where.node)
             raise JoinRefused("room-elsewhere", where.public_url or where.node,
@@ -218,13 +228,21 @@ class ClusterNode(Draining):
             return None
         return (beat.public_url or None) if beat is not None else None
 
-    async def _beat_of(self, node: str) -> NodeBeat | None:
-        try:
-            text = await self._redis.get(PREFIX + "node:" + node)
-        except RedisError as exc:
-            self._lost(exc)
-            return None
-        return beat_of(text_of(text)) if text else None
+    async def _owner_beat(self, node: str) -> tuple[NodeBeat | None, float]:
+        """`node`'s latest beat (None: dead) and Redis's time now, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(PREFIX + "node:" + node)
+        pipe.time()
+        text, (seconds, micros) = await pipe.execute()
+        now = float(seconds) + float(micros) / 1e6
+        return (beat_of(text_of(text)) if text else None), now
+
+    def peer_urls(self) -> list[str]:
+        """The public URLs of the other live nodes (those taking rooms first), as of the last
+        beat: where a page goes when this node stops answering."""
+        others = [b for b in alive_nodes(self.view.values(), self.now)
+                  if b.id != self.id and b.public_url]
+        return [b.public_url for b in sorted(others, key=lambda b: (not b.accepting, b.load))]
 
     def hosts(self, room: str, node: str) -> bool | None:
         """Whether live `node` still hosts `room`, as of the last beat (no Redis call): True,
@@ -254,12 +272,13 @@ class ClusterNode(Draining):
         return self._handoff_key
 
     async def _live_owner(self, room: str) -> NodeBeat | None:
-        """The live node (its beat) that hosts `room` when that is not this node."""
+        """The live node (its beat) that hosts `room` when that is not this node, and beat
+        within STALE_AFTER (one that stopped beating is not pointed to)."""
         owner = Owner.decode(await self._redis.get(PREFIX + "room:" + room))
         if owner is None or owner.node == self.id:
             return None
-        text = await self._redis.get(PREFIX + "node:" + owner.node)
-        return beat_of(text_of(text)) if text else None  # no key: the owner is dead
+        beat, now = await self._owner_beat(owner.node)  # None: the owner is dead
+        return beat if beat is not None and now - beat.beat <= STALE_AFTER else None
 
     def on(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers.setdefault(kind, []).append(handler)

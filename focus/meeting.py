@@ -146,6 +146,7 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
         # composition root); (participant id, moderator's id) -> whether it could.
         self.phone_send_back: Callable[[str, str], bool] | None = None
         self.memory: RoomMemory | None = None  # a cluster's room memory (composition root)
+        self.peer_nodes: Callable[[], list[str]] | None = None  # other nodes' public URLs
         self._tokens: dict[str, str] = {}  # participant id -> resume token
         self._expiring: set[str] = set()  # ids whose bridge endpoint is being expired
 

@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -109,6 +109,7 @@ class ResumeActions:
 
     focus: Focus
     memory: RoomMemory | None
+    peer_nodes: Callable[[], list[str]] | None
     _rooms: dict[str, _Room]
     _tokens: dict[str, str]  # participant id -> resume token (this process only)
     _sessions: dict[str, BrowserSession]
@@ -196,6 +197,8 @@ class ResumeActions:
                kept: str | None) -> None:  # fmt: skip
         """`joined` gets the browser's resume token (`kept`: the one it resumed with; else a
         new one), a secret for this tab's next join, never logged; the memory its entry."""
+        if self.peer_nodes is not None:  # where the page goes if this node stops answering
+            joined["nodes"] = self.peer_nodes()
         if self.memory is None:
             return
         token = self._tokens[info.id] = kept or new_token()

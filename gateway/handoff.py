@@ -49,6 +49,7 @@ from gateway.handoff_token import (
     HEADER,
     ClusterSeat,
     HandOffTarget,
+    OwnerSilent,
     ReplayGuard,
     sign,
     verify,
@@ -145,6 +146,11 @@ class HandOffCalls:
         assert self.seat is not None
         try:
             target = await self.seat.place_call(handed.room)
+        except OwnerSilent as exc:  # dying, or about to be declared dead: again shortly
+            log.info("call %s: %s: placed again shortly", call.call_id, exc)
+            if not self._gone(call, handed):
+                self._retry_later(call, handed)
+            return
         except ConnectionError as exc:  # no Redis: this node keeps the call (split room)
             log.error("call %s: the cluster cannot say where room %s lives (%s): joined here",
                       call.call_id, handed.room, exc)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote, unquote
 
-__all__ = ["HEADER", "MAX_AGE", "ClusterSeat", "HandOff", "HandOffTarget", "ReplayGuard",
+__all__ = ["HEADER", "MAX_AGE", "ClusterSeat", "HandOff", "HandOffTarget", "OwnerSilent",
+           "ReplayGuard",
            "parse_sip_target", "sign", "verify"]
 
 HEADER = "X-Switchboard-Handoff"
@@ -60,6 +61,10 @@ class HandOffTarget:
     port: int
 
 
+class OwnerSilent(ConnectionError):
+    """The room's node has stopped beating (it may be dying): place the call again shortly."""
+
+
 class ClusterSeat(Protocol):
     """The cluster, as the gateway sees it (switchboard/app.py adapts cluster.node)."""
 
@@ -67,7 +72,8 @@ class ClusterSeat(Protocol):
 
     async def place_call(self, room: str) -> HandOffTarget | None:
         """Where a phone call for `room` goes: None when here (claimed for this node if it was
-        free); raises ConnectionError when the cluster cannot say now."""
+        free); raises OwnerSilent when its node stopped beating, ConnectionError when the
+        cluster cannot say now."""
         ...
 
     def still_hosts(self, room: str, node: str) -> bool | None:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.service import Bridge, BridgeSettings
 from cluster.node import ClusterNode, ClusterSettings, default_node_id
+from cluster.room_state import RoomState
 from dialplan.limits import Networks
 from dialplan.routing import Router
 from dialplan.store import RoomDefaults, Store
@@ -132,7 +133,7 @@ class Server:
             placement=self.cluster.admit if self.cluster is not None else None,
         )  # fmt: skip
         if self.cluster is not None:  # a room's chat and places outlive its node (issue 19)
-            from cluster.room_state import RoomState
+            self.meetings.peer_nodes = self.cluster.peer_urls  # a page's way out (`joined`)
             self.meetings.memory = RoomState(
                 config.cluster.redis_url, history=m.chat_history,
                 ttl=config.cluster.room_state_ttl, live_rooms=lambda: self.focus.live_rooms())

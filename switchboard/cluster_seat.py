@@ -8,7 +8,7 @@ SIP (`sip_address`, put in the node's heartbeat).
 from __future__ import annotations
 
 from cluster.node import ClusterNode
-from gateway.handoff_token import HandOffTarget, parse_sip_target
+from gateway.handoff_token import HandOffTarget, OwnerSilent, parse_sip_target
 
 __all__ = ["NodeSeat", "sip_address"]
 
@@ -22,6 +22,8 @@ class NodeSeat:
         where = await self.node.place(room)  # ClusterUnavailable is a ConnectionError
         if where.here:
             return None
+        if not where.fresh:
+            raise OwnerSilent(f"node {where.node} hosts the room but stopped beating")
         target = parse_sip_target(where.node, where.sip)
         if target is None:
             raise ConnectionError(f"node {where.node} hosts the room but gives no SIP address")

@@ -106,11 +106,14 @@ class SwitchboardProcess:
     @classmethod
     def start(cls, workdir: Path, extra: Mapping[str, Mapping[str, Any]] | None = None,
               *, health_timeout: float = 30.0, max_seconds: int = 900,
-              netns: str | None = None, host: str = LOOPBACK) -> SwitchboardProcess:
+              netns: str | None = None, host: str = LOOPBACK,
+              http_port: int | None = None) -> SwitchboardProcess:
         """`netns`: run inside that network namespace (`ip netns exec`), web and browser
-        media on `host` there; the harness then reaches the API through the namespace."""
+        media on `host` there; the harness then reaches the API through the namespace.
+        `http_port`: chosen by the caller (a cluster node's public URL names it)."""
         workdir.mkdir(parents=True, exist_ok=True)
-        http_port = _free_port(socket.SOCK_STREAM) if netns is None else 8080
+        if http_port is None:
+            http_port = _free_port(socket.SOCK_STREAM) if netns is None else 8080
         sip_port = _free_port(socket.SOCK_DGRAM) if netns is None else 5060
         token = secrets.token_urlsafe(24)
         rtp = _free_block(100, 20000)

@@ -1,6 +1,6 @@
 """A cluster: the meeting page whose join is answered "room-elsewhere" (another node hosts the
-room) opens the room on that node, same path and query; any other URL in that answer is
-not followed."""
+room) opens the room on that node, same path and query, and joins there by itself under the
+same name; any other URL in that answer is not followed."""
 
 from __future__ import annotations
 
@@ -53,9 +53,11 @@ def test_a_join_on_another_node_opens_the_room_on_its_owner(
     _press_join(page)
     page.wait_for_url(f"{owner.url}/{ROOM}?lang=en", timeout=15000)  # (pumps events)
     assert other.messages("join") and not owner.messages("join")
-    _press_join(page)  # the person joins there, and is in
+    # the person had pressed Join: the page joins there by itself, as the same name
     page.wait_for_selector("#meeting:not([hidden])")
     wait_for(lambda: owner.messages("join"), message="the join at the owner")
+    assert owner.messages("join")[0]["name"] == "Linus Example"
+    assert page.is_hidden("#prejoin")
 
 
 def test_an_answer_with_something_else_than_an_origin_is_not_followed(

@@ -77,9 +77,10 @@ def test_the_page_rejoins_with_its_token_here_and_on_the_next_node(
     first.close_clients(1001)
     page.wait_for_url(f"{owner.url}/{ROOM}?lang=en", timeout=20000)
     assert page.evaluate("window.name") == ""  # taken and cleared at once
-    _press_join(page)
+    # (it joins there by itself, under the same name: no pre-join screen again)
     wait_for(lambda: owner.messages("join"), message="the join at the owner")
     assert owner.messages("join")[0].get("resume") == TOKEN
+    assert owner.messages("join")[0].get("name") == first.messages("join")[0].get("name")
     assert TOKEN not in page.url
     # leaving on purpose drops the token: the next join is a new participant
     page.wait_for_selector("#meeting:not([hidden])")

@@ -9,6 +9,7 @@ import { isRoomName } from './lib/rooms.js';
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './lib/signaling.js';
 import {
   rememberRoom, resumeToken, keepResumeToken, dropResumeToken, handOverResumeToken, takeHandedOverToken,
+  otherNodes, prefs,
 } from './lib/storage.js';
 import { Chat } from './ui/chat.js';
 import { confirmDialog } from './ui/dialogs.js';
@@ -33,11 +34,22 @@ const JOIN_TIMEOUT_MS = 10000;
 const LEVELS_EVERY_MS = 200;
 const STATS_EVERY_MS = 2000;
 const RETRY_DELAYS_S = [2, 5, 10];
+// In a cluster (`joined` listed other nodes): a room moving to another node (kill of its node,
+// a drain) is back within seconds, so tries come sooner and go on longer.
+const CLUSTER_RETRY_S = [1, 1, 1, 2, 2, 3, 5, 10];
+const HEALTH_WAIT_MS = 1500;
+// A node that stopped answering is declared dead by the others 3 s after its last heartbeat
+// (cluster/logic.py DEAD_AFTER); until then they still name it as the room's host. The page
+// moves to another node only once that has passed since it lost its own.
+const NODE_DEAD_MS = 3500;
 const PANEL_TITLES = { chat: 'Chat', people: 'Participants', info: 'Meeting details' };
 
 class Meeting {
-  constructor(room, token = null) {
+  constructor(room, token = null, { autojoin = false, fled = null } = {}) {
     this.room = room;
+    this.autojoin = autojoin; // sent here by this tab's page on another node: no pre-join
+    this.fled = fled; // the origin of the node that page found gone: never sent back there
+    this.nodes = []; // a cluster's other nodes (their origins), from `joined`
     this.token = token; // from ?jwt=, sent only in `join` over the WebSocket
     this.password = null;
     this.joinErrorCode = null;
@@ -103,6 +115,14 @@ class Meeting {
   async start() {
     document.title = `${this.room} · Switchboard`;
     $('#room-title').textContent = this.room;
+    if (this.autojoin && prefs.name) { // moved from another node: join as before, at once
+      this.name = prefs.name;
+      await this.local.start({ micId: prefs.micId, camId: prefs.camId, video: prefs.camOn });
+      this.camWanted = Boolean(this.local.cam);
+      this.local.setMuted(!prefs.micOn);
+      await this.join();
+      return;
+    }
     this.show('prejoin');
     const choice = await new Prejoin({ room: this.room, local: this.local }).run();
     this.name = choice.name;
@@ -180,6 +200,7 @@ class Meeting {
     this.selfId = msg.self.id;
     if (msg.resume) keepResumeToken(this.room, msg.resume); // a cluster: the next join resumes
     else dropResumeToken(this.room);
+    this.nodes = otherNodes(msg.nodes);
     this.participants = new Map();
     for (const p of [...(Array.isArray(msg.participants) ? msg.participants : []), msg.self]) {
       if (p && typeof p.id === 'string') this.participants.set(p.id, p);
@@ -267,14 +288,27 @@ class Meeting {
       return;
     }
     const reason = endReason(code, this.kickedBy, message);
+    this.lostAt = Date.now();
     this.teardown();
     this.show('ended');
-    const delay = reason.retry && this.retry < RETRY_DELAYS_S.length ? RETRY_DELAYS_S[this.retry] : 0;
+    const delays = this.nodes.length || this.fled ? CLUSTER_RETRY_S : RETRY_DELAYS_S;
+    const delay = reason.retry && this.retry < delays.length ? delays[this.retry] : 0;
     showEnded({ ...reason, autoRetry: delay }, () => this.rejoin());
   }
 
   async rejoin() {
     this.retry += 1;
+    if (this.nodes.length && !(await thisNodeAnswers())) {
+      // This node is gone (killed, unreachable): another node of the cluster takes the page
+      // (the room is re-homed there, or it sends the page on to the room's new host).
+      const next = this.nodes[(this.retry - 1) % this.nodes.length];
+      const wait = (this.lostAt || 0) + NODE_DEAD_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => { window.setTimeout(resolve, wait); });
+      this.leaving = true;
+      handOverResumeToken(this.room, next, { autojoin: true, fled: window.location.origin });
+      window.location.assign(next + window.location.pathname + window.location.search);
+      return;
+    }
     const muted = this.local.muted;
     await this.local.start({ micId: this.local.micId, camId: this.local.camId, video: this.camWanted });
     this.local.setMuted(muted);
@@ -360,11 +394,15 @@ class Meeting {
     if (msg.code === 'recording-refused') this.recording.refused(msg.message);
     else if (msg.code === 'forbidden') toast('Only moderators can do that', { icon: 'warning', kind: 'bad' });
     else if (msg.code === 'rate-limited') toast('Slow down: too many actions at once', { icon: 'warning', kind: 'warn' });
-    else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && /^https?:\/\/[^/?#]+$/.test(msg.message)) {
+    else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && msg.message === this.fled) {
+      // The room's node is the one this page found gone, not yet declared dead: not there.
+      // The close that follows (4029) makes the page try again here shortly.
+      this.joinError = 'The meeting is moving to another server';
+    } else if (msg.ref === 'join' && msg.code === 'room-elsewhere' && /^https?:\/\/[^/?#]+$/.test(msg.message)) {
       // A cluster: another node hosts the room; its page opens there (the same path), and this
       // tab's resume token goes along (not in the URL: lib/storage.js).
       this.leaving = true;
-      handOverResumeToken(this.room, msg.message);
+      handOverResumeToken(this.room, msg.message, { autojoin: true });
       window.location.assign(msg.message + window.location.pathname + window.location.search);
     } else if (msg.ref === 'join' && !this.selfId) {
       // The close code that follows says why; the message is the fallback.
@@ -528,14 +566,28 @@ class Meeting {
 
 Object.assign(Meeting.prototype, localMedia, meters);
 
+/** Whether this page's node answers at all (any HTTP status), within HEALTH_WAIT_MS. */
+async function thisNodeAnswers() {
+  const ctrl = new AbortController();
+  const timer = window.setTimeout(() => ctrl.abort(), HEALTH_WAIT_MS);
+  try {
+    await fetch('/api/health', { cache: 'no-store', signal: ctrl.signal });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    window.clearTimeout(timer);
+  }
+}
+
 function main() {
   const room = decodeURIComponent(window.location.pathname.replace(/^\/+|\/+$/g, ''));
   if (!isRoomName(room)) {
     window.location.replace('/');
     return;
   }
-  takeHandedOverToken(room.toLowerCase()); // from this tab's page on another node
-  const meeting = new Meeting(room.toLowerCase(), takeToken());
+  const handed = takeHandedOverToken(room.toLowerCase()); // from this tab's page on another node
+  const meeting = new Meeting(room.toLowerCase(), takeToken(), handed);
   // A handle for debugging and the browser tests: the meeting and its RTCPeerConnection.
   window.switchboard = {
     meeting,

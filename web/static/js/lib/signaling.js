@@ -26,6 +26,7 @@ export const CLOSE = Object.freeze({
   PASSWORD: 4012,
   DENIED: 4013,
   NOT_ALLOWED: 4014,
+  TRY_LATER: 4029,
 });
 
 /** ws(s)://this-host/ws */

@@ -85,23 +85,32 @@ export function dropResumeToken(room) {
   }
 }
 
-// A room-elsewhere answer sends the page to another node, whose origin has a sessionStorage of
-// its own: the token goes along in this tab's window.name (kept by browsers across a
-// navigation within one site, as node1.example.org to node2.example.org), for that origin and
-// that room only, and the page there takes it at once and clears window.name.
+// A room-elsewhere answer (or a node that stopped answering, in a cluster) sends the page to
+// another node, whose origin has a sessionStorage of its own: the token goes along in this
+// tab's window.name (kept by browsers across a navigation within one site, as
+// node1.example.org to node2.example.org), for that origin and that room only, with
+// `autojoin` (the person had joined already: the page there joins at once, no pre-join
+// screen); the page there takes it at once and clears window.name.
 const HANDOVER = 'switchboard.resume:';
 
-export function handOverResumeToken(room, url) {
+export function handOverResumeToken(room, url, { autojoin = false, fled = null } = {}) {
   const token = resumeToken(room);
-  if (!token) return;
+  if (!token && !autojoin) return;
   try {
     const { origin } = new URL(url); // as the page there sees its own
-    window.name = HANDOVER + JSON.stringify({ room, origin, token });
+    // With autojoin, the person's name and device choices go along too (localStorage is the
+    // origin's own): the page there joins as this one did.
+    const me = autojoin ? { name: prefs.name, micOn: prefs.micOn, camOn: prefs.camOn } : null;
+    window.name = HANDOVER + JSON.stringify({
+      room, origin, token, autojoin: Boolean(autojoin), fled: typeof fled === 'string' ? fled : null, me,
+    });
   } catch {
     /* not handed over: a new participant there */
   }
 }
 
+/** Take what this tab's page on another node handed over for `room` here: its resume token is
+ * kept; returns {autojoin, fled} (`fled`: the origin of a node that had stopped answering). */
 export function takeHandedOverToken(room, origin = window.location.origin) {
   let data = null;
   try {
@@ -112,5 +121,21 @@ export function takeHandedOverToken(room, origin = window.location.origin) {
   } catch {
     window.name = '';
   }
-  if (data && data.room === room && data.origin === origin) keepResumeToken(room, data.token);
+  if (!data || data.room !== room || data.origin !== origin) return { autojoin: false, fled: null };
+  if (data.token) keepResumeToken(room, data.token);
+  const me = data.autojoin === true && data.me && typeof data.me === 'object' ? data.me : null;
+  if (me && typeof me.name === 'string' && me.name.trim()) {
+    prefs.name = me.name.trim();
+    prefs.micOn = me.micOn !== false;
+    prefs.camOn = me.camOn === true;
+  }
+  const fled = typeof data.fled === 'string' && /^https?:\/\/[^/?#]+$/.test(data.fled) ? data.fled : null;
+  return { autojoin: data.autojoin === true, fled };
+}
+
+/** The other nodes of a cluster that `joined` listed: http(s) origins only, not this one. */
+export function otherNodes(list, here = window.location.origin) {
+  if (!Array.isArray(list)) return [];
+  return list.filter((u) => typeof u === 'string' && /^https?:\/\/[^/?#]+$/.test(u) && u !== here)
+    .slice(0, 16);
 }

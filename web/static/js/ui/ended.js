@@ -32,6 +32,9 @@ export function endReason(code, kickedBy = null, message = '') {
     case CLOSE.MEDIA_FAILED:
       return { kind: 'media', icon: 'warning', title: 'Audio and video could not connect',
         text: 'A firewall may be blocking the media. Trying again often helps.', retry: true };
+    case CLOSE.TRY_LATER:
+      return { kind: 'moving', icon: 'warning', title: 'The meeting is moving',
+        text: 'It is starting again on another server: this page rejoins by itself.', retry: true };
     case CLOSE.GOING_AWAY:
       return { kind: 'restart', icon: 'warning', title: 'The server is restarting',
         text: 'You can rejoin in a moment.', retry: true };
