@@ -14,6 +14,7 @@ import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -77,6 +78,14 @@ def _request(args: argparse.Namespace, config: Config, method: str, path: str,
             raw = resp.read()
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
+        location = exc.headers.get("Location", "") if exc.code == 307 else ""
+        moved = urllib.parse.urlsplit(location)
+        if moved.scheme in ("http", "https") and moved.netloc and moved.path == path and \
+                not getattr(args, "followed", False):  # fmt: skip
+            # a cluster: the room lives on another node, which places the call; the rest
+            # (--wait) asks that node too
+            args.url, args.followed = f"{moved.scheme}://{moved.netloc}", True
+            return _request(args, config, method, path, body)
         raw = exc.read()
         try:
             return exc.code, json.loads(raw)

@@ -6,7 +6,9 @@
   trunks fit and none was named), 403 (the number matches no allowed_destinations prefix
   of the trunk: the toll-fraud guard, with the reason), 404 (no such room or trunk), 409
   (the room is full), 429 (ten calls of the room ring already), 503 (no gateway, no media
-  port).
+  port). In a cluster, a room hosted by another node answers 307 with that node's URL of
+  the same path in Location (and the JSON body's "location"): its node places the call
+  (`switchboard dial` follows it once, then asks that node about the call).
 - `GET /api/rooms/{room}/dial`: what the page's "Call a phone" control shows:
   {"default_country": "1" or "", "trunks": [names of trunks that allow some destination]}.
 - `GET /api/calls/{id}`: {"id", "state": "dialing" | "ringing" | "connected" | "ended",
@@ -26,6 +28,7 @@ from typing import Protocol
 from aiohttp import web
 
 from web.app import CONTEXT, json_error
+from web.pages import ROOM_OWNER
 
 __all__ = ["DialControl", "add_dial_routes"]
 
@@ -79,8 +82,17 @@ async def dial(request: web.Request) -> web.Response:
     if timeout is not None and (isinstance(timeout, bool)
                                 or not isinstance(timeout, int | float)):
         return json_error(400, "ringing_timeout: expected seconds")
+    room = request.match_info["name"].lower()
+    owner = request.app.get(ROOM_OWNER)
+    elsewhere = await owner(room) if owner is not None else None
+    if elsewhere:  # a cluster: the node hosting the room places its calls
+        log.info("dial-out for room %s: sent to its node %s", room, elsewhere)
+        return web.json_response({"error": f"room {room} is hosted by {elsewhere}",
+                                  "location": elsewhere + request.rel_url.path},
+                                 status=307,
+                                 headers={"Location": elsewhere + request.rel_url.path})
     status, body = await control.api_dial(
-        request.match_info["name"].lower(), number.strip(), trunk,
+        room, number.strip(), trunk,
         float(timeout) if timeout is not None else None, dtmf)
     return web.json_response(body, status=status)
 

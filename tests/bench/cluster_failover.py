@@ -3,17 +3,17 @@ again between the room's two browsers, median and worst of 5 (goal: under 10 s).
 
 Three nodes (cluster_nodes.py: Redis and PostgreSQL as `switchboard nodes` runs them, each
 node `switchboard serve` on its own ports, not pinned: the machine's cores are shared by the
-nodes and this process). Each trial: two bench browsers (conference_load.BenchBrowser:
-aiortc over /ws, sending audio) open a new room on two different nodes; the second is told
-"room-elsewhere" and goes to the owner, as the page does; once each hears the other, the
-owner is killed with SIGKILL and the clock starts. Each browser then does what the page does
-(web/static/js/room.js): its WebSocket closes, it waits the page's first automatic retry
-delay (2 s) and joins again, following "room-elsewhere" to the owner it names; an address
-that refuses the connection is passed over for the next node, as a browser does with a name
-that resolves to every node (the dead node's own address among them); nothing joined, it
-waits the page's next delays (5 s, then 10 s). The clock stops when each new browser has
-received 5 audio packets from the other's new participant. The killed node is started again
-(its own configuration) before the next trial.
+nodes and this process). Each trial: two bench browsers
+(conference_load.BenchBrowser: aiortc over /ws, sending audio) open a new room on two
+different nodes; the second is told "room-elsewhere" and goes to the owner, as the page does;
+once each hears the other, the owner is killed with SIGKILL and the clock starts. Each browser
+then does what the page does (web/static/js/room.js): its WebSocket closes; after the page's
+first cluster retry delay (1 s) it finds its node not answering, waits until NODE_DEAD_S have
+passed since the loss, and joins at the next node its `joined` listed (`nodes`), following
+"room-elsewhere" except to the node it fled; a refusal ("try again": 4029) waits the page's
+next delay (1, 1, 2, 2, 3, 5, 10 s). The clock stops when each new browser has received 5
+audio packets from the other's new participant. The killed node is started again (its own
+configuration) before the next trial.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ FIGURES: dict[str, tuple[str, str]] = {
 }
 GOAL_S = 10.0
 NODES = 3
-RETRY_DELAYS_S = (2.0, 5.0, 10.0)  # the page's automatic rejoin delays (room.js)
+CLUSTER_RETRY_S = (1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0, 10.0)  # the page's, in a cluster (room.js)
+NODE_DEAD_S = 3.5  # room.js NODE_DEAD_MS: a lost node is left only once it is declared dead
 HEARD_PACKETS = 5
 MAX_HOPS = 3
 GIVE_UP_S = 40.0  # a trial that has not recovered by then counts as failed
@@ -115,6 +116,7 @@ async def _join_once(url: str, room: str, name: str) -> tuple[Any, str]:
     # the rest of BenchBrowser.join: the same steps, after our own join message
     browser.self_id = msg["self"]["id"]
     browser.people = {p["id"]: p for p in msg.get("participants", [])}
+    browser.peer_nodes = [u for u in msg.get("nodes", []) if isinstance(u, str)]
     browser._tasks.append(asyncio.get_running_loop().create_task(browser._run()))
     return browser, ""
 
@@ -153,18 +155,43 @@ async def _until(predicate: Any, timeout: float) -> bool:
     return True
 
 
-async def _rejoin(urls: list[str], home: str, room: str, name: str,
+async def _answers(url: str) -> bool:
+    """Whether the node at `url` accepts a TCP connection (the page's /api/health probe)."""
+    host, _, port = url.split("//", 1)[1].partition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.5)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
+
+
+async def _rejoin(peers: list[str], home: str, room: str, name: str,
                   attempts: list[str], deadline: float) -> Any:
-    """The page after its WebSocket closed: wait, join again; the next delay while nothing
-    takes the join."""
+    """The page after its WebSocket closed (room.js `end` and `rejoin`): returns the joined
+    browser, or None by `deadline`."""
     loop = asyncio.get_running_loop()
-    for delay in RETRY_DELAYS_S:
+    lost = loop.time()
+    here, fled = home, ""
+    for index, delay in enumerate(CLUSTER_RETRY_S):
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
         if loop.time() >= deadline:
             return None
-        browser = await join_like_the_page(urls, home, room, name, attempts)
-        if browser is not None:
-            return browser
+        others = [u for u in peers if u != here]
+        if others and not await _answers(here):
+            await asyncio.sleep(max(0.0, lost + NODE_DEAD_S - loop.time()))
+            fled, here = here, others[index % len(others)]
+            attempts.append(f"left {fled} for {here}")
+        for _ in range(MAX_HOPS):
+            browser, why = await _join_once(here, room, name)
+            if browser is not None:
+                attempts.append(f"joined at {here}")
+                return browser
+            attempts.append(f"{here}: {why}")
+            target = why.split(" ", 1)[1] if why.startswith("room-elsewhere ") else ""
+            if not target or target == fled:
+                break  # the page retries after its next delay
+            here = target
     return None
 
 
@@ -207,8 +234,8 @@ async def _trial(nodes: dict[str, SwitchboardServer], room: str, index: int,
         attempts_b: list[str] = []
         a2, b2 = await asyncio.gather(
             # both pages are at the owner's address (B followed room-elsewhere there)
-            _rejoin(urls, owner.base_url, room, "A", attempts_a, deadline),
-            _rejoin(urls, owner.base_url, room, "B", attempts_b, deadline))
+            _rejoin(a.peer_nodes, owner.base_url, room, "A", attempts_a, deadline),
+            _rejoin(b.peer_nodes, owner.base_url, room, "B", attempts_b, deadline))
         made += [x for x in (a2, b2) if x is not None]
         trial.attempts = [f"A: {x}" for x in attempts_a] + [f"B: {x}" for x in attempts_b]
         for url, node in by_url.items():  # node ids read better than ports
@@ -236,17 +263,17 @@ def measure_failover(workdir: Path, *, budget_s: float = 300.0, trials: int = 5)
 
     title, goal = FIGURES["failover"]
     mine = sorted(os.sched_getaffinity(0))
-    first, then, last = RETRY_DELAYS_S
     how = (f"{NODES} nodes (switchboard serve, one Redis, one PostgreSQL, as `switchboard "
            f"nodes` runs them) not pinned, on the machine's {os.cpu_count()} cores, this "
            f"process (the browsers) on core{'s' if len(mine) > 1 else ''} "
            f"{', '.join(map(str, mine))}; per trial two aiortc browsers "
            f"(tests/bench/conference_load.py BenchBrowser, sending audio) open a new room on "
            f"two nodes (the second follows room-elsewhere to the owner); SIGKILL to the "
-           f"owner; each browser rejoins as the page does (its first retry {first:g} s "
-           f"after its WebSocket closes, then {then:g} s, {last:g} s; room-elsewhere "
-           f"followed; a refused address passed over for the next node, as with a name for "
-           f"every node); time to {HEARD_PACKETS} audio packets each way between the new "
+           f"owner; each browser rejoins as the page does (room.js: {CLUSTER_RETRY_S[0]:g} s "
+           f"after its WebSocket closes its node does not answer; {NODE_DEAD_S:g} s after "
+           f"the loss it joins at the next node `joined` listed, follows room-elsewhere but "
+           f"not back to the dead node, retries 'try again' after the page's next delays); "
+           f"time to {HEARD_PACKETS} audio packets each way between the new "
            f"participants; the killed node restarted before the next trial")
     budget = Budget(budget_s)
     workdir.mkdir(parents=True, exist_ok=True)
