@@ -11,17 +11,20 @@ with A). What each phone heard is its own recording (baresip's dump of the decod
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SwitchboardServer
+from conftest import REPO, SwitchboardServer
 from peers import audio
 from peers.baresip import Baresip
 from test_cluster_nodes import Nodes, cluster, nodes, wait_for
@@ -244,3 +247,26 @@ def test_a_forced_drain_takes_the_callers_along(nodes: Nodes,
     _hears(phones["pa"], TONES["pc"], nodes)
     _hears(phones["pc"], TONES["pa"], nodes)
     assert _stats(x)["handoff_calls"] == 1 and _stats(y)["handoff_calls"] == 0
+
+
+def test_dial_out_for_a_room_on_another_node_is_placed_there(
+        nodes: Nodes, phones: dict[str, Baresip]) -> None:
+    """The REST API of a node that does not host the room sends a dial-out to the host (307,
+    the same path); `switchboard dial` follows it and shows the host's answer."""
+    x, y = nodes.start("nx"), nodes.start("ny")
+    assert x.api("POST", "/api/rooms", {"name": ROOM, "pin": PIN}).status == 201
+    _dial(x, phones["pa"])
+    wait_for("pa in the room on nx", lambda: len(_ids(x)) == 1, 10, nodes)
+    path = f"/api/rooms/{ROOM}/dial"
+    sent = y.api("POST", path, {"number": "+15550100"})
+    assert sent.status == 307, sent.text
+    assert sent.headers["Location"] == x.base_url + path
+    assert sent.json()["location"] == x.base_url + path
+    direct = x.api("POST", path, {"number": "+15550100"})  # no trunk here: the host refuses
+    assert direct.status != 307
+    out = subprocess.run([sys.executable, "-m", "switchboard", "dial", ROOM, "+15550100",
+                          "--config", str(y.config_path)], capture_output=True, text=True,
+                         timeout=60, cwd=REPO, check=False)  # fmt: skip
+    assert out.returncode == 1, out
+    assert json.loads(out.stdout) == direct.json(), (out.stdout, direct.text)
+    assert f"HTTP {direct.status}" in out.stderr
