@@ -103,6 +103,8 @@ class ClusterNode(Draining):
         # called once when another node hosts a room with people here (taken over while
         # this node was cut off from Redis): send its browsers away (they rejoin the host)
         self.on_lost_room: Callable[[str], None] | None = None
+        # called once when this node takes a room over from a dead node (redial callees)
+        self.on_rehomed: Callable[[str], None] | None = None
         self._redis: aioredis.Redis = aioredis.from_url(
             settings.redis_url, decode_responses=True, socket_connect_timeout=1.0,
             socket_timeout=1.5, retry=Retry(NoBackoff(), 0), health_check_interval=5,
@@ -418,10 +420,11 @@ class ClusterNode(Draining):
             return  # the least stressed live node does it
         for room in lost:
             dead = self.room_map[room].node
-            owner = await self._try_claim(room)
+            owner = await self._try_claim(room, announce=False)
             if owner is not None and owner.node == self.id:
                 log.warning("cluster: room %s re-homed here from dead node %s", room, dead)
                 self.room_map[room] = owner
+                self._rehomed(room)
 
     async def _resync(self, now: float) -> None:
         """After a (re)connect: messages sent meanwhile are lost; claims may be too (a
@@ -442,7 +445,18 @@ class ClusterNode(Draining):
         seconds, micros = await self._redis.time()
         return float(seconds) + float(micros) / 1e6
 
-    async def _try_claim(self, room: str) -> Owner | None:
+    def _rehomed(self, room: str) -> None:
+        if self.on_rehomed is not None:
+            try:
+                self.on_rehomed(room)
+            except Exception:
+                log.exception("cluster: room %s: re-homing handler failed", room)
+
+    async def _try_claim(self, room: str, *, announce: bool = True) -> Owner | None:
+        """Claim `room` unless a live node owns it; the owner after the script. `announce`:
+        a room taken from a dead node here calls `on_rehomed` (the take-over does it
+        itself)."""
+        before = self.room_map.get(room)
         value = await self._claim(keys=[PREFIX + "room:" + room, PREFIX + "fence",
                                         PREFIX + "rooms"],
                                   args=[self.id, PREFIX + "node:", room])  # fmt: skip
@@ -451,6 +465,10 @@ class ClusterNode(Draining):
             self.claims.claimed(room, owner.token, self.now)
             log.info("cluster: room %s claimed by node %s (token %d)", room, self.id,
                      owner.token)
+            if announce and before is not None and before.node != self.id:
+                log.warning("cluster: room %s taken from dead node %s at a join", room,
+                            before.node)
+                self._rehomed(room)
         return owner
 
     async def _give_back(self, room: str) -> None:

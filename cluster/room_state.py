@@ -8,6 +8,10 @@ refreshes them every ttl / 3 while people are in it, so they outlive the room by
 - `switchboard:state:ROOM:people` (hash): SHA-256 of a participant's resume token (hex) ->
   its `Resumed` entry (JSON). Redis holds no usable token; a token is only ever looked up
   under the room joined, so one room's token opens nothing in another.
+- `switchboard:state:ROOM:callees` (hash): dial id -> {"number", "trunk", "dtmf",
+  "ringing_timeout"} of each answered dial-out with `redial` while it lasts (deleted when
+  the call ends on a node that lives): the node that takes the room over from a dead node
+  calls them again (gateway.dialout_calls.DialOutCalls.redial).
 
 Writes are queued (bounded: QUEUE_LIMIT, beyond which they are dropped with one log line)
 and sent by one task in pipelines, in order; a write never waits for Redis. While Redis is
@@ -80,6 +84,10 @@ def _people_key(room: str) -> str:
     return f"{PREFIX}{room}:people"
 
 
+def _callees_key(room: str) -> str:
+    return f"{PREFIX}{room}:callees"
+
+
 class RoomState:
     """The rooms' memory for one node (see the module's docstring)."""
 
@@ -112,6 +120,29 @@ class RoomState:
         entry = chat_entry(message)
         if entry is not None:
             self._put(("chat", room, "", entry))
+
+    # -- gateway.dialout_calls.CalleeMemory -----------------------------------------------
+
+    def remember_callee(self, room: str, key: str, entry: dict[str, object]) -> None:
+        self._put(("callee", room, key, json.dumps(entry)))
+
+    def forget_callee(self, room: str, key: str) -> None:
+        self._put(("uncallee", room, key, ""))
+
+    async def callees(self, room: str) -> dict[str, dict[str, object]]:
+        """Answered callees with `redial` of `room`: dial id -> entry (the number, trunk,
+        DTMF, ringing timeout)."""
+        await self._settle()
+        raw = await self._redis.hgetall(_callees_key(room))
+        out: dict[str, dict[str, object]] = {}
+        for key, text in list(raw.items())[:MAX_PEOPLE]:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out[str(key)] = entry
+        return out
 
     async def recall(self, room: str) -> Recalled:
         await self._settle()  # this node's own writes first
@@ -204,6 +235,11 @@ class RoomState:
                 touched.add(_people_key(room))
             elif kind == "forget":
                 pipe.hdel(_people_key(room), field)
+            elif kind == "callee":
+                pipe.hset(_callees_key(room), field, value)
+                touched.add(_callees_key(room))
+            elif kind == "uncallee":
+                pipe.hdel(_callees_key(room), field)
             elif kind == "chat":
                 pipe.rpush(_chat_key(room), value)
                 pipe.ltrim(_chat_key(room), -self.history, -1)
@@ -224,6 +260,7 @@ class RoomState:
                 for room in rooms:
                     pipe.expire(_chat_key(room), self.ttl)
                     pipe.expire(_people_key(room), self.ttl)
+                    pipe.expire(_callees_key(room), self.ttl)
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("room state: keys not refreshed (%s)", exc)

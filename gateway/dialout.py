@@ -152,6 +152,7 @@ class DialOut:
     timed_out: bool = False
     withdrawn: bool = False  # DELETE before the answer: a CANCEL, "cancelled"
     participant_id: str = ""
+    redial: bool = False  # a cluster: called again by the room's next node if this one dies
     _digits: list[tuple[float, str]] = field(default_factory=list)
 
     # -- inputs --------------------------------------------------------------------------
@@ -222,6 +223,11 @@ class DialOut:
         return due
 
     # -- views ---------------------------------------------------------------------------
+
+    def redial_entry(self) -> dict[str, object]:
+        """What the room's next node needs to call this number again (CalleeMemory)."""
+        return {"number": self.number, "trunk": self.trunk, "dtmf": self.dtmf,
+                "ringing_timeout": self.ringing_timeout}
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "state": self.state, "reason": self.reason,

@@ -38,7 +38,7 @@ import secrets
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dialplan.limits import Networks
 from dialplan.store import Store
@@ -67,6 +67,18 @@ from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
+
+
+class CalleeMemory(Protocol):
+    """Where answered callees with `redial` are kept for the room's next node (a cluster's
+    Redis: cluster/room_state.py)."""
+
+    def remember_callee(self, room: str, key: str, entry: dict[str, object]) -> None: ...
+
+    def forget_callee(self, room: str, key: str) -> None: ...
+
+    async def callees(self, room: str) -> dict[str, dict[str, object]]: ...
+
 
 LINGER = 8.0  # seconds an unanswered callee stays in the roster with its outcome
 KEEP_RECORDS = 500
@@ -108,6 +120,7 @@ class DialOutCalls:
         def _configure(self, call: PhoneCall, negotiation: Any) -> bool: ...
 
     def _init_dialout(self) -> None:
+        self.callee_memory: CalleeMemory | None = None  # a cluster's (composition root)
         self.dialouts: OrderedDict[str, DialOut] = OrderedDict()
         self._dial_by_call: dict[str, tuple[DialOut, str]] = {}  # call id -> (dial, pid)
         self._dial_calls: dict[str, str] = {}  # dial id -> SIP call id while live
@@ -118,7 +131,8 @@ class DialOutCalls:
     # -- the API (web/dial_api.py's DialControl) --------------------------------------------
 
     async def dial(self, room: str, number: str, trunk: str | None = None,
-                   ringing_timeout: float | None = None, dtmf: str = "") -> DialOut:
+                   ringing_timeout: float | None = None, dtmf: str = "",
+                   redial: bool = False) -> DialOut:
         """Call `number` into `room`; DialRefused when it may not (see the module)."""
         if self._loop is None:
             raise DialRefused(503, "the gateway is not running")
@@ -151,7 +165,7 @@ class DialOutCalls:
         peer = Peer(chosen.transport, host, chosen.address.port)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
                        trunk=chosen.name, started=self._time(), ringing_timeout=timeout,
-                       dtmf=dtmf)
+                       dtmf=dtmf, redial=redial and self.callee_memory is not None)
         session = RtpSession(
             dial.id, self._ports, self.settings.media_address, sip_host=host,
             trusted=host in self._media_trusted, media_timeout=self.settings.media_timeout,
@@ -210,16 +224,48 @@ class DialOutCalls:
             room, lambda event: self._dial_focus_event(dial.id, pid, event))
         return dial
 
+    async def redial(self, room: str) -> int:
+        """This node has just taken `room` over from a dead node: the callees that node had
+        called with `redial` (and that were still in the room) are called again from here.
+        Returns how many calls were placed."""
+        memory = self.callee_memory
+        if memory is None:
+            return 0
+        try:
+            entries = await memory.callees(room)
+        except Exception as exc:  # Redis away: nothing to call again
+            log.warning("room %s: the callees to call again could not be read (%s)", room, exc)
+            return 0
+        placed = 0
+        for key, entry in entries.items():
+            memory.forget_callee(room, key)  # the new call is remembered once answered
+            number, trunk, dtmf = entry.get("number"), entry.get("trunk"), entry.get("dtmf", "")
+            timeout = entry.get("ringing_timeout")
+            if not isinstance(number, str) or not isinstance(trunk, str | None) or \
+                    not isinstance(dtmf, str) or not isinstance(timeout, int | float | None):
+                continue  # fmt: skip
+            try:
+                dial = await self.dial(room, number, trunk, timeout, dtmf, redial=True)
+            except DialRefused as exc:
+                log.warning("room %s: calling %s again refused (%d %s)", room,
+                            mask_number(number), exc.status, exc.reason)
+                continue
+            placed += 1
+            log.info("room %s: calling %s again (dial-out %s, was %s on the room's last "
+                     "node)", room, mask_number(number), dial.id, key)
+        return placed
+
     def call_status(self, dial_id: str) -> DialOut | None:
         return self.dialouts.get(dial_id)
 
     # web/dial_api.py's DialControl: plain values only (web imports nothing of the gateway)
 
     async def api_dial(self, room: str, number: str, trunk: str | None,
-                       ringing_timeout: float | None, dtmf: str) -> tuple[int, dict[str, object]]:
+                       ringing_timeout: float | None, dtmf: str,
+                       redial: bool = False) -> tuple[int, dict[str, object]]:
         """(202, {"id", "participant_id"}) or (HTTP status, {"error": reason})."""
         try:
-            dial = await self.dial(room, number, trunk, ringing_timeout, dtmf)
+            dial = await self.dial(room, number, trunk, ringing_timeout, dtmf, redial)
         except DialRefused as exc:
             masked = re.sub(r"\+?\d{5,15}", lambda m: mask_number(m.group()), exc.reason)
             log.info("dial-out to room %s refused (%d): %s", room, exc.status, masked)
@@ -314,6 +360,8 @@ class DialOutCalls:
         if not self.rooms.join(call, dial.room, participant_id=pid, called_out=True):
             return
         log.info("dial-out %s: answered; %s is in room %s", dial.id, pid, dial.room)
+        if dial.redial and self.callee_memory is not None:  # for the room's next node
+            self.callee_memory.remember_callee(dial.room, dial.id, dial.redial_entry())
         self._arm_dial(dial)
 
     # -- timers ------------------------------------------------------------------------------
@@ -357,6 +405,8 @@ class DialOutCalls:
             return
         dial, pid = entry
         self._dial_calls.pop(dial.id, None)
+        if dial.redial and self.callee_memory is not None:  # ended here: not called again
+            self.callee_memory.forget_callee(dial.room, dial.id)
         unsubscribe = self._dial_watch.pop(dial.id, None)
         if unsubscribe is not None:
             unsubscribe()

@@ -134,7 +134,7 @@ class Server:
         )  # fmt: skip
         if self.cluster is not None:  # a room's chat and places outlive its node (issue 19)
             self.meetings.peer_nodes = self.cluster.peer_urls  # a page's way out (`joined`)
-            self.meetings.memory = RoomState(
+            self.meetings.memory = self.room_state = RoomState(
                 config.cluster.redis_url, history=m.chat_history,
                 ttl=config.cluster.room_state_ttl, live_rooms=lambda: self.focus.live_rooms())
         # Phone callers reach the bridge through the focus (plain endpoints); their packets
@@ -160,6 +160,10 @@ class Server:
             self.cluster.legs = lambda: int(self.gateway.stats().get("legs", 0))
             self.cluster.on_room_notice("room-policy", self.meetings.policy_changed)
             self.cluster.on_lost_room = self.browsers_away
+            # dial-out callees of a room taken over from a dead node are called again
+            self.gateway.callee_memory = self.room_state
+            self.cluster.on_rehomed = self._rehomed
+        self._background: set[asyncio.Task[int]] = set()
         self.https = Https(config)
         self._runner: web.AppRunner | None = None
         self._metrics: web.AppRunner | None = None
@@ -175,6 +179,13 @@ class Server:
         self.meetings.policy_changed(room)
         if self.cluster is not None:
             self.cluster.notify("room-policy", room=room)
+
+    def _rehomed(self, room: str) -> None:
+        """This node took `room` over from a dead node: its dial-out callees that asked
+        for it are called again (gateway.dialout_calls.DialOutCalls.redial)."""
+        task = asyncio.get_running_loop().create_task(self.gateway.redial(room))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def browsers_away(self, room: str) -> None:
         """Another node hosts `room` now: its phone callers here are handed there

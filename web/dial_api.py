@@ -1,6 +1,8 @@
 """The dial-out API (issue 16, section 2): a room calls a phone.
 
-- `POST /api/rooms/{room}/dial` with {"number", "trunk"?, "ringing_timeout"?, "dtmf"?}:
+- `POST /api/rooms/{room}/dial` with {"number", "trunk"?, "ringing_timeout"?, "dtmf"?,
+  "redial"?}: (`redial`, a cluster only: if the room's node dies while the callee is in the
+  room, the node that takes the room over calls the number again)
   202 {"id", "participant_id"}; the callee is in /api/rooms/{room}/participants at once
   ("kind": "phone", "state": "calling"). Refusals: 400 (a bad field or number, several
   trunks fit and none was named), 403 (the number matches no allowed_destinations prefix
@@ -34,15 +36,15 @@ __all__ = ["DialControl", "add_dial_routes"]
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("number", "trunk", "ringing_timeout", "dtmf")
+FIELDS = ("number", "trunk", "ringing_timeout", "dtmf", "redial")
 
 
 class DialControl(Protocol):
     """What the API needs of dial-out (the gateway implements it)."""
 
     async def api_dial(self, room: str, number: str, trunk: str | None,
-                       ringing_timeout: float | None,
-                       dtmf: str) -> tuple[int, dict[str, object]]: ...
+                       ringing_timeout: float | None, dtmf: str,
+                       redial: bool = False) -> tuple[int, dict[str, object]]: ...
 
     def api_call(self, dial_id: str) -> dict[str, object] | None: ...
 
@@ -82,6 +84,9 @@ async def dial(request: web.Request) -> web.Response:
     if timeout is not None and (isinstance(timeout, bool)
                                 or not isinstance(timeout, int | float)):
         return json_error(400, "ringing_timeout: expected seconds")
+    redial = data.get("redial", False)
+    if not isinstance(redial, bool):
+        return json_error(400, "redial: expected true or false")
     room = request.match_info["name"].lower()
     owner = request.app.get(ROOM_OWNER)
     elsewhere = await owner(room) if owner is not None else None
@@ -93,7 +98,7 @@ async def dial(request: web.Request) -> web.Response:
                                  headers={"Location": elsewhere + request.rel_url.path})
     status, body = await control.api_dial(
         room, number.strip(), trunk,
-        float(timeout) if timeout is not None else None, dtmf)
+        float(timeout) if timeout is not None else None, dtmf, redial)
     return web.json_response(body, status=status)
 
 

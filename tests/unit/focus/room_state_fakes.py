@@ -29,6 +29,10 @@ class FakeRedis:
         self._check()
         return self.hashes.get(key, {}).get(field)
 
+    async def hgetall(self, key: str) -> dict[str, str]:
+        self._check()
+        return dict(self.hashes.get(key, {}))
+
     async def aclose(self) -> None:
         pass
 
