@@ -68,7 +68,8 @@ def test_a_callee_that_asked_for_it_is_called_again_by_the_next_node(
             for call_id in calls:
                 wait_for("the callee connected", lambda c=call_id: x.api(
                     "GET", f"/api/calls/{c}").json()["state"] == "connected", 15, nodes)
-            assert cluster(y)["rooms"] == {ROOM: "nx"}
+            # (claimed at x's next heartbeat: the callees are its participants)
+            wait_for("the room on nx", lambda: cluster(y)["rooms"] == {ROOM: "nx"}, 5, nodes)
             os.kill(x.pid, signal.SIGKILL)
             killed = time.monotonic()
             x.proc.wait(timeout=10)
