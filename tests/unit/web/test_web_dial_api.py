@@ -35,7 +35,8 @@ class FakeGateway:
         self.hung_up: list[str] = []
 
     async def api_dial(self, room: str, number: str, trunk: str | None,
-                       ringing_timeout: float | None, dtmf: str) -> tuple[int, dict[str, object]]:
+                       ringing_timeout: float | None, dtmf: str,
+                       redial: bool = False) -> tuple[int, dict[str, object]]:
         if self.store.room(room) is None:
             return 404, {"error": f"room {room!r} not found"}
         try:
@@ -44,7 +45,7 @@ class FakeGateway:
             return exc.status, {"error": exc.reason}
         dial = DialOut(id=f"c{len(self.calls) + 1}", room=room, number=e164,
                        trunk=chosen.name, started=0.0, ringing_timeout=ringing_timeout or 45,
-                       dtmf=dtmf, participant_id=f"p{len(self.calls) + 1}-abc")
+                       dtmf=dtmf, participant_id=f"p{len(self.calls) + 1}-abc", redial=redial)
         self.calls[dial.id] = dial
         return 202, {"id": dial.id, "participant_id": dial.participant_id}
 
@@ -101,6 +102,15 @@ async def test_dial_status_and_hang_up(client: Client) -> None:
     assert (await client.delete("/api/calls/nosuch", headers=AUTH)).status == 404
 
 
+async def test_redial_is_passed_on(client: Client) -> None:
+    for redial in (True, False):
+        resp = await client.post("/api/rooms/standup/dial", headers=AUTH,
+                                 json={"number": "+15550199", "redial": redial})
+        assert resp.status == 202
+        call = client.gateway.calls[(await resp.json())["id"]]  # type: ignore[attr-defined]
+        assert call.redial is redial
+
+
 async def test_trunk_is_optional_when_one_fits(client: Client) -> None:
     resp = await client.post("/api/rooms/standup/dial", headers=AUTH, json={"number": "5550199"})
     assert resp.status == 202  # national, default country 1: +15550199
@@ -121,6 +131,7 @@ async def test_toll_fraud_guard_is_a_403_with_the_reason(client: Client) -> None
     {}, {"number": ""}, {"number": 15550199}, {"number": "+15550199", "trunk": 1},
     {"number": "+15550199", "dtmf": 12}, {"number": "+15550199", "ringing_timeout": "x"},
     {"number": "+15550199", "ringing_timeout": True}, {"number": "+15550199", "extra": 1},
+    {"number": "+15550199", "redial": "yes"}, {"number": "+15550199", "redial": 1},
     ["+15550199"],
 ])
 async def test_bad_bodies(client: Client, body: Any) -> None:
