@@ -93,15 +93,7 @@ class CallMedia:
         accepted, srtp = self._inbound_srtp(call, offer, negotiation)
         if not accepted:  # refused: 488
             return
-        trusted = call.source.host in self._media_trusted
-        session = RtpSession(
-            call.call_id, self._ports, self.settings.media_address,
-            sip_host=call.source.host, trusted=trusted,
-            media_timeout=self.settings.media_timeout,
-            relatch_after=self.settings.media_relatch_after,
-            relatch_packets=self.settings.media_relatch_packets,
-        )  # fmt: skip
-        session.batch = self.send_batch  # the tick's packets leave together
+        session = self._new_session(call.call_id, call.source.host)
         call.session = session
         try:
             await session.open()
@@ -134,6 +126,20 @@ class CallMedia:
         self.ua.answer(call.call_id, call.local_sdp, now=self._time())
         call.set_state(CallState.ANSWERED)
         self._flush()
+
+    def _new_session(self, name: str, sip_host: str, *, trusted: bool | None = None) -> RtpSession:
+        """A leg's RTP session (not open yet) with the gateway's media settings, its packets
+        sent with the tick's others (`send_batch`); `trusted` defaults to whether the
+        signalling peer is in sip.trusted_peers."""
+        session = RtpSession(
+            name, self._ports, self.settings.media_address, sip_host=sip_host,
+            trusted=sip_host in self._media_trusted if trusted is None else trusted,
+            media_timeout=self.settings.media_timeout,
+            relatch_after=self.settings.media_relatch_after,
+            relatch_packets=self.settings.media_relatch_packets,
+        )  # fmt: skip
+        session.batch = self.send_batch  # the tick's packets leave together
+        return session
 
     def _inbound_srtp(self, call: PhoneCall, offer: SessionDescription | None,
                       negotiation: AudioNegotiation | None) -> tuple[bool, LegSrtp | None]:

@@ -118,6 +118,8 @@ class DialOutCalls:
         def _on_rtp_digit(self, call: PhoneCall, digit: str) -> None: ...
         def _on_media_timeout(self, call: PhoneCall) -> None: ...
         def _configure(self, call: PhoneCall, negotiation: Any) -> bool: ...
+        def _new_session(self, name: str, sip_host: str, *,
+                         trusted: bool | None = None) -> RtpSession: ...
 
     def _init_dialout(self) -> None:
         self.callee_memory: CalleeMemory | None = None  # a cluster's (composition root)
@@ -166,13 +168,7 @@ class DialOutCalls:
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
                        trunk=chosen.name, started=self._time(), ringing_timeout=timeout,
                        dtmf=dtmf, redial=redial and self.callee_memory is not None)
-        session = RtpSession(
-            dial.id, self._ports, self.settings.media_address, sip_host=host,
-            trusted=host in self._media_trusted, media_timeout=self.settings.media_timeout,
-            relatch_after=self.settings.media_relatch_after,
-            relatch_packets=self.settings.media_relatch_packets,
-        )  # fmt: skip
-        session.batch = self.send_batch
+        session = self._new_session(dial.id, host)
         try:
             await session.open()
         except (PortsExhausted, OSError) as exc:

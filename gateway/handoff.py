@@ -113,6 +113,8 @@ class HandOffCalls:
         def _time(self) -> float: raise NotImplementedError
         def _spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
         def _configure(self, call: PhoneCall, negotiation: Any) -> bool: ...
+        def _new_session(self, name: str, sip_host: str, *,
+                         trusted: bool | None = None) -> RtpSession: ...
         def _on_media_timeout(self, call: PhoneCall) -> None: ...
         def _join_here(self, call: PhoneCall, room: str, password: bool | None,
                        now: float) -> None: ...
@@ -185,13 +187,7 @@ class HandOffCalls:
     async def _send_relay(self, call: PhoneCall, handed: _Handed, target: HandOffTarget,
                           key: bytes) -> None:
         assert self.seat is not None
-        session = RtpSession(
-            "relay-" + call.call_id, self._ports, self.settings.media_address,
-            sip_host=target.host, trusted=True, media_timeout=self.settings.media_timeout,
-            relatch_after=self.settings.media_relatch_after,
-            relatch_packets=self.settings.media_relatch_packets,
-        )  # fmt: skip
-        session.batch = self.send_batch
+        session = self._new_session("relay-" + call.call_id, target.host, trusted=True)
         try:
             await session.open()
         except (PortsExhausted, OSError) as exc:

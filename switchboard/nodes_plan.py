@@ -10,7 +10,6 @@ All share `admin.token`, `store.url` (PostgreSQL) and `cluster.redis_url`.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from dataclasses import dataclass
@@ -18,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.config import Config
+from switchboard.toml_write import to_toml
+
+__all__ = ["NodePlan", "NodesError", "deep_merge", "default_prefix", "node_count",
+           "plan_nodes", "split_ports", "to_toml"]  # to_toml: the per-node files' writer
 
 MAX_NODES = 64
 DEFAULT_STEP = 10  # 5060, 5070...: a step of 1 would put node 2's SIP on 5061 (SIP over TLS)
@@ -125,48 +128,3 @@ def plan_nodes(raw: dict[str, Any], config: Config, count: int, *, root: Path,
             own["metrics"] = {"listen": _hostport(m_host, _port("metrics.listen", m_port, off))}
         plans.append(NodePlan(node_id, deep_merge(raw, own), own["cluster"]["public_url"], sip))
     return plans
-
-
-# --- a small TOML writer (tables, strings, numbers, booleans, arrays of those) --------------
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    _table(data, [], lines)
-    return "\n".join(lines).strip() + "\n"
-
-
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    raise NodesError(f"cannot write {type(value).__name__} to TOML: {value!r}")
-
-
-def _is_tables(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def _table(data: dict[str, Any], path: list[str], lines: list[str]) -> None:
-    for key, value in data.items():
-        if not isinstance(value, dict) and not _is_tables(value):
-            lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append("")
-            lines.append("[" + ".".join(_key(k) for k in [*path, key]) + "]")
-            _table(value, [*path, key], lines)
-        elif _is_tables(value):
-            for item in value:
-                lines.append("")
-                lines.append("[[" + ".".join(_key(k) for k in [*path, key]) + "]]")
-                _table(item, [*path, key], lines)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from switchboard.toml_write import to_toml
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,15 +76,7 @@ def _udp_free(port: int) -> bool:
     return True
 
 
-def _toml(data: Mapping[str, Any]) -> str:
-    """Tables of scalars and lists of scalars: all a test config needs."""
-    lines: list[str] = []
-    for table, values in data.items():
-        lines.append(f"[{table}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value)}")
-        lines.append("")
-    return "\n".join(lines)
+_toml = to_toml  # switchboard.toml_write's: one writer for every config
 
 
 @dataclass

@@ -113,3 +113,27 @@ def poll(page: Page, condition: Callable[[], Any], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         page.wait_for_timeout(interval_ms)
+
+
+def hears(member: Member, pid: str, hz: float, timeout: float, *, tolerance_hz: float = 40.0,
+          window_s: float = 1.0) -> None:
+    """`member`'s inbound audio from `pid` is a tone of `hz` (its dominant frequency, within
+    `tolerance_hz`, not silence) over `window_s`, within `timeout` (the page's audio probe
+    installed); the failure lists the dominant frequencies it heard last."""
+    from phone_harness import audio
+
+    seen: list[float] = []
+
+    def measured() -> bool:
+        got = member.inbound_audio().get(pid)
+        if got is None or got.age_s < window_s:
+            return False
+        samples = got.recent(window_s)
+        dominant = audio.dominant_frequency(samples, got.rate)
+        seen.append(round(dominant))
+        return abs(dominant - hz) <= tolerance_hz and audio.rms(samples) > 0.003
+
+    try:
+        poll(member.page, measured, timeout, f"{member.name} to hear {hz:g} Hz from {pid}", 250)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; dominant frequencies heard: {seen[-12:]}") from None

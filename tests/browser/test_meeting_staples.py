@@ -20,9 +20,15 @@ from typing import Any
 
 import phone_harness as ph
 from browser_harness import Member, install_audio_probe, screenshot
-from phone_harness import audio
 from playwright.sync_api import expect
-from staples_harness import CAMERA_DEVICE, TONE_DEVICE, TONE_HZ, join_with_test_devices, poll
+from staples_harness import (
+    CAMERA_DEVICE,
+    TONE_DEVICE,
+    TONE_HZ,
+    hears,
+    join_with_test_devices,
+    poll,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +44,7 @@ def _mic(tmp_path: Path, hz: int) -> Path:
 
 
 def _hears(member: Member, pid: str, hz: float, timeout: float = MEDIA_WAIT) -> None:
-    """`member`'s inbound audio from `pid` is a tone of `hz` (its dominant frequency) for
-    WINDOW_S, within `timeout`."""
-    seen: list[float] = []
-
-    def measured() -> bool:
-        got = member.inbound_audio().get(pid)
-        if got is None or got.age_s < WINDOW_S:
-            return False
-        samples = got.recent(WINDOW_S)
-        dominant = audio.dominant_frequency(samples, got.rate)
-        seen.append(round(dominant))
-        return abs(dominant - hz) <= TOLERANCE_HZ and audio.rms(samples) > 0.003
-
-    try:
-        poll(member.page, measured, timeout, f"{member.name} to hear {hz} Hz from {pid}", 250)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; dominant frequencies heard: {seen[-12:]}") from None
+    hears(member, pid, hz, timeout, tolerance_hz=TOLERANCE_HZ, window_s=WINDOW_S)
 
 
 def _menu_pick(member: Member, menu: str, selector: str) -> None:
