@@ -58,7 +58,7 @@ from .common import (
     write_rooms_csv,
     write_tone,
 )
-from .phase import PhaseReport, phase_report, unwrap_seq
+from .phase import PhaseReport, phase_report, ts_positions
 
 log = logging.getLogger("bench.legs")
 
@@ -222,7 +222,7 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
     if capture is not None:
         streams = capture.stop()
         phones = _udp_ports(socket_inodes(sipp_pid))  # only what reached this step's phones
-        step.phase = phase_report((t, unwrap_seq(q)) for (_, dport), (t, q) in streams.items()
+        step.phase = phase_report((t, ts_positions(q)) for (_, dport), (t, q) in streams.items()
                                   if dport in phones)
     server_cpu.stop()
     sipp_cpu.stop()

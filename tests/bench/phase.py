@@ -92,7 +92,9 @@ def stream_phase(packets: Sequence[Packet], clock_rate: int, *, late_s: float = 
     of each other is a phase shift (the sender skipped or re-timed a tick and went on from
     there), not a run of late packets: the stream is re-anchored on it, its first packet
     counts as late (the receiver's one glitch) and the others not; the shift counts as a
-    segment. Lateness that varies (packets of a tick spread over a long, varying stretch)
+    segment. The run is judged on its last `shift_run` packets, so packets that came in a
+    burst at its start (a stall's catch-up) count as late but do not hide the shift.
+    Lateness that varies (packets of a tick spread over a long, varying stretch)
     is never a shift and stays late."""
     if clock_rate <= 0:
         raise ValueError(f"clock_rate must be positive, not {clock_rate}")
@@ -112,9 +114,10 @@ def stream_phase(packets: Sequence[Packet], clock_rate: int, *, late_s: float = 
                 continue
             late += 1
             run.append(offset)
-            if len(run) >= shift_run and max(run) - min(run) <= late_s:
-                anchor = min(run)
-                late -= len(run) - 1
+            steady = run[-shift_run:]  # the last shift_run: a burst before them does not
+            if len(steady) >= shift_run and max(steady) - min(steady) <= late_s:  # count
+                anchor = min(steady)
+                late -= shift_run - 1
                 shifts += 1
                 run = []
     return StreamPhase(len(packets), late, len(segments) + shifts, worst)
@@ -235,6 +238,21 @@ def phase_report(streams: Iterable[tuple[Sequence[float], Sequence[int] | None]]
         late += phase.late
         worst = max(worst, phase.worst_s)
     return PhaseReport(packets, late, count, worst)
+
+
+def ts_positions(stamps: Sequence[int], step: int = 160) -> list[int]:
+    """32-bit RTP timestamps as positions in 20 ms frames from the first (`step` timestamp
+    units a frame: 160 at 8 kHz; wraps handled): a skipped tick is a missing position."""
+    out: list[int] = []
+    if not stamps:
+        return out
+    first = stamps[0]
+    for ts in stamps:
+        delta = (ts - first) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 1 << 32
+        out.append(round(delta / step))
+    return out
 
 
 def unwrap_seq(seqs: Sequence[int]) -> list[int]:

@@ -5,7 +5,9 @@ a packet socket (AF_PACKET, root only) on ``lo`` with kernel receive timestamps
 (SO_TIMESTAMPNS), so the time recorded is when the packet crossed loopback (on lo: when it
 reached the phone's socket), not when this thread got to read it. Only UDP over IPv4 whose
 source port is in ``src_ports`` and which looks like RTP (version 2, not RTCP) is kept, per
-stream (source port, destination port): (arrival time, RTP sequence number).
+stream (source port, destination port): (arrival time, RTP timestamp). The timestamp, not
+the sequence number, places a packet in its stream, as a phone's jitter buffer does: a tick
+the server skipped moves the timestamp on (a gap), not the sequence.
 
 ``RtpCapture(src_ports).start()`` ... ``stop()`` -> ``streams()``; ``available()`` says
 whether this process may open the socket.
@@ -97,10 +99,10 @@ class RtpCapture:
                         stamp = sec + nsec * 1e-9
                 if stamp is None:
                     stamp = time.time()
-                (seq,) = struct.unpack_from("!H", data, rtp + 2)
-                times, seqs = streams.setdefault((sport, dport), ([], []))
+                (ts,) = struct.unpack_from("!I", data, rtp + 4)
+                times, stamps = streams.setdefault((sport, dport), ([], []))
                 times.append(stamp)
-                seqs.append(seq)
+                stamps.append(ts)
                 self.seen += 1
         except OSError:
             log.exception("rtp capture failed")

@@ -11,6 +11,7 @@ from tests.bench.phase import (
     judge,
     phase_report,
     stream_phase,
+    ts_positions,
     unwrap_seq,
 )
 
@@ -173,3 +174,26 @@ def test_phase_report_totals_a_spread_tick() -> None:
 def test_unwrap_seq() -> None:
     assert unwrap_seq([65534, 65535, 0, 2, 1]) == [0, 1, 2, 4, 3]
     assert unwrap_seq([]) == []
+
+
+def test_a_stall_burst_does_not_hide_the_shift_after_it() -> None:
+    # a stall of 150 ms: the next two packets come in a burst, then the stream goes on 140 ms
+    # later than before (a sender that counts by position, not by timestamp): one glitch
+    # and the burst, not the rest of the stream
+    t = grid(300)
+    shifted = t[:100] + [t[100] + 0.164, t[101] + 0.145] + [x + 0.140 for x in t[102:]]
+    report = phase_report([(shifted, None)])
+    assert report.late <= 3, report
+    assert report.worst == pytest.approx(0.164)
+
+
+def test_positions_from_timestamps_make_a_skipped_tick_a_gap() -> None:
+    stamps = [(4294967000 + 160 * k) & 0xFFFFFFFF for k in range(10)]  # wraps
+    assert ts_positions(stamps) == list(range(10))
+    skipped = stamps[:5] + [(s + 7 * 160) & 0xFFFFFFFF for s in stamps[5:]]
+    positions = ts_positions(skipped)
+    assert positions == [0, 1, 2, 3, 4, 12, 13, 14, 15, 16]
+    # arriving on the 20 ms grid after the stall: nothing late by timestamp
+    t = grid(5) + [x + 0.140 for x in grid(10)[5:]]
+    assert phase_report([(t, positions)]).late == 0
+    assert ts_positions([]) == []
