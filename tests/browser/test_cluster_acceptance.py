@@ -3,12 +3,13 @@ one PostgreSQL (processes on 127.0.0.1, ports of their own), two headless Chromi
 and a baresip phone.
 
 - Ann opens the room on node A (which then hosts it); Bob opens it on node B and is sent to
-  A; they hear each other (each a tone of its own from its fake microphone).
+  A; they hear each other (each a tone of its own from its fake microphone) and see each
+  other (frames of the other's fake camera decoded).
 - A phone dials node C with the room's PIN: its call stays on C and is handed to A; both
   browsers see it and hear its tone, and it hears both of theirs.
 - kill -9 of node A: within 10 s both pages are in one conference on a surviving node (each
   page finds its node gone and rejoins through another node the cluster named, with its
-  resume token: same participant id), they hear each other again, and the phone (its leg on
+  resume token: same participant id), they hear and see each other again, and the phone (its leg on
   C) hears them again and they hear it. Nobody does anything.
 
 What is asserted is measured at the receivers: the pages' inbound audio (WebAudio probe) and
@@ -102,12 +103,20 @@ def _open(playwright: Any, tmp_path: Path, made: list[Browser], node: Switchboar
     browser = Browser(playwright, tmp_path / f"profile-{name}", audio_file=mic)
     made.append(browser)
     page = browser.open(f"{node.url}/{ROOM}")
-    join_meeting(page, name, camera=False)
+    join_meeting(page, name)  # microphone and camera
     member = Member(browser, page, name, ROOM, "")
     joined = ph.until(member, lambda: member.messages("joined"), 20.0, "joined")
     member.id = str(joined[-1]["self"]["id"])
     install_audio_probe(page)
     return member
+
+
+def _sees(member: Member, pid: str, timeout: float = MEDIA_WAIT) -> None:
+    """`member` decodes frames of `pid`'s camera (more than 10 since its page loaded)."""
+    def frames() -> int:
+        return sum(s.frames for s in member.media() if s.participant == pid and s.kind == "video")
+
+    ph.until(member, lambda: frames() > 10, timeout, f"frames of {pid}'s camera")
 
 
 def _joins(member: Member) -> int:
@@ -152,6 +161,8 @@ def test_two_browsers_and_a_phone_on_three_nodes_survive_the_owner(
     assert a.api("GET", "/api/cluster")["rooms"] == {ROOM: "na"}
     _hears(ann, bob.id, BOB_HZ)
     _hears(bob, ann.id, ANN_HZ)
+    _sees(ann, bob.id)
+    _sees(bob, ann.id)
 
     # A phone dials C: handed to A, one conference
     workdir = tmp_path / "phones"
@@ -193,6 +204,8 @@ def test_two_browsers_and_a_phone_on_three_nodes_survive_the_owner(
         _hears(ann, bob.id, BOB_HZ)
         _hears(bob, ann.id, ANN_HZ)
         heard_again = time.monotonic() - killed
+        _sees(ann, bob.id)  # the camera came back too (the page's choices went along)
+        _sees(bob, ann.id)
         assert heard_again < 3 * FAILOVER_S, heard_again
         # the phone, its leg on C, is in the new conference too
         pid_after = ph.phone_in(ann, phone, MEDIA_WAIT)["id"]
