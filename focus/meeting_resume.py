@@ -118,8 +118,8 @@ class ResumeActions:
 
     # -- provided by Meetings ----------------------------------------------------------------
 
-    def leave(self, participant_id: str, reason: str = "left") -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        def leave(self, participant_id: str, reason: str = "left") -> None: ...
 
     async def _lookup(self, room: str, token: str | None) -> Resumed | None:
         """The participant a join's resume token names in `room`; None for none."""

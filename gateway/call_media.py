@@ -127,6 +127,18 @@ class CallMedia:
         call.set_state(CallState.ANSWERED)
         self._flush()
 
+    @staticmethod
+    def _negotiate_answer(call_id: str, answer: bytes | None) -> AudioNegotiation | None:
+        """The audio of an SDP answer (an ACK's, a relay's 200 OK), or None when there is
+        none we can use (absent, unparseable, no common codec)."""
+        if not answer:
+            return None
+        try:
+            return negotiate_audio(SessionDescription.parse(answer), CODECS)
+        except Exception:
+            log.info("call %s: unparseable SDP answer", call_id)
+            return None
+
     def _new_session(self, name: str, sip_host: str, *, trusted: bool | None = None) -> RtpSession:
         """A leg's RTP session (not open yet) with the gateway's media settings, its packets
         sent with the tick's others (`send_batch`); `trusted` defaults to whether the

@@ -59,7 +59,7 @@ from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
 from gateway.settings import CODECS, GatewaySettings
 from gateway.sip.events import CallAnswered, CallProgress, IncomingCall
 from gateway.sip.peer import Peer
-from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
+from gateway.sip.sdp import SessionDescription, build_offer
 from gateway.sip.useragent import UserAgent
 from native.sendbatch import SendBatch
 
@@ -113,6 +113,7 @@ class HandOffCalls:
         def _time(self) -> float: raise NotImplementedError
         def _spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
         def _configure(self, call: PhoneCall, negotiation: Any) -> bool: ...
+        def _negotiate_answer(self, call_id: str, answer: bytes | None) -> Any: ...
         def _new_session(self, name: str, sip_host: str, *,
                          trusted: bool | None = None) -> RtpSession: ...
         def _on_media_timeout(self, call: PhoneCall) -> None: ...
@@ -268,12 +269,7 @@ class HandOffCalls:
         handed = self._handed.get(phone_id)
         if relay is None or phone is None or handed is None:
             return
-        negotiation = None
-        if event.answer:
-            try:
-                negotiation = negotiate_audio(SessionDescription.parse(event.answer), CODECS)
-            except Exception:
-                negotiation = None
+        negotiation = self._negotiate_answer(relay.call_id, event.answer)
         if negotiation is None:
             log.warning("call %s: the owner's answer to the hand-off is not usable", phone_id)
             self._end(relay, "no usable SDP answer")

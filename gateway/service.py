@@ -456,12 +456,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
-            negotiation = None
-            if event.answer:
-                try:
-                    negotiation = negotiate_audio(SessionDescription.parse(event.answer), CODECS)
-                except Exception:
-                    negotiation = None
+            negotiation = self._negotiate_answer(call.call_id, event.answer)
             if negotiation is None:
                 log.info("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")

@@ -36,7 +36,7 @@ from peers import procs
 from peers.postgres import postgres_server, postgres_url
 from peers.redis import redis_server, redis_url
 
-from switchboard import toml_write
+from switchboard import nodes_plan, toml_write
 
 log = logging.getLogger(__name__)
 
@@ -207,14 +207,7 @@ def http_request(method: str, url: str, body: object = None, *, token: str | Non
 to_toml = toml_write.to_toml  # the product's writer (the tests import it from here)
 
 
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+deep_merge = nodes_plan.deep_merge  # the product's (the tests import it from here)
 
 
 def server_command(config: Path) -> list[str]:
