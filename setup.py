@@ -2,6 +2,7 @@
 pyproject.toml):
 
 - native/_fastsend.c: batched non-blocking UDP sends for the media paths;
+- native/_egress.c: the bridge's SRTP (libsrtp called from C) and batched sends;
 - native/_mixcore.c: the phone mixer's arithmetic and G.711 table lookups;
 - the phone legs' per-packet and per-tick modules (COMPILED below), compiled from their own
   Python source by Cython: one implementation, the .py; a .pxd beside a module gives its
@@ -31,6 +32,7 @@ COMPILED = [
 
 setup(ext_modules=[
     Extension("native._fastsend", ["native/_fastsend.c"], extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._egress", ["native/_egress.c"], extra_compile_args=["-O2", "-Wall"]),
     Extension("native._mixcore", ["native/_mixcore.c"], extra_compile_args=["-O2", "-Wall"]),
     *cythonize(COMPILED, build_dir="build/cython", quiet=True,
                compiler_directives={"language_level": "3", "annotation_typing": False}),

@@ -16,9 +16,12 @@ the DTLS handshake, the SRTP keys) and replaces its media path:
   `_MediaProtocol` sorts by the first byte (RFC 7983): STUN goes to aioice as before, DTLS to
   the queue the DTLS transport reads, and SRTP/SRTCP is unprotected right here with the
   DTLS transport's `_rx_srtp` and handed to a plain callback: no task, no await, no parse.
-- Sending: `send()` protects with `_tx_srtp` and writes synchronously to the nominated
-  pair's datagram transport (`Connection._nominated`), instead of awaiting
-  `RTCDtlsTransport._send_rtp` -> `Connection.send` per packet.
+- Sending: `send()` protects with `_tx_srtp` and queues the datagram for the nominated
+  pair (`Connection._nominated`) in the bridge's Egress, sent once per event-loop turn,
+  instead of awaiting `RTCDtlsTransport._send_rtp` -> `Connection.send` per packet. Both
+  directions call libsrtp from C on the DTLS transport's own pylibsrtp contexts
+  (native/srtp.py); the way out is the transport's `sink` (native/_egress.c), which the
+  forwarder also calls directly for every forwarded RTP packet (`Sink.forward`).
 - `_BridgeDtlsTransport` overrides `_handle_rtp_data` / `_handle_rtcp_data`, so a packet
   that still takes aiortc's own path never reaches aiortc's RtpPacket parser or router.
 
@@ -36,10 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import pylibsrtp
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import CandidatePair, Connection, StunProtocol
@@ -57,7 +59,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from bridge.api import DtlsFingerprint, IceCandidate, TransportDescription
 from bridge.mediaport import PortLink, TcpMediaPort, UdpMediaPort
-from native.sendbatch import SendBatch
+from native._egress import Egress, Sink
+from native.srtp import Srtp, SrtpError, srtp
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,13 @@ class TransportCounters:
     unprotect_errors: int = 0  # SRTP authentication or replay failures
     protect_errors: int = 0
     dropped: int = 0  # media before SRTP keys, unknown first byte, or not connected
+
+    def add(self, other: dict[str, int]) -> TransportCounters:
+        """A copy with `other`'s counts (the sink's) added."""
+        out = replace(self)
+        for name, value in other.items():
+            setattr(out, name, getattr(out, name) + value)
+        return out
 
 
 def new_certificate() -> RTCCertificate:
@@ -164,7 +174,10 @@ class EndpointTransport:
         on_closed: Callable[[str], None] | None = None,
         *,
         label: str = "",
+        egress: Egress | None = None,
     ) -> None:
+        """`egress`: the bridge's, shared by its endpoints (what they send in one event-loop
+        turn leaves in one call); without one, every packet is sent at once."""
         self.on_rtp = on_rtp
         self.on_rtcp = on_rtcp
         self.on_closed = on_closed
@@ -184,15 +197,12 @@ class EndpointTransport:
         self._dtls.on("statechange", self._dtls_state_changed)
         self._candidates: list[IceCandidate] = []
         self._port = 0
-        self._rx: pylibsrtp.Session | None = None
-        self._tx: pylibsrtp.Session | None = None
+        self._rx: Srtp | None = None
         self._pair: CandidatePair | None = None
-        self._pair_send: Callable[[bytes, tuple[str, int]], None] | None = None
-        self._pair_addr: tuple[str, int] = ("", 0)
-        self._pair_fd = -1  # the shared UDP socket when the pair is on it (not ICE-TCP)
-        #: set (the bridge's, shared by its endpoints): send() queues there, sent once per
-        #: event-loop turn in one call (native/sendbatch.py)
-        self.batch: SendBatch | None = None
+        #: the way out: protects, follows the nominated pair (`_select_pair` when it
+        #: changes), queues into the egress
+        self.sink = Sink(egress if egress is not None else Egress(), self._nominated,
+                         self._select_pair)
         self._state = "new"  # new -> gathered -> connecting -> connected -> closed | failed
 
     # --- setup -------------------------------------------------------------------------
@@ -296,8 +306,8 @@ class EndpointTransport:
         if self._dtls.state != "connected" or self._state != "connecting":
             self._state = "failed"
             raise TransportFailed("DTLS failed")
-        self._rx = self._dtls._rx_srtp
-        self._tx = self._dtls._tx_srtp
+        self._rx = srtp(self._dtls._rx_srtp)
+        self.sink.set_tx(srtp(self._dtls._tx_srtp))
         self._select_pair()
         self._state = "connected"
         log.info("endpoint %s: connected via %s", self.label, self._pair)
@@ -312,7 +322,7 @@ class EndpointTransport:
         rtcp = len(data) > 1 and 191 < data[1] < 224  # RTCP packet types 192-223 (RFC 5761)
         try:
             plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
-        except pylibsrtp.Error:  # authentication or replay check failed
+        except (SrtpError, ValueError):  # authentication or replay check failed, too long
             self.counters.unprotect_errors += 1
             return
         if rtcp:
@@ -323,53 +333,32 @@ class EndpointTransport:
             self.on_rtp(plain, now)
 
     def send(self, data: bytes) -> bool:
-        """Protect plain RTP or RTCP and send it now, without awaiting. False if it was not
-        sent (not connected, or SRTP refused it)."""
-        tx = self._tx
-        if tx is None:
-            self.counters.dropped += 1
-            return False
-        if self._nominated.get(1) is not self._pair or self._pair_send is None:
-            self._select_pair()  # a new pair, or none left (ICE consent expired)
-            if self._pair_send is None:
-                self.counters.dropped += 1
-                return False
-        try:
-            if len(data) > 1 and 191 < data[1] < 224:
-                out = tx.protect_rtcp(data)
-            else:
-                out = tx.protect(data)
-        except pylibsrtp.Error:
-            self.counters.protect_errors += 1
-            return False
-        if self.batch is not None and self._pair_fd >= 0:
-            self.batch.add(self, out, self._pair_addr)
-        else:
-            self._pair_send(out, self._pair_addr)
-        self.counters.packets_sent += 1
-        self.counters.bytes_sent += len(out)
-        return True
+        """Protect plain RTP or RTCP and queue it for the nominated pair, without awaiting.
+        False if it was not sent (not connected, no pair, or SRTP refused it: counted)."""
+        return self.sink.send(data)
+
+    def totals(self) -> TransportCounters:
+        """The receiving side's counters with the sink's (what was sent, and dropped)."""
+        return self.counters.add(self.sink.counters())
 
     def _select_pair(self) -> None:
+        """Point the sink at aioice's nominated pair (the sink calls this when the pair it
+        has is no longer the nominated one): the shared UDP socket's descriptor for a pair
+        on it, otherwise the pair's own transport (ICE-TCP)."""
         pair = self._nominated.get(1)
         self._pair = pair
         if pair is None:
-            self._pair_send = None
+            self.sink.set_pair(None)
             return
-        self._pair_send = pair.protocol.transport.sendto
-        self._pair_addr = pair.remote_addr
-        sock = pair.protocol.transport.get_extra_info("socket") \
-            if isinstance(pair.protocol, _MediaProtocol) else None
-        self._pair_fd = sock.fileno() if sock is not None else -1
-
-    @property
-    def closed(self) -> bool:
-        """No packet may go out now (closed, failed, or no pair): a SendBatch skips it."""
-        return self._pair_send is None or self._state in ("closed", "failed")
-
-    @property
-    def fileno(self) -> int:
-        return self._pair_fd
+        try:
+            transport = pair.protocol.transport
+            sock = transport.get_extra_info("socket") \
+                if isinstance(pair.protocol, _MediaProtocol) else None
+            self.sink.set_pair(pair, pair.remote_addr,
+                               sock.fileno() if sock is not None else -1, transport.sendto)
+        except Exception:  # never into the forwarder's fan-out: this endpoint sends nothing
+            log.exception("endpoint %s: unusable ICE pair %s", self.label, pair)
+            self.sink.set_pair(None)
 
     # --- teardown ----------------------------------------------------------------------
 
@@ -377,7 +366,8 @@ class EndpointTransport:
         state = self._dtls.state
         if state in ("closed", "failed") and self._state == "connected":
             self._state = "failed"
-            self._rx = self._tx = None
+            self._rx = None
+            self.sink.set_tx(None)
             log.info("endpoint %s: DTLS %s by the remote side", self.label, state)
             if self.on_closed is not None:
                 self.on_closed(f"DTLS {state}")
@@ -387,9 +377,9 @@ class EndpointTransport:
         if self._state == "closed":
             return
         self._state = "closed"
-        self._rx = self._tx = None
+        self._rx = None
         self._pair = None
-        self._pair_send = None
+        self.sink.close()
         try:
             await self._dtls.stop()
         finally:

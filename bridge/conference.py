@@ -92,6 +92,8 @@ class Conference:
         self.endpoints[endpoint.endpoint_id] = endpoint
         self._transports[endpoint.endpoint_id] = endpoint.transport
         self.forwarder.add_endpoint(endpoint.endpoint_id)
+        # forwarded RTP straight into the transport's C sink: rewrite, protect, queue
+        self.forwarder.set_output(endpoint.endpoint_id, endpoint.transport.sink.forward)
         self._after_input()
 
     def add_plain(self, endpoint: PlainEndpoint) -> None:

@@ -60,7 +60,7 @@ from bridge.forwarder_rtcp import CNAME, MAX_NACK_ITEMS, ForwarderRtcp
 from bridge.lastn import effective_last_n, select_video_senders
 from bridge.levels import DominantSpeaker, SpeakerSettings
 from bridge.rtcp_feedback import EndpointState, Projection, SourceState
-from bridge.rtp import RTP_HEADER, U16, scan_extensions
+from bridge.rtp import RTP_HEADER, scan_extensions
 
 __all__ = [
     "CNAME",
@@ -70,12 +70,17 @@ __all__ = [
     "Forwarder",
     "ForwarderRtcp",
     "ForwarderSettings",
+    "OutputFn",
     "SendFn",
 ]
 
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[str, bytes], None]  # (endpoint_id, plain RTP or RTCP) -> protect and send
+#: (packet, seq, twcc_pos, twcc) -> rewrite a copy as wire.with_sequence does, protect, send:
+#: one receiver's way out for forwarded RTP (the bridge's browser transports have one in C,
+#: native/_egress.c Sink.forward); an endpoint without one gets send() with the copy
+OutputFn = Callable[[bytes, int, int, int], object]
 
 MAX_LOGGED_SSRCS = 32  # undeclared SSRCs remembered per endpoint (logged once each)
 RECEIVE_POLICIES: tuple[ReceivePolicy, ...] = ("all", "audio", "none")
@@ -211,6 +216,12 @@ class Forwarder(ForwarderRtcp):
                         p.suspend()
         log.info("conference %s: endpoint %s audio forced %s", self.conference_id,
                  endpoint_id, "off" if off else "on")
+
+    def set_output(self, endpoint_id: str, output: OutputFn | None) -> None:
+        """Where the endpoint's forwarded RTP goes from now on (None: `send`)."""
+        ep = self._endpoints.get(endpoint_id)
+        if ep is not None:
+            ep.output = output
 
     def set_last_n(self, endpoint_id: str, n: int) -> None:
         ep = self._endpoints.get(endpoint_id)
@@ -353,20 +364,17 @@ class Forwarder(ForwarderRtcp):
                 continue
             r = p.receiver
             out_seq = (ext - p.offset) & 0xFFFF
+            t = 0
             if twcc >= 0:
-                buf = bytearray(data)
-                U16.pack_into(buf, 2, out_seq)
                 r.twcc_seq = t = (r.twcc_seq + 1) & 0xFFFF
-                U16.pack_into(buf, twcc, t)
-                out = bytes(buf)
-            elif out_seq != seq:
-                buf = bytearray(data)
-                U16.pack_into(buf, 2, out_seq)
-                out = bytes(buf)
-            else:
-                out = data
             r.out_bytes += size
-            send(r.id, out)
+            output = r.output
+            if output is not None:
+                output(data, out_seq, twcc, t)
+            elif twcc >= 0 or out_seq != seq:
+                send(r.id, wire.with_sequence(data, out_seq, twcc, t))
+            else:
+                send(r.id, data)
             sent += 1
         self._packets_out += sent
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections.abc import Callable
 
 from bridge.api import MediaSource, ReceivePolicy
 from bridge.levels import SpeakerState
@@ -336,8 +337,9 @@ class EndpointState:
     """One endpoint: what it sends, what it receives, and the figures about both."""
 
     __slots__ = ("audio_forced_off", "downlink_loss", "group", "id", "in_bytes", "last_n",
-                 "out_bytes", "projections", "receive", "remb", "remb_at", "rtt", "sources",
-                 "speaker", "stat_in", "stat_out", "twcc", "twcc_seq", "unknown_ssrcs")
+                 "out_bytes", "output", "projections", "receive", "remb", "remb_at", "rtt",
+                 "sources", "speaker", "stat_in", "stat_out", "twcc", "twcc_seq",
+                 "unknown_ssrcs")
 
     def __init__(self, endpoint_id: str, speaker: SpeakerState) -> None:
         self.id = endpoint_id
@@ -356,6 +358,9 @@ class EndpointState:
         self.remb = 0
         self.remb_at = 0.0
         self.unknown_ssrcs: set[int] = set()
+        #: where its forwarded RTP goes, as (packet, seq, twcc_pos, twcc): None, the
+        #: forwarder's send() with a rewritten copy (bridge.forwarder.OutputFn)
+        self.output: Callable[[bytes, int, int, int], object] | None = None
 
 
 class SourceState:

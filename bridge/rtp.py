@@ -15,6 +15,11 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+# with_sequence(data, seq, twcc_pos, twcc_seq): a copy with another sequence number and, if
+# twcc_pos >= 0, transport-wide sequence number. In C, because the bridge's way out
+# (native/_egress.c) does the same rewrite into its send buffer: one implementation.
+from native._egress import with_sequence as with_sequence
+
 RTP_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 U16 = struct.Struct("!H")
 U32 = struct.Struct("!I")
@@ -214,16 +219,6 @@ def blank(data: bytes, start: int, end: int) -> bytes:
     """The packet with bytes [start, end) zeroed: a header extension element becomes
     padding (RFC 8285: zero bytes between elements are skipped), the length unchanged."""
     return data[:start] + bytes(end - start) + data[end:]
-
-
-def with_sequence(data: bytes, seq: int, twcc_pos: int, twcc_seq: int) -> bytes:
-    """A copy with another sequence number and, if `twcc_pos` >= 0, transport-wide
-    sequence number."""
-    buf = bytearray(data)
-    U16.pack_into(buf, 2, seq)
-    if twcc_pos >= 0:
-        U16.pack_into(buf, twcc_pos, twcc_seq)
-    return bytes(buf)
 
 
 def unwrap_rtx(data: bytes, ssrc: int, payload_type: int) -> bytes | None:

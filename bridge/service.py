@@ -6,7 +6,8 @@ Forwarder (bridge/forwarder.py) and one timer handle, re-armed
 to the forwarder's `get_timer()` and to the next liveness check of the endpoints (both held
 by `Conference`, in bridge/conference.py). Per browser endpoint one transport
 (bridge/aiortc_adapter.py): decrypted packets go straight from the socket callback into the
-forwarder, and what the forwarder sends is protected and written synchronously. Plain
+forwarder, and what the forwarder sends is protected at once and sent, with everything else
+sent in the same event-loop turn, in one call (the bridge's Egress, native/_egress.c). Plain
 endpoints (bridge/plain.py, the gateway's) have no transport: their local link calls the
 forwarder directly. No task or timer exists per packet.
 """
@@ -41,10 +42,10 @@ from bridge.api import (
 )
 from bridge.conference import LIVENESS_INTERVAL, Conference, PacketSink
 from bridge.endpoint import Endpoint
-from bridge.forwarder import Forwarder, ForwarderSettings
+from bridge.forwarder import Forwarder, ForwarderSettings, OutputFn
 from bridge.mediaport import TcpMediaPort, UdpMediaPort, port_stats
 from bridge.plain import LocalLink, PacketOut, PlainEndpoint, PlainEndpoints
-from native.sendbatch import SendBatch
+from native._egress import Egress
 
 __all__ = [
     "COUNTER_NAMES",
@@ -140,6 +141,7 @@ class ForwarderLike(Protocol):
     def remove_endpoint(self, endpoint_id: str) -> None: ...
     def set_sources(self, endpoint_id: str, sources: tuple[MediaSource, ...]) -> None: ...
     def set_audio_forced_off(self, endpoint_id: str, off: bool) -> None: ...
+    def set_output(self, endpoint_id: str, output: OutputFn | None) -> None: ...
     def set_last_n(self, endpoint_id: str, n: int) -> None: ...
     def set_receive(self, endpoint_id: str, receive: ReceivePolicy | None,
                     group: str | None) -> None: ...
@@ -187,7 +189,8 @@ class Bridge:
         self._retired_forwarder: dict[str, int] = {}  # counters of removed conferences
         self._plain = PlainEndpoints()
         # The endpoints' sends of one event-loop turn go out together, in one call into C.
-        self.send_batch = SendBatch(flush_soon=_call_soon)
+        #: what the browser endpoints send in one event-loop turn, sent in one call
+        self.egress = Egress(_call_soon)
 
     async def start(self) -> None:
         """Open the shared media ports (an OSError names the one that could not be bound)."""
@@ -246,13 +249,13 @@ class Bridge:
                      conference_id, endpoint_id)
             await self.expire(conference_id, endpoint_id)
         transport = EndpointTransport(
-            self._certificate, _drop, _drop, label=f"{conference_id}/{endpoint_id}"
+            self._certificate, _drop, _drop, label=f"{conference_id}/{endpoint_id}",
+            egress=self.egress,
         )
         if self.udp is None:
             await transport.close()
             raise TransportFailed("the bridge is not started")
         transport.attach(self.udp, self.tcp, announce=self.settings.announce)
-        transport.batch = self.send_batch
         # From here to conference.add() nothing awaits: the conference cannot go away.
         conference = self._conference(conference_id)
         transport.on_rtp = conference.rtp_handler(endpoint_id)
@@ -365,9 +368,10 @@ class Bridge:
             log.exception("endpoint %s/%s: error while closing", endpoint.conference_id,
                           endpoint.endpoint_id)
         finally:
+            totals = endpoint.transport.totals()
             for name in COUNTER_NAMES:
                 setattr(self._retired, name, getattr(self._retired, name)
-                        + getattr(endpoint.transport.counters, name))
+                        + getattr(totals, name))
         log.info("endpoint %s/%s: expired", endpoint.conference_id, endpoint.endpoint_id)
 
     async def receive_sources(
@@ -396,12 +400,13 @@ class Bridge:
             "endpoints_connected": sum(e.state == "connected" for e in endpoints) + plain,
             "endpoints_failed": self.endpoints_failed,
             **self._plain.stats(),
-            **{f"send_batch_{k}": v for k, v in self.send_batch.stats().items()},
+            **{f"send_batch_{k}": v for k, v in self.egress.stats().items()},
             **port_stats(self.udp, self.tcp),
         }
+        counters = [e.transport.totals() for e in endpoints]
         for name in COUNTER_NAMES:
             totals[name] = getattr(self._retired, name) + sum(
-                getattr(e.transport.counters, name) for e in endpoints)
+                getattr(c, name) for c in counters)
         for key, value in self._retired_forwarder.items():
             totals[f"forwarder_{key}"] = value
         for conference in self._conferences.values():

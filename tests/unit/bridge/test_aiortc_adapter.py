@@ -32,7 +32,9 @@ from bridge.aiortc_adapter import (
     _MediaProtocol,
 )
 from bridge.mediaport import TcpMediaPort, UdpMediaPort
-from native.sendbatch import SendBatch
+from bridge.rtp import with_sequence
+from native._egress import Egress
+from native.srtp import srtp
 
 
 def params(fn: Any) -> list[str]:
@@ -256,7 +258,7 @@ async def test_media_protocol_demultiplexes() -> None:
     tx, rx = srtp_pair()
     protocol.datagram_received(tx.protect(rtp(1)), addr)
     assert got == [] and transport.counters.dropped == 1
-    transport._rx = rx
+    transport._rx = srtp(rx)
     protocol.datagram_received(tx.protect(rtp(2)), addr)
     protocol.datagram_received(tx.protect_rtcp(rtcp_rr()), addr)
     protocol.datagram_received(b"\x80\x6f" + bytes(30), addr)  # fails authentication
@@ -311,23 +313,26 @@ async def test_send_without_an_ice_pair_drops_instead_of_raising() -> None:
     transport = EndpointTransport(RTCCertificate.generateCertificate(),
                                   on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
     tx, _rx = srtp_pair()
-    transport._tx = tx
+    transport.sink.set_tx(srtp(tx))
     assert transport.send(rtp(1)) is False
     assert transport.send(rtp(2)) is False
-    assert transport.counters.dropped == 2
+    assert transport.totals().dropped == 2
     await transport.close()
 
 
 async def test_sends_of_one_loop_turn_go_out_in_one_batch() -> None:
-    """With the bridge's SendBatch, send() queues the protected packet and the batch goes
-    out at the next loop turn from the pair's own socket (a relayed pair, whose protocol is
-    not our socket's, still sends at once through its transport)."""
+    """With the bridge's Egress, send() queues the protected packet and the egress sends
+    at the next loop turn from the pair's own socket (a relayed pair, whose protocol is
+    not our socket's, still sends at once through its transport). The forwarder's way in,
+    `sink.forward`, rewrites the sequence numbers into the queued copy."""
     loop = asyncio.get_running_loop()
     rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx_sock.bind(("127.0.0.1", 0))
     rx_sock.setblocking(False)
+    egress = Egress(loop.call_soon)
     transport = EndpointTransport(RTCCertificate.generateCertificate(),
-                                  on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None)
+                                  on_rtp=lambda d, n: None, on_rtcp=lambda d, n: None,
+                                  egress=egress)
     udp = await UdpMediaPort.open("127.0.0.1", 0)
     transport.attach(udp)
     try:
@@ -336,26 +341,28 @@ async def test_sends_of_one_loop_turn_go_out_in_one_batch() -> None:
         pair = SimpleNamespace(protocol=protocol, remote_addr=rx_sock.getsockname())
         transport._nominated[1] = pair  # type: ignore[assignment]
         tx, rx = srtp_pair()
-        transport._tx = tx
-        batch = SendBatch(flush_soon=loop.call_soon)
-        transport.batch = batch
-        assert all(transport.send(rtp(seq)) for seq in range(3))
-        assert len(batch) == 3 and transport.fileno >= 0 and not transport.closed
+        transport.sink.set_tx(srtp(tx))
+        assert all(transport.send(rtp(seq)) for seq in range(2))
+        assert transport.sink.forward(rtp(2), 77, -1, 0)
+        assert egress.pending == 3 and transport.sink.fileno >= 0
+        assert not transport.sink.closed
         with pytest.raises(BlockingIOError):
             rx_sock.recv(2048)  # nothing left before the loop's turn ends
         await asyncio.sleep(0)
         await asyncio.sleep(0.01)
         got = [rx.unprotect(rx_sock.recv(2048)) for _ in range(3)]
-        assert got == [rtp(0), rtp(1), rtp(2)]
-        assert batch.stats()["sent"] == 3 and batch.stats()["flushes"] == 1
+        assert got == [rtp(0), rtp(1), with_sequence(rtp(2), 77, -1, 0)]
+        assert egress.stats()["sent"] == 3 and egress.stats()["flushes"] == 1
+        assert transport.totals().packets_sent == 3
         # a pair through another protocol (TURN): straight through its transport
         fake = FakeDatagramTransport()
         relayed = SimpleNamespace(protocol=SimpleNamespace(transport=fake),
                                   remote_addr=("127.0.0.1", 9))
         transport._nominated[1] = relayed  # type: ignore[assignment]
-        assert transport.send(rtp(4)) and len(fake.sent) == 1 and len(batch) == 0
+        assert transport.send(rtp(4)) and len(fake.sent) == 1 and egress.pending == 0
+        assert rx.unprotect(fake.sent[0][0]) == rtp(4)
     finally:
         await transport.close()
         rx_sock.close()
         udp.close()
-    assert transport.closed
+    assert transport.sink.closed
