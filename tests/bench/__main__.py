@@ -123,7 +123,7 @@ def _run(name: str, workdir: Path, args: argparse.Namespace) -> Figure:
         "forwarding": lambda: bridge.measure_forwarding(
             workdir / "forwarding", budget_s=50 if quick else 80, window_s=5 if quick else 10),
         "endpoints": lambda: bridge.measure_endpoints(
-            workdir / "endpoints", budget_s=90 if quick else 170, window_s=4 if quick else 8),
+            workdir / "endpoints", budget_s=120 if quick else 260, window_s=4 if quick else 8),
         "join": lambda: bridge.measure_join(
             workdir / "join", budget_s=80 if quick else 100, joins=3 if quick else 5),
         "https-join": lambda: https_join.measure_https_join(

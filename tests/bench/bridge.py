@@ -57,13 +57,13 @@ log = logging.getLogger("bench.bridge")
 FIGURES: dict[str, tuple[str, str]] = {
     "forwarding": ("Bridge: CPU per forwarded packet",
                    "< 20 us per forwarded packet (50,000/s on a core); floor ~10 us"),
-    "endpoints": ("Bridge: audio endpoints on one core", "200 endpoints with <1% loss"),
+    "endpoints": ("Bridge: audio endpoints on one core", "300 endpoints with <1% loss"),
     "join": ("Join to first remote audio", "report (no target set)"),
 }
 ROOM_SIZE = 10
 FORWARDING_LOADS = (50, 100)   # endpoints: 22,500 and 45,000 forwarded packets/s
-LADDER = (50, 100, 150, 200, 250, 300, 400)
-ENDPOINTS_GOAL = 200
+LADDER = (100, 200, 250, 300, 350, 400, 500)
+ENDPOINTS_GOAL = 300
 US_GOAL = 20.0
 FLOOR_PACKETS = 20000
 PORTS = 1000                   # the bridge's media port range (one port per endpoint)

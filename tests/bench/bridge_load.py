@@ -10,8 +10,9 @@ room is connected, each of its endpoints sends 50 SRTP packets/s: 12 bytes of RT
 the RFC 6464 audio-level and transport-cc one-byte extensions (as Chromium sends them), and
 an 80-byte payload (Opus at about 32 kb/s). Sends are spread over ten 2 ms slots per 20 ms.
 
-Once connected, each endpoint reads its ICE socket itself, in batches (asyncio's transport
-is paused; STUN and DTLS still go to aioice and aiortc), which keeps the generator's cost
+Once connected, each endpoint reads its ICE socket itself, in batches with recvmmsg
+(tests/bench/recvmmsg.py; asyncio's transport is paused; STUN and DTLS still go to aioice
+and aiortc), which keeps the generator's cost
 per received packet low enough to load the bridge past saturation: every SRTP packet is
 counted in a ring indexed by its RTP timestamp (the bridge keeps the sender's timestamps,
 and every endpoint stamps tick k as k * 960), and one in 32 is decrypted to prove it is real
@@ -68,6 +69,7 @@ from bridge.api import (  # noqa: E402
 )
 from tests.bench.bridge_runner import Control, to_json, transport_from_json  # noqa: E402
 from tests.bench.common import CpuMeter, socket_inodes, udp_counters  # noqa: E402
+from tests.bench.recvmmsg import MmsgReader  # noqa: E402
 
 log = logging.getLogger("bench.bridge_load")
 
@@ -80,7 +82,8 @@ LATE_SKIP = 0.100     # a sub-tick later than this is skipped, and counts as sat
 LATE_COUNT = 0.010    # a sub-tick later than this counts as late
 TOO_LATE = 0.200      # a packet received this long after its tick's send time is lost
 VERIFY_EVERY = 32     # decrypt one received packet in this many
-DRAIN_BATCH = 64      # datagrams read per readiness callback, at most
+DRAIN_ROUNDS = 4      # recvmmsg calls per readiness callback, at most (64 datagrams each)
+READER = MmsgReader(64, 2048)  # the process's one receive buffer (one thread)
 CONNECT_TIMEOUT = 20.0
 HDR = struct.Struct("!BBHII")
 U16 = struct.Struct("!H")
@@ -201,7 +204,9 @@ class SyntheticEndpoint:
         too_late = counters.too_late
         clock = asyncio.get_running_loop().time
         unprotect = self.dtls._rx_srtp.unprotect
-        recv = sock.recv
+        fd = sock.fileno()
+        reader = READER
+        read, buf, length, headers = reader.read, reader.buffer, reader.length, reader.size
         addr = self.addr
         unpack = U32.unpack_from
         seen = 0
@@ -210,31 +215,33 @@ class SyntheticEndpoint:
             nonlocal seen
             # Ticks sent before this one are too late to be played (no per-packet clock read).
             late_tick = int((clock() - TOO_LATE - counters.t0) / TICK)
-            for _ in range(DRAIN_BATCH):
-                try:
-                    data = recv(2048)
-                except (BlockingIOError, InterruptedError):
+            for _ in range(DRAIN_ROUNDS):
+                n = read(fd)
+                if n <= 0:  # nothing waiting, or an ICMP error reported on the socket
                     return
-                except OSError:  # an ICMP error reported on the socket: nothing to read
+                for i in range(n):
+                    off = i * headers
+                    first = buf[off]
+                    if 127 < first < 192:
+                        if 191 < buf[off + 1] < 224:
+                            counters.rtcp += 1
+                            continue
+                        tick = unpack(buf, off + 4)[0] // TS_STEP
+                        received[tick & MASK] += 1
+                        if tick < late_tick:
+                            too_late[tick & MASK] += 1
+                        seen += 1
+                        if not seen % VERIFY_EVERY:
+                            try:
+                                unprotect(bytes(buf[off:off + length(i)]))
+                            except Exception:
+                                counters.auth_failures += 1
+                            else:
+                                counters.verified += 1
+                    else:  # STUN (consent) and DTLS: only the bridge's address talks to us
+                        original(bytes(buf[off:off + length(i)]), addr)
+                if n < reader.batch:
                     return
-                if data and 127 < data[0] < 192:
-                    if 191 < data[1] < 224:
-                        counters.rtcp += 1
-                        continue
-                    tick = unpack(data, 4)[0] // TS_STEP
-                    received[tick & MASK] += 1
-                    if tick < late_tick:
-                        too_late[tick & MASK] += 1
-                    seen += 1
-                    if not seen % VERIFY_EVERY:
-                        try:
-                            unprotect(data)
-                        except Exception:
-                            counters.auth_failures += 1
-                        else:
-                            counters.verified += 1
-                else:  # STUN (consent) and DTLS: only the bridge's address talks to us
-                    original(data, addr)
 
         asyncio.get_running_loop().add_reader(sock.fileno(), drain)
 
