@@ -44,7 +44,11 @@ class Moderator:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Future[None] | None = None
-        self._run(self._open(base_url, room, token))
+        try:
+            self._run(self._open(base_url, room, token))
+        except BaseException:
+            self.close()
+            raise
 
     def _run(self, coro: Any, timeout: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
