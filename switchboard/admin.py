@@ -1,7 +1,9 @@
-"""`switchboard rooms|numbers|trunks ...`: the dialplan from the command line.
+"""`switchboard rooms|numbers ...`: the dialplan from the command line.
 
 They work on the configured store directly (SQLite in WAL mode, or PostgreSQL), so they are
-safe while the server runs: the server reads the dialplan on every call setup.
+safe while the server runs: the server reads the dialplan on every call setup. `trunks`
+goes through the running server first (switchboard/trunks_cli.py: registrations live
+there); `open_store` and `trunk_data` are its way to the store when the server is down.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 
 from dialplan.models import UNSET, InvalidInput, NotFound, Unset
 from dialplan.store import RoomDefaults, Store
-from dialplan.trunks import parse_trunk
 from switchboard.config import Config
 
 
@@ -26,13 +27,19 @@ def _password(args: argparse.Namespace) -> str | None:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def run_admin(config: Config, args: argparse.Namespace) -> object:
-    """Carry out one admin command; returns what to print as JSON (None: nothing)."""
+def open_store(config: Config) -> Store:
+    """The configured store, with the room defaults of [meetings]."""
     m = config.meetings
     defaults = RoomDefaults(lobby=m.default_lobby, guests=m.default_guests,
                             start="hosts" if m.default_start == "hosts" else "anyone")
-    with Store(config.store.database, pin_length=config.dialplan.pin_length,
-               defaults=defaults) as store:  # fmt: skip
+    return Store(config.store.database, pin_length=config.dialplan.pin_length,
+                 defaults=defaults)  # fmt: skip
+
+
+def run_admin(config: Config, args: argparse.Namespace) -> object:
+    """Carry out one rooms or numbers command; returns what to print as JSON (None:
+    nothing)."""
+    with open_store(config) as store:
         if args.command == "rooms":
             if args.action == "add":
                 return store.create_room(
@@ -57,8 +64,6 @@ def run_admin(config: Config, args: argparse.Namespace) -> object:
                 return [r.as_json() for r in store.rooms()]
             store.delete_room(args.name)
             return None
-        if args.command == "trunks":
-            return _trunks(config, store, args)
         if args.action == "add":
             return store.add_number(
                 args.number,
@@ -84,13 +89,10 @@ def _trunk_password(path: str | None) -> str:
     return text.rstrip("\r\n")
 
 
-def _trunks(config: Config, store: Store, args: argparse.Namespace) -> object:
-    if args.action == "list":
-        return [t.as_json() for t in store.trunks()]
-    if args.action == "remove":
-        store.delete_trunk(args.name)
-        return None
-    data: dict[str, object] = {
+def trunk_data(args: argparse.Namespace) -> dict[str, object]:
+    """`trunks add`'s options as the JSON of POST /api/trunks (the password read from
+    --password-file, once)."""
+    return {
         "name": args.name, "address": args.address, "transport": args.transport,
         "failover_address": args.failover_address, "username": args.username,
         "password": _trunk_password(args.password_file), "register": args.register,
@@ -99,4 +101,3 @@ def _trunks(config: Config, store: Store, args: argparse.Namespace) -> object:
         "codecs": args.codecs, "media_encryption": args.media_encryption,
         "allowed_destinations": args.allowed_destinations,
     }  # fmt: skip
-    return store.add_trunk(parse_trunk(data, config.dialplan.default_country)).as_json()

@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     trunks = sub.add_parser("trunks", help="manage SIP trunks (carriers, PBXs)")
     _config_arg(trunks)
     tsub = trunks.add_subparsers(dest="action", required=True)
-    tadd = tsub.add_parser("add", help="add a trunk (registrations start at the next "
-                                       "server start; the API starts them at once)")
+    tadd = tsub.add_parser("add", help="add a trunk (through the running server, which "
+                                       "registers it at once; else in the store)")
     _config_arg(tadd, nested=True)
     tadd.add_argument("name")
     tadd.add_argument("--address", required=True, help="HOST[:PORT] of the peer")
@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                       default="off")
     tadd.add_argument("--destination", action="append", default=[],
                       dest="allowed_destinations", metavar="PREFIX")
-    _config_arg(tsub.add_parser("list", help="list trunks (never their passwords)"),
-                nested=True)
-    trm = tsub.add_parser("remove", help="delete a trunk")
+    _config_arg(tsub.add_parser("list", help="list trunks and their registration state "
+                                             "(never their passwords)"), nested=True)
+    trm = tsub.add_parser("remove", help="delete a trunk (the running server un-REGISTERs it)")
     _config_arg(trm, nested=True)
     trm.add_argument("name")
 
@@ -209,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switchboard.dial_cli import run_dial_command
 
         return run_dial_command(config, args)
+    if args.command == "trunks":
+        from switchboard.trunks_cli import run_trunks
+
+        return run_trunks(config, args)
     if args.command == "cluster":
         from cluster.cli import run_cluster
 

@@ -254,32 +254,23 @@ def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any
     and tones go both ways with a plain dial-in phone; the phone hangs up. Then the phone
     calls the trunk's number at the carrier, which sends the call over TLS to Switchboard's
     registration, and it is in the room, with SRTP again."""
-    from test_sip_tls import LOOP, self_signed
+    from peers.tls_carrier import LOOP, TlsCarrierSetup, trunk_body, wait_registered
 
-    cert, key = self_signed(tmp_workdir)
-    both = tmp_workdir / "phone.pem"
-    both.write_bytes(cert.read_bytes() + key.read_bytes())
-    tls_port, udp_port = procs.free_port(kinds=("tcp",)), procs.free_port(kinds=("udp",))
-    server = switchboard_server({
-        "sip": {"listen": [f"udp:{LOOP}:{udp_port}", f"tls:{LOOP}:{tls_port}"],
-                "tls_cert": str(cert), "tls_key": str(key), "tls_ca": str(cert)},
-        "dialplan": {"default_country": "1"}})
+    tls = TlsCarrierSetup(tmp_workdir)
+    server = switchboard_server({"sip": tls.switchboard_config(),
+                                 "dialplan": {"default_country": "1"}})
+    udp_port = tls.udp_port
     assert server.api("POST", "/api/rooms", {"name": ROOM}).status == 201
     assert server.api("POST", "/api/numbers", {"number": NUMBER, "route": "room",
                                                "room": ROOM}).status == 201
-    with KamailioCarrier(tmp_workdir, subscribers={"sb": SB_PASSWORD, "callee": "callee-pw"},
-                         number=NUMBER, trunk_user="sb", tls=(cert, key)) as kam:
-        resp = server.api("POST", "/api/trunks", {
-            "name": "carrier", "address": kam.tls_address, "transport": "tls",
-            "username": "sb", "password": SB_PASSWORD, "register": True, "expires": 60,
-            # optional: SRTP is offered over TLS (and the phone takes nothing else); the
-            # plain dial-in phone, on 127.0.0.1 as the carrier is, matches this trunk too
-            # and must still get in (required is tests/integration/test_srtp_baresip.py's)
-            "numbers": [NUMBER], "media_encryption": "optional",
-            "allowed_destinations": ["+1555"]})
+    with tls.carrier(NUMBER, {"callee": "callee-pw"}) as kam:
+        # optional: SRTP is offered over TLS (and the phone takes nothing else); the plain
+        # dial-in phone, on 127.0.0.1 as the carrier is, matches this trunk too and must
+        # still get in (required is tests/integration/test_srtp_baresip.py's)
+        resp = server.api("POST", "/api/trunks", trunk_body(kam, [NUMBER]))
         assert resp.status == 201, resp.text
-        if not procs.wait_until(lambda: server.api("GET", "/api/trunks/carrier").json()
-                                ["registration"]["state"] == "registered", 15, 0.2):
+        if not wait_registered(lambda: server.api("GET", "/api/trunks/carrier").json()
+                               ["registration"]["state"]):
             pytest.fail(f"the trunk never registered over TLS:\n{server.log_tail(30)}\n"
                         f"{kam.log_tail(30)}")
         assert re.search(r"request REGISTER \S+ from 127\.0\.0\.1:\d+", kam.log_text())
@@ -287,13 +278,9 @@ def test_dial_out_over_tls_with_srtp_through_the_carrier(switchboard_server: Any
                                      amplitude=0.25)
         dialin_src = audio.make_tone_wav(tmp_workdir / "dialin.wav", DIALIN_HZ, 150.0,
                                          amplitude=0.25)
-        with Baresip(tmp_workdir, "callee", user=CALLEE,
-                     registrar=kam.tls_address, outbound=f"sip:{kam.tls_address};transport=tls",
-                     auth_user="callee",
-                     auth_pass="callee-pw", source_wav=source, codecs=("PCMU/8000/1",),
-                     modules=("srtp.so",), account_params="mediaenc=srtp-mand",
-                     extra_config=(f"sip_certificate {both}", f"sip_cafile {cert}"),
-                     timeout_s=150) as callee, \
+        with tls.srtp_phone(kam, "callee", user=CALLEE, auth_user="callee",
+                            auth_pass="callee-pw", source_wav=source,
+                            codecs=("PCMU/8000/1",), timeout_s=150) as callee, \
                 Baresip(tmp_workdir, "dialin", source_wav=dialin_src,
                         codecs=("PCMU/8000/1",), timeout_s=150) as dialin:
             callee.wait_registered(10)

@@ -5,6 +5,9 @@
   again after kamailio restarts, the state saying what happened in between; baresip,
   registered at kamailio, calls the trunk's number and lands in the room it routes to,
   through Switchboard's registration; deleting the trunk un-REGISTERs.
+- `switchboard trunks add|list|remove` against the running server: the new trunk registers
+  at once, the list shows its state, removing it un-REGISTERs; with the server stopped the
+  list comes from the store, its state unknown.
 - Refusals with sip.require_trunk: a call from outside a trunk's networks gets 403; a wrong
   password gets 407 then 403, and repeated wrong passwords block the source (403 with no
   challenge, even with the right password), while the genuine peer elsewhere still gets in.
@@ -172,3 +175,68 @@ def test_require_trunk_refuses_outsiders_and_throttles_wrong_passwords(
     assert "right-password" not in log and "guess-0" not in log
     stats = server.api("GET", "/api/stats").json()
     assert stats["trunk_auth_failures"] == 3, stats
+
+
+def trunks_cli(server: Any, *args: str, check: bool = True) -> tuple[Any, str]:
+    """`python -m switchboard trunks ARGS --config ...`: (its JSON output, its stderr)."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "switchboard", "trunks", *args, "--config",
+         str(server.config_path)], capture_output=True, text=True, timeout=60, check=False)
+    if check:
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    out = json.loads(result.stdout) if result.stdout.strip() else None
+    return out, result.stderr
+
+
+def test_trunks_command_goes_through_the_running_server(switchboard_server: Any,
+                                                         tmp_workdir: Path) -> None:
+    """`switchboard trunks add` while the server runs: the trunk registers at once (no
+    restart); `trunks list` shows its registration state from the server; `trunks remove`
+    un-REGISTERs it (Expires: 0 at kamailio). With the server stopped, `list` falls back
+    to the store and says the state is unknown."""
+    server = switchboard_server()
+    secret = tmp_workdir / "trunk-password"
+    secret.write_text(SB_PASSWORD + "\n")
+    with KamailioCarrier(tmp_workdir, subscribers={"sb": SB_PASSWORD}, number=NUMBER,
+                         trunk_user="sb", min_expires=20) as kam:
+        added, _ = trunks_cli(server, "add", "carrier", "--address", kam.address,
+                              "--username", "sb", "--password-file", str(secret),
+                              "--register", "--expires", "60", "--number", NUMBER)
+        assert added["name"] == "carrier" and "registration" in added, added
+        assert SB_PASSWORD not in str(added)
+        listed: list[dict[str, Any]] = []
+
+        def registered() -> bool:
+            nonlocal listed
+            listed, _ = trunks_cli(server, "list")
+            return [t["registration"]["state"] for t in listed] == ["registered"]
+
+        if not procs.wait_until(registered, 15, 0.5):
+            pytest.fail(f"`trunks list` never said registered: {listed}\n"
+                        f"{server.log_tail(30)}\n{kam.log_tail(20)}")
+        assert re.search(r"registered sb expires 60", kam.log_text()), kam.log_tail(20)
+        assert registration(server)["state"] == "registered"  # the API agrees
+
+        removed, _ = trunks_cli(server, "remove", "carrier")
+        assert removed is None
+        if not procs.wait_until(lambda: re.search(
+                r"request REGISTER \S+ from 127\.0\.0\.1:\d+ expires 0", kam.log_text()), 5):
+            pytest.fail(f"no un-REGISTER after `trunks remove`:\n{kam.log_tail(20)}")
+        assert re.search(r"registered sb expires 0", kam.log_text()), kam.log_tail(20)
+        assert server.api("GET", "/api/trunks").json() == []
+        _, err = trunks_cli(server, "remove", "carrier", check=False)
+        assert "404" in err, err  # the server said so: no fallback to the store
+
+        # the server stopped: the store, state unknown
+        trunks_cli(server, "add", "pbx", "--address", "127.0.0.9")
+        assert server.proc.stop() == 0 or not server.running()
+        listed, err = trunks_cli(server, "list")
+        assert [t["name"] for t in listed] == ["pbx"], listed
+        assert listed[0]["registration"] == {"state": "unknown",
+                                             "detail": "state unknown (server not reachable)"}
+        assert "server not reachable" in err
+    assert SB_PASSWORD not in server.log_text()
