@@ -214,8 +214,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         self.registry.start(self.store.trunks())
         if self.seat is not None:
             self._spawn(self._load_key())
-        log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
-                                                   self.settings.sip_listen))
+        s = self.settings  # one line: where SIP listens, where RTP binds, what both announce
+        log.info("gateway: SIP on %s (Via and Contact announce %s on 0.0.0.0 and ::); phone "
+                 "media (RTP) binds UDP %s ports %d-%d; SDP announces %s", ", ".join(
+                     f"{t}:{h}:{p}" for t, h, p in s.sip_listen), s.sip_announce,
+                 s.media_address, *s.rtp_ports, s.media_announce)  # fmt: skip
 
     async def stop(self) -> None:
         await self.registry.stop()  # un-REGISTERs: sent with the BYEs below
