@@ -415,11 +415,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         try:
             offer = SessionDescription.parse(event.offer)
         except Exception:
-            log.info("call %s: unparseable SDP offer", event.call_id)
+            log.warning("call %s: unparseable SDP offer: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
         if negotiate_audio(offer, CODECS) is None:
-            log.info("call %s: no common audio codec", event.call_id)
+            log.warning("call %s: no common audio codec: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
         return True, offer
@@ -461,7 +461,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         if call.offered_in_200:
             negotiation = self._negotiate_answer(call.call_id, event.answer)
             if negotiation is None:
-                log.info("call %s: the ACK had no usable SDP answer", call.call_id)
+                log.warning("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")
                 return
             if not self._configure(call, negotiation):
@@ -538,8 +538,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         self._flush()
 
     def _on_media_timeout(self, call: PhoneCall) -> None:
-        log.info("call %s: no RTP for %.0f s: hanging up", call.call_id,
-                 self.settings.media_timeout)
+        log.warning("call %s: no RTP for %.0f s: hanging up", call.call_id,
+                    self.settings.media_timeout)
         self._end(call, "media timeout")
         self._flush()
 
