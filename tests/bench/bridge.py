@@ -66,7 +66,7 @@ LADDER = (50, 100, 150, 200, 250, 300, 400)
 ENDPOINTS_GOAL = 200
 US_GOAL = 20.0
 FLOOR_PACKETS = 20000
-PORTS = 1000                   # the bridge's media port range (one port per endpoint)
+PORTS = 1000                   # a free block; the bridge binds its first port (one port for all)
 
 
 def _pinned(cpu: int, argv: list[str]) -> list[str]:
