@@ -1,5 +1,5 @@
 """The start-up check of where each part listens and what media announces (issue 15's trap:
-HTTP and SIP on every interface, browser media announced on 127.0.0.1).
+HTTP and SIP on every interface, browser or phone media announced on 127.0.0.1).
 
 `exposure_warnings(config)` is pure: it reads the configuration and returns one sentence
 per service with a problem (browser media: the bridge; phone media: RTP and SIP's announce);
