@@ -108,8 +108,9 @@ class Endpoint:
     def fail(self, reason: str) -> None:
         """Mark failed and tell the owner once (it expires the endpoint)."""
         if self._set_state("failed"):
-            log.info("endpoint %s/%s failed: %s", self.conference_id, self.endpoint_id,
-                     reason)
+            # the browser closing DTLS itself (a tab closed) is routine; the rest is not
+            log.log(logging.INFO if reason == "DTLS closed" else logging.WARNING,
+                    "endpoint %s/%s failed: %s", self.conference_id, self.endpoint_id, reason)
             self._on_failed(self, reason)
 
     def deadline(self) -> float:

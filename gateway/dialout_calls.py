@@ -340,7 +340,7 @@ class DialOutCalls:
             except Exception:
                 negotiation = None
         if negotiation is None or call.session is None:
-            log.info("dial-out %s: the 200 OK's answer is not usable (%s)", dial.id, why)
+            log.warning("dial-out %s: the 200 OK's answer is not usable (%s)", dial.id, why)
             dial.on_ended(None, now, why)
             dial.participant_state, dial.reason = "failed", why
             self._end(call, why)
@@ -410,7 +410,10 @@ class DialOutCalls:
         if handle is not None:
             handle.cancel()
         dial.on_ended(None, self._time(), reason)
-        log.info("dial-out %s: ended: %s (%s)", dial.id, dial.participant_state, dial.reason)
+        # failed (no such number, refused, no usable answer...): WARNING; busy, no answer,
+        # hung up after being in the meeting: routine, INFO
+        log.log(logging.WARNING if dial.participant_state == "failed" else logging.INFO,
+                "dial-out %s: ended: %s (%s)", dial.id, dial.participant_state, dial.reason)
         try:
             self.focus.get(pid)
         except KeyError:

@@ -214,8 +214,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         self.registry.start(self.store.trunks())
         if self.seat is not None:
             self._spawn(self._load_key())
-        log.info("gateway: SIP on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in
-                                                   self.settings.sip_listen))
+        s = self.settings  # one line: where SIP listens, where RTP binds, what both announce
+        log.info("gateway: SIP on %s (Via and Contact announce %s on 0.0.0.0 and ::); phone "
+                 "media (RTP) binds UDP %s ports %d-%d; SDP announces %s", ", ".join(
+                     f"{t}:{h}:{p}" for t, h, p in s.sip_listen), s.sip_announce,
+                 s.media_address, *s.rtp_ports, s.media_announce)  # fmt: skip
 
     async def stop(self) -> None:
         await self.registry.stop()  # un-REGISTERs: sent with the BYEs below
@@ -412,11 +415,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         try:
             offer = SessionDescription.parse(event.offer)
         except Exception:
-            log.info("call %s: unparseable SDP offer", event.call_id)
+            log.warning("call %s: unparseable SDP offer: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
         if negotiate_audio(offer, CODECS) is None:
-            log.info("call %s: no common audio codec", event.call_id)
+            log.warning("call %s: no common audio codec: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
         return True, offer
@@ -458,7 +461,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         if call.offered_in_200:
             negotiation = self._negotiate_answer(call.call_id, event.answer)
             if negotiation is None:
-                log.info("call %s: the ACK had no usable SDP answer", call.call_id)
+                log.warning("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")
                 return
             if not self._configure(call, negotiation):
@@ -535,8 +538,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         self._flush()
 
     def _on_media_timeout(self, call: PhoneCall) -> None:
-        log.info("call %s: no RTP for %.0f s: hanging up", call.call_id,
-                 self.settings.media_timeout)
+        log.warning("call %s: no RTP for %.0f s: hanging up", call.call_id,
+                    self.settings.media_timeout)
         self._end(call, "media timeout")
         self._flush()
 

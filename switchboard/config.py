@@ -42,6 +42,7 @@ __all__ = [
     "MeetingConfig",
     "MetricsConfig",
     "RecordingConfig",
+    "ServerConfig",
     "SipConfig",
     "SipLimitsConfig",
     "StoreConfig",
@@ -49,6 +50,14 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The one setting for where the server is reached: `public_address`, when set, is what
+    sip.announce, media.announce and bridge.announce default to (each set one still wins)."""
+
+    public_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +256,7 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -285,8 +295,27 @@ def parse_config(data: dict[str, Any]) -> Config:
                                      "anyone" if meetings["create_rooms"] else "nobody"}}
     config = _build(Config, data, "")
     assert isinstance(config, Config)
+    config = _public_address(config)
     _validate(config)
     return config
+
+
+def _public_address(config: Config) -> Config:
+    """server.public_address fills sip.announce, media.announce and bridge.announce where
+    they are empty (an explicit one wins)."""
+    public = config.server.public_address
+    if not public:
+        return config
+    _check_ip("server.public_address", public)
+    if ipaddress.ip_address(public).is_unspecified:
+        raise ConfigError("server.public_address: expected the address phones and browsers "
+                          f"reach this server at, not {public!r}")
+    return dataclasses.replace(
+        config,
+        sip=dataclasses.replace(config.sip, announce=config.sip.announce or public),
+        media=dataclasses.replace(config.media, announce=config.media.announce or public),
+        bridge=dataclasses.replace(config.bridge, announce=config.bridge.announce or public),
+    )
 
 
 def _type_name(tp: Any) -> str:

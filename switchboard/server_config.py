@@ -3,7 +3,8 @@
 What ``make run DOMAIN=NAME`` (and ``make install-service``) starts from: web on 443 with a
 certificate from ACME for NAME (HTTP-01 and the redirect to HTTPS on 80), SIP on 5060 UDP
 and TCP on every interface, phone and browser media bound to the server's address and
-announced as its public one, the data in a given directory. The public address is the one
+announced as its public one (``server.public_address``, the one setting SIP, phone media
+and browser media announce), the data in a given directory. The public address is the one
 given, else the address the host would send from towards the internet (a routing question
 to the kernel: a UDP socket ``connect``ed to a public address, which sends nothing). Every
 other key keeps its default (deploy/switchboard.example.toml); the operator edits the file
@@ -71,17 +72,18 @@ acme_domains = [{q(name)}]
 acme_email = {q(email)}
 acme_http_listen = "0.0.0.0:80"
 
+[server]
+# what phones and browsers are told to send to (SIP Via and Contact, SDP, ICE candidates)
+public_address = {q(public)}
+
 [sip]
 listen = ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
-announce = {q(public)}
 
 [media]
 address = {q(bind)}
-announce = {q(public)}
 
 [bridge]
 address = {q(bind)}
-announce = {q(public)}
 
 [store]
 path = {q(data_dir)}

@@ -10,7 +10,9 @@ The metrics (names under `switchboard_`), each from one key of the stats sources
 gauges for what is open now (calls, legs, conferences, participants, browsers, bridge
 endpoints and conferences, HTTP connections), counters for what has happened since start
 (phone RTP packets in, out and dropped, bridge datagrams in and packets out, mix ticks and
-late mix ticks), and the served certificate's remaining validity in seconds (HTTPS only).
+late mix ticks, what the browser media ports dropped: `media_port_*` for the shared UDP
+port, `media_tcp_*` for ICE-TCP, as in /api/stats), and the served certificate's remaining
+validity in seconds (HTTPS only).
 A key missing from the sources leaves its metric out rather than reporting a false 0.
 """
 
@@ -62,6 +64,25 @@ COUNTERS: Final = (
      "TURN credentials handed out to browsers (one per TURN server list a joining browser "
      "gets)"),
     ("http_refused", "http_refused", "HTTP connections refused (limits)"),
+    *(
+        (f"media_{port}_{key}", f"media_{port}_{key}", f"{where}: {text}")
+        for port, where in (("port", "Browser media's shared UDP port"),
+                            ("tcp", "Browser media's ICE-TCP port"))
+        for key, text in (
+            ("unknown_address", "packets dropped: not STUN, from an address no endpoint has"),
+            ("unknown_credentials",
+             "packets dropped: STUN checks without a USERNAME or with an unknown ICE ufrag"),
+            ("unknown_transaction", "packets dropped: STUN responses to no request of ours"),
+            ("malformed", "packets dropped: STUN with malformed attributes"),
+        )
+    ),
+    ("media_port_send_errors", "media_port_send_errors",
+     "Browser media's shared UDP port: send errors (ICMP unreachable from a browser gone)"),
+    ("media_tcp_refused", "media_tcp_refused",
+     "Browser media's ICE-TCP port: connections refused (too many, or no good first frame "
+     "in time)"),
+    ("media_tcp_send_dropped", "media_tcp_send_dropped",
+     "Browser media's ICE-TCP port: packets dropped towards a slow reader"),
 )
 
 StatsSource = Callable[[], Mapping[str, int]]

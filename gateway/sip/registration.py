@@ -191,7 +191,10 @@ class Registration:
         return f"{host}:{port}"
 
     def _set(self, state: RegState, detail: str, now: float) -> None:
-        if state != self.state:
+        if state == "failed":  # each failure, again after a retry too: WARNING
+            log.warning("trunk %s: registration %s -> failed (%s)", self.settings.name,
+                        self.state, detail)
+        elif state != self.state:
             log.info("trunk %s: registration %s -> %s (%s)", self.settings.name, self.state,
                      state, detail)
         self.state, self.detail = state, detail
@@ -269,5 +272,3 @@ class Registration:
         if forbidden:
             self._challenge = None  # a fresh challenge next time
         self._set("failed", f"{label}; next attempt in {delay:.0f} s", now)
-        log.warning("trunk %s: registration failed: %s; retrying in %.0f s", s.name, label,
-                    delay)

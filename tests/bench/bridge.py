@@ -66,7 +66,7 @@ LADDER = (100, 200, 250, 300, 350, 400, 500)
 ENDPOINTS_GOAL = 300
 US_GOAL = 20.0
 FLOOR_PACKETS = 20000
-PORTS = 1000                   # the bridge's media port range (one port per endpoint)
+PORTS = 1000                   # a free block; the bridge binds its first port (one port for all)
 
 
 def _pinned(cpu: int, argv: list[str]) -> list[str]:

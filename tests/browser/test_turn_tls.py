@@ -1,9 +1,11 @@
 """TURN over TLS (issue 15, section 2) with real headless Chromium behind a NAT that drops all
-UDP, a real coturn with its TLS listener on the server's host, and `switchboard serve` with
-ICE-TCP off (bridge.tcp_port = 0) handing out `turns:SERVER:5349?transport=tcp` with
-short-lived REST credentials. The only way left for media is TLS to coturn: the test asserts
-that each browser's selected pair has a relay candidate allocated over TLS
-(relayProtocol "tls"), and that the two browsers hear each other.
+UDP, a real coturn on the server's host run from the shipped deploy/coturn.conf (only the
+secret, addresses and certificate paths substituted: a broken shipped file fails here), and
+`switchboard serve` with ICE-TCP off (bridge.tcp_port = 0) handing out
+`turns:SERVER:5349?transport=tcp` with short-lived REST credentials. The only way left for
+media is TLS to coturn: the test asserts that each browser's selected pair has a relay
+candidate allocated over TLS (relayProtocol "tls"), and that the two browsers hear each
+other.
 
 Chromium checks the TURN server's certificate like any other (its name or IP address, a
 trusted issuer): coturn's leaf comes from a test CA, for the address 10.99.1.1, and that CA is
@@ -52,21 +54,44 @@ def lab() -> Iterator[NetLab]:
         netlab.down()
 
 
+SHIPPED_COTURN = Path(__file__).resolve().parents[2] / "deploy" / "coturn.conf"
+
+
+def shipped_coturn_config(workdir: Path, cert: Path, key: Path) -> str:
+    """deploy/coturn.conf as shipped, with only what must differ here substituted: the
+    secret, the listening (and relay) address, the bridge's address among the allowed
+    peers, the certificate paths; then this run's own pid file and user database (and
+    verbose logging, which the assertions read). Every substituted option must be in the
+    shipped file exactly once, so a file that loses or renames one fails here."""
+    values = {
+        "static-auth-secret": TURN_SECRET, "listening-ip": SERVER, "relay-ip": SERVER,
+        "allowed-peer-ip": SERVER, "cert": str(cert), "pkey": str(key),
+        "tls-listening-port": str(TLS_PORT),
+    }  # fmt: skip
+    seen: dict[str, int] = dict.fromkeys(values, 0)
+    lines = []
+    for line in SHIPPED_COTURN.read_text().splitlines():
+        name, eq, _ = line.partition("=")
+        if eq and not line.startswith("#") and name in values:
+            line = f"{name}={values[name]}"
+            seen[name] += 1
+        lines.append(line)
+    assert all(n == 1 for n in seen.values()), f"deploy/coturn.conf: {seen}"
+    assert "use-auth-secret" in lines, "deploy/coturn.conf: no use-auth-secret"
+    lines += [f"pidfile={workdir / 'turnserver.pid'}", f"userdb={workdir / 'turndb'}",
+              "verbose", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
 class CoturnTLS(Coturn):
-    """A real coturn in the server's namespace with only its TLS listener for clients
-    (SERVER:5349, the given certificate) and the TURN REST API's shared secret."""
+    """A real coturn in the server's namespace, run from the shipped deploy/coturn.conf
+    (TURN over UDP and TCP on SERVER:3478, over TLS on SERVER:5349 with the given
+    certificate, the TURN REST API's shared secret). Browsers are given only the TLS URL."""
 
     def __init__(self, netns: str, workdir: Path, cert: Path, key: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "turnserver.conf"
-        config.write_text("\n".join([
-            f"listening-ip={SERVER}", f"relay-ip={SERVER}", f"tls-listening-port={TLS_PORT}",
-            "no-udp", "no-tcp", "no-dtls", f"cert={cert}", f"pkey={key}",
-            "min-port=49152", "max-port=49252", "use-auth-secret",
-            f"static-auth-secret={TURN_SECRET}", "realm=switchboard.test", "fingerprint",
-            "no-cli", f"allowed-peer-ip={SERVER}",
-            f"pidfile={workdir / 'turnserver.pid'}", f"userdb={workdir / 'turndb'}",
-            "log-file=stdout", "simple-log", "verbose", ""]))
+        config.write_text(shipped_coturn_config(workdir, cert, key))
         self.log_path = workdir / "turnserver.log"
         binary = "/usr/bin/turnserver"
         if not Path(binary).is_file():

@@ -216,3 +216,23 @@ def test_a_cluster_node_on_redis_and_postgresql() -> None:
     assert config.cluster.node_id == "node-1"
     assert parse_config({}).store.database.endswith("switchboard.db")
     assert parse_config({"store": {"url": "sqlite:"}}).store.database.endswith("switchboard.db")
+
+
+def test_one_public_address_is_what_sip_phone_and_browser_media_announce() -> None:
+    config = parse_config({"server": {"public_address": "203.0.113.7"},
+                           "media": {"address": "10.0.0.5"},
+                           "bridge": {"address": "10.0.0.5"}})  # fmt: skip
+    assert config.sip.announce == config.media.announce == config.bridge.announce \
+        == "203.0.113.7"
+    assert config.media.address == config.bridge.address == "10.0.0.5"
+    explicit = parse_config({"server": {"public_address": "203.0.113.7"},
+                             "sip": {"announce": "198.51.100.1"},
+                             "bridge": {"announce": "198.51.100.2"}})  # fmt: skip
+    assert explicit.sip.announce == "198.51.100.1"  # each explicit key still wins
+    assert explicit.bridge.announce == "198.51.100.2"
+    assert explicit.media.announce == "203.0.113.7"
+    unset = parse_config({"media": {"address": "10.0.0.5"}})
+    assert unset.media.announce_address == "10.0.0.5" and unset.sip.announce == ""
+    for bad in ("meet.example.org", "0.0.0.0", "::"):
+        with pytest.raises(ConfigError, match=r"server\.public_address"):
+            parse_config({"server": {"public_address": bad}})

@@ -18,7 +18,8 @@ MakeClient = Callable[..., Awaitable[Client]]
 
 STATS = {"calls": 3, "legs": 2, "conferences": 1, "participants": 5, "endpoints": 4,
          "rtp_rx_packets": 1000, "rtp_tx_packets": 990, "mix_ticks_late": 7,
-         "bridge_datagrams_received": 50, "bridge_packets_sent": 60}  # fmt: skip
+         "bridge_datagrams_received": 50, "bridge_packets_sent": 60,
+         "media_port_unknown_address": 11, "media_tcp_malformed": 2}  # fmt: skip
 
 
 def parse(text: str) -> dict[str, float]:
@@ -52,6 +53,8 @@ async def test_metrics_with_the_token(aiohttp_client: MakeClient) -> None:
     assert samples["switchboard_phone_rtp_packets_received_total"] == 1000
     assert samples["switchboard_mix_ticks_late_total"] == 7
     assert samples["switchboard_bridge_packets_sent_total"] == 60
+    assert samples["switchboard_media_port_unknown_address_total"] == 11
+    assert samples["switchboard_media_tcp_malformed_total"] == 2
     assert samples["switchboard_tls_certificate_expiry_seconds"] == 1234.5
     assert samples["process_cpu_seconds_total"] > 0  # the cost per forwarded packet's half
     assert "switchboard_browsers" not in samples  # not in the sources: left out, not 0
