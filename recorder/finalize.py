@@ -1,9 +1,11 @@
 """After a recording stops: metadata.json, the operator's finalize command, the signed webhook.
 
-metadata.json (written when the recording stops; docs/recording.md gives every field):
+metadata.json (written when the recording starts, again on every join, leave, mute and
+track change with "end" null, and when it stops; docs/recording.md gives every field):
 
     {"id", "room", "state", "reason", "start", "end" (ISO 8601, UTC), "duration" (s),
-     "participants": [{"id", "kind", "name", "joined", "left" (ISO 8601 or null)}],
+     "participants": [{"id", "kind", "name", "joined", "left" (ISO 8601 or null),
+                       "muted": [{"from", "to" (ISO 8601 or null)}]}],
      "tracks": [{"track" (Matroska track number), "participant" (id or null), "name",
                  "start" (s on the recording's clock), "packets", "filled" (frames)}],
      "files": [{"name", "kind", "bytes"}]}
@@ -52,13 +54,18 @@ def verify(body: bytes, secret: str, header: str) -> bool:
     return hmac.compare_digest(sign(body, secret), header)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, *, sync: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``: a
+    reader (or a crash, or kill -9) sees the old file or the new one, never half of one.
+    ``sync=False`` skips the fsync (the running recording's updates: a killed process
+    loses nothing the kernel holds; only a power cut could)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
         json.dump(data, fh, indent=2)
         fh.write("\n")
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

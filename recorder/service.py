@@ -20,8 +20,10 @@ moderator's); here:
 - then the finalize command and the webhook run (recorder/finalize.py) and the state goes
   from "finalizing" to "done".
 
-Recordings are folders under `recording.path` named by id; the API lists those on disk too
-(a recording cut by a crash has no metadata.json: its state is "failed", its files play).
+Recordings are folders under `recording.path` named by id; the API lists those on disk too.
+A recording cut by a crash or kill -9 is closed at the next start (`recover()`,
+recorder/recovery.py): its metadata.json completed, then the finalize command and the webhook,
+as for one that stopped; its state is then "done" (its reason "interrupted").
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, Protocol
 
 from bridge.api import EndpointUpdate
 from recorder.finalize import post_webhook, run_finalize_command, write_json_atomic
+from recorder.recovery import close_unfinished, unfinished
 from recorder.rtmp import StreamRefused, redact, stream_target
 from recorder.session import METADATA_FILE, VIDEO_FILE, Limits, Recording, list_files
 from recorder.video_out import AvPipeline, Mp4Output, RtmpOutput, VideoSettings
@@ -158,6 +161,7 @@ class Recordings:
         self.root = Path(settings.path)
         self.running: dict[str, _Running] = {}  # by room
         self.by_id: dict[str, Recording] = {}  # this process's recordings
+        self.recovering: set[str] = set()  # ids of crashed ones being finalized now
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._next_disk_check = 0.0
@@ -209,7 +213,8 @@ class Recordings:
         entry = self.running[room] = _Running(recording, endpoint_id)
         self.by_id[rid] = recording
         for p in participants:
-            recording.joined(p.id, p.kind, p.name, wall)
+            recording.joined(p.id, p.kind, p.name, wall, muted=bool(getattr(p, "muted", False)))
+        recording.checkpoint()  # metadata.json from the start: a crash leaves who was there
         try:
             allocation = await asyncio.wait_for(self.bridge.allocate_plain(room, endpoint_id),
                                                 5.0)
@@ -292,10 +297,12 @@ class Recordings:
         recording = entry.recording
         name = type(event).__name__
         if name == "ParticipantJoined":
-            recording.joined(info.id, info.kind, info.name, self.wall())
+            recording.joined(info.id, info.kind, info.name, self.wall(), muted=info.muted)
             self._lookup(entry)
         elif name == "ParticipantLeft":
             recording.left(info.id, self.wall())
+        elif name == "ParticipantMuted":
+            recording.muted(info.id, info.muted, self.wall())
         elif name == "ParticipantUpdated" and "name" in event.changed:
             recording.renamed(info.id, info.name)
 
@@ -416,6 +423,37 @@ class Recordings:
             metadata["files"] = list_files(recording.folder)
             await post_webhook(s.webhook_url, s.webhook_secret, metadata)
 
+    # -- recordings an earlier process left unfinished -------------------------------------
+
+    def recover(self) -> None:
+        """At start-up: close the recordings a crash or kill -9 cut short (in the
+        background: the finalize command may take minutes)."""
+        self._spawn(self._recover(), "recovery")
+
+    async def _recover(self) -> None:
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, unfinished, self.root, set(self.by_id))
+        for folder in found:
+            rid = folder.name
+            self.recovering.add(rid)
+            try:
+                metadata = await loop.run_in_executor(None, close_unfinished, folder)
+                if metadata is not None:
+                    await self._finish_recovered(folder, metadata)
+            except Exception:
+                log.exception("recording %s: closing it after the crash failed", rid)
+            finally:
+                self.recovering.discard(rid)
+
+    async def _finish_recovered(self, folder: Path, metadata: dict[str, Any]) -> None:
+        s = self.settings
+        if s.finalize_command:
+            await run_finalize_command(s.finalize_command, folder, folder.name)
+        metadata["state"] = "done"
+        if s.webhook_url:
+            metadata["files"] = list_files(folder)
+            await post_webhook(s.webhook_url, s.webhook_secret, metadata)
+
     # -- listing ---------------------------------------------------------------------------
 
     def describe(self, rid: str) -> dict[str, Any] | None:
@@ -432,8 +470,15 @@ class Recordings:
         if not folder.is_dir():
             return None
         meta = _read_metadata(folder)
-        failed = not meta or meta.get("state") == "failed"
-        return {"id": rid, "room": meta.get("room", ""), "state": "failed" if failed else "done",
+        if rid in self.recovering:
+            state = "finalizing"
+        elif not meta or meta.get("state") == "failed":
+            state = "failed"
+        elif meta.get("state") == "recording" and meta.get("end") is None:
+            state = "recording"  # in another process, or cut short (closed at its start)
+        else:
+            state = "done"
+        return {"id": rid, "room": meta.get("room", ""), "state": state,
                 "start": meta.get("start"), "end": meta.get("end"),
                 "files": list_files(folder)}
 

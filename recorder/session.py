@@ -15,12 +15,21 @@ times a second (`tick(now)`), and stops it. Rules, in the order a tick applies t
 States: recording -> finalizing (stopped: files closed, metadata.json written; the finalize
 command and webhook run) -> done; a write that fails (disk full) -> failed (whatever was
 written stays playable).
+
+Crash safety: while recording, metadata.json is written (temp file + rename) at the start and
+after every join, leave, mute, rename and track owner change (`dirty`, written by the next
+tick), with "state": "recording" and "end": null; the folder's `LOCK_FILE` is held locked
+(flock) by this process until the recording stops. A folder whose metadata still says
+"recording" and whose lock nobody holds was cut by a crash or kill -9: recorder/recovery.py
+closes it at the next start of the server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ MEDIA_BYTES = 10  # an Opus payload longer than this carries sound (DTX/silence 
 MIX_FILES = {"ogg": "mix.opus", "m4a": "mix.m4a"}  # by recording.mix_format
 TRACKS_FILE = "tracks.mkv"
 METADATA_FILE = "metadata.json"
+LOCK_FILE = ".recording.lock"  # held (flock) while a process records into the folder
 VIDEO_FILE = "video.mp4"
 FILE_KINDS = {"mix.opus": "mix", "mix.m4a": "mix", TRACKS_FILE: "tracks", VIDEO_FILE: "video",
               METADATA_FILE: "metadata"}
@@ -60,6 +70,18 @@ class RosterEntry:
     name: str
     joined: float  # wall clock
     left: float | None = None
+    mutes: list[list[float | None]] = field(default_factory=list)  # [from, to | None]
+
+    def set_muted(self, muted: bool, wall: float) -> bool:
+        """Record a mute change; True when it was one."""
+        open_ = bool(self.mutes) and self.mutes[-1][1] is None
+        if muted and not open_:
+            self.mutes.append([wall, None])
+        elif not muted and open_:
+            self.mutes[-1][1] = wall
+        else:
+            return False
+        return True
 
 
 @dataclass(slots=True)
@@ -87,6 +109,8 @@ class Recording:
     owners: dict[int, TrackOwner] = field(default_factory=dict)  # SSRC -> who
     last_media: float = 0.0
     malformed: int = 0
+    dirty: bool = False  # metadata.json is behind the roster (written by the next tick)
+    lock_fd: int | None = field(init=False, default=None)
     timeline: Timeline = field(init=False)
     mix: RoomMix = field(init=False)
     mix_file: OggOpusWriter | AacM4aWriter | None = field(init=False, default=None)
@@ -94,6 +118,8 @@ class Recording:
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=False)
+        self.lock_fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: ours
         self.timeline = Timeline(self.start, silence_packet(), delay=self.limits.delay)
         self.mix = RoomMix()
         if self.audio_files:
@@ -147,6 +173,8 @@ class Recording:
     def set_owner(self, ssrc: int, participant: str, name: str) -> None:
         """The bridge said whose SSRC this is (the track is named after them)."""
         owner = self.owners.setdefault(ssrc, TrackOwner())
+        if (owner.participant, owner.name) != (participant, name):
+            self.dirty = True
         owner.participant, owner.name = participant, name
         track = self.timeline.tracks.get(ssrc)
         mkv = self.tracks_file
@@ -154,18 +182,30 @@ class Recording:
                 and not mkv.closed:
             mkv.rename_track(track.number, name)
 
-    def joined(self, pid: str, kind: str, name: str, wall: float) -> None:
-        self.roster.setdefault(pid, RosterEntry(pid, kind, name, wall))
+    def joined(self, pid: str, kind: str, name: str, wall: float, *,
+               muted: bool = False) -> None:
+        if pid not in self.roster:
+            entry = self.roster[pid] = RosterEntry(pid, kind, name, wall)
+            entry.set_muted(muted, wall)
+            self.dirty = True
 
     def left(self, pid: str, wall: float) -> None:
         entry = self.roster.get(pid)
         if entry is not None and entry.left is None:
             entry.left = wall
+            entry.set_muted(False, wall)
+            self.dirty = True
+
+    def muted(self, pid: str, muted: bool, wall: float) -> None:
+        entry = self.roster.get(pid)
+        if entry is not None and entry.left is None and entry.set_muted(muted, wall):
+            self.dirty = True
 
     def renamed(self, pid: str, name: str) -> None:
         entry = self.roster.get(pid)
         if entry is not None:
             entry.name = name
+            self.dirty = True
         for ssrc, owner in self.owners.items():
             if owner.participant == pid:
                 self.set_owner(ssrc, pid, name)
@@ -176,6 +216,8 @@ class Recording:
         """Write what is due; the reason to stop now, or None."""
         if self.state != "recording":
             return None
+        if self.dirty:
+            self.checkpoint()
         try:
             self._write(self.timeline.advance(now))
         except OSError as exc:
@@ -229,6 +271,25 @@ class Recording:
             except Exception:  # the file is what it is; close the other one
                 continue
 
+    def checkpoint(self) -> None:
+        """metadata.json as it stands, "end" null (what a crash leaves for the next start)."""
+        self.dirty = False
+        if self.state != "recording":
+            return
+        try:
+            write_json_atomic(self.folder / METADATA_FILE, self.metadata(), sync=False)
+        except OSError as exc:  # the media files matter more: keep recording
+            log.warning("recording %s: metadata.json not updated: %s", self.id, exc)
+
+    def release(self) -> None:
+        """Let go of the folder's lock (the recording stopped; nothing to recover)."""
+        fd, self.lock_fd = self.lock_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.folder / LOCK_FILE)
+        os.close(fd)
+
     # -- the end ---------------------------------------------------------------------------
 
     def stop(self, now: float, wall: float, reason: str) -> dict[str, Any]:
@@ -251,6 +312,7 @@ class Recording:
             write_json_atomic(self.folder / METADATA_FILE, metadata)
         except OSError as exc:
             log.error("recording %s: metadata.json: %s", self.id, exc)
+        self.release()
         log.info("recording %s: stopped (%s), %.1f s, %d tracks", self.id, reason,
                  self.timeline.duration(), len(self.timeline.tracks))
         return self.metadata()
@@ -268,7 +330,8 @@ class Recording:
             "start": iso(self.started_at), "end": iso(self.ended_at),
             "duration": round(self.timeline.duration(), 3),
             "participants": [{"id": e.id, "kind": e.kind, "name": e.name,
-                              "joined": iso(e.joined), "left": iso(e.left)}
+                              "joined": iso(e.joined), "left": iso(e.left),
+                              "muted": [{"from": iso(a), "to": iso(b)} for a, b in e.mutes]}
                              for e in self.roster.values()],
             "tracks": tracks,
             "mode": self.mode,

@@ -274,6 +274,7 @@ class Server:
             await runner.cleanup()
             raise
         self._runner, self._guard = runner, guard
+        self.recordings.recover()  # recordings a crash cut short are closed and finalized
         log.info("%s: listening on %s:%d (at most %d connections, %d per address; request "
                  "heads within %.0f s)", "https" if http.tls else "http", host, port,
                  guard.settings.max_connections, guard.settings.max_per_source,

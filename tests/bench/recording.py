@@ -3,7 +3,8 @@ recording (active speaker, and a grid of four cameras) at 720p30.
 
 Both run the recorder's own code (recorder/session.py, recorder/video_out.py) in a child
 process pinned to one core, fed in real time the way the bridge feeds it: RTP packets as
-they would arrive, and the service's 100 ms tick. The bridge's cost of forwarding each
+they would arrive, and ticked as the service ticks them (every 20 ms, recorder/service.py's
+`TICK`, one recording per loop callback). The bridge's cost of forwarding each
 speaker's packets once more (to the recorder's endpoint) is not in these figures: it is the
 bridge's per-packet cost, in its own rows.
 
@@ -68,6 +69,7 @@ def _opus_packets(count: int) -> list[bytes]:
 
 
 async def _audio_step(count: int, window_s: float, folder: Path) -> dict[str, Any]:
+    from recorder.service import TICK
     from recorder.session import Recording
     payloads = _opus_packets(250)
     loop = asyncio.get_running_loop()
@@ -89,7 +91,7 @@ async def _audio_step(count: int, window_s: float, folder: Path) -> dict[str, An
             for rec in recordings:
                 rec.tick(loop.time())
                 await asyncio.sleep(0)
-            tick_at = max(tick_at + 0.02, loop.time())
+            tick_at = max(tick_at + TICK, loop.time())
             await asyncio.sleep(tick_at - loop.time())
 
     ticking = loop.create_task(ticker())

@@ -2,13 +2,14 @@
 
 Ada (a browser; her fake microphone a 1300 Hz tone) is the room's moderator; two phones play
 500 Hz and 900 Hz. Ada presses Record (in the participants panel): everyone sees the
-indicator, the phones hear "this meeting is now being recorded". Ada mutes for 5 s; Grace
-(a second browser, 1700 Hz) joins late and sees the indicator at once; a guest has no Record
-button. Ada stops the recording. ffprobe and ffmpeg (Debian
+indicator, the phones hear "this meeting is now being recorded". During the 20 s recorded
+(the issue's stretch) Ada mutes for 5 s; Grace (a second browser, 1700 Hz) joins late and
+sees the indicator at once; a guest has no Record button. Ada stops the recording 20 s after
+she started it. ffprobe and ffmpeg (Debian
 ffmpeg) read the files: tracks.mkv has one Opus track per participant, named as the roster
 names them, each with its own tone and not the others', each as long as the wall-clock time
 it covers (within a frame); Ada's track is silent while she was muted; the mix holds the
-tones; metadata.json names the roster.
+tones; metadata.json names the roster, covers the 20 s and has Ada's 5 s of mute.
 
 A second test records with video ("with video" ticked): video.mp4 holds H.264 of the
 configured size showing Ada's (fake, moving) camera, not a black frame, and AAC audio with
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,8 @@ PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
 RATE = 16000
 FRAME_S = 0.02
 CONTROL_HZ = 2500.0  # nobody sends it: the noise floor
+RECORDED_S = 20.0  # the issue's recorded stretch (Ada muted 5 s of it, Grace joining late)
+GRACE_LEAST_S = 5.0  # Grace is recorded at least this long (the mix's check needs her)
 
 
 def _streams(path: Path) -> list[dict[str, Any]]:
@@ -120,13 +124,15 @@ def test_recording_a_browser_and_phones_from_the_page(
     grace.page.click("#btn-people")
     expect.check(grace.page.is_visible("#people-list") and
                  not grace.page.is_visible("#rec-toggle"), "a guest has no Record button")
-    time.sleep(6.0)
+    # the rest of the 20 s (Grace's join takes a few seconds: more if the machine is slow)
+    time.sleep(max(GRACE_LEAST_S, started + RECORDED_S - time.monotonic()))
     for phone in (p500, p900):
         heard, _ = phone.heard(time.monotonic() - started)
         score = _prompt_score(heard, "recording_on")
         expect.check(score > 0.5, f"{phone.name} heard 'now being recorded'", f"{score:.2f}")
     roster = {pid: p["name"] for pid, p in ph.api_participants(server, room).items()}
     ada.page.click("#rec-toggle")
+    stopped = time.monotonic()
     _until("the indicator goes away", lambda: not _indicator(ada) and not _indicator(grace))
 
     item = _done(server, room)
@@ -134,6 +140,13 @@ def test_recording_a_browser_and_phones_from_the_page(
     meta = json.loads((folder / "metadata.json").read_text())
     expect.check({p["id"]: p["name"] for p in meta["participants"]} == roster,
                  "metadata.json names the roster", f"{meta['participants']} vs {roster}")
+    expect.check(RECORDED_S - 0.5 <= meta["duration"] <= stopped - started + 0.5,
+                 f"the recording covers the {RECORDED_S:g} s", f"{meta['duration']} s")
+    (ada_meta,) = [p for p in meta["participants"] if p["name"] == "Ada Lovelace"]
+    mutes = [(datetime.fromisoformat(m["to"]) - datetime.fromisoformat(m["from"])
+              ).total_seconds() for m in ada_meta["muted"] if m["to"]]
+    expect.check(len(mutes) == 1 and abs(mutes[0] - (unmuted_at - muted_at)) < 1.0,
+                 "metadata.json has Ada's mute", f"{ada_meta['muted']}")
     tones = {"Ada Lovelace": 1300.0, "Phone 500": 500.0, "Phone 900": 900.0,
              "Grace Hopper": 1700.0}
     streams = _streams(folder / "tracks.mkv")

@@ -72,8 +72,12 @@ async def test_start_status_download_and_stop(client: Client) -> None:
     resp = await client.get(f"/api/recordings/{rid}", headers=AUTH)
     item = await resp.json()
     assert item["state"] == "recording"
-    assert {f["kind"] for f in item["files"]} == {"mix", "tracks"}
+    # metadata.json is there from the start (what a crash would leave), "end" null
+    assert {f["kind"] for f in item["files"]} == {"mix", "tracks", "metadata"}
     assert all(set(f) == {"name", "kind", "bytes"} for f in item["files"])
+    resp = await client.get(f"/api/recordings/{rid}/files/metadata.json", headers=AUTH)
+    running = await resp.json(content_type=None)
+    assert (running["state"], running["end"]) == ("recording", None)
     resp = await client.get(f"/api/recordings/{rid}/files/mix.opus", headers=AUTH)
     assert resp.status == 200 and (await resp.read()).startswith(b"OggS")
     resp = await client.delete(f"/api/rooms/standup/recordings/{rid}", headers=AUTH)
