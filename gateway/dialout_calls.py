@@ -45,6 +45,7 @@ from dialplan.store import Store
 from dialplan.trunks import TrunkRecord
 from focus import Focus, FocusEvent, ParticipantLeft
 from gateway.call import CallState, PhoneCall
+from gateway.call_media import call_codecs
 from gateway.callerid import caller_name, mask_number
 from gateway.dialout import (
     MAX_RINGING,
@@ -58,7 +59,7 @@ from gateway.dialout import (
 from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
-from gateway.settings import CODECS, GatewaySettings
+from gateway.settings import GatewaySettings, trunk_codecs
 from gateway.sip.events import CallAnswered, CallEnded, CallProgress
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
@@ -82,15 +83,6 @@ class CalleeMemory(Protocol):
 
 LINGER = 8.0  # seconds an unanswered callee stays in the roster with its outcome
 KEEP_RECORDS = 500
-
-
-def trunk_codecs(trunk: TrunkRecord) -> list[str]:
-    """Our offer's codecs for a trunk: its list (in our preference order), DTMF always."""
-    if not trunk.codecs:
-        return list(CODECS)
-    wanted = {c.upper() for c in trunk.codecs}
-    return [c for c in CODECS if c.split("/")[0].upper() in wanted
-            or c.startswith("telephone-event")]
 
 
 class DialOutCalls:
@@ -331,7 +323,7 @@ class DialOutCalls:
         if event.answer:
             try:
                 answer = SessionDescription.parse(event.answer)
-                negotiation = negotiate_audio(answer, CODECS)
+                negotiation = negotiate_audio(answer, call_codecs(call))
                 offered = call.extra.get("srtp_offer")
                 srtp = answer_keys(answer, offered if isinstance(offered, list) else None,
                                    encryption_for(call.extra.get("trunk")))  # type: ignore[arg-type]

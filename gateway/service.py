@@ -28,7 +28,7 @@ from focus import Focus
 from focus.gate import Gate
 from focus.lobby import Lobby
 from gateway.call import CallState, PhoneCall
-from gateway.call_media import CallMedia
+from gateway.call_media import CallMedia, call_codecs
 from gateway.call_policy import CallPolicy, RecordingSwitch
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
@@ -46,7 +46,7 @@ from gateway.phone_lobby import PhoneLobby
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.rtp_session import PortAllocator, RtpSession
-from gateway.settings import CODECS, GatewaySettings
+from gateway.settings import CODECS, GatewaySettings, trunk_codecs
 from gateway.shedding import SipShedder
 from gateway.sip.events import (
     CallConfirmed,
@@ -348,7 +348,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         handoff = request.headers.get(HANDOFF_HEADER)
         if handoff is not None:  # from another node of the cluster (gateway/handoff.py)
             handed = self._incoming_handoff(event, handoff)
-            ok, offer = self._parse_offer(event) if handed is not None else (False, None)
+            ok, offer = self._parse_offer(event, CODECS) if handed is not None \
+                else (False, None)
             if handed is not None and ok:
                 self._accept(handed, offer)
             return
@@ -377,7 +378,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         if isinstance(decision, Reject):
             self._reject(call_id, decision.status, decision.reason)
             return
-        ok, offer = self._parse_offer(event)
+        # a trunk's call negotiates against the trunk's codecs (its offer and our answer)
+        ok, offer = self._parse_offer(event, trunk_codecs(verdict.trunk))
         if not ok:
             return
         if isinstance(decision, Prompt):  # counted while in PIN entry (PinThrottle.finish)
@@ -405,8 +407,10 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         call.extra["trunk"] = verdict.trunk  # its media_encryption (gateway/srtp_leg.py)
         self._accept(call, offer)
 
-    def _parse_offer(self, event: IncomingCall) -> tuple[bool, SessionDescription | None]:
-        """(False, None) when the INVITE's offer is refused (488 sent); else its offer."""
+    def _parse_offer(self, event: IncomingCall,
+                     codecs: list[str]) -> tuple[bool, SessionDescription | None]:
+        """(False, None) when the INVITE's offer is refused (488 sent: unparseable, or no
+        codec in common with `codecs`); else its offer."""
         if not event.offer:
             return True, None
         try:
@@ -415,7 +419,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
             log.info("call %s: unparseable SDP offer", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
-        if negotiate_audio(offer, CODECS) is None:
+        if negotiate_audio(offer, codecs) is None:
             log.info("call %s: no common audio codec", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
@@ -456,7 +460,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
-            negotiation = self._negotiate_answer(call.call_id, event.answer)
+            negotiation = self._negotiate_answer(call.call_id, event.answer,
+                                                   call_codecs(call))
             if negotiation is None:
                 log.info("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from gateway.conference_audio import AudioSettings
 from gateway.ivr import IvrSettings
 from gateway.shedding import SheddingSettings
 from switchboard.config import Config
 
+if TYPE_CHECKING:
+    from dialplan.trunks import TrunkRecord
+
 # Preference order: Opus (no transcoding towards the browsers), then wideband G.722, then G.711.
 CODECS = ["opus/48000/2", "G722/8000", "PCMU/8000", "PCMA/8000", "telephone-event/8000"]
 STAR_WINDOW = 2.0  # seconds between '*' and '6' for the mute toggle
+
+
+def trunk_codecs(trunk: TrunkRecord | None) -> list[str]:
+    """The codecs a call through `trunk` negotiates, both ways (our dial-out offer, our
+    answer to its inbound calls, re-offers): the trunk's list in our preference order, DTMF
+    always; every codec we have for a trunk without a list, or a call that matched none."""
+    if trunk is None or not trunk.codecs:
+        return list(CODECS)
+    wanted = {c.upper() for c in trunk.codecs}
+    return [c for c in CODECS if c.split("/")[0].upper() in wanted
+            or c.startswith("telephone-event")]
 
 
 @dataclass(frozen=True, slots=True)
