@@ -60,11 +60,11 @@ from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
 from gateway.settings import GatewaySettings, trunk_codecs
-from gateway.sip.events import CallAnswered, CallEnded, CallProgress
+from gateway.sip.events import CallAnswered, CallEnded, CallProgress, OfferRetried
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
 from gateway.sip.useragent import UserAgent
-from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for
+from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for, plain_fallback
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,11 @@ class DialOutCalls:
             port = session.local_port
             description = build_offer(self.settings.media_announce, port,
                                       trunk_codecs(chosen), session_id=str(port))
+            fallback = None
             if cryptos:
+                if plain_fallback(chosen, cryptos):  # "optional": plain RTP after a 488/415
+                    fallback = description.serialize()
+                    dial.plain_fallback = True
                 add_crypto(description, cryptos, "RTP/SAVP")
             offer = description.serialize()
             caller_id = chosen.numbers[0] if chosen.numbers else (chosen.username or "switchboard")
@@ -183,7 +187,8 @@ class DialOutCalls:
             self.focus.join(room, "phone", name, mixed_by=self.rooms.group,
                             participant_id=pid, state="calling")
             call_id = self.ua.call(peer, f"sip:{e164}@{domain}", f"<sip:{caller_id}@{domain}>",
-                                   offer, now=self._time(), credentials=credentials)
+                                   offer, now=self._time(), credentials=credentials,
+                                   fallback_sdp=fallback)
         except Exception:
             log.exception("dial-out %s: could not send the INVITE", dial.id)
             session.close()
@@ -298,13 +303,19 @@ class DialOutCalls:
 
     def _dialout_event(self, event: object, now: float) -> bool:
         """True when the event was a dial-out's and is handled."""
-        if not isinstance(event, CallProgress | CallAnswered | CallEnded):
+        if not isinstance(event, CallProgress | CallAnswered | CallEnded | OfferRetried):
             return False
         entry = self._dial_by_call.get(event.call_id)
         call = self.calls.get(event.call_id)
         if entry is None or call is None:
-            return isinstance(event, CallProgress | CallAnswered)
+            return isinstance(event, CallProgress | CallAnswered | OfferRetried)
         dial, pid = entry
+        if isinstance(event, OfferRetried):  # our SRTP offer refused: plain RTP now
+            if not dial.on_offer_retried(event.status, now):
+                log.warning("dial-out %s: a plain retry it did not expect", dial.id)
+            call.local_sdp = event.offer  # what went: its answer is checked as plain RTP
+            call.extra["srtp_offer"] = None
+            return True
         if isinstance(event, CallProgress):
             if dial.on_provisional(event.status, now):
                 self._set_state(pid, "ringing")

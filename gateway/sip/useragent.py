@@ -304,10 +304,13 @@ class UserAgent(UaClient):
         now: float | None = None,
         credentials: tuple[str, str] | None = None,
         call_id: str | None = None,
+        fallback_sdp: bytes | None = None,
     ) -> str:
         """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID (the
         given `call_id`, a fresh one otherwise). `credentials` (username, password) answer a
-        401/407 challenge to it (digest); provisional responses come as CallProgress."""
+        401/407 challenge to it (digest); provisional responses come as CallProgress.
+        `fallback_sdp`: a 488 or 415 to the INVITE sends it again once with this offer
+        instead (same Call-ID, new CSeq: RFC 3261 8.1.3.5), reported as OfferRetried."""
         if now is not None:
             self._now = now
         if not sdp:
@@ -346,6 +349,7 @@ class UserAgent(UaClient):
             peer=dest,
             state=CallState.CALLING,
             credentials=credentials,
+            fallback_sdp=fallback_sdp,
         )
         self._next_sdp(session, sdp)
         self._calls[call_id] = session
