@@ -330,7 +330,7 @@ class UserAgent(UaClient):
         fields.add("To", str(NameAddr(uri)))
         fields.add("Call-ID", call_id)
         fields.add("CSeq", str(CSeq(1, "INVITE")))
-        fields.add("Contact", str(self._contact(dest.transport)))
+        fields.add("Contact", str(self._contact(dest.transport, uri.scheme == "sips")))
         fields.add("Allow", ALLOW)
         fields.add("Supported", "timer")
         if self.settings.session_expires > 0:
@@ -382,7 +382,7 @@ class UserAgent(UaClient):
             address = NameAddr.parse(aor)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"register(): {exc.reason}") from None
-        contact = self._contact(dest.transport)
+        contact = self._contact(dest.transport, uri.scheme == "sips")
         contact.uri.user = contact_user
         fields = Headers()
         fields.add("Via", str(self._via(dest.transport)))
