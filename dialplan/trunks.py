@@ -7,7 +7,9 @@ returned by `as_json`, never logged); whether Switchboard registers to it (`regi
 the networks it may send calls from (`allowed_addresses`, CIDR); whether its inbound calls
 must pass digest (`auth`); its codecs; its media encryption policy (stored and validated
 here, enforced by the SRTP leg); the number prefixes calls may be sent to through it
-(`allowed_destinations`, for dial-out).
+(`allowed_destinations`, for dial-out); over TLS, whether its certificate is verified
+(`tls_verify`, true by default) and against which CA bundle (`tls_ca`, a file path; empty:
+the global sip.tls_ca, else the system's CAs).
 
 E.164 normalisation (`to_e164`): a number with "+" (or "00") is E.164 already; one without
 is national: a leading "0" (the trunk prefix most countries use) is dropped and the default
@@ -52,7 +54,7 @@ _USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
 
 FIELDS = ("name", "address", "transport", "failover_address", "username", "password",
           "register", "expires", "numbers", "allowed_addresses", "auth", "codecs",
-          "media_encryption", "allowed_destinations")  # fmt: skip
+          "media_encryption", "allowed_destinations", "tls_verify", "tls_ca")  # fmt: skip
 
 
 def validate_country(code: str) -> str:
@@ -136,6 +138,8 @@ class TrunkRecord:
     codecs: tuple[str, ...] = ()
     media_encryption: MediaEncryption = "off"
     allowed_destinations: tuple[str, ...] = ()
+    tls_verify: bool = True  # over TLS: check the peer's certificate (chain and name)
+    tls_ca: str = ""  # the CA bundle for that check; "": sip.tls_ca (or the system's)
     created: float = 0.0
 
     def as_json(self) -> dict[str, object]:
@@ -155,6 +159,8 @@ class TrunkRecord:
             "codecs": list(self.codecs),
             "media_encryption": self.media_encryption,
             "allowed_destinations": list(self.allowed_destinations),
+            "tls_verify": self.tls_verify,
+            "tls_ca": self.tls_ca,
         }
 
     def stored(self) -> dict[str, object]:
@@ -185,10 +191,10 @@ def _str(data: Mapping[str, object], key: str, default: str = "") -> str:
     return value
 
 
-def _bool(data: Mapping[str, object], key: str) -> bool:
-    value = data.get(key, False)
+def _bool(data: Mapping[str, object], key: str, default: bool = False) -> bool:
+    value = data.get(key, default)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise InvalidInput(f"{key}: expected true or false")
     return value
@@ -249,10 +255,18 @@ def parse_trunk(data: Mapping[str, object], default_country: str = "",
         if not re.fullmatch(r"\+[1-9][0-9]{0,14}|\+", prefix):
             raise InvalidInput(f"allowed_destinations: {raw!r} is not a '+' and digits prefix")
         destinations.append(prefix)
+    tls_verify = _bool(data, "tls_verify", True)
+    tls_ca = _str(data, "tls_ca").strip()
+    if tls_ca and (not tls_ca.startswith("/") or len(tls_ca) > 1024
+                   or not tls_ca.isprintable()):
+        raise InvalidInput("tls_ca: expected an absolute path to a PEM CA bundle")
+    if tls_ca and not tls_verify:
+        raise InvalidInput("tls_ca: only with tls_verify true (nothing is verified otherwise)")
     return TrunkRecord(
         name=name, address=address, transport=transport, failover=failover,
         username=username, password=password, register=register, expires=expires,
         numbers=tuple(numbers), allowed_addresses=tuple(networks), auth=auth,
         codecs=tuple(dict.fromkeys(codecs)), media_encryption=encryption,
-        allowed_destinations=tuple(destinations), created=created,
+        allowed_destinations=tuple(destinations), tls_verify=tls_verify, tls_ca=tls_ca,
+        created=created,
     )  # fmt: skip

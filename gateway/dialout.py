@@ -209,6 +209,17 @@ class DialOut:
         self.ended_at = now
         self._digits.clear()
 
+    def on_transport_failed(self, reason: str, now: float) -> bool:
+        """The INVITE could not be sent: its connection failed (`reason`, e.g. a TLS
+        certificate that does not verify). Ends a call not answered yet as "failed" with
+        that reason; True when it did."""
+        if self.state not in ("dialing", "ringing"):
+            return False
+        self.reason = reason
+        self._set("ended", "failed", now)
+        self.ended_at = now
+        return True
+
     def withdraw(self, now: float) -> None:
         """The request is withdrawn (API DELETE, a moderator's cancel) before the answer."""
         if self.state in ("dialing", "ringing"):

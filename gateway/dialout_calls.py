@@ -65,6 +65,8 @@ from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
 from gateway.sip.useragent import UserAgent
 from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for, plain_fallback
+from gateway.trunk_registry import TrunkRegistry
+from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class DialOutCalls:
     _ports: PortAllocator
     _media_trusted: Networks
     _loop: asyncio.AbstractEventLoop | None
+    trunk_tls: TrunkTls
+    registry: TrunkRegistry
 
     if TYPE_CHECKING:  # the gateway's own methods
         def _end(self, call: PhoneCall, reason: str) -> None: ...
@@ -157,6 +161,7 @@ class DialOutCalls:
             raise DialRefused(400, str(exc)) from None
         host = await self._trunk_host(chosen)
         peer = Peer(chosen.transport, host, chosen.address.port)
+        self.trunk_tls.bind(chosen, peer)  # its TLS verification (gateway/trunk_tls.py)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
                        trunk=chosen.name, started=self._time(), ringing_timeout=timeout,
                        dtmf=dtmf, redial=redial and self.callee_memory is not None)
@@ -362,6 +367,23 @@ class DialOutCalls:
         if dial.redial and self.callee_memory is not None:  # for the room's next node
             self.callee_memory.remember_callee(dial.room, dial.id, dial.redial_entry())
         self._arm_dial(dial)
+
+    def _connect_failed(self, dest: Peer, reason: str) -> None:
+        """A connection we opened to `dest` failed (SipTransport.connect_failed: a TLS
+        certificate that does not verify, a refused TCP connection): the registrations and
+        the unanswered dial-outs waiting on it fail now, saying why (not a "no answer" after
+        the transaction's timeout)."""
+        self.registry.transport_failed(dest, reason)
+        now = self._time()
+        for dial_id, call_id in list(self._dial_calls.items()):
+            call = self.calls.get(call_id)
+            dial = self.dialouts.get(dial_id)
+            if call is None or dial is None or call.source != dest:
+                continue
+            if dial.on_transport_failed(reason, now):
+                log.info("dial-out %s: %s", dial.id, reason)
+                self._end(call, reason)
+        self._flush()
 
     # -- timers ------------------------------------------------------------------------------
 

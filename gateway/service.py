@@ -68,6 +68,7 @@ from gateway.sip_tls import client_context, server_context
 from gateway.sip_transport import SipTransport
 from gateway.trunk_auth import Challenge, InboundTrunks, Refuse
 from gateway.trunk_registry import TrunkRegistry
+from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                          "pin_checks_refused": 0, "trunk_challenges": 0,
                          "trunk_auth_failures": 0, "password_failures": 0}
         # trunks: registrations (the API's TrunkControl) and inbound matching with digest
-        self.registry = TrunkRegistry(self.ua, self._flush)
+        self.trunk_tls = TrunkTls(store.trunk, settings.sip_tls_ca, settings.sip_tls_keylog)
+        self.registry = TrunkRegistry(self.ua, self._flush, tls=self.trunk_tls)
         self.inbound = InboundTrunks(
             store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
             realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,
@@ -205,6 +207,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                                       self.settings.sip_tls_keylog)
             if self.settings.sip_tls_cert and self.settings.sip_tls_key else None,
             tls_client=client_context(self.settings.sip_tls_ca, self.settings.sip_tls_keylog),
+            tls_for=self.trunk_tls.for_peer,  # a trunk's tls_verify / tls_ca
+            connect_failed=self._connect_failed,
         )
         await transport.start()
         self._transport = transport

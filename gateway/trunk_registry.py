@@ -11,6 +11,9 @@ state machine, gateway/sip/registration.py) and the user agent.
 - `stop()` and `trunk_removed` un-REGISTER (Expires: 0).
 - `sources()`: the addresses each registering trunk's calls come from, for inbound matching
   (dialplan/trunk_match.py): calls sent to the Contact we registered arrive from there.
+- Over TLS each resolved address is bound to its trunk (gateway/trunk_tls.py: the trunk's
+  `tls_verify`/`tls_ca`), and a connection that cannot be opened (`transport_failed`, e.g.
+  a certificate that does not verify) fails the REGISTER at once with that reason.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from gateway.sip.peer import Peer
 from gateway.sip.registration import Registration, RegistrationSettings
 from gateway.sip.uri import NameAddr
 from gateway.sip.useragent import UserAgent
+from gateway.trunk_tls import TrunkTls
 
 __all__ = ["TrunkRegistry", "contact_user"]
 
@@ -68,9 +72,11 @@ def _granted(response: SipResponse, user: str, requested: int) -> int | None:
 
 class TrunkRegistry:
     def __init__(self, ua: UserAgent, flush: Callable[[], None],
-                 retry_base: float = 5.0, forbidden_base: float = 300.0) -> None:
+                 retry_base: float = 5.0, forbidden_base: float = 300.0,
+                 tls: TrunkTls | None = None) -> None:
         self._ua = ua
         self._flush = flush
+        self._tls = tls
         self._entries: dict[str, _Entry] = {}
         self._by_call: dict[str, _Entry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,6 +110,8 @@ class TrunkRegistry:
         if entry is None:
             return
         entry.removed = True
+        if self._tls is not None:
+            self._tls.unbind(trunk)
         if entry.registration is not None:
             entry.registration.stop(self._now())
             self._pump()
@@ -166,6 +174,9 @@ class TrunkRegistry:
             log.warning("trunk %s: no address resolves; not registering", trunk.name)
             return
         entry.hosts = tuple(h for h, _ in resolved)
+        if self._tls is not None:
+            for host, port in resolved:
+                self._tls.bind(trunk, Peer(trunk.transport, host, port))
         entry.registration = Registration(RegistrationSettings(
             name=trunk.name, addresses=tuple(resolved), username=trunk.username,
             password=trunk.password, domain=str(trunk.address), expires=trunk.expires,
@@ -182,7 +193,7 @@ class TrunkRegistry:
         now = self._now()
         reg = entry.registration
         if isinstance(event, RequestTimedOut):
-            reg.on_timeout(now)
+            reg.on_timeout(now, event.cseq)
         else:
             response = event.response
             status = response.status
@@ -199,6 +210,20 @@ class TrunkRegistry:
             self._by_call.pop(entry.call_id, None)
         self._pump()
         return True
+
+    def transport_failed(self, dest: Peer, reason: str) -> None:
+        """A connection to `dest` could not be opened: the REGISTERs in flight to it fail
+        now, with `reason` in their state's detail."""
+        now = self._now()
+        hit = False
+        for entry in self._by_call.values():
+            reg = entry.registration
+            if reg is not None and entry.trunk.transport == dest.transport \
+                    and reg.address == (dest.host, dest.port):
+                reg.on_transport_error(reason, now)
+                hit = True
+        if hit:
+            self._pump()
 
     def _pump(self) -> None:
         """Send what every Registration wants sent; re-arm the one timer."""

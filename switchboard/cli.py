@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                       default="off")
     tadd.add_argument("--destination", action="append", default=[],
                       dest="allowed_destinations", metavar="PREFIX")
+    tadd.add_argument("--no-tls-verify", action="store_false", dest="tls_verify",
+                      help="over TLS, do not verify the peer's certificate (testing only)")
+    tadd.add_argument("--tls-ca", default="", metavar="FILE",
+                      help="the CA bundle this trunk's certificate is checked against "
+                           "(default: sip.tls_ca, else the system's)")
     _config_arg(tsub.add_parser("list", help="list trunks (never their passwords)"),
                 nested=True)
     trm = tsub.add_parser("remove", help="delete a trunk")
