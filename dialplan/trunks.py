@@ -1,7 +1,8 @@
 """Trunks: configured SIP peers (a carrier, a PBX), validated and in their stored form.
 
-A trunk has a name; the peer's address (host, port, transport udp|tcp|tls) and optionally a
-second one for failover; credentials (kept as given, since digest needs the password; never
+A trunk has a name; the peer's address (host, port, transport udp|tcp|tls; a host name
+without a port is located by DNS SRV, gateway/trunk_dns.py) and optionally a second one for
+failover; credentials (kept as given, since digest needs the password; never
 returned by `as_json`, never logged); whether Switchboard registers to it (`register`, for
 `expires` seconds); its numbers in E.164 (normalised with `dialplan.default_country`);
 the networks it may send calls from (`allowed_addresses`, CIDR); whether its inbound calls
@@ -91,8 +92,13 @@ def to_e164(raw: str, default_country: str = "") -> str:
 class TrunkAddress:
     host: str
     port: int
+    #: False for a host name given without a port: DNS SRV decides where its requests go
+    #: (RFC 3263; gateway/trunk_dns.py), `port` being the transport's default for A/AAAA
+    port_given: bool = True
 
     def __str__(self) -> str:
+        if not self.port_given:
+            return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
@@ -109,9 +115,11 @@ def parse_address(text: object, transport: str, what: str = "address") -> TrunkA
         host, port_text = text, ""
     else:
         host, _, port_text = text.partition(":")
+    numeric = True
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        numeric = False
         if not _HOST.fullmatch(host):
             raise InvalidInput(f"{what}: {host!r} is not a host name or IP address") from None
     port = DEFAULT_PORTS[transport]
@@ -119,7 +127,7 @@ def parse_address(text: object, transport: str, what: str = "address") -> TrunkA
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
             raise InvalidInput(f"{what}: expected a port 1-65535")
         port = int(port_text)
-    return TrunkAddress(host, port)
+    return TrunkAddress(host, port, port_given=bool(port_text) or numeric)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ The decisions are gateway/dialout.py's (`pick_trunk`, `DialOut`); here they meet
 agent, the leg's media and the focus:
 
 1. `dial()`: the trunk and the E.164 number (the toll-fraud guard: refused before anything
-   is sent), a free seat in the room, the trunk's address (a host name resolved once), the
+   is sent), a free seat in the room, the trunk's address (resolved for each dial-out:
+   SRV or A/AAAA, gateway/trunk_dns.py), the
    leg's RTP ports; then the callee joins the roster at once as a "phone" participant in
    state "calling", and the INVITE leaves with the offer (the trunk's codecs), the caller
    ID one of the trunk's numbers and the trunk's credentials for a 401/407.
@@ -30,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import logging
 import re
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,6 +64,7 @@ from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
 from gateway.sip.useragent import UserAgent
 from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for, plain_fallback
+from gateway.trunk_dns import DnsError
 from gateway.trunk_registry import TrunkRegistry
 from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
@@ -159,8 +159,8 @@ class DialOutCalls:
             cryptos = offer_for(chosen)  # SDES-SRTP by the trunk's policy, over TLS only
         except SdesError as exc:
             raise DialRefused(400, str(exc)) from None
-        host = await self._trunk_host(chosen)
-        peer = Peer(chosen.transport, host, chosen.address.port)
+        peer = await self._trunk_peer(chosen)
+        host = peer.host
         self.trunk_tls.bind(chosen, peer)  # its TLS verification (gateway/trunk_tls.py)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
                        trunk=chosen.name, started=self._time(), ringing_timeout=timeout,
@@ -476,19 +476,16 @@ class DialOutCalls:
                 break
             del self.dialouts[oldest]
 
-    async def _trunk_host(self, trunk: TrunkRecord) -> str:
-        host = trunk.address.host
+    async def _trunk_peer(self, trunk: TrunkRecord) -> Peer:
+        """Where the INVITE goes: the trunk's first address, resolved per dial-out (RFC 3263:
+        SRV for a host name without a port, else A/AAAA; gateway/trunk_dns.py, cached
+        briefly); DialRefused (502) when it does not resolve."""
         try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        assert self._loop is not None
-        try:
-            info = await self._loop.getaddrinfo(host, trunk.address.port,
-                                                type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.warning("dial-out: trunk %s: cannot resolve %s: %s", trunk.name, host, exc)
+            resolved = await self.registry.resolver.resolve_trunk(trunk)
+        except DnsError as exc:
+            log.warning("dial-out: trunk %s: its address does not resolve: %s", trunk.name,
+                        exc)
             raise DialRefused(502, f"trunk {trunk.name}: its address does not resolve") \
                 from None
-        return str(info[0][4][0])
+        host, port = resolved.addresses[0]
+        return Peer(trunk.transport, host, port)

@@ -67,6 +67,7 @@ from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_tls import client_context, server_context
 from gateway.sip_transport import SipTransport
 from gateway.trunk_auth import Challenge, InboundTrunks, Refuse
+from gateway.trunk_dns import TrunkResolver, dnspython_lookup
 from gateway.trunk_registry import TrunkRegistry
 from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
@@ -182,7 +183,9 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                          "trunk_auth_failures": 0, "password_failures": 0}
         # trunks: registrations (the API's TrunkControl) and inbound matching with digest
         self.trunk_tls = TrunkTls(store.trunk, settings.sip_tls_ca, settings.sip_tls_keylog)
-        self.registry = TrunkRegistry(self.ua, self._flush, tls=self.trunk_tls)
+        self.registry = TrunkRegistry(self.ua, self._flush, tls=self.trunk_tls,
+                                      resolver=TrunkResolver(dnspython_lookup(
+                                          *(settings.sip_dns_server or ("", 53)))))
         self.inbound = InboundTrunks(
             store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
             realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,

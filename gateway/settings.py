@@ -9,6 +9,7 @@ from gateway.conference_audio import AudioSettings
 from gateway.ivr import IvrSettings
 from gateway.shedding import SheddingSettings
 from switchboard.config import Config
+from switchboard.config_base import sip_dns_server
 
 if TYPE_CHECKING:
     from dialplan.trunks import TrunkRecord
@@ -68,6 +69,7 @@ class GatewaySettings:
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
     sip_tls_keylog: str = ""  # sip.tls_keylog: TLS secrets appended here (debugging)
+    sip_dns_server: tuple[str, int] | None = None  # sip.dns_server (None: the system's)
     #: dial-out: ringing timeout (seconds) and how the called number shows (sip.dialout_*)
     dialout_ringing_timeout: float = 45.0
     dialout_display: str = "mask"
@@ -83,6 +85,7 @@ class GatewaySettings:
             sip_tls_key=config.sip.tls_key,
             sip_tls_ca=config.sip.tls_ca,
             sip_tls_keylog=config.sip.tls_keylog,
+            sip_dns_server=sip_dns_server(config.sip.dns_server),
             sip_announce=config.sip.announce or config.media.announce_address,
             user_agent=config.sip.user_agent,
             session_expires=config.sip.session_expires,

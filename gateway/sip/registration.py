@@ -32,6 +32,7 @@ when failed, when the next attempt is due. Passwords never reach a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -189,6 +190,20 @@ class Registration:
         self._send(now, with_auth=self._challenge is not None)
         if self.state == "registered" and self._granted_until is not None:
             self._timer = self._granted_until
+
+    def set_addresses(self, addresses: Sequence[tuple[str, int]]) -> None:
+        """New addresses for the registrar (DNS resolved again, gateway/trunk_dns.py): the
+        next REGISTER goes to the same address when it is still among them, else to the
+        first; a failover round starts again when the list changed."""
+        new = tuple(addresses)
+        if not new or new == self.settings.addresses:
+            return
+        current = self.address
+        log.info("trunk %s: registrar addresses now %s", self.settings.name,
+                 ", ".join(f"{h}:{p}" for h, p in new))
+        self.settings = dataclasses.replace(self.settings, addresses=new)
+        self._address = new.index(current) if current in new else 0
+        self._tried = set()
 
     def next_attempt(self) -> RegisterAttempt | None:
         attempt, self._pending = self._pending, None
