@@ -10,7 +10,8 @@ must pass digest (`auth`); its codecs; its media encryption policy (stored and v
 here, enforced by the SRTP leg); the number prefixes calls may be sent to through it
 (`allowed_destinations`, for dial-out); over TLS, whether its certificate is verified
 (`tls_verify`, true by default) and against which CA bundle (`tls_ca`, a file path; empty:
-the global sip.tls_ca, else the system's CAs).
+the global sip.tls_ca, else the system's CAs); whether the peer (a PBX) registers to us with
+the trunk's credentials instead (`register_in`: gateway/registrar.py).
 
 E.164 normalisation (`to_e164`): a number with "+" (or "00") is E.164 already; one without
 is national: a leading "0" (the trunk prefix most countries use) is dropped and the default
@@ -55,7 +56,8 @@ _USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
 
 FIELDS = ("name", "address", "transport", "failover_address", "username", "password",
           "register", "expires", "numbers", "allowed_addresses", "auth", "codecs",
-          "media_encryption", "allowed_destinations", "tls_verify", "tls_ca")  # fmt: skip
+          "media_encryption", "allowed_destinations", "tls_verify", "tls_ca",
+          "register_in")  # fmt: skip
 
 
 def validate_country(code: str) -> str:
@@ -148,6 +150,7 @@ class TrunkRecord:
     allowed_destinations: tuple[str, ...] = ()
     tls_verify: bool = True  # over TLS: check the peer's certificate (chain and name)
     tls_ca: str = ""  # the CA bundle for that check; "": sip.tls_ca (or the system's)
+    register_in: bool = False  # the peer (a PBX) REGISTERs to us with these credentials
     created: float = 0.0
 
     def as_json(self) -> dict[str, object]:
@@ -169,6 +172,7 @@ class TrunkRecord:
             "allowed_destinations": list(self.allowed_destinations),
             "tls_verify": self.tls_verify,
             "tls_ca": self.tls_ca,
+            "register_in": self.register_in,
         }
 
     def stored(self) -> dict[str, object]:
@@ -231,8 +235,13 @@ def parse_trunk(data: Mapping[str, object], default_country: str = "",
     if len(password) > 128 or not password.isprintable():
         raise InvalidInput("password: expected at most 128 printable characters")
     register, auth = _bool(data, "register"), _bool(data, "auth")
-    if (register or auth) and not (username and password):
-        raise InvalidInput("username and password: required when register or auth is true")
+    register_in = _bool(data, "register_in")
+    if (register or auth or register_in) and not (username and password):
+        raise InvalidInput("username and password: required when register, register_in or "
+                           "auth is true")
+    if register and register_in:
+        raise InvalidInput("register and register_in: one or the other (we register to the "
+                           "peer, or it registers to us)")
     expires = data.get("expires", 300)
     if isinstance(expires, bool) or not isinstance(expires, int) \
             or not MIN_EXPIRES <= expires <= MAX_EXPIRES:
@@ -276,5 +285,5 @@ def parse_trunk(data: Mapping[str, object], default_country: str = "",
         numbers=tuple(numbers), allowed_addresses=tuple(networks), auth=auth,
         codecs=tuple(dict.fromkeys(codecs)), media_encryption=encryption,
         allowed_destinations=tuple(destinations), tls_verify=tls_verify, tls_ca=tls_ca,
-        created=created,
+        register_in=register_in, created=created,
     )  # fmt: skip

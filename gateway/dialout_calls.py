@@ -57,6 +57,7 @@ from gateway.dialout import (
 )
 from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
+from gateway.registrar import Registrar
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
 from gateway.settings import GatewaySettings, trunk_codecs
 from gateway.sip.events import CallAnswered, CallEnded, CallProgress, OfferRetried
@@ -104,6 +105,7 @@ class DialOutCalls:
     _loop: asyncio.AbstractEventLoop | None
     trunk_tls: TrunkTls
     registry: TrunkRegistry
+    registrar: Registrar
 
     if TYPE_CHECKING:  # the gateway's own methods
         def _end(self, call: PhoneCall, reason: str) -> None: ...
@@ -159,7 +161,7 @@ class DialOutCalls:
             cryptos = offer_for(chosen)  # SDES-SRTP by the trunk's policy, over TLS only
         except SdesError as exc:
             raise DialRefused(400, str(exc)) from None
-        peer = await self._trunk_peer(chosen)
+        peer, domain, request_uri = await self._trunk_peer(chosen)
         host = peer.host
         self.trunk_tls.bind(chosen, peer)  # its TLS verification (gateway/trunk_tls.py)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
@@ -186,14 +188,14 @@ class DialOutCalls:
                 add_crypto(description, cryptos, "RTP/SAVP")
             offer = description.serialize()
             caller_id = chosen.numbers[0] if chosen.numbers else (chosen.username or "switchboard")
-            domain = str(chosen.address)
             credentials = (chosen.username, chosen.password) \
                 if chosen.username and chosen.password else None  # fmt: skip
             self.focus.join(room, "phone", name, mixed_by=self.rooms.group,
                             participant_id=pid, state="calling")
-            call_id = self.ua.call(peer, f"sip:{e164}@{domain}", f"<sip:{caller_id}@{domain}>",
+            to_uri = f"sip:{e164}@{domain}"  # (a registered PBX: the Request-URI is its Contact)
+            call_id = self.ua.call(peer, request_uri or to_uri, f"<sip:{caller_id}@{domain}>",
                                    offer, now=self._time(), credentials=credentials,
-                                   fallback_sdp=fallback)
+                                   fallback_sdp=fallback, to_uri=to_uri)
         except Exception:
             log.exception("dial-out %s: could not send the INVITE", dial.id)
             session.close()
@@ -476,10 +478,21 @@ class DialOutCalls:
                 break
             del self.dialouts[oldest]
 
-    async def _trunk_peer(self, trunk: TrunkRecord) -> Peer:
-        """Where the INVITE goes: the trunk's first address, resolved per dial-out (RFC 3263:
-        SRV for a host name without a port, else A/AAAA; gateway/trunk_dns.py, cached
-        briefly); DialRefused (502) when it does not resolve."""
+    async def _trunk_peer(self, trunk: TrunkRecord) -> tuple[Peer, str, str | None]:
+        """Where the INVITE goes, the domain of its To (and From), and its Request-URI when
+        not sip:<number>@<domain>: for a trunk whose PBX registers to us, the address its
+        REGISTER came from, its Contact's host and the Contact itself (RFC 3261 10: calls
+        for a registered AOR go to its Contact; the number is in To; 503 while it is not
+        registered); else the trunk's first address, resolved per dial-out
+        (RFC 3263: SRV for a host name without a port, else A/AAAA; gateway/trunk_dns.py,
+        cached briefly; 502 when it does not resolve) and the trunk's configured address."""
+        if trunk.register_in:
+            bound = self.registrar.binding(trunk.name, self._time())
+            if bound is None:
+                raise DialRefused(503, f"trunk {trunk.name}: its PBX is not registered")
+            contact = bound.contact
+            domain = contact.host if contact.port is None else f"{contact.host}:{contact.port}"
+            return bound.source, domain, str(contact)
         try:
             resolved = await self.registry.resolver.resolve_trunk(trunk)
         except DnsError as exc:
@@ -488,4 +501,4 @@ class DialOutCalls:
             raise DialRefused(502, f"trunk {trunk.name}: its address does not resolve") \
                 from None
         host, port = resolved.addresses[0]
-        return Peer(trunk.transport, host, port)
+        return Peer(trunk.transport, host, port), str(trunk.address), None

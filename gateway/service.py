@@ -45,6 +45,7 @@ from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.phone_lobby import PhoneLobby
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
+from gateway.registrar import Registrar
 from gateway.rtp_session import PortAllocator, RtpSession
 from gateway.settings import CODECS, GatewaySettings, trunk_codecs
 from gateway.shedding import SipShedder
@@ -54,6 +55,7 @@ from gateway.sip.events import (
     IncomingCall,
     InfoReceived,
     OfferReceived,
+    RegisterReceived,
     RequestAnswered,
     RequestTimedOut,
 )
@@ -187,10 +189,16 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                                       resolver=TrunkResolver(dnspython_lookup(
                                           *(settings.sip_dns_server or ("", 53)))))
         self.inbound = InboundTrunks(
-            store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
+            store, throttle, lambda: {**self.registry.sources(),
+                                      **self.registrar.sources(self._time())},
+            require_trunk=settings.require_trunk,
             realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,
             algorithms=settings.digest_algorithms, default_country=settings.default_country,
         )  # fmt: skip
+        # PBXs registering to us (trunks with register_in): the same nonces and throttle
+        self.registrar = Registrar(store.trunks, self.inbound.digest, throttle)
+        self.ua.accept_register = self.registrar.enabled
+        self.registry.inbound_state = self.registrar.state
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
         self._init_dialout()  # calls out to phones (gateway/dialout_calls.py)
         self._init_handoff(cluster)  # calls for rooms on other nodes (gateway/handoff.py)
@@ -330,6 +338,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
             return
         if isinstance(event, RequestAnswered | RequestTimedOut):
             self.registry.on_event(event)
+            return
+        if isinstance(event, RegisterReceived):  # a PBX registering (gateway/registrar.py)
+            status, reason, headers = self.registrar.on_register(event.request, event.source,
+                                                                 now)
+            self.ua.answer_register(event.key, status, reason, headers, now=now)
             return
         call = self.calls.get(getattr(event, "call_id", ""))
         if call is None:

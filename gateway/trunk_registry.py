@@ -82,6 +82,8 @@ class TrunkRegistry:
         self._flush = flush
         self._tls = tls
         self.resolver = resolver or TrunkResolver()  # (dial-outs resolve through it too)
+        #: the state of trunks whose PBX registers to us (Registrar.state), for the API
+        self.inbound_state: Callable[[str, float], tuple[str, str] | None] | None = None
         self._entries: dict[str, _Entry] = {}
         self._by_call: dict[str, _Entry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +95,9 @@ class TrunkRegistry:
     # -- TrunkControl (web/app.py) ---------------------------------------------------------
 
     def registration(self, name: str) -> tuple[str, str]:
+        inbound = self.inbound_state(name, self._now()) if self.inbound_state else None
+        if inbound is not None:  # a PBX registering to us (gateway/registrar.py)
+            return inbound
         entry = self._entries.get(name)
         if entry is None:
             return ("off", "the trunk does not register")

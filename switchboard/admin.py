@@ -98,6 +98,6 @@ def _trunks(config: Config, store: Store, args: argparse.Namespace) -> object:
         "allowed_addresses": args.allowed_addresses, "auth": args.auth,
         "codecs": args.codecs, "media_encryption": args.media_encryption,
         "allowed_destinations": args.allowed_destinations,
-        "tls_verify": args.tls_verify, "tls_ca": args.tls_ca,
+        "tls_verify": args.tls_verify, "tls_ca": args.tls_ca, "register_in": args.register_in,
     }  # fmt: skip
     return store.add_trunk(parse_trunk(data, config.dialplan.default_country)).as_json()

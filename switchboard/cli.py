@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a file holding the password ('-': standard input); never on the "
                            "command line, where every user can read it")
     tadd.add_argument("--register", action="store_true", help="register to the peer")
+    tadd.add_argument("--register-in", action="store_true",
+                      help="the peer (a PBX) registers to us with the username and password")
     tadd.add_argument("--expires", type=int, default=300)
     tadd.add_argument("--number", action="append", default=[], dest="numbers")
     tadd.add_argument("--allow", action="append", default=[], dest="allowed_addresses",

@@ -105,6 +105,17 @@ class OfferRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterReceived:
+    """A REGISTER to us (only when `UaCore.accept_register` says so; else 405). The app
+    answers it with `UserAgent.answer_register(key, status, ...)`, at once."""
+
+    call_id: str
+    key: str
+    request: SipRequest
+    source: Peer
+
+
+@dataclass(frozen=True, slots=True)
 class RequestAnswered:
     """A final response to a request sent outside any call (`UserAgent.register`).
     `call_id` is the request's Call-ID (a registration's, not a call's)."""
@@ -123,5 +134,5 @@ class RequestTimedOut:
 
 CallEvent: TypeAlias = (
     IncomingCall | CallAnswered | CallConfirmed | OfferReceived | InfoReceived | CallEnded
-    | CallProgress | OfferRetried | RequestAnswered | RequestTimedOut
+    | CallProgress | OfferRetried | RegisterReceived | RequestAnswered | RequestTimedOut
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .dialog import DialogId, DialogState, secure_request
@@ -70,6 +70,10 @@ class UaCore:
         self._timers: TimerHeap[tuple[str, str]] = TimerHeap()
         self._now = 0.0
         self._counters: dict[str, int] = {"malformed": 0, "errors": 0}
+        #: whether a REGISTER to us goes to the app (RegisterReceived) rather than 405: a
+        #: trunk whose PBX registers to us (gateway/registrar.py); None: never
+        self.accept_register: Callable[[], bool] | None = None
+        self._registers: dict[str, ServerTransaction] = {}  # RegisterReceived.key -> txn
 
     # --- building messages ---------------------------------------------------------------
 
