@@ -209,14 +209,13 @@ class TrunkRegistry:
         """The timer: the registrations whose refresh or retry is due resolve their
         addresses again (cached briefly), then everything due is sent."""
         now = self._now()
-        for entry in list(self._by_call.values()):
-            reg = entry.registration
-            timer = reg.get_timer() if reg is not None else None
-            if reg is None or entry.removed or timer is None or timer > now:
-                continue
-            addresses = await self._addresses(entry)
-            if addresses is not None and not entry.removed:
-                reg.set_addresses(addresses)
+        due = [e for e in self._by_call.values() if e.registration is not None
+               and not e.removed and (t := e.registration.get_timer()) is not None
+               and t <= now]
+        found = await asyncio.gather(*(self._addresses(e) for e in due))  # side by side
+        for entry, addresses in zip(due, found, strict=True):
+            if addresses is not None and not entry.removed and entry.registration is not None:
+                entry.registration.set_addresses(addresses)
         self._pump()
 
     def on_event(self, event: RequestAnswered | RequestTimedOut) -> bool:
