@@ -3,7 +3,9 @@
 In order, the first that fits:
 1. registration: the trunk registers, the call arrives from one of its registrar's
    addresses (`registered_from`), and the request URI user (or the To user) is the user of
-   the Contact we registered or one of the trunk's numbers;
+   the Contact we registered or one of the trunk's numbers; or the peer registers to us
+   (`register_in`) and the call arrives from the address its binding came from (also in
+   `registered_from`);
 2. address: the source is in the trunk's `allowed_addresses`;
 3. digest: the call carries credentials (Proxy-Authorization) whose username is that of
    a trunk with auth = true and no `allowed_addresses` (a trunk limited to networks is
@@ -60,8 +62,11 @@ def match_trunk(
     numbers = {n for n in (_number(ruri_user, default_country),
                            _number(to_user, default_country)) if n}  # fmt: skip
     for trunk in trunks:
-        if not trunk.register or source not in registered_from.get(trunk.name, ()):
+        if not (trunk.register or trunk.register_in) \
+                or source not in registered_from.get(trunk.name, ()):
             continue
+        if trunk.register_in:  # the PBX's own registered address: its calls
+            return TrunkMatch(trunk, "registration")
         contact = contact_users.get(trunk.name)
         if (contact and ruri_user == contact) or numbers & set(trunk.numbers):
             return TrunkMatch(trunk, "registration")

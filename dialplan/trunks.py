@@ -1,13 +1,17 @@
 """Trunks: configured SIP peers (a carrier, a PBX), validated and in their stored form.
 
-A trunk has a name; the peer's address (host, port, transport udp|tcp|tls) and optionally a
-second one for failover; credentials (kept as given, since digest needs the password; never
+A trunk has a name; the peer's address (host, port, transport udp|tcp|tls; a host name
+without a port is located by DNS SRV, gateway/trunk_dns.py) and optionally a second one for
+failover; credentials (kept as given, since digest needs the password; never
 returned by `as_json`, never logged); whether Switchboard registers to it (`register`, for
 `expires` seconds); its numbers in E.164 (normalised with `dialplan.default_country`);
 the networks it may send calls from (`allowed_addresses`, CIDR); whether its inbound calls
 must pass digest (`auth`); its codecs; its media encryption policy (stored and validated
 here, enforced by the SRTP leg); the number prefixes calls may be sent to through it
-(`allowed_destinations`, for dial-out).
+(`allowed_destinations`, for dial-out); over TLS, whether its certificate is verified
+(`tls_verify`, true by default) and against which CA bundle (`tls_ca`, a file path; empty:
+the global sip.tls_ca, else the system's CAs); whether the peer (a PBX) registers to us with
+the trunk's credentials instead (`register_in`: gateway/registrar.py).
 
 E.164 normalisation (`to_e164`): a number with "+" (or "00") is E.164 already; one without
 is national: a leading "0" (the trunk prefix most countries use) is dropped and the default
@@ -52,7 +56,8 @@ _USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
 
 FIELDS = ("name", "address", "transport", "failover_address", "username", "password",
           "register", "expires", "numbers", "allowed_addresses", "auth", "codecs",
-          "media_encryption", "allowed_destinations")  # fmt: skip
+          "media_encryption", "allowed_destinations", "tls_verify", "tls_ca",
+          "register_in")  # fmt: skip
 
 
 def validate_country(code: str) -> str:
@@ -89,8 +94,13 @@ def to_e164(raw: str, default_country: str = "") -> str:
 class TrunkAddress:
     host: str
     port: int
+    #: False for a host name given without a port: DNS SRV decides where its requests go
+    #: (RFC 3263; gateway/trunk_dns.py), `port` being the transport's default for A/AAAA
+    port_given: bool = True
 
     def __str__(self) -> str:
+        if not self.port_given:
+            return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
@@ -107,9 +117,11 @@ def parse_address(text: object, transport: str, what: str = "address") -> TrunkA
         host, port_text = text, ""
     else:
         host, _, port_text = text.partition(":")
+    numeric = True
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        numeric = False
         if not _HOST.fullmatch(host):
             raise InvalidInput(f"{what}: {host!r} is not a host name or IP address") from None
     port = DEFAULT_PORTS[transport]
@@ -117,7 +129,7 @@ def parse_address(text: object, transport: str, what: str = "address") -> TrunkA
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
             raise InvalidInput(f"{what}: expected a port 1-65535")
         port = int(port_text)
-    return TrunkAddress(host, port)
+    return TrunkAddress(host, port, port_given=bool(port_text) or numeric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,9 @@ class TrunkRecord:
     codecs: tuple[str, ...] = ()
     media_encryption: MediaEncryption = "off"
     allowed_destinations: tuple[str, ...] = ()
+    tls_verify: bool = True  # over TLS: check the peer's certificate (chain and name)
+    tls_ca: str = ""  # the CA bundle for that check; "": sip.tls_ca (or the system's)
+    register_in: bool = False  # the peer (a PBX) REGISTERs to us with these credentials
     created: float = 0.0
 
     def as_json(self) -> dict[str, object]:
@@ -155,6 +170,9 @@ class TrunkRecord:
             "codecs": list(self.codecs),
             "media_encryption": self.media_encryption,
             "allowed_destinations": list(self.allowed_destinations),
+            "tls_verify": self.tls_verify,
+            "tls_ca": self.tls_ca,
+            "register_in": self.register_in,
         }
 
     def stored(self) -> dict[str, object]:
@@ -185,10 +203,10 @@ def _str(data: Mapping[str, object], key: str, default: str = "") -> str:
     return value
 
 
-def _bool(data: Mapping[str, object], key: str) -> bool:
-    value = data.get(key, False)
+def _bool(data: Mapping[str, object], key: str, default: bool = False) -> bool:
+    value = data.get(key, default)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise InvalidInput(f"{key}: expected true or false")
     return value
@@ -217,8 +235,13 @@ def parse_trunk(data: Mapping[str, object], default_country: str = "",
     if len(password) > 128 or not password.isprintable():
         raise InvalidInput("password: expected at most 128 printable characters")
     register, auth = _bool(data, "register"), _bool(data, "auth")
-    if (register or auth) and not (username and password):
-        raise InvalidInput("username and password: required when register or auth is true")
+    register_in = _bool(data, "register_in")
+    if (register or auth or register_in) and not (username and password):
+        raise InvalidInput("username and password: required when register, register_in or "
+                           "auth is true")
+    if register and register_in:
+        raise InvalidInput("register and register_in: one or the other (we register to the "
+                           "peer, or it registers to us)")
     expires = data.get("expires", 300)
     if isinstance(expires, bool) or not isinstance(expires, int) \
             or not MIN_EXPIRES <= expires <= MAX_EXPIRES:
@@ -249,10 +272,18 @@ def parse_trunk(data: Mapping[str, object], default_country: str = "",
         if not re.fullmatch(r"\+[1-9][0-9]{0,14}|\+", prefix):
             raise InvalidInput(f"allowed_destinations: {raw!r} is not a '+' and digits prefix")
         destinations.append(prefix)
+    tls_verify = _bool(data, "tls_verify", True)
+    tls_ca = _str(data, "tls_ca").strip()
+    if tls_ca and (not tls_ca.startswith("/") or len(tls_ca) > 1024
+                   or not tls_ca.isprintable()):
+        raise InvalidInput("tls_ca: expected an absolute path to a PEM CA bundle")
+    if tls_ca and not tls_verify:
+        raise InvalidInput("tls_ca: only with tls_verify true (nothing is verified otherwise)")
     return TrunkRecord(
         name=name, address=address, transport=transport, failover=failover,
         username=username, password=password, register=register, expires=expires,
         numbers=tuple(numbers), allowed_addresses=tuple(networks), auth=auth,
         codecs=tuple(dict.fromkeys(codecs)), media_encryption=encryption,
-        allowed_destinations=tuple(destinations), created=created,
+        allowed_destinations=tuple(destinations), tls_verify=tls_verify, tls_ca=tls_ca,
+        register_in=register_in, created=created,
     )  # fmt: skip

@@ -21,13 +21,14 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from dialplan.limits import Networks
+from dialplan.trunks import TrunkRecord
 from gateway.call import CallState, PhoneCall, PhoneLeg
 from gateway.media.codecs import codec_by_name, opus_fmtp_options
 from gateway.media_address import MediaAddressResolver
 from gateway.mixer import ConferenceMixer
 from gateway.phone_rooms import PhoneRooms
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
-from gateway.settings import CODECS, GatewaySettings
+from gateway.settings import GatewaySettings, trunk_codecs
 from gateway.sip.sdp import (
     AudioNegotiation,
     SessionDescription,
@@ -48,6 +49,12 @@ from gateway.srtp_leg import (
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
+
+
+def call_codecs(call: PhoneCall) -> list[str]:
+    """The codecs of a call's SDP: its trunk's (``trunk_codecs``), in both directions."""
+    trunk = call.extra.get("trunk")
+    return trunk_codecs(trunk if isinstance(trunk, TrunkRecord) else None)
 
 
 class CallMedia:
@@ -84,7 +91,7 @@ class CallMedia:
     async def _open_and_answer(self, call: PhoneCall, offer: SessionDescription | None) -> None:
         negotiation: AudioNegotiation | None = None
         if offer is not None:
-            negotiation = await self._resolved(call, negotiate_audio(offer, CODECS))
+            negotiation = await self._resolved(call, negotiate_audio(offer, call_codecs(call)))
             if negotiation is None:
                 self._refuse(call, 488, "Not Acceptable Here")
                 return
@@ -109,7 +116,7 @@ class CallMedia:
         session.on_timeout = lambda: self._on_media_timeout(call)
         host = self.settings.media_announce
         if offer is not None and negotiation is not None:
-            built = build_answer(offer, host, port, CODECS, session_id=str(port))
+            built = build_answer(offer, host, port, call_codecs(call), session_id=str(port))
             assert built is not None  # negotiated before
             sdp = built[0]
             if srtp is not None:
@@ -120,7 +127,7 @@ class CallMedia:
             if not self._configure(call, negotiation):
                 return
         else:
-            sdp = build_offer(host, port, CODECS, session_id=str(port))
+            sdp = build_offer(host, port, call_codecs(call), session_id=str(port))
             call.offered_in_200 = True
         call.local_sdp = sdp.serialize()
         self.ua.answer(call.call_id, call.local_sdp, now=self._time())
@@ -128,13 +135,14 @@ class CallMedia:
         self._flush()
 
     @staticmethod
-    def _negotiate_answer(call_id: str, answer: bytes | None) -> AudioNegotiation | None:
+    def _negotiate_answer(call_id: str, answer: bytes | None,
+                          codecs: list[str]) -> AudioNegotiation | None:
         """The audio of an SDP answer (an ACK's, a relay's 200 OK), or None when there is
         none we can use (absent, unparseable, no common codec)."""
         if not answer:
             return None
         try:
-            return negotiate_audio(SessionDescription.parse(answer), CODECS)
+            return negotiate_audio(SessionDescription.parse(answer), codecs)
         except Exception:
             log.info("call %s: unparseable SDP answer", call_id)
             return None
@@ -239,7 +247,7 @@ class CallMedia:
         resolved; 488 (the call goes on as it was) when it is not acceptable."""
         try:
             offer = SessionDescription.parse(offer_bytes)
-            negotiation = negotiate_audio(offer, CODECS)
+            negotiation = negotiate_audio(offer, call_codecs(call))
         except Exception:
             offer, negotiation = None, None
         if offer is None or negotiation is None or call.session is None:
@@ -274,7 +282,7 @@ class CallMedia:
                       negotiation: AudioNegotiation) -> None:
         assert call.session is not None
         port = call.session.local_port
-        built = build_answer(offer, self.settings.media_announce, port, CODECS,
+        built = build_answer(offer, self.settings.media_announce, port, call_codecs(call),
                              session_id=str(port), session_version=call.sdp_version + 1)
         if built is None:
             self._refuse_offer(call)

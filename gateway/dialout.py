@@ -22,6 +22,10 @@
   timeout "no-answer", 404/484/604 "failed" (no such number), other 4xx/5xx/6xx "failed";
   a CANCEL we sent because the request was withdrawn is "cancelled"; an answered call that
   ends is "ended" (reason "hangup" or the SIP side's reason);
+- SRTP "optional" over TLS (`plain_fallback`): a 488 or 415 to our RTP/SAVP offer sends
+  the INVITE once more with plain RTP/AVP (`on_offer_retried`): the same call, the same
+  participant, the same ringing timeout (still counted from the first INVITE); a second
+  refusal ends it as any final response does. "required" never falls back;
 - DTMF after the answer: `dtmf` is a string of 0-9, *, #, A-D and ',' (a pause of
   `PAUSE` seconds); each digit is due `DIGIT_GAP` after the previous one, the first
   `FIRST_DIGIT_DELAY` after the answer (the far side's IVR must be listening).
@@ -153,6 +157,8 @@ class DialOut:
     withdrawn: bool = False  # DELETE before the answer: a CANCEL, "cancelled"
     participant_id: str = ""
     redial: bool = False  # a cluster: called again by the room's next node if this one dies
+    plain_fallback: bool = False  # SRTP offered under "optional": plain RTP after a 488/415
+    fell_back: bool = False  # the INVITE went again with plain RTP
     _digits: list[tuple[float, str]] = field(default_factory=list)
 
     # -- inputs --------------------------------------------------------------------------
@@ -162,6 +168,18 @@ class DialOut:
         if self.state != "dialing" or status <= 100:
             return False
         self._set("ringing", "ringing", now)
+        return True
+
+    def on_offer_retried(self, status: int, now: float) -> bool:
+        """The callee refused our SRTP offer (`status` 488/415) and the INVITE went again
+        with plain RTP. True when that was allowed (a plain fallback not used yet, still
+        dialing or ringing); the state and the ringing timeout stay as they are."""
+        if not self.plain_fallback or self.fell_back or status not in (415, 488) \
+                or self.state not in ("dialing", "ringing"):
+            return False
+        self.fell_back = True
+        log.info("dial-out %s: %d to the SRTP offer: calling again with plain RTP", self.id,
+                 status)
         return True
 
     def on_answered(self, now: float) -> None:
@@ -190,6 +208,17 @@ class DialOut:
             self._set("ended", state, now)
         self.ended_at = now
         self._digits.clear()
+
+    def on_transport_failed(self, reason: str, now: float) -> bool:
+        """The INVITE could not be sent: its connection failed (`reason`, e.g. a TLS
+        certificate that does not verify). Ends a call not answered yet as "failed" with
+        that reason; True when it did."""
+        if self.state not in ("dialing", "ringing"):
+            return False
+        self.reason = reason
+        self._set("ended", "failed", now)
+        self.ended_at = now
+        return True
 
     def withdraw(self, now: float) -> None:
         """The request is withdrawn (API DELETE, a moderator's cancel) before the answer."""
@@ -233,7 +262,7 @@ class DialOut:
         return {"id": self.id, "state": self.state, "reason": self.reason,
                 "participant_id": self.participant_id,
                 "participant_state": self.participant_state, "room": self.room,
-                "trunk": self.trunk}
+                "trunk": self.trunk, "srtp_fallback": self.fell_back}
 
     def _set(self, state: DialState, participant_state: str, now: float) -> None:
         log.info("dial-out %s: %s -> %s (%s)", self.id, self.state, state, participant_state)

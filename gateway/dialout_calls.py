@@ -5,7 +5,8 @@ The decisions are gateway/dialout.py's (`pick_trunk`, `DialOut`); here they meet
 agent, the leg's media and the focus:
 
 1. `dial()`: the trunk and the E.164 number (the toll-fraud guard: refused before anything
-   is sent), a free seat in the room, the trunk's address (a host name resolved once), the
+   is sent), a free seat in the room, the trunk's address (resolved for each dial-out:
+   SRV or A/AAAA, gateway/trunk_dns.py), the
    leg's RTP ports; then the callee joins the roster at once as a "phone" participant in
    state "calling", and the INVITE leaves with the offer (the trunk's codecs), the caller
    ID one of the trunk's numbers and the trunk's credentials for a 401/407.
@@ -30,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import logging
 import re
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +44,7 @@ from dialplan.store import Store
 from dialplan.trunks import TrunkRecord
 from focus import Focus, FocusEvent, ParticipantLeft
 from gateway.call import CallState, PhoneCall
+from gateway.call_media import call_codecs
 from gateway.callerid import caller_name, mask_number
 from gateway.dialout import (
     MAX_RINGING,
@@ -57,13 +57,17 @@ from gateway.dialout import (
 )
 from gateway.media.sdes import SdesError
 from gateway.phone_rooms import PhoneRooms
+from gateway.registrar import Registrar
 from gateway.rtp_session import PortAllocator, PortsExhausted, RtpSession
-from gateway.settings import CODECS, GatewaySettings
-from gateway.sip.events import CallAnswered, CallEnded, CallProgress
+from gateway.settings import GatewaySettings, trunk_codecs
+from gateway.sip.events import CallAnswered, CallEnded, CallProgress, OfferRetried
 from gateway.sip.peer import Peer
 from gateway.sip.sdp import SessionDescription, build_offer, negotiate_audio
 from gateway.sip.useragent import UserAgent
-from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for
+from gateway.srtp_leg import add_crypto, answer_keys, encryption_for, offer_for, plain_fallback
+from gateway.trunk_dns import DnsError
+from gateway.trunk_registry import TrunkRegistry
+from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -84,15 +88,6 @@ LINGER = 8.0  # seconds an unanswered callee stays in the roster with its outcom
 KEEP_RECORDS = 500
 
 
-def trunk_codecs(trunk: TrunkRecord) -> list[str]:
-    """Our offer's codecs for a trunk: its list (in our preference order), DTMF always."""
-    if not trunk.codecs:
-        return list(CODECS)
-    wanted = {c.upper() for c in trunk.codecs}
-    return [c for c in CODECS if c.split("/")[0].upper() in wanted
-            or c.startswith("telephone-event")]
-
-
 class DialOutCalls:
     """The dial-out half of the gateway's call handling (see the module)."""
 
@@ -108,6 +103,9 @@ class DialOutCalls:
     _ports: PortAllocator
     _media_trusted: Networks
     _loop: asyncio.AbstractEventLoop | None
+    trunk_tls: TrunkTls
+    registry: TrunkRegistry
+    registrar: Registrar
 
     if TYPE_CHECKING:  # the gateway's own methods
         def _end(self, call: PhoneCall, reason: str) -> None: ...
@@ -163,8 +161,9 @@ class DialOutCalls:
             cryptos = offer_for(chosen)  # SDES-SRTP by the trunk's policy, over TLS only
         except SdesError as exc:
             raise DialRefused(400, str(exc)) from None
-        host = await self._trunk_host(chosen)
-        peer = Peer(chosen.transport, host, chosen.address.port)
+        peer, domain, request_uri = await self._trunk_peer(chosen)
+        host = peer.host
+        self.trunk_tls.bind(chosen, peer)  # its TLS verification (gateway/trunk_tls.py)
         dial = DialOut(id="c" + secrets.token_hex(8), room=room, number=e164,
                        trunk=chosen.name, started=self._time(), ringing_timeout=timeout,
                        dtmf=dtmf, redial=redial and self.callee_memory is not None)
@@ -181,17 +180,22 @@ class DialOutCalls:
             port = session.local_port
             description = build_offer(self.settings.media_announce, port,
                                       trunk_codecs(chosen), session_id=str(port))
+            fallback = None
             if cryptos:
+                if plain_fallback(chosen, cryptos):  # "optional": plain RTP after a 488/415
+                    fallback = description.serialize()
+                    dial.plain_fallback = True
                 add_crypto(description, cryptos, "RTP/SAVP")
             offer = description.serialize()
             caller_id = chosen.numbers[0] if chosen.numbers else (chosen.username or "switchboard")
-            domain = str(chosen.address)
             credentials = (chosen.username, chosen.password) \
                 if chosen.username and chosen.password else None  # fmt: skip
             self.focus.join(room, "phone", name, mixed_by=self.rooms.group,
                             participant_id=pid, state="calling")
-            call_id = self.ua.call(peer, f"sip:{e164}@{domain}", f"<sip:{caller_id}@{domain}>",
-                                   offer, now=self._time(), credentials=credentials)
+            to_uri = f"sip:{e164}@{domain}"  # (a registered PBX: the Request-URI is its Contact)
+            call_id = self.ua.call(peer, request_uri or to_uri, f"<sip:{caller_id}@{domain}>",
+                                   offer, now=self._time(), credentials=credentials,
+                                   fallback_sdp=fallback, to_uri=to_uri)
         except Exception:
             log.exception("dial-out %s: could not send the INVITE", dial.id)
             session.close()
@@ -306,13 +310,19 @@ class DialOutCalls:
 
     def _dialout_event(self, event: object, now: float) -> bool:
         """True when the event was a dial-out's and is handled."""
-        if not isinstance(event, CallProgress | CallAnswered | CallEnded):
+        if not isinstance(event, CallProgress | CallAnswered | CallEnded | OfferRetried):
             return False
         entry = self._dial_by_call.get(event.call_id)
         call = self.calls.get(event.call_id)
         if entry is None or call is None:
-            return isinstance(event, CallProgress | CallAnswered)
+            return isinstance(event, CallProgress | CallAnswered | OfferRetried)
         dial, pid = entry
+        if isinstance(event, OfferRetried):  # our SRTP offer refused: plain RTP now
+            if not dial.on_offer_retried(event.status, now):
+                log.warning("dial-out %s: a plain retry it did not expect", dial.id)
+            call.local_sdp = event.offer  # what went: its answer is checked as plain RTP
+            call.extra["srtp_offer"] = None
+            return True
         if isinstance(event, CallProgress):
             if dial.on_provisional(event.status, now):
                 self._set_state(pid, "ringing")
@@ -331,7 +341,7 @@ class DialOutCalls:
         if event.answer:
             try:
                 answer = SessionDescription.parse(event.answer)
-                negotiation = negotiate_audio(answer, CODECS)
+                negotiation = negotiate_audio(answer, call_codecs(call))
                 offered = call.extra.get("srtp_offer")
                 srtp = answer_keys(answer, offered if isinstance(offered, list) else None,
                                    encryption_for(call.extra.get("trunk")))  # type: ignore[arg-type]
@@ -359,6 +369,23 @@ class DialOutCalls:
         if dial.redial and self.callee_memory is not None:  # for the room's next node
             self.callee_memory.remember_callee(dial.room, dial.id, dial.redial_entry())
         self._arm_dial(dial)
+
+    def _connect_failed(self, dest: Peer, reason: str) -> None:
+        """A connection we opened to `dest` failed (SipTransport.connect_failed: a TLS
+        certificate that does not verify, a refused TCP connection): the registrations and
+        the unanswered dial-outs waiting on it fail now, saying why (not a "no answer" after
+        the transaction's timeout)."""
+        self.registry.transport_failed(dest, reason)
+        now = self._time()
+        for dial_id, call_id in list(self._dial_calls.items()):
+            call = self.calls.get(call_id)
+            dial = self.dialouts.get(dial_id)
+            if call is None or dial is None or call.source != dest:
+                continue
+            if dial.on_transport_failed(reason, now):
+                log.info("dial-out %s: %s", dial.id, reason)
+                self._end(call, reason)
+        self._flush()
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -454,19 +481,27 @@ class DialOutCalls:
                 break
             del self.dialouts[oldest]
 
-    async def _trunk_host(self, trunk: TrunkRecord) -> str:
-        host = trunk.address.host
+    async def _trunk_peer(self, trunk: TrunkRecord) -> tuple[Peer, str, str | None]:
+        """Where the INVITE goes, the domain of its To (and From), and its Request-URI when
+        not sip:<number>@<domain>: for a trunk whose PBX registers to us, the address its
+        REGISTER came from, its Contact's host and the Contact itself (RFC 3261 10: calls
+        for a registered AOR go to its Contact; the number is in To; 503 while it is not
+        registered); else the trunk's first address, resolved per dial-out
+        (RFC 3263: SRV for a host name without a port, else A/AAAA; gateway/trunk_dns.py,
+        cached briefly; 502 when it does not resolve) and the trunk's configured address."""
+        if trunk.register_in:
+            bound = self.registrar.binding(trunk.name, self._time())
+            if bound is None:
+                raise DialRefused(503, f"trunk {trunk.name}: its PBX is not registered")
+            contact = bound.contact
+            domain = contact.host if contact.port is None else f"{contact.host}:{contact.port}"
+            return bound.source, domain, str(contact)
         try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        assert self._loop is not None
-        try:
-            info = await self._loop.getaddrinfo(host, trunk.address.port,
-                                                type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.warning("dial-out: trunk %s: cannot resolve %s: %s", trunk.name, host, exc)
+            resolved = await self.registry.resolver.resolve_trunk(trunk)
+        except DnsError as exc:
+            log.warning("dial-out: trunk %s: its address does not resolve: %s", trunk.name,
+                        exc)
             raise DialRefused(502, f"trunk {trunk.name}: its address does not resolve") \
                 from None
-        return str(info[0][4][0])
+        host, port = resolved.addresses[0]
+        return Peer(trunk.transport, host, port), str(trunk.address), None

@@ -28,7 +28,7 @@ from focus import Focus
 from focus.gate import Gate
 from focus.lobby import Lobby
 from gateway.call import CallState, PhoneCall
-from gateway.call_media import CallMedia
+from gateway.call_media import CallMedia, call_codecs
 from gateway.call_policy import CallPolicy, RecordingSwitch
 from gateway.callerid import caller_name
 from gateway.clock import Continuation, MediaClock
@@ -45,8 +45,9 @@ from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
 from gateway.phone_lobby import PhoneLobby
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
+from gateway.registrar import Registrar
 from gateway.rtp_session import PortAllocator, RtpSession
-from gateway.settings import CODECS, GatewaySettings
+from gateway.settings import CODECS, GatewaySettings, trunk_codecs
 from gateway.shedding import SipShedder
 from gateway.sip.events import (
     CallConfirmed,
@@ -54,6 +55,7 @@ from gateway.sip.events import (
     IncomingCall,
     InfoReceived,
     OfferReceived,
+    RegisterReceived,
     RequestAnswered,
     RequestTimedOut,
 )
@@ -67,7 +69,9 @@ from gateway.sip.useragent import UaSettings, UserAgent
 from gateway.sip_tls import client_context, server_context
 from gateway.sip_transport import SipTransport
 from gateway.trunk_auth import Challenge, InboundTrunks, Refuse
+from gateway.trunk_dns import TrunkResolver, dnspython_lookup
 from gateway.trunk_registry import TrunkRegistry
+from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
@@ -180,12 +184,21 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                          "pin_checks_refused": 0, "trunk_challenges": 0,
                          "trunk_auth_failures": 0, "password_failures": 0}
         # trunks: registrations (the API's TrunkControl) and inbound matching with digest
-        self.registry = TrunkRegistry(self.ua, self._flush)
+        self.trunk_tls = TrunkTls(store.trunk, settings.sip_tls_ca, settings.sip_tls_keylog)
+        self.registry = TrunkRegistry(self.ua, self._flush, tls=self.trunk_tls,
+                                      resolver=TrunkResolver(dnspython_lookup(
+                                          *(settings.sip_dns_server or ("", 53)))))
         self.inbound = InboundTrunks(
-            store, throttle, self.registry.sources, require_trunk=settings.require_trunk,
+            store, throttle, lambda: {**self.registry.sources(),
+                                      **self.registrar.sources(self._time())},
+            require_trunk=settings.require_trunk,
             realm=settings.digest_realm, nonce_lifetime=settings.nonce_lifetime,
             algorithms=settings.digest_algorithms, default_country=settings.default_country,
         )  # fmt: skip
+        # PBXs registering to us (trunks with register_in): the same nonces and throttle
+        self.registrar = Registrar(store.trunks, self.inbound.digest, throttle)
+        self.ua.accept_register = self.registrar.enabled
+        self.registry.inbound_state = self.registrar.state
         self._rtp_closed = {"rtp_rx_packets": 0, "rtp_tx_packets": 0, "rtp_rx_dropped": 0}
         self._init_dialout()  # calls out to phones (gateway/dialout_calls.py)
         self._init_handoff(cluster)  # calls for rooms on other nodes (gateway/handoff.py)
@@ -205,6 +218,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
                                       self.settings.sip_tls_keylog)
             if self.settings.sip_tls_cert and self.settings.sip_tls_key else None,
             tls_client=client_context(self.settings.sip_tls_ca, self.settings.sip_tls_keylog),
+            tls_for=self.trunk_tls.for_peer,  # a trunk's tls_verify / tls_ca
+            connect_failed=self._connect_failed,
         )
         await transport.start()
         self._transport = transport
@@ -327,6 +342,11 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         if isinstance(event, RequestAnswered | RequestTimedOut):
             self.registry.on_event(event)
             return
+        if isinstance(event, RegisterReceived):  # a PBX registering (gateway/registrar.py)
+            status, reason, headers = self.registrar.on_register(event.request, event.source,
+                                                                 now)
+            self.ua.answer_register(event.key, status, reason, headers, now=now)
+            return
         call = self.calls.get(getattr(event, "call_id", ""))
         if call is None:
             return
@@ -351,7 +371,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         handoff = request.headers.get(HANDOFF_HEADER)
         if handoff is not None:  # from another node of the cluster (gateway/handoff.py)
             handed = self._incoming_handoff(event, handoff)
-            ok, offer = self._parse_offer(event) if handed is not None else (False, None)
+            ok, offer = self._parse_offer(event, CODECS) if handed is not None \
+                else (False, None)
             if handed is not None and ok:
                 self._accept(handed, offer)
             return
@@ -380,7 +401,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         if isinstance(decision, Reject):
             self._reject(call_id, decision.status, decision.reason)
             return
-        ok, offer = self._parse_offer(event)
+        # a trunk's call negotiates against the trunk's codecs (its offer and our answer)
+        ok, offer = self._parse_offer(event, trunk_codecs(verdict.trunk))
         if not ok:
             return
         if isinstance(decision, Prompt):  # counted while in PIN entry (PinThrottle.finish)
@@ -408,8 +430,10 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         call.extra["trunk"] = verdict.trunk  # its media_encryption (gateway/srtp_leg.py)
         self._accept(call, offer)
 
-    def _parse_offer(self, event: IncomingCall) -> tuple[bool, SessionDescription | None]:
-        """(False, None) when the INVITE's offer is refused (488 sent); else its offer."""
+    def _parse_offer(self, event: IncomingCall,
+                     codecs: list[str]) -> tuple[bool, SessionDescription | None]:
+        """(False, None) when the INVITE's offer is refused (488 sent: unparseable, or no
+        codec in common with `codecs`); else its offer."""
         if not event.offer:
             return True, None
         try:
@@ -418,7 +442,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
             log.warning("call %s: unparseable SDP offer: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
-        if negotiate_audio(offer, CODECS) is None:
+        if negotiate_audio(offer, codecs) is None:
             log.warning("call %s: no common audio codec: 488", event.call_id)
             self._reject(event.call_id, 488, "Not Acceptable Here")
             return False, None
@@ -459,7 +483,8 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
 
     def _confirmed(self, call: PhoneCall, event: CallConfirmed, now: float) -> None:
         if call.offered_in_200:
-            negotiation = self._negotiate_answer(call.call_id, event.answer)
+            negotiation = self._negotiate_answer(call.call_id, event.answer,
+                                                   call_codecs(call))
             if negotiation is None:
                 log.warning("call %s: the ACK had no usable SDP answer", call.call_id)
                 self._end(call, "no SDP answer")

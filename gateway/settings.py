@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from gateway.conference_audio import AudioSettings
 from gateway.ivr import IvrSettings
 from gateway.shedding import SheddingSettings
 from switchboard.config import Config
+from switchboard.config_base import sip_dns_server
+
+if TYPE_CHECKING:
+    from dialplan.trunks import TrunkRecord
 
 # Preference order: Opus (no transcoding towards the browsers), then wideband G.722, then G.711.
 CODECS = ["opus/48000/2", "G722/8000", "PCMU/8000", "PCMA/8000", "telephone-event/8000"]
 STAR_WINDOW = 2.0  # seconds between '*' and '6' for the mute toggle
+
+
+def trunk_codecs(trunk: TrunkRecord | None) -> list[str]:
+    """The codecs a call through `trunk` negotiates, both ways (our dial-out offer, our
+    answer to its inbound calls, re-offers): the trunk's list in our preference order, DTMF
+    always; every codec we have for a trunk without a list, or a call that matched none."""
+    if trunk is None or not trunk.codecs:
+        return list(CODECS)
+    wanted = {c.upper() for c in trunk.codecs}
+    return [c for c in CODECS if c.split("/")[0].upper() in wanted
+            or c.startswith("telephone-event")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +69,7 @@ class GatewaySettings:
     sip_tls_key: str = ""
     sip_tls_ca: str = ""
     sip_tls_keylog: str = ""  # sip.tls_keylog: TLS secrets appended here (debugging)
+    sip_dns_server: tuple[str, int] | None = None  # sip.dns_server (None: the system's)
     #: dial-out: ringing timeout (seconds) and how the called number shows (sip.dialout_*)
     dialout_ringing_timeout: float = 45.0
     dialout_display: str = "mask"
@@ -68,6 +85,7 @@ class GatewaySettings:
             sip_tls_key=config.sip.tls_key,
             sip_tls_ca=config.sip.tls_ca,
             sip_tls_keylog=config.sip.tls_keylog,
+            sip_dns_server=sip_dns_server(config.sip.dns_server),
             sip_announce=config.sip.announce or config.media.announce_address,
             user_agent=config.sip.user_agent,
             session_expires=config.sip.session_expires,

@@ -174,6 +174,11 @@ class SipTransport:
     port 0 picks a free one (see ``local_addresses`` after ``start()``). TLS is TCP's stream
     wrapped by ``tls_server`` (our certificate) for what we accept and ``tls_client`` (the
     CAs we trust) for what we open; its Peers say "tls", so Via and Contact say TLS.
+    ``tls_for(dest)`` may give a connection we open its own (context, name to check) (a
+    trunk's ``tls_verify``/``tls_ca``: gateway/trunk_tls.py); None: ``tls_client`` and the
+    address itself. ``connect_failed(dest, reason)`` hears of every connection we could not
+    open (the messages waiting for it are dropped), so a registration need not wait for its
+    transaction's timeout to say why.
     """
 
     def __init__(
@@ -190,6 +195,8 @@ class SipTransport:
         admit_host: Callable[[str, float], bool] | None = None,
         tls_server: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
+        tls_for: Callable[[Peer], tuple[ssl.SSLContext, str] | None] | None = None,
+        connect_failed: Callable[[Peer, str], None] | None = None,
     ) -> None:
         for transport, _, _ in listen:
             if transport not in ("udp", "tcp", "tls"):
@@ -198,6 +205,8 @@ class SipTransport:
                 raise ValueError("a tls listen address needs tls_server (a certificate)")
         self.tls_server = tls_server
         self.tls_client = tls_client
+        self.tls_for = tls_for
+        self.connect_failed = connect_failed
         self.node = node
         self.listen = list(listen)
         self.idle_timeout = idle_timeout
@@ -382,21 +391,32 @@ class SipTransport:
 
     async def _open(self, connection: _TcpConnection, dest: Peer) -> None:
         assert self._loop is not None
+        # a peer known by its IP address: the name checked is that address
+        context, name = self.tls_client, dest.host
         try:
+            if dest.transport == "tls" and self.tls_for is not None:
+                chosen = self.tls_for(dest)
+                if chosen is not None:
+                    context, name = chosen
             await asyncio.wait_for(
                 self._loop.create_connection(
                     lambda: connection, dest.host, dest.port,
-                    ssl=self.tls_client if dest.transport == "tls" else None,
-                    # a peer known by its IP address: the name checked is that address
-                    server_hostname=dest.host if dest.transport == "tls" else None),
+                    ssl=context if dest.transport == "tls" else None,
+                    server_hostname=name if dest.transport == "tls" else None),
                 self.connect_timeout,
             )
             log.debug("tcp %s: connected", dest)
-        except (TimeoutError, OSError) as exc:
-            log.warning("tcp %s: connect failed (%s); %d message(s) dropped", dest,
-                        exc or "timeout", len(connection.pending))
+        except (TimeoutError, OSError, ValueError) as exc:
+            reason = _connect_error(exc)
+            log.warning("%s %s: connect failed (%s); %d message(s) dropped", dest.transport,
+                        dest, reason, len(connection.pending))
             connection.pending.clear()
             connection.close()
+            if self.connect_failed is not None:
+                try:
+                    self.connect_failed(dest, reason)
+                except Exception:
+                    log.exception("%s: connect_failed handler failed", dest)
 
     async def _resolve_and_send(self, endpoint: _UdpEndpoint, data: bytes, dest: Peer) -> None:
         assert self._loop is not None
@@ -466,6 +486,17 @@ class SipTransport:
                 connection.close()
         if self._running:
             self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+
+
+def _connect_error(exc: BaseException) -> str:
+    """Why a connection could not be opened, in a few words ("TLS: ..." for TLS)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError) or not str(exc):
+        return "timeout"
+    return str(exc)
 
 
 def _is_ip(host: str) -> bool:

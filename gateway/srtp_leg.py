@@ -14,7 +14,8 @@ The rules (gateway/media/sdes.py decides one offer; this applies them to calls):
 4. Outbound: `offer_for` gives the crypto lines we offer (both suites, fresh keys) when the
    policy is not "off" and the trunk's transport is TLS; `answer_keys` checks the 200's
    answer: a crypto line naming one of our tags and suites, or (policy "optional" only) a
-   plain `RTP/AVP` answer.
+   plain `RTP/AVP` answer. Under "optional" a 488/415 to our SRTP offer is followed by
+   the same INVITE once more with a plain offer (`plain_fallback`, gateway/dialout.py).
 5. A re-offer on an SRTP leg must keep SRTP (`rekey`): same policy, our key stays, theirs
    may change (the leg's inbound session is made again).
 """
@@ -46,6 +47,7 @@ __all__ = [
     "decide_inbound",
     "encryption_for",
     "offer_for",
+    "plain_fallback",
     "rekey",
 ]
 
@@ -105,6 +107,13 @@ def offer_for(trunk: TrunkRecord) -> list[Crypto] | None:
                             "transport is not tls (SRTP keys only travel over TLS)")
         return None
     return sdes_offer()
+
+
+def plain_fallback(trunk: TrunkRecord, cryptos: list[Crypto] | None) -> bool:
+    """Whether a dial-out through `trunk` that offered `cryptos` may call again with plain
+    RTP after a 488/415 to them: only under "optional" ("required" never falls back, "off"
+    and a plain offer have nothing to fall back from)."""
+    return bool(cryptos) and encryption_for(trunk) is Encryption.OPTIONAL
 
 
 def answer_keys(answer: SessionDescription, offered: list[Crypto] | None,

@@ -6,7 +6,8 @@
 # coturn (TURN for browsers on networks that block UDP), nftables (NAT and dropped UDP
 # between test namespaces), libnss3-tools (certutil: a test CA Chromium trusts),
 # redis-server and postgresql (throwaway instances for the cluster tests:
-# tests/integration/peers/redis.py, postgres.py), and
+# tests/integration/peers/redis.py, postgres.py), dnsmasq-base (a DNS server with SRV records
+# for trunk host names: tests/integration/peers/dnsmasq.py), and
 # Chromium for the browser tests (driven by Python playwright, no browser download).
 # Idempotent: when every package is already installed it changes nothing and needs no network.
 # Runs `apt-get update` once, only when something is missing. Needs root (or sudo).
@@ -17,12 +18,13 @@ set -eu
 # PACKAGES, PROGRAMS, FILES and NAME may be given by a caller (scripts/install-bench.sh).
 PACKAGES="${PACKAGES:-sip-tester baresip-core kamailio kamailio-sqlite-modules kamailio-tls-modules sox espeak-ng libopus0 iproute2 sipvicious chromium
 fonts-dejavu-core util-linux pebble nginx libnginx-mod-rtmp systemd coturn nftables ffmpeg
-libnss3-tools redis-server postgresql}"
+libnss3-tools redis-server postgresql dnsmasq-base}"
 # Programs the tests call, checked after the install: "program:package".
 PROGRAMS="${PROGRAMS:-sipp:sip-tester baresip:baresip-core kamailio:kamailio sox:sox espeak-ng:espeak-ng
 ip:iproute2 svmap:sipvicious chromium:chromium unshare:util-linux pebble:pebble
 pebble-challtestsrv:pebble nginx:nginx systemd-analyze:systemd turnserver:coturn nft:nftables
-ffprobe:ffmpeg ffmpeg:ffmpeg certutil:libnss3-tools redis-server:redis-server}"
+ffprobe:ffmpeg ffmpeg:ffmpeg certutil:libnss3-tools redis-server:redis-server
+dnsmasq:dnsmasq-base}"
 
 NAME="${NAME:-install-peers}"
 FILES="${FILES:-/usr/share/sip-tester/dtmf_2833_1.pcap /usr/share/sip-tester/dtmf_2833_pound.pcap

@@ -100,4 +100,5 @@ def trunk_data(args: argparse.Namespace) -> dict[str, object]:
         "allowed_addresses": args.allowed_addresses, "auth": args.auth,
         "codecs": args.codecs, "media_encryption": args.media_encryption,
         "allowed_destinations": args.allowed_destinations,
+        "tls_verify": args.tls_verify, "tls_ca": args.tls_ca, "register_in": args.register_in,
     }  # fmt: skip

@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a file holding the password ('-': standard input); never on the "
                            "command line, where every user can read it")
     tadd.add_argument("--register", action="store_true", help="register to the peer")
+    tadd.add_argument("--register-in", action="store_true",
+                      help="the peer (a PBX) registers to us with the username and password")
     tadd.add_argument("--expires", type=int, default=300)
     tadd.add_argument("--number", action="append", default=[], dest="numbers")
     tadd.add_argument("--allow", action="append", default=[], dest="allowed_addresses",
@@ -139,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                       default="off")
     tadd.add_argument("--destination", action="append", default=[],
                       dest="allowed_destinations", metavar="PREFIX")
+    tadd.add_argument("--no-tls-verify", action="store_false", dest="tls_verify",
+                      help="over TLS, do not verify the peer's certificate (testing only)")
+    tadd.add_argument("--tls-ca", default="", metavar="FILE",
+                      help="the CA bundle this trunk's certificate is checked against "
+                           "(default: sip.tls_ca, else the system's)")
     _config_arg(tsub.add_parser("list", help="list trunks and their registration state "
                                              "(never their passwords)"), nested=True)
     trm = tsub.add_parser("remove", help="delete a trunk (the running server un-REGISTERs it)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from switchboard.config_base import ConfigError, ListenAddress
+from switchboard.config_base import ConfigError, ListenAddress, parse_hostport
 from switchboard.config_base import check_ip as _check_ip
 from switchboard.config_base import parse_listen as _parse_listen
 from switchboard.config_http import HttpConfig, MetricsConfig
@@ -101,6 +101,7 @@ class SipConfig:
     tls_key: str = ""    # PEM: its private key
     tls_ca: str = ""     # PEM: CAs to verify TLS peers we connect to ("": the system's)
     tls_keylog: str = ""  # debugging: append TLS secrets to this file ("": never)
+    dns_server: str = ""  # IP:PORT of the DNS server for trunk host names ("": the system's)
     dialout_ringing_timeout: float = 45.0  # dial-out: seconds of ringing before CANCEL
     dialout_display: str = "mask"  # how a called-out number shows: show | mask | hide
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
@@ -567,6 +568,8 @@ def _validate(config: Config) -> None:
     keylog = config.sip.tls_keylog
     if keylog and not os.path.isdir(os.path.dirname(os.path.abspath(keylog))):
         raise ConfigError(f"sip.tls_keylog: no such directory for {keylog}")
+    if config.sip.dns_server:
+        parse_hostport("sip.dns_server", config.sip.dns_server)
     if not 5 <= config.sip.dialout_ringing_timeout <= 300:
         raise ConfigError("sip.dialout_ringing_timeout: expected 5-300 seconds")
     if config.sip.dialout_display not in ("show", "mask", "hide"):

@@ -56,6 +56,11 @@ def _parse_listen(key: str, text: str) -> ListenAddress:
     return ListenAddress(transport.lower(), host, port)
 
 
+def sip_dns_server(text: str) -> tuple[str, int] | None:
+    """sip.dns_server as (IP, port); None when empty (the system's name servers)."""
+    return _parse_hostport("sip.dns_server", text) if text else None
+
+
 parse_hostport = _parse_hostport
 parse_listen = _parse_listen
 check_ip = _check_ip

@@ -17,7 +17,7 @@ from .message import Headers, SipRequest, SipResponse
 from .peer import DEFAULT_PORTS, Peer
 from .uri import NameAddr, SipUri
 
-__all__ = ["Dialog", "DialogId", "DialogState", "uri_destination"]
+__all__ = ["Dialog", "DialogId", "DialogState", "secure_request", "uri_destination"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,22 @@ def uri_destination(uri: SipUri, default_transport: str = "udp") -> Peer:
         host = host[1:-1]
     port = uri.port if uri.port is not None else DEFAULT_PORTS.get(transport, 5060)
     return Peer(transport, host, port)
+
+
+def secure_request(request: SipRequest) -> bool:
+    """The request asks for sips end to end (RFC 3261 12.1.1): its Request-URI is a sips:
+    URI, or its top Record-Route is, or (without Record-Route) its Contact is. Our Contact
+    in the answer (and in the dialog's requests) is sips: then."""
+    if request.uri.scheme == "sips":
+        return True
+    routes = request.headers.get_all("Record-Route")
+    if not routes:
+        contact = _contact_uri(request)
+        return contact is not None and contact.scheme == "sips"
+    try:
+        return NameAddr.parse(routes[0].split(",")[0]).uri.scheme == "sips"
+    except RemoteProtocolError:
+        return False
 
 
 def _contact_uri(message: SipRequest | SipResponse) -> SipUri | None:
@@ -132,7 +148,7 @@ class Dialog:
             route_set=_record_route(request),
             remote_cseq=request.cseq.number,
             transport=transport,
-            secure=request.uri.scheme == "sips",
+            secure=secure_request(request),
             source=source,
         )
 

@@ -94,6 +94,28 @@ class CallProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferRetried:
+    """UAC side: our INVITE's offer was refused (`status` 488 or 415) and the INVITE went
+    again, same Call-ID and a new CSeq, with the fallback offer given to `call()` (plain
+    RTP/AVP after an RTP/SAVP offer); `offer` is what was sent."""
+
+    call_id: str
+    status: int
+    offer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterReceived:
+    """A REGISTER to us (only when `UaCore.accept_register` says so; else 405). The app
+    answers it with `UserAgent.answer_register(key, status, ...)`, at once."""
+
+    call_id: str
+    key: str
+    request: SipRequest
+    source: Peer
+
+
+@dataclass(frozen=True, slots=True)
 class RequestAnswered:
     """A final response to a request sent outside any call (`UserAgent.register`).
     `call_id` is the request's Call-ID (a registration's, not a call's)."""
@@ -107,9 +129,10 @@ class RequestTimedOut:
     """No final response to a request sent outside any call (timer F, or the transport)."""
 
     call_id: str
+    cseq: int | None = None  # the request's CSeq (a registration ignores a stale one)
 
 
 CallEvent: TypeAlias = (
     IncomingCall | CallAnswered | CallConfirmed | OfferReceived | InfoReceived | CallEnded
-    | CallProgress | RequestAnswered | RequestTimedOut
+    | CallProgress | OfferRetried | RegisterReceived | RequestAnswered | RequestTimedOut
 )

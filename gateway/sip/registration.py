@@ -16,7 +16,9 @@ The rules, in the order a REGISTER meets them:
 4. 2xx: "registered" for the granted expiry (the Contact's expires, else Expires, else
    what we asked); the refresh is due at a fraction of it between 50% and 90% (drawn once
    per registration from `rng`), at least MIN_REFRESH seconds ahead.
-5. A timeout, 5xx or 6xx: the next address (failover) is tried at once, once per round;
+5. A timeout, a connection that could not be opened (`on_transport_error`: a TLS
+   certificate that does not verify, a refused TCP connection), 5xx or 6xx: the next
+   address (failover) is tried at once, once per round;
    when every address failed, "failed" and a retry after a backoff that doubles from
    `retry_base` up to `retry_max`. 403 (or a refused password, or another 4xx): "failed",
    and the backoff starts at `forbidden_base` (much slower: hammering a carrier with a
@@ -30,6 +32,7 @@ when failed, when the next attempt is due. Passwords never reach a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -151,9 +154,21 @@ class Registration:
             return self._fail(label, now, forbidden=True)
         self._fail_over(label, now)
 
-    def on_timeout(self, now: float) -> None:
+    def on_timeout(self, now: float, cseq: int | None = None) -> None:
+        """No final response to our REGISTER `cseq` (None: the last one). A timeout of an
+        earlier REGISTER (one a transport error has already failed) is ignored."""
+        if not self._in_flight or (cseq is not None and cseq != self._cseq):
+            return
         self._in_flight = False
         self._fail_over(f"408 timeout from {self._peer()}", now)
+
+    def on_transport_error(self, reason: str, now: float) -> None:
+        """The REGISTER in flight could not be sent: its connection failed (`reason`, e.g.
+        "TLS: certificate verify failed: ..."). As a timeout, without waiting for it."""
+        if not self._in_flight:
+            return
+        self._in_flight = False
+        self._fail_over(f"{reason} ({self._peer()})", now)
 
     def get_timer(self) -> float | None:
         return self._timer
@@ -175,6 +190,20 @@ class Registration:
         self._send(now, with_auth=self._challenge is not None)
         if self.state == "registered" and self._granted_until is not None:
             self._timer = self._granted_until
+
+    def set_addresses(self, addresses: Sequence[tuple[str, int]]) -> None:
+        """New addresses for the registrar (DNS resolved again, gateway/trunk_dns.py): the
+        next REGISTER goes to the same address when it is still among them, else to the
+        first; a failover round starts again when the list changed."""
+        new = tuple(addresses)
+        if not new or new == self.settings.addresses:
+            return
+        current = self.address
+        log.info("trunk %s: registrar addresses now %s", self.settings.name,
+                 ", ".join(f"{h}:{p}" for h, p in new))
+        self.settings = dataclasses.replace(self.settings, addresses=new)
+        self._address = new.index(current) if current in new else 0
+        self._tried = set()
 
     def next_attempt(self) -> RegisterAttempt | None:
         attempt, self._pending = self._pending, None

@@ -211,6 +211,8 @@ class InviteSession:
     #: UAC: (username, password) answering a 401/407 to our INVITE (never logged)
     credentials: tuple[str, str] | None = field(default=None, repr=False)
     auth_tries: int = 0  # UAC: INVITEs sent with credentials (one per fresh challenge)
+    #: UAC: the offer our INVITE is sent again with, once, after a 488/415 to it
+    fallback_sdp: bytes | None = None
 
     def set_state(self, new: CallState) -> None:
         old = self.state

@@ -304,10 +304,16 @@ class UserAgent(UaClient):
         now: float | None = None,
         credentials: tuple[str, str] | None = None,
         call_id: str | None = None,
+        fallback_sdp: bytes | None = None,
+        to_uri: str | None = None,
     ) -> str:
         """Send an INVITE with `sdp` as the offer to `dest`; returns the new Call-ID (the
         given `call_id`, a fresh one otherwise). `credentials` (username, password) answer a
-        401/407 challenge to it (digest); provisional responses come as CallProgress."""
+        401/407 challenge to it (digest); provisional responses come as CallProgress.
+        `fallback_sdp`: a 488 or 415 to the INVITE sends it again once with this offer
+        instead (same Call-ID, new CSeq: RFC 3261 8.1.3.5), reported as OfferRetried.
+        `to_uri`: the To header's URI when it is not the Request-URI (a call to a PBX's
+        registered Contact names the number dialled in To)."""
         if now is not None:
             self._now = now
         if not sdp:
@@ -315,6 +321,7 @@ class UserAgent(UaClient):
         try:
             uri = SipUri.parse(request_uri)
             from_addr = NameAddr.parse(from_uri)
+            to = NameAddr(SipUri.parse(to_uri)) if to_uri else NameAddr(uri)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"call(): {exc.reason}") from None
         call_id = call_id or secrets.token_hex(16)
@@ -324,10 +331,10 @@ class UserAgent(UaClient):
         fields.add("Via", str(self._via(dest.transport)))
         fields.add("Max-Forwards", "70")
         fields.add("From", str(from_addr))
-        fields.add("To", str(NameAddr(uri)))
+        fields.add("To", str(to))
         fields.add("Call-ID", call_id)
         fields.add("CSeq", str(CSeq(1, "INVITE")))
-        fields.add("Contact", str(self._contact(dest.transport)))
+        fields.add("Contact", str(self._contact(dest.transport, uri.scheme == "sips")))
         fields.add("Allow", ALLOW)
         fields.add("Supported", "timer")
         if self.settings.session_expires > 0:
@@ -346,6 +353,7 @@ class UserAgent(UaClient):
             peer=dest,
             state=CallState.CALLING,
             credentials=credentials,
+            fallback_sdp=fallback_sdp,
         )
         self._next_sdp(session, sdp)
         self._calls[call_id] = session
@@ -378,7 +386,7 @@ class UserAgent(UaClient):
             address = NameAddr.parse(aor)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"register(): {exc.reason}") from None
-        contact = self._contact(dest.transport)
+        contact = self._contact(dest.transport, uri.scheme == "sips")
         contact.uri.user = contact_user
         fields = Headers()
         fields.add("Via", str(self._via(dest.transport)))

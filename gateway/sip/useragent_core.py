@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .dialog import DialogId, DialogState
+from .dialog import DialogId, DialogState, secure_request
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import CallEnded, CallEvent
 from .headers import Via
@@ -70,6 +70,10 @@ class UaCore:
         self._timers: TimerHeap[tuple[str, str]] = TimerHeap()
         self._now = 0.0
         self._counters: dict[str, int] = {"malformed": 0, "errors": 0}
+        #: whether a REGISTER to us goes to the app (RegisterReceived) rather than 405: a
+        #: trunk whose PBX registers to us (gateway/registrar.py); None: never
+        self.accept_register: Callable[[], bool] | None = None
+        self._registers: dict[str, ServerTransaction] = {}  # RegisterReceived.key -> txn
 
     # --- building messages ---------------------------------------------------------------
 
@@ -86,12 +90,17 @@ class UaCore:
         host, port = self._local(transport)
         return Via(transport.upper(), host, port, {"branch": new_branch(), "rport": None})
 
-    def _contact(self, transport: str) -> NameAddr:
+    def _contact(self, transport: str, secure: bool = False) -> NameAddr:
+        """Our Contact for `transport`. `secure` (the request URI or the dialog is sips:
+        RFC 3261 8.1.1.8, 12.1.1): a sips: URI, whose scheme already says TLS (RFC 5630
+        deprecates transport=tls on it)."""
         host, port = self._local(transport)
         params: dict[str, str | None] = {}
-        if transport.lower() != "udp":
-            params["transport"] = transport.lower()
-        return NameAddr(SipUri("sip", host=host, port=port, params=params))
+        kind = transport.lower()
+        if kind != "udp" and not (secure and kind == "tls"):
+            params["transport"] = kind
+        return NameAddr(SipUri("sips" if secure else "sip", host=host, port=port,
+                               params=params))
 
     def _response(
         self,
@@ -106,7 +115,9 @@ class UaCore:
         response = make_response(request, status, reason, to_tag=tag)
         response.headers.add("Server", self.settings.user_agent)
         if session is not None and 100 < status < 300 and request.method in ("INVITE", "UPDATE"):
-            response.headers.add("Contact", str(self._contact(session.peer.transport)))
+            secure = secure_request(request) or (session.dialog is not None
+                                                 and session.dialog.secure)
+            response.headers.add("Contact", str(self._contact(session.peer.transport, secure)))
         for name, value in headers:
             response.headers.add(name, value)
         return response
@@ -145,7 +156,8 @@ class UaCore:
         if dialog is None:
             raise LocalProtocolError(f"call {session.call_id}: no dialog for {method}")
         dest = dialog.next_hop()
-        contact = self._contact(dest.transport) if method in ("INVITE", "UPDATE") else None
+        contact = self._contact(dest.transport, dialog.secure) \
+            if method in ("INVITE", "UPDATE") else None
         request = dialog.create_request(
             method,
             self._via(dest.transport),

@@ -8,7 +8,7 @@ import secrets
 
 from .dialog import Dialog
 from .digest import answer_challenge, pick_challenge
-from .events import CallAnswered, CallProgress, RequestAnswered, RequestTimedOut
+from .events import CallAnswered, CallProgress, OfferRetried, RequestAnswered, RequestTimedOut
 from .headers import CSeq
 from .layer import ClientTransaction, ServerTransaction
 from .message import Headers, SipRequest, SipResponse
@@ -106,6 +106,10 @@ class UaClient(UaServer):
                 return
             if status in (401, 407) and self._answer_invite_challenge(session, response):
                 return
+            if status in (415, 488) and session.fallback_sdp is not None \
+                    and not session.cancel_requested:
+                self._retry_offer(session, status)
+                return
             if status == 422 and session.retries < MAX_422_RETRIES and not session.cancel_requested:
                 session.retries += 1
                 self._retry_invite(session, _min_se_of(response, self.settings.min_se))
@@ -192,6 +196,29 @@ class UaClient(UaServer):
         session.invite_client = self._layer.send_request(invite, session.peer, self._now)
         return True
 
+    def _retry_offer(self, session: InviteSession, status: int) -> None:
+        """A 488/415 to our offer: the INVITE again (new CSeq and branch, same Call-ID, From
+        and To) with the fallback offer, once. An early dialog a provisional made is gone
+        with the refused INVITE: the new one makes its own."""
+        fallback, session.fallback_sdp = session.fallback_sdp, None
+        assert fallback is not None
+        old = session.invite
+        if session.dialog is not None:
+            if self._dialogs.get(session.dialog.id) is session:
+                del self._dialogs[session.dialog.id]
+            session.dialog = None
+        body = self._next_sdp(session, fallback)
+        headers = old.headers.copy()
+        headers.set("Via", str(self._via(session.peer.transport)))
+        headers.set("CSeq", str(CSeq(old.cseq.number + 1, "INVITE")))
+        invite = SipRequest("INVITE", old.uri, headers, body)
+        log.info("call %s: %d to our offer, sending the fallback offer", session.call_id,
+                 status)
+        session.invite = invite
+        session.got_provisional = False
+        session.invite_client = self._layer.send_request(invite, session.peer, self._now)
+        self._emit(OfferRetried(session.call_id, status, body))
+
     def _retry_invite(self, session: InviteSession, interval: int) -> None:
         """422 Session Interval Too Small: the same INVITE with a larger interval (new CSeq)."""
         old = session.invite
@@ -272,7 +299,7 @@ class UaClient(UaServer):
     def _on_timeout(self, txn: ClientTransaction | ServerTransaction) -> None:
         if isinstance(txn, ClientTransaction) and txn in self._outside:
             self._outside.discard(txn)
-            self._emit(RequestTimedOut(txn.call_id))
+            self._emit(RequestTimedOut(txn.call_id, txn.request.cseq.number))
             return
         session = self._calls.get(txn.call_id)
         if session is None or isinstance(txn, ServerTransaction):

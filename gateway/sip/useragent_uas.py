@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 
 from .dialog import Dialog, DialogId
 from .errors import RemoteProtocolError
-from .events import CallConfirmed, IncomingCall, InfoReceived, OfferReceived
+from .events import CallConfirmed, IncomingCall, InfoReceived, OfferReceived, RegisterReceived
 from .layer import ServerTransaction
 from .message import SipMessage, SipRequest
 from .peer import Peer
@@ -38,6 +39,7 @@ SDP = "application/sdp"
 
 
 URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+MAX_PENDING_REGISTERS = 1000  # REGISTERs handed to the app and not answered yet
 
 
 def peer_methods(message: SipMessage) -> frozenset[str]:
@@ -67,6 +69,10 @@ class UaServer(UaCore):
         if max_forwards is not None and max_forwards <= 0:
             self._reply(txn, 483)
             return
+        if method == "REGISTER" and self.accept_register is not None \
+                and DialogId.of_request(request) is None and self.accept_register():
+            self._on_register(txn, request, source)
+            return
         if method not in ALLOWED_METHODS:
             status = 405 if method in KNOWN_UNSUPPORTED else 501
             self._reply(txn, status, headers=[("Allow", ALLOW)])
@@ -92,6 +98,27 @@ class UaServer(UaCore):
             self._reply(txn, 200, headers=self._capabilities())
         else:  # BYE, INFO, UPDATE outside any dialog
             self._reply(txn, 481)
+
+    def _on_register(self, txn: ServerTransaction, request: SipRequest, source: Peer) -> None:
+        if request.uri.scheme not in ("sip", "sips"):
+            self._reply(txn, 416)
+            return
+        if len(self._registers) >= MAX_PENDING_REGISTERS:
+            self._reply(txn, 503, headers=[("Retry-After", "5")])
+            return
+        key = secrets.token_hex(8)
+        self._registers[key] = txn
+        self._emit(RegisterReceived(request.call_id, key, request, source))
+
+    def answer_register(self, key: str, status: int, reason: str | None = None,
+                        headers: Iterable[tuple[str, str]] = (), *,
+                        now: float | None = None) -> None:
+        """The final response to a RegisterReceived (unknown or answered keys: ignored)."""
+        if now is not None:
+            self._now = now
+        txn = self._registers.pop(key, None)
+        if txn is not None and unanswered(txn):
+            self._reply(txn, status, reason=reason, headers=headers)
 
     def _check_body(self, txn: ServerTransaction, request: SipRequest) -> bool:
         """Only SDP bodies in INVITE/UPDATE: anything else gets 415 (False)."""

@@ -16,6 +16,7 @@ from bridge.endpoint import Endpoint
 from gateway.dialout import DialOut
 from gateway.dialout_calls import DialOutCalls
 from gateway.service import Gateway
+from gateway.settings import CODECS
 from gateway.sip.events import CallConfirmed, IncomingCall
 from gateway.sip.registration import Registration, RegistrationSettings
 
@@ -42,23 +43,24 @@ def test_refused_sdp_offers_are_warnings(caplog: pytest.LogCaptureFixture) -> No
     owner = Owner()
     parse = cast(Any, Gateway._parse_offer)
     garbage = IncomingCall("c-bad", cast(Any, None), cast(Any, None), b"\xff not sdp")
-    assert parse(owner, garbage) == (False, None)
+    assert parse(owner, garbage, CODECS) == (False, None)
     g729 = SDP_PCMU.replace(b"RTP/AVP 0", b"RTP/AVP 18").replace(b"0 PCMU", b"18 G729")
-    assert parse(owner, IncomingCall("c-g729", cast(Any, None), cast(Any, None), g729)) \
-        == (False, None)
+    assert parse(owner, IncomingCall("c-g729", cast(Any, None), cast(Any, None), g729),
+                 CODECS) == (False, None)
     assert owner.rejected == [488, 488]
     assert levels(caplog, "c-bad: unparseable SDP offer") == [logging.WARNING]
     assert levels(caplog, "c-g729: no common audio codec") == [logging.WARNING]
-    ok, offer = parse(owner, IncomingCall("c-ok", cast(Any, None), cast(Any, None), SDP_PCMU))
+    ok, offer = parse(owner, IncomingCall("c-ok", cast(Any, None), cast(Any, None), SDP_PCMU),
+                      CODECS)
     assert ok and offer is not None and not levels(caplog, "c-ok")
 
 
 def test_an_ack_without_a_usable_answer_and_no_rtp_are_warnings(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    owner = Owner(_negotiate_answer=lambda call_id, answer: None,
+    owner = Owner(_negotiate_answer=lambda call_id, answer, codecs: None,
                   settings=SimpleNamespace(media_timeout=30.0))
-    call = SimpleNamespace(call_id="c-ack", offered_in_200=True)
+    call = SimpleNamespace(call_id="c-ack", offered_in_200=True, extra={})
     cast(Any, Gateway._confirmed)(owner, call, CallConfirmed("c-ack", b"junk"), 1.0)
     assert owner.ended == [("c-ack", "no SDP answer")]
     assert levels(caplog, "c-ack: the ACK had no usable SDP answer") == [logging.WARNING]
