@@ -182,17 +182,19 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             await self.placement(name)
         entry = await self.gate.decide(name, identity, msg.password, source)
         display = identity.name if identity is not None and identity.name else msg.name
+        avatar = identity.avatar if identity is not None else None
         resumed = await self._lookup(name, msg.resume)  # let in before: no lobby again
         if entry.verdict is Verdict.JOIN or resumed is not None:
             return await self._enter(conn, msg, source, None, display, host=entry.host,
-                                     open_room=entry.open_room, resumed=resumed)  # fmt: skip
+                                     open_room=entry.open_room, resumed=resumed,
+                                     avatar=avatar)  # fmt: skip
         pid = self.focus.new_id("browser")
-        self._wait(Waiting(pid, name, conn, msg, source, display), entry.verdict.value)
+        self._wait(Waiting(pid, name, conn, msg, source, display, avatar), entry.verdict.value)
         return pid
 
     async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
                      display: str, *, host: bool, open_room: bool,
-                     resumed: Resumed | None = None) -> str:  # fmt: skip
+                     resumed: Resumed | None = None, avatar: str | None = None) -> str:  # fmt: skip
         name = msg.room
         if len(self.focus.participants(name)) >= self.settings.max_participants:
             raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
@@ -209,7 +211,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
                 self._restore(room, recalled, self._monotonic())
             info = self.focus.join(name, "browser", display, audio=msg.audio, video=msg.video,
                                    participant_id=pid, host=host, open_room=open_room,
-                                   moderator=self._role(room, resumed, self._monotonic()))
+                                   moderator=self._role(room, resumed, self._monotonic()),
+                                   avatar=avatar)
         except BaseException:
             if source is not None:
                 self.admission.release_endpoint(source)

@@ -54,6 +54,7 @@ class Waiting:
     join: p.Join
     source: str | None
     name: str
+    avatar: str | None = None  # the picture its token names
 
 
 class LobbyActions:
@@ -78,7 +79,8 @@ class LobbyActions:
         raise NotImplementedError
 
     async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
-                     display: str, *, host: bool, open_room: bool) -> str:  # fmt: skip
+                     display: str, *, host: bool, open_room: bool,
+                     avatar: str | None = None) -> str:  # fmt: skip
         raise NotImplementedError
 
     # -- waiting -----------------------------------------------------------------------------
@@ -141,7 +143,8 @@ class LobbyActions:
         open_room = self.gate.policy(waiting.room).open
         try:
             await self._enter(waiting.conn, waiting.join, waiting.source, waiting.pid,
-                              waiting.name, host=False, open_room=open_room)  # fmt: skip
+                              waiting.name, host=False, open_room=open_room,
+                              avatar=waiting.avatar)  # fmt: skip
         except JoinRefused as exc:
             log.info("participant %s: admitted but the join failed: %s", waiting.pid, exc)
             _safe_send(waiting.conn, p.error(exc.code, exc.message, "join"), waiting.pid)
@@ -210,7 +213,7 @@ class LobbyActions:
         self.focus.leave(target_id, "lobby", by=moderator.participant_id)
         try:
             self._wait(Waiting(target_id, info.room, target.conn, target.join, target.source,
-                               info.name), "moderator")  # fmt: skip
+                               info.name, info.avatar), "moderator")  # fmt: skip
         except JoinRefused as exc:  # the lobby is full: the target is told, not the moderator
             _safe_send(target.conn, p.error(exc.code, exc.message, "join"), target_id)
             target.conn.close(exc.close_code, exc.message)

@@ -49,8 +49,33 @@ def ask_to_join(page: Page, name: str) -> None:
     page.click("#join-button")
 
 
-def open_host(browser: Any, server: Any, room: str, name: str = "Host") -> Page:
-    page = browser.open(f"{server.url}/{room}?jwt={token(room, name=name)}")
+# One pixel of PNG: the avatar a token names, answered by the test (Playwright's routing), so
+# no request leaves the machine and the image loads only if the page's CSP lets it.
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC"
+                         "hwGA60e6kgAAAABJRU5ErkJggg==")  # fmt: skip
+AVATAR = "https://avatars.switchboard.test/host.png?s=64"
+
+
+def serve_avatar(browser: Any) -> None:
+    browser.context.route(AVATAR, lambda route: route.fulfill(
+        status=200, content_type="image/png", body=PIXEL))  # fmt: skip
+
+
+def shows_avatar(page: Page, scope: str) -> None:
+    """The avatar <img> under `scope` has the token's URL and has loaded (CSP allowed it)."""
+    img = page.locator(f"{scope} img.avatar-img")
+    expect(img).to_have_count(1, timeout=10_000)
+    expect(img).to_have_attribute("src", AVATAR)
+    wait_for(lambda: img.evaluate("i => i.complete && i.naturalWidth === 1 && !i.hidden"),
+             timeout=10, message="the avatar image loaded")  # fmt: skip
+
+
+def open_host(browser: Any, server: Any, room: str, name: str = "Host",
+              avatar: str | None = None) -> Page:  # fmt: skip
+    user: dict[str, Any] = {"name": name, "moderator": True}
+    if avatar is not None:
+        user["avatar"] = avatar
+    page = browser.open(f"{server.url}/{room}?jwt={token(room, context={'user': user})}")
     join_meeting(page, name)
     expect(page.locator("#grid .tile.self")).to_have_count(1)
     assert "jwt" not in page.url  # taken off the address bar at once
@@ -72,7 +97,8 @@ def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
                                                           module_switchboard: Any) -> None:
     server = module_switchboard
     make_room(server, "lobby-room", lobby=True, host_pin="73829105")
-    host = open_host(browser, server, "lobby-room")
+    serve_avatar(browser)
+    host = open_host(browser, server, "lobby-room", avatar=AVATAR)
     guest = browser.open(f"{server.url}/lobby-room")
     ask_to_join(guest, "Guest One")
     waiting(guest, "Asking to join")
@@ -85,6 +111,12 @@ def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
     expect(guest.locator("#meeting")).to_be_visible()
     expect(guest.locator("#grid .tile")).to_have_count(2, timeout=15_000)
     expect(host.locator("#grid .tile")).to_have_count(2, timeout=15_000)
+    # the host's token names an avatar: on its tile and in the people list, for the guest
+    host_id = host.locator("#grid .tile.self").get_attribute("data-participant")
+    shows_avatar(guest, f"#grid .tile[data-participant='{host_id}']")
+    people_panel(guest)
+    shows_avatar(guest, f"#people-list .person[data-participant='{host_id}']")
+    expect(guest.locator("img.avatar-img")).to_have_count(2)  # the guest has none
 
     other = browser.open(f"{server.url}/lobby-room")
     ask_to_join(other, "Guest Two")

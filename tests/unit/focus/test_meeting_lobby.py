@@ -210,6 +210,37 @@ async def test_send_back_to_the_lobby_and_admit_again() -> None:
     assert len(gconn.of("joined")) == 2 and w.focus.get(guest).name == "Guest"
 
 
+async def test_the_token_avatar_reaches_the_roster_and_survives_the_lobby() -> None:
+    w = World(RoomPolicy(lobby=True))
+    url = "https://img.example.org/ada.png?s=64"
+
+    def pictured(moderator: bool, avatar: str, name: str) -> str:
+        user = {"name": name, "moderator": moderator, "avatar": avatar}
+        return token(moderator=moderator, context={"user": user})
+
+    host, hconn = await w.join("Host", token=pictured(True, url, "Host Ada"))
+    assert hconn.last("joined")["self"]["avatar"] == url
+    member, mconn = await w.join("Bob", token=pictured(False, url + "&b", "Bob"))
+    assert mconn.last("joined")["self"]["avatar"] == url + "&b"
+    assert [x.get("avatar") for x in mconn.last("joined")["participants"]] == [url]
+    assert hconn.last("participant-joined")["participant"]["avatar"] == url + "&b"
+    eve, econn = await w.join("Eve", token=pictured(False, "javascript:alert(1)", "Eve"))
+    assert "avatar" not in econn.last("joined")["self"]  # not an https: URL: dropped
+    guest, gconn = await w.join("Guest")
+    await w.send(host, {"type": "lobby", "action": "admit", "target": guest})
+    await settle()
+    assert {x["id"]: x.get("avatar") for x in gconn.last("joined")["participants"]} == {
+        host: url, member: url + "&b", eve: None}
+    # a member sent back to the lobby and admitted again keeps the picture
+    await w.send(host, {"type": "lobby", "action": "send-back", "target": member})
+    await settle()
+    assert member not in {x.id for x in w.focus.participants("standup")}
+    await w.send(host, {"type": "lobby", "action": "admit", "target": member})
+    await settle()
+    assert w.focus.get(member).avatar == url + "&b"
+    assert gconn.last("participant-joined")["participant"]["avatar"] == url + "&b"
+
+
 async def test_a_phone_caller_is_sent_back_through_the_gateway() -> None:
     w = World(RoomPolicy(lobby=False))
     host, _ = await w.join("Host", token=token())

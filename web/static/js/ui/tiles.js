@@ -95,7 +95,7 @@ class Tile {
   }
 
   update(p, { isSelf, track, showVideo }) {
-    const avatarKey = `${p.kind}|${p.name}`;
+    const avatarKey = `${p.kind}|${p.name}|${p.avatar || ''}`;
     if (avatarKey !== this.avatarKey) {
       this.avatarKey = avatarKey;
       this.avatarBox.replaceChildren(avatar(p));
