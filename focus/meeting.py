@@ -228,7 +228,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             issued = self.settings.ice.for_participant(pid, self._clock())
             self._turn_issued += sum(1 for server in issued if "credential" in server)
             ice += issued
-        joined = p.joined(name, info, others, ice, self._dial_in(name), room.chat, policy)
+        joined = p.joined(name, info, others, ice, self._dial_in(name, info.moderator),
+                          room.chat, policy)  # fmt: skip
         self._issue(joined, info, msg.resume if resumed is not None else None)
         self._send(session, joined)
         if resumed is not None and resumed.hand:
@@ -361,12 +362,16 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
                 return
         raise JoinRefused("room-not-found", f"room {name} does not exist", CLOSE_NO_ROOM)
 
-    def _dial_in(self, name: str) -> Mapping[str, object] | None:
+    def _dial_in(self, name: str, moderator: bool) -> Mapping[str, object] | None:
+        """The room's dial-in details; the host PIN for a moderator only."""
         try:
-            return self.directory.dial_in(name)
+            info = self.directory.dial_in(name)
         except Exception:
             log.exception("room %s: dial-in information unavailable", name)
             return None
+        if info is None or moderator:
+            return info
+        return {k: v for k, v in info.items() if k != "host_pin"}
 
     def _room_sessions(self, name: str) -> list[BrowserSession]:
         room = self._rooms.get(name)
@@ -498,8 +503,12 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
         if isinstance(event, ParticipantUpdated) and own is not None:
             self._changed(info, event.changed)
         if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
-                own is not None and info.moderator and self.lobby.waiting(name):  # fmt: skip
-            self._send(own, self._lobby_list(name, knock=False))
+                own is not None and info.moderator:  # fmt: skip
+            dial_in = self._dial_in(name, True)  # the host PIN, now that it may see it
+            if dial_in is not None and "host_pin" in dial_in:
+                self._send(own, p.dial_in(dial_in))
+            if self.lobby.waiting(name):
+                self._send(own, self._lobby_list(name, knock=False))
         if isinstance(event, ParticipantMuted) and own is not None and event.by is not None:
             self._send(own, p.muted(event.by))
         self._broadcast(room, p.participant_updated(info))

@@ -538,6 +538,11 @@ def joined(
     return message
 
 
+def dial_in(info: Mapping[str, object]) -> dict[str, object]:
+    """To a participant who became a moderator: the dial-in details again, host PIN included."""
+    return {"type": "dial-in", "dial_in": dict(info)}
+
+
 def lobby_state(state: str, waiting_for: str | None = None) -> dict[str, object]:
     """To a participant in the lobby: "waiting" (for "moderator" or "host"), "denied"."""
     return {"type": "lobby", "state": state, "waiting_for": waiting_for}

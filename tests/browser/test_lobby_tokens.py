@@ -96,6 +96,8 @@ def waiting(page: Page, title: str) -> None:
 def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
                                                           module_switchboard: Any) -> None:
     server = module_switchboard
+    server.api("POST", "/api/numbers", {"number": "+15550100", "route": "pin",
+                                        "formattedNumber": "+1 555 0100"})  # fmt: skip
     make_room(server, "lobby-room", lobby=True, host_pin="73829105")
     serve_avatar(browser)
     host = open_host(browser, server, "lobby-room", avatar=AVATAR)
@@ -117,6 +119,20 @@ def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
     people_panel(guest)
     shows_avatar(guest, f"#people-list .person[data-participant='{host_id}']")
     expect(guest.locator("img.avatar-img")).to_have_count(2)  # the guest has none
+    # the host PIN: shown to the moderator beside the PIN, never to a guest nor in the
+    # invitation
+    host.keyboard.press("i")
+    expect(host.locator("#dialin-host-row")).to_be_visible()
+    expect(host.locator("#dialin-host-pin")).to_have_text("738 291 05")
+    guest.keyboard.press("i")
+    expect(guest.locator("#dialin-pin")).to_be_visible()
+    expect(guest.locator("#dialin-host-row")).to_be_hidden()
+    for page in (host, guest):
+        text = page.evaluate("""async () => (await import('/static/js/ui/info.js')).invitation(
+            window.switchboard.meeting.room, window.switchboard.meeting.dialIn)""")
+        assert "Or join by phone" in text and "73829105" not in text, text
+    assert "73829105" not in json.dumps(browser.messages(guest))
+    people_panel(host)  # back to the knocking list
 
     other = browser.open(f"{server.url}/lobby-room")
     ask_to_join(other, "Guest Two")
