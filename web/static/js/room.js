@@ -31,7 +31,7 @@ import { ViewControls } from './ui/layout.js';
 import { localMedia, meters } from './meeting_local.js';
 
 const JOIN_TIMEOUT_MS = 10000;
-const LEVELS_EVERY_MS = 200;
+const LEVELS_EVERY_MS = 100; // the speaking indicator: on and off within half a second
 const STATS_EVERY_MS = 2000;
 const RETRY_DELAYS_S = [2, 5, 10];
 // In a cluster (`joined` listed other nodes): a room moving to another node (kill of its node,
