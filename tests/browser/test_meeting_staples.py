@@ -14,7 +14,6 @@ unshare -n -- bash -c 'ip link set lo up &&
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
