@@ -362,17 +362,6 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
                 return
         raise JoinRefused("room-not-found", f"room {name} does not exist", CLOSE_NO_ROOM)
 
-    def _dial_in(self, name: str, moderator: bool) -> Mapping[str, object] | None:
-        """The room's dial-in details; the host PIN for a moderator only."""
-        try:
-            info = self.directory.dial_in(name)
-        except Exception:
-            log.exception("room %s: dial-in information unavailable", name)
-            return None
-        if info is None or moderator:
-            return info
-        return {k: v for k, v in info.items() if k != "host_pin"}
-
     def _room_sessions(self, name: str) -> list[BrowserSession]:
         room = self._rooms.get(name)
         return list(room.sessions.values()) if room is not None else []
@@ -504,11 +493,7 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             self._changed(info, event.changed)
         if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
                 own is not None and info.moderator:  # fmt: skip
-            dial_in = self._dial_in(name, True)  # the host PIN, now that it may see it
-            if dial_in is not None and "host_pin" in dial_in:
-                self._send(own, p.dial_in(dial_in))
-            if self.lobby.waiting(name):
-                self._send(own, self._lobby_list(name, knock=False))
+            self._became_moderator(own, name)
         if isinstance(event, ParticipantMuted) and own is not None and event.by is not None:
             self._send(own, p.muted(event.by))
         self._broadcast(room, p.participant_updated(info))
