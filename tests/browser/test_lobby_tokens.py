@@ -3,6 +3,8 @@ moderator token and guests without; a guest knocks and the host admits, another 
 a wrong password is refused and the right one skips the lobby; expired, tampered,
 wrong-room and alg:none tokens are refused; the last moderator leaving hands over to
 another host; a hosts-only room makes guests wait, then lets them in when a host arrives.
+A token's avatar shows on the host's tile and in the people list; the room's host PIN shows
+to moderators only (also to one made moderator when the last one leaves), never to guests.
 The last test scans the server's log (debug level) for every token, password and PIN used.
 """
 
@@ -41,6 +43,13 @@ def make_room(server: Any, name: str, **policy: Any) -> dict[str, Any]:
     if "password" in policy:
         SECRETS.add(policy["password"])
     return room
+
+
+def pin_number(server: Any) -> None:
+    """A dial-in number that asks for a PIN: the page shows the PIN (and host PIN) then."""
+    if not any(n["number"] == "+15550100" for n in server.api("GET", "/api/numbers")):
+        server.api("POST", "/api/numbers", {"number": "+15550100", "route": "pin",
+                                            "formattedNumber": "+1 555 0100"})  # fmt: skip
 
 
 def ask_to_join(page: Page, name: str) -> None:
@@ -96,8 +105,7 @@ def waiting(page: Page, title: str) -> None:
 def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
                                                           module_switchboard: Any) -> None:
     server = module_switchboard
-    server.api("POST", "/api/numbers", {"number": "+15550100", "route": "pin",
-                                        "formattedNumber": "+1 555 0100"})  # fmt: skip
+    pin_number(server)
     make_room(server, "lobby-room", lobby=True, host_pin="73829105")
     serve_avatar(browser)
     host = open_host(browser, server, "lobby-room", avatar=AVATAR)
@@ -217,6 +225,33 @@ def test_the_last_moderator_leaving_hands_over_to_another_host(browser: Any,
     second.locator("#lobby-list [data-action=admit]").click()
     expect(guest.locator("#grid .tile")).to_have_count(2, timeout=15_000)
     for page in (first, second, guest):
+        page.close()
+
+
+def test_a_participant_made_moderator_is_shown_the_host_pin(browser: Any,
+                                                           module_switchboard: Any) -> None:
+    server = module_switchboard
+    pin_number(server)
+    room = make_room(server, "open-room")  # today's open room, a generated host PIN
+    host_pin = room["host_pin"]
+    assert host_pin and host_pin.isdigit() and host_pin != room["pin"], room
+    spaced = " ".join(host_pin[i:i + 3] for i in range(0, len(host_pin), 3))
+    first = browser.open(f"{server.url}/open-room")
+    join_meeting(first, "First")  # the first in an open room moderates
+    second = browser.open(f"{server.url}/open-room")
+    join_meeting(second, "Second")
+    expect(second.locator("#grid .tile")).to_have_count(2, timeout=15_000)
+    first.keyboard.press("i")
+    expect(first.locator("#dialin-host-pin")).to_have_text(spaced)
+    second.keyboard.press("i")
+    expect(second.locator("#dialin-pin")).to_be_visible()
+    expect(second.locator("#dialin-host-row")).to_be_hidden()
+    assert host_pin not in json.dumps(browser.messages(second))
+    first.click("#btn-leave")  # the moderator leaves: the second is made moderator
+    expect(second.locator("#dialin-host-row")).to_be_visible(timeout=10_000)
+    expect(second.locator("#dialin-host-pin")).to_have_text(spaced)
+    assert [m["dial_in"]["host_pin"] for m in browser.messages(second, "dial-in")] == [host_pin]
+    for page in (first, second):
         page.close()
 
 
