@@ -22,8 +22,9 @@ these rules, in this order:
 6. `context.user.moderator` true (or the string "true", as some Jitsi token tools write it)
    makes the holder a host of that room; name, email and id are taken as given (trimmed,
    bounded), `context.features` as a dict of strings. The avatar is kept only when it is an
-   `https:` URL of at most 1024 printable ASCII characters with a host and none of
-   `"'<>\\`` ` `` or spaces (`avatar_url`); anything else is dropped, the token still valid.
+   `https:` URL with a host, of at most 1024 printable ASCII characters and no space, quote,
+   angle bracket, backslash or backtick (`avatar_url`); anything else is dropped, the token
+   still valid.
 
 The time comes in as `now` (wall-clock seconds); only a JWKS fetch does I/O, and
 `verify_async` runs that in a thread so the event loop never waits on the network.
