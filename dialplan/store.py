@@ -15,7 +15,9 @@ Rooms carry their policy (dialplan.models.RoomRecord): who may start, lobby, pas
 salted scrypt hash only), host PIN, guests. A new room takes the policy given, else the
 store's `defaults` (from configuration: meetings.default_*); a room made before version 2
 gets today's behaviour (anyone starts, no lobby, no password, no host PIN, guests welcome).
-A host PIN is unique among every room's PINs and host PINs: the IVR looks both up.
+A host PIN is unique among every room's PINs and host PINs: the IVR looks both up. A new room
+gets a generated host PIN (as its PIN is generated) unless one is given or it is asked for
+none; a room made before host PINs were generated keeps none until one is set.
 """
 
 from __future__ import annotations
@@ -201,21 +203,24 @@ class Store:
         name: str,
         pin: str | None = None,
         *,
-        host_pin: str | None = None,
+        host_pin: str | Unset | None = UNSET,
         lobby: bool | None = None,
         password: str | None = None,
         start: str | None = None,
         guests: bool | None = None,
     ) -> RoomRecord:
-        """Add a room; generates an unused PIN when none is given. The policy not given
-        comes from the store's defaults; no host PIN and no password unless given.
+        """Add a room; generates an unused PIN when none is given, and an unused host PIN
+        (the same length and generator, not the room's PIN) unless one is given or
+        `host_pin` is None (no host PIN). The policy not given comes from the store's
+        defaults; no password unless given.
 
         InvalidInput for a bad name, PIN or policy value, Conflict when the name, PIN or host
         PIN is taken (a PIN and a host PIN are taken by any room's PIN or host PIN).
         """
         key = validate_room_name(name)
         given = validate_pin(pin) if pin is not None else None
-        host = validate_pin(host_pin) if host_pin is not None else None
+        generate_host = isinstance(host_pin, Unset)
+        host = validate_pin(host_pin) if isinstance(host_pin, str) else None
         if host is not None and host == given:
             raise InvalidInput("host_pin: must differ from the room's PIN")
         if start is not None and not is_start_policy(start):
@@ -234,6 +239,8 @@ class Store:
                 chosen = self._unused_pin(db)
             if host is not None and self._pin_taken(db, host, None):
                 raise Conflict("host_pin is already used by another room")
+            if generate_host:
+                host = self._unused_pin(db, avoid=chosen)
             record = RoomRecord(
                 name=key, pin=chosen, created=self._clock(), host_pin=host,
                 lobby=d.lobby if lobby is None else bool(lobby), password_hash=secret,
@@ -312,10 +319,12 @@ class Store:
             sql, args = sql + " AND name <> ?", [*args, except_room]
         return db.execute(sql, args).fetchone() is not None
 
-    def _unused_pin(self, db: Transaction) -> str:
+    def _unused_pin(self, db: Transaction, avoid: str | None = None) -> str:
+        """A fresh PIN no room has as its PIN or host PIN (nor `avoid`: the PIN of the room
+        being created, not stored yet)."""
         for _ in range(PIN_ATTEMPTS):
             candidate = generate_pin(self.pin_length)
-            if not self._pin_taken(db, candidate, None):
+            if candidate != avoid and not self._pin_taken(db, candidate, None):
                 return candidate
         raise Conflict(
             f"no unused {self.pin_length}-digit PIN found after {PIN_ATTEMPTS} draws; "

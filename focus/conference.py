@@ -79,6 +79,8 @@ class ParticipantInfo:
     hand: bool = False  # hand raised
     force_muted: bool = False  # muted by a moderator, until the participant unmutes
     host: bool = False  # a host of the room (token moderator claim, host PIN)
+    #: the picture the participant's token names (an https: URL, focus.tokens.avatar_url)
+    avatar: str | None = None
     # The gateway group whose phone mixer this participant hears the room through (a
     # phone); None: it hears the room through the bridge (a browser).
     mixed_by: str | None = None
@@ -163,6 +165,7 @@ class Focus:
         open_room: bool | None = None,
         state: str | None = None,
         moderator: bool | None = None,
+        avatar: str | None = None,
     ) -> ParticipantInfo:
         """Add a participant. `audio` (sending audio) defaults to True for a phone; a
         browser that joins with its microphone off is muted. `mixed_by`: the gateway group
@@ -192,7 +195,7 @@ class Focus:
             moderator=host or (moderator if moderator is not None else (
                 kind == "browser" and not has_moderator and conference.open_room)),
             audio=sending, video=video and kind == "browser", mixed_by=mixed_by, host=host,
-            state=state,
+            state=state, avatar=avatar,
         )  # fmt: skip
         conference.participants[pid] = info
         self._where[pid] = room

@@ -182,17 +182,19 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             await self.placement(name)
         entry = await self.gate.decide(name, identity, msg.password, source)
         display = identity.name if identity is not None and identity.name else msg.name
+        avatar = identity.avatar if identity is not None else None
         resumed = await self._lookup(name, msg.resume)  # let in before: no lobby again
         if entry.verdict is Verdict.JOIN or resumed is not None:
             return await self._enter(conn, msg, source, None, display, host=entry.host,
-                                     open_room=entry.open_room, resumed=resumed)  # fmt: skip
+                                     open_room=entry.open_room, resumed=resumed,
+                                     avatar=avatar)  # fmt: skip
         pid = self.focus.new_id("browser")
-        self._wait(Waiting(pid, name, conn, msg, source, display), entry.verdict.value)
+        self._wait(Waiting(pid, name, conn, msg, source, display, avatar), entry.verdict.value)
         return pid
 
     async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
                      display: str, *, host: bool, open_room: bool,
-                     resumed: Resumed | None = None) -> str:  # fmt: skip
+                     resumed: Resumed | None = None, avatar: str | None = None) -> str:  # fmt: skip
         name = msg.room
         if len(self.focus.participants(name)) >= self.settings.max_participants:
             raise JoinRefused("room-full", f"room {name} is full", CLOSE_ROOM_FULL)
@@ -209,7 +211,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
                 self._restore(room, recalled, self._monotonic())
             info = self.focus.join(name, "browser", display, audio=msg.audio, video=msg.video,
                                    participant_id=pid, host=host, open_room=open_room,
-                                   moderator=self._role(room, resumed, self._monotonic()))
+                                   moderator=self._role(room, resumed, self._monotonic()),
+                                   avatar=avatar)
         except BaseException:
             if source is not None:
                 self.admission.release_endpoint(source)
@@ -225,7 +228,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
             issued = self.settings.ice.for_participant(pid, self._clock())
             self._turn_issued += sum(1 for server in issued if "credential" in server)
             ice += issued
-        joined = p.joined(name, info, others, ice, self._dial_in(name), room.chat, policy)
+        joined = p.joined(name, info, others, ice, self._dial_in(name, info.moderator),
+                          room.chat, policy)  # fmt: skip
         self._issue(joined, info, msg.resume if resumed is not None else None)
         self._send(session, joined)
         if resumed is not None and resumed.hand:
@@ -358,13 +362,6 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
                 return
         raise JoinRefused("room-not-found", f"room {name} does not exist", CLOSE_NO_ROOM)
 
-    def _dial_in(self, name: str) -> Mapping[str, object] | None:
-        try:
-            return self.directory.dial_in(name)
-        except Exception:
-            log.exception("room %s: dial-in information unavailable", name)
-            return None
-
     def _room_sessions(self, name: str) -> list[BrowserSession]:
         room = self._rooms.get(name)
         return list(room.sessions.values()) if room is not None else []
@@ -495,8 +492,8 @@ class Meetings(LobbyActions, RecordingActions, SocialActions, ResumeActions):
         if isinstance(event, ParticipantUpdated) and own is not None:
             self._changed(info, event.changed)
         if isinstance(event, ParticipantUpdated) and "role" in event.changed and \
-                own is not None and info.moderator and self.lobby.waiting(name):  # fmt: skip
-            self._send(own, self._lobby_list(name, knock=False))
+                own is not None and info.moderator:  # fmt: skip
+            self._became_moderator(own, name)
         if isinstance(event, ParticipantMuted) and own is not None and event.by is not None:
             self._send(own, p.muted(event.by))
         self._broadcast(room, p.participant_updated(info))

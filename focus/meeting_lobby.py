@@ -12,6 +12,8 @@
   guest leaves the roster with reason `lobby` and waits again, socket open). A host cannot
   be sent back; phone callers cannot yet (they wait in the same lobby, carried by the
   gateway: gateway/phone_lobby.py, and are admitted and denied like browsers).
+- The host PIN goes to moderators only: `joined.dial_in` drops it for anyone else, and a
+  participant made moderator gets `dial-in` with it.
 - `policy` messages from a moderator change the stored policy; `policy_changed(room)` (also
   called by the API's PATCH) tells the room and lets in those waiting for a host when the
   room no longer needs one.
@@ -37,6 +39,7 @@ from focus.session import (
     Connection,
     JoinRefused,
     PolicyUpdate,
+    RoomDirectory,
 )
 
 __all__ = ["LobbyActions", "Waiting"]
@@ -54,6 +57,7 @@ class Waiting:
     join: p.Join
     source: str | None
     name: str
+    avatar: str | None = None  # the picture its token names
 
 
 class LobbyActions:
@@ -63,6 +67,7 @@ class LobbyActions:
     gate: Gate
     admission: JoinAdmission
     lobby: Lobby
+    directory: RoomDirectory
     _waiting: dict[str, Waiting]
     _sessions: dict[str, BrowserSession]
 
@@ -78,7 +83,8 @@ class LobbyActions:
         raise NotImplementedError
 
     async def _enter(self, conn: Connection, msg: p.Join, source: str | None, pid: str | None,
-                     display: str, *, host: bool, open_room: bool) -> str:  # fmt: skip
+                     display: str, *, host: bool, open_room: bool,
+                     avatar: str | None = None) -> str:  # fmt: skip
         raise NotImplementedError
 
     # -- waiting -----------------------------------------------------------------------------
@@ -141,11 +147,32 @@ class LobbyActions:
         open_room = self.gate.policy(waiting.room).open
         try:
             await self._enter(waiting.conn, waiting.join, waiting.source, waiting.pid,
-                              waiting.name, host=False, open_room=open_room)  # fmt: skip
+                              waiting.name, host=False, open_room=open_room,
+                              avatar=waiting.avatar)  # fmt: skip
         except JoinRefused as exc:
             log.info("participant %s: admitted but the join failed: %s", waiting.pid, exc)
             _safe_send(waiting.conn, p.error(exc.code, exc.message, "join"), waiting.pid)
             waiting.conn.close(exc.close_code, exc.message)
+
+    def _dial_in(self, name: str, moderator: bool) -> Mapping[str, object] | None:
+        """The room's dial-in details (for `joined`); the host PIN for a moderator only."""
+        try:
+            info = self.directory.dial_in(name)
+        except Exception:
+            log.exception("room %s: dial-in information unavailable", name)
+            return None
+        if info is None or moderator:
+            return info
+        return {k: v for k, v in info.items() if k != "host_pin"}
+
+    def _became_moderator(self, session: BrowserSession, room: str) -> None:
+        """A participant was made moderator (the last one left): the host PIN it may now
+        see (`dial-in`), and the knocking list if anyone waits."""
+        dial_in = self._dial_in(room, True)
+        if dial_in is not None and "host_pin" in dial_in:
+            self._send(session, p.dial_in(dial_in))
+        if self.lobby.waiting(room):
+            self._send(session, self._lobby_list(room, knock=False))
 
     def _lobby_list(self, room: str, *, knock: bool) -> dict[str, object]:
         return p.lobby_list((e.as_json() for e in self.lobby.waiting(room)), knock)
@@ -210,7 +237,7 @@ class LobbyActions:
         self.focus.leave(target_id, "lobby", by=moderator.participant_id)
         try:
             self._wait(Waiting(target_id, info.room, target.conn, target.join, target.source,
-                               info.name), "moderator")  # fmt: skip
+                               info.name, info.avatar), "moderator")  # fmt: skip
         except JoinRefused as exc:  # the lobby is full: the target is told, not the moderator
             _safe_send(target.conn, p.error(exc.code, exc.message, "join"), target_id)
             target.conn.close(exc.close_code, exc.message)

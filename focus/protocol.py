@@ -499,13 +499,16 @@ def error(code: str, message: str, ref: str | None = None) -> dict[str, object]:
 
 
 def participant_json(info: ParticipantInfo) -> dict[str, object]:
-    """A participant for the roster; a called-out phone adds "state" (and "reason" once
-    its call failed): docs/signaling.md."""
+    """A participant for the roster; one whose token names a picture adds "avatar" (an
+    https: URL), a called-out phone "state" (and "reason" once its call failed):
+    docs/signaling.md."""
     data: dict[str, object] = {
         "id": info.id, "name": info.name, "kind": info.kind, "role": info.role,
         "audio": info.audio, "video": info.video, "screen": info.screen,
         "muted": info.muted, "hand": info.hand,
     }  # fmt: skip
+    if info.avatar is not None:
+        data["avatar"] = info.avatar
     if info.state is not None:
         data["state"] = info.state
         if info.state_reason is not None:
@@ -533,6 +536,11 @@ def joined(
     if policy is not None:
         message["policy"] = dict(policy)
     return message
+
+
+def dial_in(info: Mapping[str, object]) -> dict[str, object]:
+    """To a participant who became a moderator: the dial-in details again, host PIN included."""
+    return {"type": "dial-in", "dial_in": dict(info)}
 
 
 def lobby_state(state: str, waiting_for: str | None = None) -> dict[str, object]:

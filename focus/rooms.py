@@ -26,7 +26,8 @@ class StoreRooms:
         return self.store.room(room) is not None
 
     def create(self, room: str) -> None:
-        """Create the room with a generated PIN; a room created meanwhile is fine."""
+        """Create the room with a generated PIN and host PIN; a room created meanwhile is
+        fine."""
         try:
             self.store.create_room(room)
         except Conflict:
@@ -35,7 +36,8 @@ class StoreRooms:
 
     def dial_in(self, room: str) -> dict[str, object] | None:
         """{"pin", "numbers": [...]} for `joined`: the numbers that ask for a PIN (route
-        "pin"); None when the room is unknown."""
+        "pin"), and "host_pin" when the room has one (Meetings shows it to moderators only);
+        None when the room is unknown."""
         record = self.store.room(room)
         if record is None:
             return None
@@ -45,7 +47,10 @@ class StoreRooms:
             for n in self.store.numbers()
             if n.route == "pin"
         ]  # fmt: skip
-        return {"pin": record.pin, "numbers": numbers}
+        info: dict[str, object] = {"pin": record.pin, "numbers": numbers}
+        if record.host_pin is not None:
+            info["host_pin"] = record.host_pin
+        return info
 
     def policy(self, room: str) -> RoomPolicy | None:
         record = self.store.room(room)

@@ -67,7 +67,8 @@ class RoomDirectory(Protocol):
     def create(self, room: str) -> None: ...
 
     def dial_in(self, room: str) -> Mapping[str, object] | None:
-        """{"pin": "...", "numbers": [{"number", "formatted", "country", "toll_free"}]}"""
+        """{"pin": "...", "numbers": [{"number", "formatted", "country", "toll_free"}]},
+        and "host_pin" when the room has one (a secret for moderators only)."""
         ...
 
 

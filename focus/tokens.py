@@ -20,8 +20,11 @@ these rules, in this order:
 5. `room` is `*` or the room (without case) when a room is asked for (`wrong-room`); a token
    without `room` is refused for a room (`wrong-room`).
 6. `context.user.moderator` true (or the string "true", as some Jitsi token tools write it)
-   makes the holder a host of that room; name, email, avatar and id are taken as given
-   (trimmed, bounded), `context.features` as a dict of strings.
+   makes the holder a host of that room; name, email and id are taken as given (trimmed,
+   bounded), `context.features` as a dict of strings. The avatar is kept only when it is an
+   `https:` URL with a host, of at most 1024 printable ASCII characters and no space, quote,
+   angle bracket, backslash or backtick (`avatar_url`); anything else is dropped, the token
+   still valid.
 
 The time comes in as `now` (wall-clock seconds); only a JWKS fetch does I/O, and
 `verify_async` runs that in a thread so the event loop never waits on the network.
@@ -36,15 +39,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 
-__all__ = ["MAX_TOKEN_LENGTH", "Identity", "TokenRefused", "TokenSettings", "TokenVerifier"]
+__all__ = ["MAX_AVATAR_URL", "MAX_TOKEN_LENGTH", "Identity", "TokenRefused", "TokenSettings",
+           "TokenVerifier", "avatar_url"]
 
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 8192
+MAX_AVATAR_URL = 1024
 _MAX_TEXT = 256
+_URL_FORBIDDEN = frozenset(" \"'<>\\`")
 
 
 class TokenRefused(Exception):
@@ -98,6 +105,23 @@ def _text(value: object) -> str | None:
         return None
     value = "".join(ch for ch in value.strip() if ch.isprintable())
     return value[:_MAX_TEXT] or None
+
+
+def avatar_url(value: object) -> str | None:
+    """The token's avatar if it is safe to hand to every page as an image address: an
+    `https:` URL with a host, printable ASCII without spaces, quotes, angle brackets,
+    backslashes or backticks, at most MAX_AVATAR_URL characters; else None."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_AVATAR_URL:
+        return None
+    if not value.isascii() or not value.isprintable() or _URL_FORBIDDEN.intersection(value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if value[:8].lower() != "https://" or not parts.hostname:
+        return None
+    return value
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
@@ -235,7 +259,7 @@ class TokenVerifier:
         return Identity(
             moderator=moderator is True or moderator == "true", room=token_room,
             name=_text(user.get("name")), email=_text(user.get("email")),
-            avatar=_text(user.get("avatar")), user_id=_text(user.get("id")),
+            avatar=avatar_url(user.get("avatar")), user_id=_text(user.get("id")),
             subject=_text(claims.get("sub")), issuer=_text(claims.get("iss")),
             features={str(k)[:64]: json.dumps(v)[:_MAX_TEXT] if not isinstance(v, str)
                       else v[:_MAX_TEXT] for k, v in list(features.items())[:32]},

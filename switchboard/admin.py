@@ -42,8 +42,10 @@ def run_admin(config: Config, args: argparse.Namespace) -> object:
     with open_store(config) as store:
         if args.command == "rooms":
             if args.action == "add":
+                new_host: str | Unset | None = None if args.no_host_pin else \
+                    args.host_pin if args.host_pin is not None else UNSET  # fmt: skip
                 return store.create_room(
-                    args.name, args.pin, host_pin=args.host_pin, lobby=_switch(args.lobby),
+                    args.name, args.pin, host_pin=new_host, lobby=_switch(args.lobby),
                     password=_password(args), start=args.start, guests=_switch(args.guests),
                 ).as_json()  # fmt: skip
             if args.action == "set":

@@ -26,15 +26,17 @@ def _config_arg(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
 def _policy_args(p: argparse.ArgumentParser, *, creating: bool) -> None:
     """The room policy's options; the password is read from standard input (one line), so
     it never shows in a process list or a shell history."""
-    p.add_argument("--host-pin", help="digits that make a phone caller a host")
+    p.add_argument("--host-pin", help="digits that make a phone caller a host" +
+                   (" (default: a generated one)" if creating else ""))
     p.add_argument("--lobby", choices=("on", "off"), help="guests knock and wait")
     p.add_argument("--start", choices=("anyone", "hosts"),
                    help="hosts: guests wait until a host is in")
     p.add_argument("--guests", choices=("on", "off"), help="off: hosts and token holders only")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the room's password from standard input")
+    p.add_argument("--no-host-pin", action="store_true",
+                   help="no host PIN" if creating else "remove the host PIN")
     if not creating:
-        p.add_argument("--no-host-pin", action="store_true", help="remove the host PIN")
         p.add_argument("--no-password", action="store_true", help="remove the password")
 
 

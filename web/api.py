@@ -5,7 +5,8 @@ POST bodies are JSON objects; a body that is not JSON, not an object, has an unk
 InvalidInput -> 400, NotFound -> 404, Conflict (duplicates, a room still routed to) -> 409.
 
 A room's JSON: {"name", "pin", "host_pin" (or null), "lobby", "has_password", "start"
-("anyone" | "hosts"), "guests"}; the password is only ever written ("password" in POST and
+("anyone" | "hosts"), "guests"}; POST without "host_pin" generates one ("host_pin": null:
+none); the password is only ever written ("password" in POST and
 PATCH; PATCH "password": null removes it), never returned. The lobby: GET
 /api/rooms/{name}/lobby lists who waits ([{"id", "kind", "name"}]); POST
 /api/rooms/{name}/lobby/{id} with {"action": "admit" | "deny"} decides for one.
@@ -116,7 +117,9 @@ async def create_room(request: web.Request) -> web.Response:
         data = await _read_object(request, ("name", "pin", *_POLICY_FIELDS))
         name = _field(data, "name", str, required=True)
         pin = _field(data, "pin", str)
-        host_pin = _field(data, "host_pin", str)
+        # absent: a generated host PIN; null: none
+        host_pin: str | Unset | None = _field(data, "host_pin", str) \
+            if "host_pin" in data else UNSET  # fmt: skip
         lobby = _field(data, "lobby", bool)
         password = _field(data, "password", str)
         start = _field(data, "start", str)

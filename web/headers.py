@@ -3,7 +3,8 @@
 Security headers (`add_security_headers(app, hsts_max_age)`), on every response of the app,
 set unless the handler set its own:
 - `Content-Security-Policy`: the pages load only their own scripts and styles (files under
-  /static/, no inline script or style attribute), media from getUserMedia streams, and
+  /static/, no inline script or style attribute), images also from any https: address (the
+  avatars tokens name), media from getUserMedia streams, and
   connect to their own origin (the signaling WebSocket); `frame-ancestors 'none'`.
 - `X-Frame-Options: DENY` (browsers without frame-ancestors), `X-Content-Type-Options:
   nosniff`, `Referrer-Policy: no-referrer`.
@@ -39,7 +40,8 @@ CSP: Final = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data: blob:",
+    # https: for the avatars tokens name (focus/tokens.py avatar_url; docs/security.md)
+    "img-src 'self' data: blob: https:",
     "media-src 'self' blob: mediastream:",
     "connect-src 'self' ws: wss:",
     "font-src 'self'",

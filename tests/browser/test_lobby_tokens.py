@@ -3,6 +3,8 @@ moderator token and guests without; a guest knocks and the host admits, another 
 a wrong password is refused and the right one skips the lobby; expired, tampered,
 wrong-room and alg:none tokens are refused; the last moderator leaving hands over to
 another host; a hosts-only room makes guests wait, then lets them in when a host arrives.
+A token's avatar shows on the host's tile and in the people list; the room's host PIN shows
+to moderators only (also to one made moderator when the last one leaves), never to guests.
 The last test scans the server's log (debug level) for every token, password and PIN used.
 """
 
@@ -43,14 +45,46 @@ def make_room(server: Any, name: str, **policy: Any) -> dict[str, Any]:
     return room
 
 
+def pin_number(server: Any) -> None:
+    """A dial-in number that asks for a PIN: the page shows the PIN (and host PIN) then."""
+    if not any(n["number"] == "+15550100" for n in server.api("GET", "/api/numbers")):
+        server.api("POST", "/api/numbers", {"number": "+15550100", "route": "pin",
+                                            "formattedNumber": "+1 555 0100"})  # fmt: skip
+
+
 def ask_to_join(page: Page, name: str) -> None:
     page.wait_for_selector("#join-button:not([disabled])")
     page.fill("#name-input", name)
     page.click("#join-button")
 
 
-def open_host(browser: Any, server: Any, room: str, name: str = "Host") -> Page:
-    page = browser.open(f"{server.url}/{room}?jwt={token(room, name=name)}")
+# One pixel of PNG: the avatar a token names, answered by the test (Playwright's routing), so
+# no request leaves the machine and the image loads only if the page's CSP lets it.
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC"
+                         "hwGA60e6kgAAAABJRU5ErkJggg==")  # fmt: skip
+AVATAR = "https://avatars.switchboard.test/host.png?s=64"
+
+
+def serve_avatar(browser: Any) -> None:
+    browser.context.route(AVATAR, lambda route: route.fulfill(
+        status=200, content_type="image/png", body=PIXEL))  # fmt: skip
+
+
+def shows_avatar(page: Page, scope: str) -> None:
+    """The avatar <img> under `scope` has the token's URL and has loaded (CSP allowed it)."""
+    img = page.locator(f"{scope} img.avatar-img")
+    expect(img).to_have_count(1, timeout=10_000)
+    expect(img).to_have_attribute("src", AVATAR)
+    wait_for(lambda: img.evaluate("i => i.complete && i.naturalWidth === 1 && !i.hidden"),
+             timeout=10, message="the avatar image loaded")  # fmt: skip
+
+
+def open_host(browser: Any, server: Any, room: str, name: str = "Host",
+              avatar: str | None = None) -> Page:  # fmt: skip
+    user: dict[str, Any] = {"name": name, "moderator": True}
+    if avatar is not None:
+        user["avatar"] = avatar
+    page = browser.open(f"{server.url}/{room}?jwt={token(room, context={'user': user})}")
     join_meeting(page, name)
     expect(page.locator("#grid .tile.self")).to_have_count(1)
     assert "jwt" not in page.url  # taken off the address bar at once
@@ -71,8 +105,10 @@ def waiting(page: Page, title: str) -> None:
 def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
                                                           module_switchboard: Any) -> None:
     server = module_switchboard
+    pin_number(server)
     make_room(server, "lobby-room", lobby=True, host_pin="73829105")
-    host = open_host(browser, server, "lobby-room")
+    serve_avatar(browser)
+    host = open_host(browser, server, "lobby-room", avatar=AVATAR)
     guest = browser.open(f"{server.url}/lobby-room")
     ask_to_join(guest, "Guest One")
     waiting(guest, "Asking to join")
@@ -85,6 +121,26 @@ def test_a_guest_knocks_the_host_admits_another_is_denied(browser: Any,
     expect(guest.locator("#meeting")).to_be_visible()
     expect(guest.locator("#grid .tile")).to_have_count(2, timeout=15_000)
     expect(host.locator("#grid .tile")).to_have_count(2, timeout=15_000)
+    # the host's token names an avatar: on its tile and in the people list, for the guest
+    host_id = host.locator("#grid .tile.self").get_attribute("data-participant")
+    shows_avatar(guest, f"#grid .tile[data-participant='{host_id}']")
+    people_panel(guest)
+    shows_avatar(guest, f"#people-list .person[data-participant='{host_id}']")
+    expect(guest.locator("img.avatar-img")).to_have_count(2)  # the guest has none
+    # the host PIN: shown to the moderator beside the PIN, never to a guest nor in the
+    # invitation
+    host.keyboard.press("i")
+    expect(host.locator("#dialin-host-row")).to_be_visible()
+    expect(host.locator("#dialin-host-pin")).to_have_text("738 291 05")
+    guest.keyboard.press("i")
+    expect(guest.locator("#dialin-pin")).to_be_visible()
+    expect(guest.locator("#dialin-host-row")).to_be_hidden()
+    for page in (host, guest):
+        text = page.evaluate("""async () => (await import('/static/js/ui/info.js')).invitation(
+            window.switchboard.meeting.room, window.switchboard.meeting.dialIn)""")
+        assert "Or join by phone" in text and "73829105" not in text, text
+    assert "73829105" not in json.dumps(browser.messages(guest))
+    people_panel(host)  # back to the knocking list
 
     other = browser.open(f"{server.url}/lobby-room")
     ask_to_join(other, "Guest Two")
@@ -169,6 +225,33 @@ def test_the_last_moderator_leaving_hands_over_to_another_host(browser: Any,
     second.locator("#lobby-list [data-action=admit]").click()
     expect(guest.locator("#grid .tile")).to_have_count(2, timeout=15_000)
     for page in (first, second, guest):
+        page.close()
+
+
+def test_a_participant_made_moderator_is_shown_the_host_pin(browser: Any,
+                                                           module_switchboard: Any) -> None:
+    server = module_switchboard
+    pin_number(server)
+    room = make_room(server, "open-room")  # today's open room, a generated host PIN
+    host_pin = room["host_pin"]
+    assert host_pin and host_pin.isdigit() and host_pin != room["pin"], room
+    spaced = " ".join(host_pin[i:i + 3] for i in range(0, len(host_pin), 3))
+    first = browser.open(f"{server.url}/open-room")
+    join_meeting(first, "First")  # the first in an open room moderates
+    second = browser.open(f"{server.url}/open-room")
+    join_meeting(second, "Second")
+    expect(second.locator("#grid .tile")).to_have_count(2, timeout=15_000)
+    first.keyboard.press("i")
+    expect(first.locator("#dialin-host-pin")).to_have_text(spaced)
+    second.keyboard.press("i")
+    expect(second.locator("#dialin-pin")).to_be_visible()
+    expect(second.locator("#dialin-host-row")).to_be_hidden()
+    assert host_pin not in json.dumps(browser.messages(second))
+    first.click("#btn-leave")  # the moderator leaves: the second is made moderator
+    expect(second.locator("#dialin-host-row")).to_be_visible(timeout=10_000)
+    expect(second.locator("#dialin-host-pin")).to_have_text(spaced)
+    assert [m["dial_in"]["host_pin"] for m in browser.messages(second, "dial-in")] == [host_pin]
+    for page in (first, second):
         page.close()
 
 

@@ -4,8 +4,10 @@ headless Chromium and real baresip phones.
 A host joins with a moderator token, their fake microphone playing a steady tone. A caller
 who keys the room's PIN (the lobby is on) appears in the host's knocking list with the phone
 icon's kind and their masked number; the host admits them on the page, and the caller hears
-the host's tone through the room. Another caller is denied on the page: they hear so, and
-the server hangs up. The server's log (debug level) holds neither the PIN nor the token.
+the host's tone through the room. Another caller is denied on the page: they hear the
+`denied` prompt, and the server hangs up. The server's log (debug level) holds neither the
+PIN nor the token. "Admit everyone" on the page lets in a knocking browser and a waiting
+caller at once.
 
 Run inside a network namespace with only loopback (as root):
 unshare -n -- bash -c 'ip link set lo up && .venv/bin/pytest -q tests/browser/test_phone_lobby.py'
@@ -36,6 +38,7 @@ ROOM = "phone-knock"
 PIN = "61829305"
 HOST_HZ = 700.0
 CONTROL_HZ = 2500.0
+PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
 MIN_POWER = 1e-5  # -47 dBFS: Chromium's noise suppression leaves a tone near -30 dBFS
 
 
@@ -102,10 +105,14 @@ def test_a_caller_knocks_on_the_page_is_admitted_another_is_denied(
     expect(entry).to_have_count(1, timeout=20_000)
     expect(entry.locator(".lobby-name")).to_have_text("155***11")
     entry.locator("[data-action=deny]").click()
-    other.sip.poll(1.5)
-    heard, rate = other.heard(1.2)
-    assert audio.rms(heard) > 0.02, f"no 'not let in' prompt: {audio.analyse(heard, rate)}"
     other.wait_closed(10.0)  # the server hung up
+    # what the caller heard last before the BYE: the `denied` prompt itself (not `admitted`)
+    heard, rate = audio.read_wav(other.sip.last_recording().dec)
+    assert rate == 8000, rate
+    tail = heard[-6 * rate:]
+    denied = audio.prompt_score(tail, PROMPTS / "denied.wav")
+    control = audio.prompt_score(tail, PROMPTS / "admitted.wav")
+    assert denied > 0.6 > 0.4 > control, (denied, control, audio.analyse(tail, rate))
     assert waiting["id"] in ph.api_participants(server, ROOM)
     assert len(ph.api_participants(server, ROOM)) == 2  # the host and the admitted caller
     caller.hangup()
@@ -160,3 +167,51 @@ def test_a_caller_is_sent_back_to_the_lobby_from_the_page_and_let_in_again(
     assert power[HOST_HZ] > MIN_POWER and power[HOST_HZ] > 20 * power[CONTROL_HZ], desc
     caller.hangup()
     page.close()
+
+
+def test_admit_everyone_lets_in_a_knocking_browser_and_a_waiting_caller(
+        crowd: Any, module_switchboard: Any, phones: PhoneBank,
+        tmp_path: Path) -> None:  # fmt: skip
+    server = module_switchboard
+    room, pin = "phone-admit-all", "61829307"
+    server.api("POST", "/api/rooms", {"name": room, "pin": pin, "lobby": True})
+    claims = {"room": room, "exp": int(time.time()) + 600,
+              "context": {"user": {"name": "Host", "moderator": True}}}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    mic = ph.fake_mic_wav(tmp_path / "host.wav", HOST_HZ)
+    _, page = crowd.open(f"{room}?jwt={token}", audio_file=mic)
+    join_meeting(page, "Host")
+    expect(page.locator("#grid .tile.self")).to_have_count(1)
+    people_panel(page)
+
+    _, guest = crowd.open(room)
+    guest.wait_for_selector("#join-button:not([disabled])")
+    guest.fill("#name-input", "Guest Browser")
+    guest.click("#join-button")
+    expect(guest.locator("#lobby-wait")).to_be_visible(timeout=10_000)
+    caller = phones.add("15557013", 400.0)
+    ph.dial_in(server, [caller], pin)
+    entry = page.locator("#lobby-list .lobby-entry")
+    expect(entry).to_have_count(2, timeout=20_000)
+    expect(entry.locator(".lobby-name")).to_have_text(["Guest Browser", "155***13"])
+    waiting = {w["kind"]: w["id"] for w in server.api("GET", f"/api/rooms/{room}/lobby")}
+    assert set(waiting) == {"browser", "phone"}, waiting
+
+    page.click("#lobby-admit-all")
+    deadline = time.monotonic() + 15.0
+    while not set(waiting.values()) <= set(ph.api_participants(server, room)):
+        assert time.monotonic() < deadline, "admit everyone did not let both in"
+        page.wait_for_timeout(100)
+    expect(entry).to_have_count(0)
+    assert server.api("GET", f"/api/rooms/{room}/lobby") == []
+    expect(guest.locator("#meeting")).to_be_visible(timeout=10_000)
+    expect(guest.locator("#grid .tile")).to_have_count(3, timeout=15_000)
+    expect(page.locator("#grid .tile")).to_have_count(3, timeout=15_000)
+    caller.sip.poll(6.0)  # "you are now in the meeting", then the room
+    samples, rate = caller.heard(1.5)
+    power = ph.bands(samples, rate, [HOST_HZ, CONTROL_HZ])
+    desc = ph.describe(samples, rate, [HOST_HZ, CONTROL_HZ])
+    assert power[HOST_HZ] > MIN_POWER and power[HOST_HZ] > 20 * power[CONTROL_HZ], desc
+    caller.hangup()
+    for each in (guest, page):
+        each.close()

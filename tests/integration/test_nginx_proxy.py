@@ -46,6 +46,7 @@ def nginx_config(workdir: Path, upstream_port: int, https_port: int, http_port: 
     site = site.replace(f"/etc/letsencrypt/live/{NAME}/fullchain.pem", str(cert))
     site = site.replace(f"/etc/letsencrypt/live/{NAME}/privkey.pem", str(key))
     site = site.replace("/var/www/letsencrypt", str(workdir / "www"))
+    site = site.replace("/var/log/nginx/switchboard.access.log", str(workdir / "access.log"))
     assert str(cert) in site and f"{PROXY}:{https_port}" in site
     temp = workdir / "temp"
     temp.mkdir(mode=0o777)
@@ -57,7 +58,7 @@ pid {workdir}/nginx.pid;
 error_log stderr info;
 events {{ worker_connections 256; }}
 http {{
-    access_log {workdir}/access.log;
+    access_log {workdir}/other-access.log;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
     fastcgi_temp_path {temp}/fastcgi;
@@ -69,17 +70,19 @@ http {{
     return conf
 
 
-def https_get(port: int, ca: Path, path: str, source: str) -> tuple[int, dict[str, str], bytes]:
-    """GET through nginx by name from `source`: (status, lower-case headers, body)."""
+def https_get(port: int, ca: Path, path: str, source: str, extra: str = "",
+              tls: bool = True) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """GET through nginx by name from `source` (over TLS, or plain HTTP to the port-80
+    server), `extra` header lines added: (status, lower-case headers, body)."""
     context = ssl.create_default_context(cafile=str(ca))
     with socket.create_connection((PROXY, port), timeout=10,
                                   source_address=(source, 0)) as raw, \
-            context.wrap_socket(raw, server_hostname=NAME) as tls:  # fmt: skip
-        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {NAME}:{port}\r\n"
-                    f"X-Forwarded-For: 203.0.113.66\r\nConnection: close\r\n\r\n".encode())
+            (context.wrap_socket(raw, server_hostname=NAME) if tls else raw) as conn:  # fmt: skip
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {NAME}:{port}\r\n{extra}"
+                     f"X-Forwarded-For: 203.0.113.66\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while len(data) < 1_000_000:
-            chunk = tls.recv(65536)
+            chunk = conn.recv(65536)
             if not chunk:
                 break
             data += chunk
@@ -133,8 +136,8 @@ def test_behind_nginx(switchboard_server: ServerFactory, tmp_path: Path,
     ca = LocalCA.create(tmp_path / "ca")
     cert, key = ca.issue(tmp_path / "tls", [NAME])
     https_port = procs.free_port(kinds=("tcp",))
-    conf = nginx_config(tmp_path, server.http_port, https_port,
-                        procs.free_port(kinds=("tcp",)), cert, key)  # fmt: skip
+    http_port = procs.free_port(kinds=("tcp",))
+    conf = nginx_config(tmp_path, server.http_port, https_port, http_port, cert, key)
     proc = procs.start_process([nginx, "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
                                 "-g", "daemon off;"], name="nginx", log_dir=tmp_path,
                                timeout_s=300)  # fmt: skip
@@ -165,5 +168,28 @@ def test_behind_nginx(switchboard_server: ServerFactory, tmp_path: Path,
         refused = [x for x in server.log_text().splitlines() if "lookups from" in x]
         assert refused and ((CLIENTS[0] in refused[0]) == trusted)
         assert "203.0.113.66" not in server.log_text()
+
+        # a token in the page's address (and in a Referer, and through the port-80
+        # redirect, which keeps it in the Location only) is in no access log line
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJyb29tIjoic3RhbmR1cCJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+        status, _, body = https_get(https_port, ca.path, f"/standup?jwt={token}", CLIENTS[0])
+        assert status == 200 and b"/static/js/room.js" in body
+        referer = f"Referer: https://{NAME}:{https_port}/standup?jwt={token}\r\n"
+        assert https_get(https_port, ca.path, "/static/js/room.js", CLIENTS[0],
+                         extra=referer)[0] == 200  # fmt: skip
+        status, headers, _ = https_get(http_port, ca.path, f"/standup?jwt={token}",
+                                       CLIENTS[1], tls=False)  # fmt: skip
+        assert status == 301 and headers["location"].endswith(f"/standup?jwt={token}")
+        access = tmp_path / "access.log"
+
+        def logged() -> bool:
+            lines = access.read_text().splitlines() if access.exists() else []
+            return sum(" /standup " in x for x in lines) >= 2 and any(
+                " /static/js/room.js " in x for x in lines)
+
+        assert procs.wait_until(logged, timeout=10, interval=0.1), access.read_text()
+        for log in tmp_path.glob("*access.log"):
+            text = log.read_text()
+            assert token not in text and "jwt" not in text, (log.name, text)
     finally:
         proc.stop(term_timeout=5.0)

@@ -39,6 +39,7 @@ WRONG_PASSWORD = "26481359"
 HOST_HZ = 1000.0
 GUEST_HZ = 400.0
 KEY_GAP_S = 0.35
+PROMPTS = Path(__file__).resolve().parents[2] / "gateway" / "prompts"
 ZERO_COUNTS = ("calls", "legs", "ivr", "lobby_calls", "participants", "rtp_ports_in_use")
 
 
@@ -123,6 +124,11 @@ def dial(server: SwitchboardServer, p: Baresip, digits: str) -> None:
     keys(p, digits)
 
 
+def prompt_score(heard: audio.Samples, name: str) -> float:
+    """How clearly a shipped prompt (gateway/prompts/NAME.wav) is in what a phone heard."""
+    return audio.prompt_score(heard, PROMPTS / f"{name}.wav")
+
+
 def closed_by_server(p: Baresip, timeout: float) -> bool:
     try:
         p.wait_event("CALL_CLOSED", timeout)
@@ -196,11 +202,16 @@ def test_a_denied_caller_hears_so_then_the_server_hangs_up(
         resp = server.api("POST", f"/api/rooms/deny-room/lobby/{entry['id']}",
                           {"action": "deny"})  # fmt: skip
         assert resp.status == 200, resp.text
-        guest.poll(1.5)
-        heard, rate = guest.heard(1.2)
-        assert audio.rms(heard) > 0.02, f"no 'not let in' prompt: {audio.analyse(heard, rate)}"
         assert closed_by_server(guest, 10.0), "the server did not hang up on a denied caller"
         assert lobby(server, "deny-room") == [] and participants(server, "deny-room") == []
+        # what the caller heard last, before the BYE: the `denied` prompt itself (and not,
+        # say, `admitted`, as a control)
+        heard, rate = audio.read_wav(guest.last_recording().dec)
+        assert rate == 8000, rate
+        tail = heard[-6 * rate:]
+        denied, control = prompt_score(tail, "denied"), prompt_score(tail, "admitted")
+        log.info("figure: denied prompt score %.2f, control %.2f", denied, control)
+        assert denied > 0.6 > 0.4 > control, (denied, control, audio.analyse(tail, rate))
     finally:
         quit_all(guest)
     wait_counts_zero(server)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dialplan.models import Conflict, InvalidInput, NotFound, hash_password, verify_password
+from dialplan.pins import is_trivial_pin
 from dialplan.store import MIGRATIONS, SCHEMA_VERSION, RoomDefaults, Store
 
 
@@ -71,6 +72,29 @@ def test_the_password_is_stored_hashed_and_salted(tmp_path: Path) -> None:
     assert a.password_hash is not None and a.password_hash.startswith("scrypt$")
     assert not verify_password("garbage", "hunter22")
     assert verify_password(hash_password("x" * 4), "x" * 4)
+
+
+def test_a_new_room_gets_a_host_pin_unless_given_or_refused(store_target: str) -> None:
+    with Store(store_target, pin_length=6) as store:
+        rooms = [store.create_room(f"r{i}") for i in range(20)]
+        rooms.append(store.create_room("given-pin", "482130"))  # a PIN given: still one
+        for room in rooms:
+            assert room.host_pin is not None and room.host_pin != room.pin
+            assert len(room.host_pin) == 6 and room.host_pin.isdigit()
+            assert not is_trivial_pin(room.host_pin) and room.host_pin[0] != "0"
+            assert store.room_by_host_pin(room.host_pin) == room
+        every = [r.pin for r in rooms] + [r.host_pin for r in rooms]
+        assert len(set(every)) == len(every)  # unique across rooms, PINs and host PINs
+        assert store.create_room("own", host_pin="591372").host_pin == "591372"
+        assert store.create_room("none", host_pin=None).host_pin is None
+
+
+def test_generated_host_pins_come_from_the_pin_generator(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    draws = iter(["48213077", "59372014"])
+    monkeypatch.setattr("dialplan.store.generate_pin", lambda length: next(draws))
+    room = store.create_room("standup")
+    assert (room.pin, room.host_pin) == ("48213077", "59372014")
 
 
 def test_host_pins_are_unique_among_all_pins(store: Store) -> None:

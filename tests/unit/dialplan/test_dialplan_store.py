@@ -79,9 +79,11 @@ def test_room_name_edges_are_accepted(store: Store) -> None:
 
 def test_generation_never_collides(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.create_room("first", "55501234")
-    draws = iter(["55501234", "55501234", "55509876"])
+    # the PIN's draws, then the host PIN's: neither a stored PIN nor the new room's own PIN
+    draws = iter(["55501234", "55501234", "55509876", "55501234", "55509876", "61829304"])
     monkeypatch.setattr("dialplan.store.generate_pin", lambda length: next(draws))
-    assert store.create_room("second").pin == "55509876"
+    second = store.create_room("second")
+    assert (second.pin, second.host_pin) == ("55509876", "61829304")
 
 
 def test_generation_gives_up_with_conflict(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

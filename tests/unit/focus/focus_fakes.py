@@ -114,6 +114,7 @@ class FakeConnection:
 class FakeRooms:
     rooms: dict[str, str] = field(default_factory=lambda: {"standup": "12345678"})
     created: list[str] = field(default_factory=list)
+    host_pins: dict[str, str] = field(default_factory=dict)
 
     def exists(self, room: str) -> bool:
         return room in self.rooms
@@ -125,9 +126,12 @@ class FakeRooms:
     def dial_in(self, room: str) -> Mapping[str, object] | None:
         if room not in self.rooms:
             return None
-        return {"pin": self.rooms[room], "numbers": [
+        info: dict[str, object] = {"pin": self.rooms[room], "numbers": [
             {"number": "+15550100", "formatted": "+1 555 0100", "country": "US",
              "toll_free": False}]}  # fmt: skip
+        if room in self.host_pins:
+            info["host_pin"] = self.host_pins[room]
+        return info
 
 
 def answer_for(offer: str, sending: Mapping[str, tuple[int, int | None]], ufrag: str = "brws"

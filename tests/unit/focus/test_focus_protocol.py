@@ -210,6 +210,15 @@ def test_participant_json_has_every_documented_field() -> None:
     assert p.participant_json(info())["role"] == "guest"
 
 
+def test_participant_json_carries_the_token_avatar_only_when_there_is_one() -> None:
+    url = "https://example.org/ada.png"
+    assert p.participant_json(info(avatar=url))["avatar"] == url
+    assert "avatar" not in p.participant_json(info())
+    me = info(avatar=url)
+    assert p.joined("r", me, [me], [], None, [])["self"]["avatar"] == url  # type: ignore[index]
+    assert p.participant_joined(me)["participant"]["avatar"] == url  # type: ignore[index]
+
+
 def test_server_messages_round_trip_through_json() -> None:
     me, other = info(), info(id="p2-y", kind="phone", name="+1 555 ***0100")
     messages = [

@@ -192,6 +192,36 @@ async def test_the_last_moderator_leaving_hands_over_to_another_host() -> None:
     assert w.focus.get(back).moderator
 
 
+async def test_only_moderators_are_shown_the_host_pin() -> None:
+    w = World(RoomPolicy(lobby=True))
+    w.rooms.host_pins["standup"] = "59372014"
+    host, hconn = await w.join("Host", token=token())
+    assert hconn.last("joined")["dial_in"]["host_pin"] == "59372014"
+    _member, mconn = await w.join("Member", token=token(moderator=False))
+    guest, gconn = await w.join("Guest")
+    await w.send(host, {"type": "lobby", "action": "admit", "target": guest})
+    await settle()
+    for conn in (mconn, gconn):
+        dial_in = conn.last("joined")["dial_in"]
+        assert dial_in["pin"] == "12345678" and "host_pin" not in dial_in
+        assert "59372014" not in p.encode({"all": conn.messages})
+
+
+async def test_a_participant_made_moderator_is_sent_the_host_pin() -> None:
+    w = World(RoomPolicy())  # an open room: the first browser moderates, then the next
+    w.rooms.host_pins["standup"] = "59372014"
+    first, _ = await w.join("First")
+    second, sconn = await w.join("Second")
+    assert "host_pin" not in sconn.last("joined")["dial_in"] and not sconn.of("dial-in")
+    w.meetings.leave(first)
+    assert w.focus.get(second).moderator
+    assert sconn.last("dial-in")["dial_in"]["host_pin"] == "59372014"
+    w.rooms.host_pins.clear()  # a room without a host PIN: nothing new to tell
+    third, tconn = await w.join("Third")
+    w.meetings.leave(second)
+    assert w.focus.get(third).moderator and not tconn.of("dial-in")
+
+
 async def test_send_back_to_the_lobby_and_admit_again() -> None:
     w = World(RoomPolicy(lobby=True))
     host, _ = await w.join("Host", token=token())
@@ -208,6 +238,37 @@ async def test_send_back_to_the_lobby_and_admit_again() -> None:
     await w.send(host, {"type": "lobby", "action": "admit-all"})
     await settle()
     assert len(gconn.of("joined")) == 2 and w.focus.get(guest).name == "Guest"
+
+
+async def test_the_token_avatar_reaches_the_roster_and_survives_the_lobby() -> None:
+    w = World(RoomPolicy(lobby=True))
+    url = "https://img.example.org/ada.png?s=64"
+
+    def pictured(moderator: bool, avatar: str, name: str) -> str:
+        user = {"name": name, "moderator": moderator, "avatar": avatar}
+        return token(moderator=moderator, context={"user": user})
+
+    host, hconn = await w.join("Host", token=pictured(True, url, "Host Ada"))
+    assert hconn.last("joined")["self"]["avatar"] == url
+    member, mconn = await w.join("Bob", token=pictured(False, url + "&b", "Bob"))
+    assert mconn.last("joined")["self"]["avatar"] == url + "&b"
+    assert [x.get("avatar") for x in mconn.last("joined")["participants"]] == [url]
+    assert hconn.last("participant-joined")["participant"]["avatar"] == url + "&b"
+    eve, econn = await w.join("Eve", token=pictured(False, "javascript:alert(1)", "Eve"))
+    assert "avatar" not in econn.last("joined")["self"]  # not an https: URL: dropped
+    guest, gconn = await w.join("Guest")
+    await w.send(host, {"type": "lobby", "action": "admit", "target": guest})
+    await settle()
+    assert {x["id"]: x.get("avatar") for x in gconn.last("joined")["participants"]} == {
+        host: url, member: url + "&b", eve: None}
+    # a member sent back to the lobby and admitted again keeps the picture
+    await w.send(host, {"type": "lobby", "action": "send-back", "target": member})
+    await settle()
+    assert member not in {x.id for x in w.focus.participants("standup")}
+    await w.send(host, {"type": "lobby", "action": "admit", "target": member})
+    await settle()
+    assert w.focus.get(member).avatar == url + "&b"
+    assert gconn.last("participant-joined")["participant"]["avatar"] == url + "&b"
 
 
 async def test_a_phone_caller_is_sent_back_through_the_gateway() -> None:

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from focus.tokens import TokenRefused, TokenSettings, TokenVerifier
+from focus.tokens import MAX_AVATAR_URL, TokenRefused, TokenSettings, TokenVerifier, avatar_url
 
 NOW = 1_800_000_000.0
 SECRET = "s3cret-for-tests-0123456789abcdef-xyz"
@@ -74,6 +74,25 @@ def test_a_moderator_token_gives_its_holder() -> None:
     assert identity.avatar == "https://example.org/a.png"
     assert identity.issuer == "meet-app" and identity.subject == "meet.example.org"
     assert identity.features == {"recording": "true"}
+
+
+@pytest.mark.parametrize("avatar", [
+    "http://example.org/a.png", "javascript:alert(1)", "data:image/png;base64,AAAA",
+    "//example.org/a.png", "https:/a.png", "https://", "https://example.org/a b.png",
+    'https://example.org/a.png"><script>', "https://example.org/\\a.png",
+    "https://example.org/\u00e9.png", "https://example.org/a.png\n", 42, None,
+    "https://example.org/" + "a" * 1024,
+])  # fmt: skip
+def test_an_avatar_that_is_not_a_plain_https_url_is_dropped(avatar: object) -> None:
+    user = {"name": "Ada", "avatar": avatar, "moderator": True}
+    identity = hs_verifier().verify(hs(claims(context={"user": user})), "standup", NOW)
+    assert identity.avatar is None and identity.name == "Ada" and identity.moderator
+
+
+def test_the_longest_avatar_url_is_kept() -> None:
+    url = "https://example.org/" + "a" * (MAX_AVATAR_URL - len("https://example.org/"))
+    assert avatar_url(url) == url and avatar_url(url + "a") is None
+    assert avatar_url("HTTPS://Example.org/p?s=64&d=identicon") is not None
 
 
 def test_a_member_token_and_the_any_room_claim() -> None:

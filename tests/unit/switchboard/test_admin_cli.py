@@ -24,7 +24,9 @@ def test_rooms_and_numbers_survive_a_reopen(
     code, room = run(capsys, config, "rooms", "add", "standup")
     assert code == 0 and isinstance(room, dict)
     assert room["name"] == "standup" and str(room["pin"]).isdigit() and len(room["pin"]) == 8
-    assert run(capsys, config, "rooms", "add", "retro", "--pin", "4321987")[1] == {
+    host_pin = str(room["host_pin"])  # generated with the PIN, never the same
+    assert host_pin.isdigit() and len(host_pin) == 8 and host_pin != room["pin"]
+    assert run(capsys, config, "rooms", "add", "retro", "--pin", "4321987", "--no-host-pin")[1] == {
         "name": "retro",
         "pin": "4321987",
         # the policy (issue 17), today's behaviour by default

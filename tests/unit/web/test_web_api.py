@@ -144,16 +144,22 @@ async def test_create_room_with_generated_pin(client: Client, store: Store) -> N
 
 async def test_create_room_with_pin_and_list(client: Client) -> None:
     resp = await client.post("/api/rooms", json={"name": "b", "pin": "48213077"}, headers=AUTH)
-    # the room's JSON carries its policy too (issue 17): today's behaviour by default
-    policy = {"host_pin": None, "lobby": False, "has_password": False, "start": "anyone",
-              "guests": True}  # fmt: skip
-    assert (resp.status, await body(resp)) == (201, {"name": "b", "pin": "48213077", **policy})
-    await client.post("/api/rooms", json={"name": "a", "pin": "51234987"}, headers=AUTH)
+    # the room's JSON carries its policy too (issue 17): today's behaviour by default, and a
+    # generated host PIN (8 digits, not the PIN)
+    policy = {"lobby": False, "has_password": False, "start": "anyone", "guests": True}
+    created = await body(resp)
+    host_b = created.pop("host_pin")
+    assert (resp.status, created) == (201, {"name": "b", "pin": "48213077", **policy})
+    assert len(host_b) == 8 and host_b.isdigit() and host_b != "48213077"
+    resp = await client.post("/api/rooms", json={"name": "a", "pin": "51234987",
+                                                 "host_pin": None}, headers=AUTH)  # fmt: skip
+    assert (await body(resp))["host_pin"] is None  # asked for none
     resp = await client.get("/api/rooms", headers=AUTH)
-    assert (await body(resp)) == [{"name": "a", "pin": "51234987", **policy},
-                                  {"name": "b", "pin": "48213077", **policy}]  # fmt: skip
+    assert (await body(resp)) == [
+        {"name": "a", "pin": "51234987", "host_pin": None, **policy},
+        {"name": "b", "pin": "48213077", "host_pin": host_b, **policy}]  # fmt: skip
     resp = await client.get("/api/rooms/B", headers=AUTH)
-    assert (await body(resp)) == {"name": "b", "pin": "48213077", **policy}
+    assert (await body(resp)) == {"name": "b", "pin": "48213077", "host_pin": host_b, **policy}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import {
 import { Chat } from './ui/chat.js';
 import { confirmDialog } from './ui/dialogs.js';
 import { wireControls } from './ui/controls.js';
-import { renderInfo, dialInNumbers } from './ui/info.js';
+import { showDialIn } from './ui/info.js';
 import { renderPeople, markSpeaking } from './ui/people.js';
 import { Prejoin } from './ui/prejoin.js';
 import { QualityView } from './ui/quality.js';
@@ -31,7 +31,7 @@ import { ViewControls } from './ui/layout.js';
 import { localMedia, meters } from './meeting_local.js';
 
 const JOIN_TIMEOUT_MS = 10000;
-const LEVELS_EVERY_MS = 200;
+const LEVELS_EVERY_MS = 100; // the speaking indicator: on and off within half a second
 const STATS_EVERY_MS = 2000;
 const RETRY_DELAYS_S = [2, 5, 10];
 // In a cluster (`joined` listed other nodes): a room moving to another node (kill of its node,
@@ -176,6 +176,7 @@ class Meeting {
       'participant-joined': (m) => this.onParticipantJoined(m.participant),
       'participant-left': (m) => this.onParticipantLeft(m),
       'participant-updated': (m) => this.onParticipantUpdated(m.participant),
+      'dial-in': (m) => this.onDialIn(m.dial_in),
       'dominant-speaker': (m) => this.onDominantSpeaker(m.id),
       chat: (m) => this.onChat(m),
       'private-chat': (m) => this.social.onPrivate(m),
@@ -205,18 +206,11 @@ class Meeting {
     for (const p of [...(Array.isArray(msg.participants) ? msg.participants : []), msg.self]) {
       if (p && typeof p.id === 'string') this.participants.set(p.id, p);
     }
-    this.dialIn = msg.dial_in || null;
     this.joinedAt = Date.now();
     this.retry = 0;
     if (msg.self.muted && !this.local.muted) this.local.setMuted(true);
     rememberRoom(this.room);
-    renderInfo({
-      link: $('#info-link'), block: $('#dialin-block'), none: $('#dialin-none'),
-      pin: $('#dialin-pin'), numbers: $('#dialin-numbers'),
-    }, this.room, this.dialIn);
-    $('#alone-hint').textContent = dialInNumbers(this.dialIn).length
-      ? 'You are the only one here. Share the link or the dial-in number to invite others.'
-      : 'You are the only one here. Share the link to invite others.';
+    this.onDialIn(msg.dial_in);
     this.chat.clear();
     for (const c of Array.isArray(msg.chat) ? msg.chat : []) this.chat.add(c, this.selfId);
     this.unread = 0;
@@ -340,6 +334,12 @@ class Meeting {
     }[reason] || `${p.name} left`;
     toast(text, { icon: reason === 'kicked' ? 'remove' : 'leave' });
     this.render();
+  }
+
+  /** `joined.dial_in`, or a `dial-in` that brings the host PIN to a new moderator. */
+  onDialIn(dialIn) {
+    this.dialIn = dialIn && typeof dialIn === 'object' ? dialIn : null;
+    showDialIn(this.room, this.dialIn);
   }
 
   onParticipantUpdated(p) {

@@ -98,7 +98,18 @@ export function colorFor(seed) {
   return `hsl(${hues[hash % hues.length]} 55% 48%)`;
 }
 
-/** An avatar element: initials on a colour, or an icon (phone, person) when there are none. */
+const MAX_AVATAR_URL = 1024; // focus/tokens.py MAX_AVATAR_URL
+
+/** The participant's picture (from its token) if it is one the page may load: an https: URL
+ * the server already checked (focus/tokens.py avatar_url); checked again here. */
+export function avatarUrl(participant) {
+  const url = participant.avatar;
+  if (typeof url !== 'string' || url.length > MAX_AVATAR_URL) return null;
+  return /^https:\/\/[^\s"'<>\\`]+$/i.test(url) ? url : null;
+}
+
+/** An avatar element: initials on a colour, or an icon (phone, person) when there are none;
+ * the token's picture over them when there is one (initials show if it does not load). */
 export function avatar(participant, cls = 'avatar') {
   const el = h('div', { class: cls, 'aria-hidden': 'true' });
   el.style.setProperty('--avatar', colorFor(participant.id || participant.name));
@@ -109,6 +120,13 @@ export function avatar(participant, cls = 'avatar') {
   const text = initials(participant.name);
   if (text) el.textContent = text;
   else el.append(icon('people'));
+  const url = avatarUrl(participant);
+  if (url) {
+    const img = h('img', { class: 'avatar-img', alt: '', referrerpolicy: 'no-referrer', decoding: 'async' });
+    img.addEventListener('error', () => { img.hidden = true; }, { once: true });
+    img.src = url; // a property, never markup
+    el.append(img);
+  }
   return el;
 }
 

@@ -12,7 +12,9 @@ export const SLOTS = Object.freeze(['a0', 'v0', 's0']);
 const RENEGOTIATE_RETRY_MS = 5000;
 const GATHER_TIMEOUT_MS = 2000;
 
-const LEVEL_FRESH_MS = 400;
+// Packets come every 20 ms: a source with none for 150 ms has stopped (the speaking
+// indicator must go off within half a second of that).
+const LEVEL_FRESH_MS = 150;
 
 /**
  * True when an RTCRtpSynchronizationSource timestamp is recent. The specification has moved

@@ -1,7 +1,8 @@
-// Meeting details: the link, the dial-in numbers and PIN (from `joined.dial_in`), and an
-// invitation to copy.
+// Meeting details: the link, the dial-in numbers and PIN (from `joined.dial_in`), the host
+// PIN for moderators (`joined.dial_in.host_pin`, or a later `dial-in`), and an invitation to
+// copy (without the host PIN).
 
-import { h } from '../lib/dom.js';
+import { $, h } from '../lib/dom.js';
 
 function spacedPin(pin) {
   return String(pin).replace(/(\d{3})(?=\d)/g, '$1 ');
@@ -30,6 +31,11 @@ export function renderInfo(els, room, dialIn) {
   const hasDialIn = numbers.length > 0;
   els.block.hidden = !hasDialIn;
   els.none.hidden = hasDialIn;
+  // the host PIN comes to moderators only (docs/signaling.md); never in the invitation
+  const hostPin = hasDialIn && typeof dialIn.host_pin === 'string' && /^\d+$/.test(dialIn.host_pin)
+    ? dialIn.host_pin : '';
+  if (els.hostRow) els.hostRow.hidden = !hostPin;
+  if (els.hostPin) els.hostPin.textContent = hostPin ? spacedPin(hostPin) : '';
   if (!hasDialIn) {
     els.numbers.replaceChildren();
     els.pin.textContent = '';
@@ -40,6 +46,18 @@ export function renderInfo(els, room, dialIn) {
     h('a', { href: telLink(n.number || n.formatted, dialIn.pin) }, n.formatted || n.number),
     n.country ? h('span', { class: 'dialin-country' }, n.country) : null,
     n.toll_free ? h('span', { class: 'tag' }, 'Toll-free') : null)));
+}
+
+/** The meeting details' dial-in part and the hint shown to the only one in the room. */
+export function showDialIn(room, dialIn) {
+  renderInfo({
+    link: $('#info-link'), block: $('#dialin-block'), none: $('#dialin-none'),
+    pin: $('#dialin-pin'), numbers: $('#dialin-numbers'),
+    hostRow: $('#dialin-host-row'), hostPin: $('#dialin-host-pin'),
+  }, room, dialIn);
+  $('#alone-hint').textContent = dialInNumbers(dialIn).length
+    ? 'You are the only one here. Share the link or the dial-in number to invite others.'
+    : 'You are the only one here. Share the link to invite others.';
 }
 
 export function invitation(room, dialIn) {

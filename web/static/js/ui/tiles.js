@@ -3,9 +3,10 @@
 // A phone caller's tile is the same with no video: an avatar and a handset next to the name.
 //
 // Speaking: a tile is `.speaking` while its audio level is over SPEAKING_LEVEL (and for
-// SPEAKING_HOLD_MS after), and for DOMINANT_SPEAKING_MS after the bridge names it the dominant
-// speaker (the bridge only switches to someone who talks). The dominant speaker's tile is also
-// `.dominant` until the bridge names someone else.
+// SPEAKING_HOLD_MS after, while its packets still come: a source with no fresh level is off at
+// once), and for DOMINANT_SPEAKING_MS after the bridge names it the dominant speaker (the
+// bridge only switches to someone who talks). The dominant speaker's tile is also `.dominant`
+// until the bridge names someone else.
 
 import { h, icon, avatar, colorFor, phoneIcon, PHONE_LABEL } from '../lib/dom.js';
 
@@ -13,8 +14,12 @@ const GAP = 10;
 const MIN_ASPECT = 0.75;
 const MAX_ASPECT = 1.9;
 const SPEAKING_LEVEL = 0.015; // linear audio level, as RTCRtpSynchronizationSource gives it
-const SPEAKING_HOLD_MS = 300; // with levels read every 200 ms: off within half a second
-const DOMINANT_SPEAKING_MS = 500;
+// Levels are read every 100 ms (room.js LEVELS_EVERY_MS) and a source counts for 150 ms after
+// its last packet (lib/peer.js LEVEL_FRESH_MS): the tile goes off within about 300 ms of the
+// sound stopping (the hold and one read) or of the packets stopping (freshness and one read),
+// on within one read of it starting: inside the half second issue 17 asks for.
+const SPEAKING_HOLD_MS = 200;
+const DOMINANT_SPEAKING_MS = 300;
 
 export { SPEAKING_LEVEL };
 
@@ -75,7 +80,8 @@ class Tile {
       this.video, this.avatarBox, this.hand, this.badge, this.label);
     this.track = null;
     this.avatarKey = '';
-    this.speakingUntil = -Infinity;
+    this.speakingUntil = -Infinity; // from its audio level
+    this.dominantUntil = -Infinity; // from the bridge naming it the dominant speaker
     this.shown = 0;
     this.trackListener = () => this.onTrackState();
   }
@@ -95,7 +101,7 @@ class Tile {
   }
 
   update(p, { isSelf, track, showVideo }) {
-    const avatarKey = `${p.kind}|${p.name}`;
+    const avatarKey = `${p.kind}|${p.name}|${p.avatar || ''}`;
     if (avatarKey !== this.avatarKey) {
       this.avatarKey = avatarKey;
       this.avatarBox.replaceChildren(avatar(p));
@@ -123,22 +129,24 @@ class Tile {
     this.badge.textContent = p.screen ? 'Presenting' : '';
   }
 
-  /** Speaking while the level is over the threshold, and for a moment after (no flicker). */
-  setLevel(level, now) {
-    if (level > SPEAKING_LEVEL) this.speakingUntil = Math.max(this.speakingUntil, now + SPEAKING_HOLD_MS);
+  /** Speaking while the level is over the threshold, and for a moment after (no flicker
+   * between words); `present` false (no fresh level: its packets stopped): not speaking. */
+  setLevel(level, now, present = true) {
+    if (!present) this.speakingUntil = -Infinity;
+    else if (level > SPEAKING_LEVEL) this.speakingUntil = Math.max(this.speakingUntil, now + SPEAKING_HOLD_MS);
     this.shown = Math.max(level, this.shown * 0.6);
     this.paintSpeaking(now);
   }
 
   /** The bridge just named this participant the dominant speaker: they are talking. */
   startedSpeaking(now) {
-    this.speakingUntil = Math.max(this.speakingUntil, now + DOMINANT_SPEAKING_MS);
+    this.dominantUntil = now + DOMINANT_SPEAKING_MS;
     this.shown = Math.max(this.shown, 0.1);
     this.paintSpeaking(now);
   }
 
   paintSpeaking(now) {
-    this.el.classList.toggle('speaking', now < this.speakingUntil);
+    this.el.classList.toggle('speaking', now < Math.max(this.speakingUntil, this.dominantUntil));
     this.el.style.setProperty('--lvl', Math.min(1, Math.sqrt(this.shown) * 1.6).toFixed(2));
   }
 
@@ -284,10 +292,11 @@ export class Stage {
     this.gridEl.style.setProperty('--tile-h', `${best.h}px`);
   }
 
-  /** levels: Map participant id -> 0..1; dominant: id or null. */
+  /** levels: Map participant id -> 0..1 (no entry: no fresh audio from it); dominant: id or
+   * null. */
   setLevels(levels, dominant, now = performance.now()) {
     this.setDominant(dominant, now);
-    for (const [id, tile] of this.tiles) tile.setLevel(levels.get(id) || 0, now);
+    for (const [id, tile] of this.tiles) tile.setLevel(levels.get(id) || 0, now, levels.has(id));
   }
 
   /** The bridge's dominant speaker (id or null), shown at once; a new one is speaking now. */
