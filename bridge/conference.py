@@ -58,7 +58,8 @@ class Conference:
 
     def on_rtp(self, endpoint_id: str, data: bytes, now: float) -> None:
         self.forwarder.on_rtp(endpoint_id, data, now)
-        self._after_input()
+        if self._timer is None:  # RTP makes no event and moves no deadline (ForwarderLike)
+            self._after_input()
 
     def on_rtcp(self, endpoint_id: str, data: bytes, now: float) -> None:
         self.forwarder.on_rtcp(endpoint_id, data, now)
@@ -122,7 +123,9 @@ class Conference:
         return self._loop.time()
 
     def rtp_handler(self, endpoint_id: str) -> Callable[[bytes, float], None]:
-        return functools.partial(self.on_rtp, endpoint_id)
+        """Straight into the forwarder: RTP makes no event and moves no deadline
+        (ForwarderLike), and the timer is armed from the first endpoint on."""
+        return functools.partial(self.forwarder.on_rtp, endpoint_id)
 
     def rtcp_handler(self, endpoint_id: str) -> Callable[[bytes, float], None]:
         return functools.partial(self.on_rtcp, endpoint_id)

@@ -293,8 +293,16 @@ class UdpMediaPort(asyncio.DatagramProtocol):
             self._sock = sock
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        demux = self.demux
+        # The media path first (Demux.route's rule 1, inlined: once per packet): an IPv4
+        # address arrives as (host, port), the key the demultiplexer latched.
+        sink = demux._by_addr.get(addr)  # type: ignore[arg-type]
+        if sink is not None and data and data[0] > 3:
+            demux.counters.routed += 1
+            sink.datagram_received(data, addr)
+            return
         addr = (addr[0], addr[1])
-        sink = self.demux.route(data, addr)
+        sink = demux.route(data, addr)
         if sink is not None:
             sink.datagram_received(data, addr)
 
