@@ -296,7 +296,7 @@ class UdpMediaPort(asyncio.DatagramProtocol):
         demux = self.demux
         # The media path first (Demux.route's rule 1, inlined: once per packet): an IPv4
         # address arrives as (host, port), the key the demultiplexer latched.
-        sink = demux._by_addr.get(addr)  # type: ignore[arg-type]
+        sink = demux._by_addr.get(addr)
         if sink is not None and data and data[0] > 3:
             demux.counters.routed += 1
             sink.datagram_received(data, addr)
