@@ -54,6 +54,9 @@ export class Prejoin {
     els.join.textContent = 'Starting your devices…';
     await this.local.start({ micId: prefs.micId, camId: prefs.camId, video: this.camOn });
     this.local.setMuted(!this.micOn);
+    // The camera turned off while the devices were starting: it stays off (never a camera
+    // the person switched off coming on by itself).
+    if (!this.camOn) this.local.closeCamera();
     if (!this.local.cam) this.camOn = false;
     await this.refreshDevices();
     this.paint();
