@@ -28,6 +28,9 @@ COMPILED = [
     "native/sendbatch.py",
     "gateway/media/codecs.py",
     "gateway/media/g711.py",
+    # the bridge's per-forwarded-packet loop and the per-source state it reads
+    "bridge/fanout.py",
+    "bridge/rtcp_feedback.py",
 ]
 
 setup(ext_modules=[

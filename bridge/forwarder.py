@@ -56,6 +56,7 @@ from bridge.api import (
     ReceivePolicy,
     ReceiveSource,
 )
+from bridge.fanout import fan_out
 from bridge.forwarder_rtcp import CNAME, MAX_NACK_ITEMS, ForwarderRtcp
 from bridge.lastn import effective_last_n, select_video_senders
 from bridge.levels import DominantSpeaker, SpeakerSettings
@@ -347,35 +348,10 @@ class Forwarder(ForwarderRtcp):
 
     def _fan_out(self, src: SourceState, data: bytes, ext: int, seq: int, twcc: int,
                  now: float) -> None:
-        send = self._send
-        size = len(data)
-        keyframe = -1
-        sent = 0
-        for p in src.out:
-            if p.pending:
-                if not src.audio:
-                    if keyframe < 0:
-                        keyframe = 1 if wire.starts_keyframe(data, self._vp8, self._h264) else 0
-                    if not keyframe:
-                        self._request_keyframe(src, now)
-                        continue
-                p.begin(ext)
-            elif ext < p.start_ext:
-                continue
-            r = p.receiver
-            out_seq = (ext - p.offset) & 0xFFFF
-            t = 0
-            if twcc >= 0:
-                r.twcc_seq = t = (r.twcc_seq + 1) & 0xFFFF
-            r.out_bytes += size
-            output = r.output
-            if output is not None:
-                output(data, out_seq, twcc, t)
-            elif twcc >= 0 or out_seq != seq:
-                send(r.id, wire.with_sequence(data, out_seq, twcc, t))
-            else:
-                send(r.id, data)
-            sent += 1
+        sent, keyframe_wanted = fan_out(src, data, ext, seq, twcc, self._send, self._vp8,
+                                        self._h264)
+        if keyframe_wanted:
+            self._request_keyframe(src, now)
         self._packets_out += sent
 
     def _other_rtp(self, endpoint_id: str, ssrc: int, data: bytes, now: float) -> None:
