@@ -1,4 +1,5 @@
-"""A phone call under its room's policy: PIN or host PIN, password, lobby, the host's keys.
+"""A phone call under its room's policy: the IVR, PIN or host PIN, password, lobby, the host's
+keys.
 
 ``CallPolicy`` is a part of ``gateway.service.Gateway`` (a mixin, as ``CallMedia`` is). The
 decisions are gateway/phone_lobby.py's (``needs_password``, ``plan``); this is where they
@@ -17,6 +18,10 @@ meet the call:
   locks the room (the lobby on: everyone new knocks) or unlocks it; ``*6`` (mute) is every
   caller's, in the gateway's ``_on_digit``.
 
+The IVR's actions (``_run_ivr``: prompts, PIN and password checks through the throttle, join,
+hang up), the caller's digits (``_on_digit``) and, after every mix tick, the prompts that
+finished and the IVR's and lobby's timers (``_after_tick``) are here too.
+
 Without a ``Gate`` (a gateway built without the focus's policy) every room is open, as
 before issue 17. Nothing here logs a digit, a PIN or a password.
 """
@@ -29,7 +34,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dialplan.models import RoomRecord
-from dialplan.store import Store
+from dialplan.store import Store, StoreError
 from dialplan.throttle import PinThrottle
 from focus import Focus
 from focus.gate import Gate
@@ -37,14 +42,26 @@ from focus.lobby import Lobby
 from focus.policy import OPEN, RoomPolicy
 from focus.session import PolicyUpdate
 from gateway.call import CallState, PhoneCall
-from gateway.ivr import IvrState, PinIvr
-from gateway.mixer import ConferenceMixer
+from gateway.ivr import (
+    CheckPassword,
+    CheckPin,
+    Hangup,
+    IvrState,
+    Join,
+    PinIvr,
+    PlayPrompt,
+    StopPrompt,
+)
+from gateway.mixer import ConferenceMixer, PromptFinished
 from gateway.phone_lobby import PhoneLobby, needs_password, plan
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
 from gateway.settings import STAR_WINDOW
 
 log = logging.getLogger(__name__)
+
+#: seconds between asks while a PIN lookup waits for the global limit (PinThrottle)
+PIN_CHECK_RETRY = 0.05
 
 #: the host's keys, after '*' (as '*6' mutes): let everyone in, lock or unlock, record
 KEY_ADMIT_ALL = "1"
@@ -77,14 +94,101 @@ class CallPolicy:
     recording_switch: RecordingSwitch | None
     counters: dict[str, int]
 
+    _ivr_calls: set[PhoneCall]  # the gateway's: calls in the IVR, whose timers it runs
+    _by_leg: dict[str, PhoneCall]
+
     if TYPE_CHECKING:  # the gateway's own methods
-        def _run_ivr(self, call: PhoneCall, now: float) -> None: ...
         def _end(self, call: PhoneCall, reason: str) -> None: ...
         def _flush(self) -> None: ...
         def _time(self) -> float: raise NotImplementedError
         def _spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
         def _hand_off_if_elsewhere(self, call: PhoneCall, room: str,
                                    password: bool | None) -> bool: ...
+        def _handoff_digit(self, call: PhoneCall, digit: str) -> bool: ...
+
+    # -- the IVR: its actions, the caller's digits, its timers and prompts ----------------
+
+    def _run_ivr(self, call: PhoneCall, now: float) -> None:
+        ivr = call.ivr
+        if ivr is None:
+            return
+        while (action := ivr.next_action()) is not None:
+            if isinstance(action, PlayPrompt):
+                self.mixer.set_prompt(call.leg_id, self.prompts.player(action.name))
+            elif isinstance(action, StopPrompt):
+                self.mixer.set_prompt(call.leg_id, None)
+            elif isinstance(action, CheckPin | CheckPassword):
+                verdict = self.throttle.request_check(call.call_id, now)
+                if verdict == "wait":  # the global limit: ask again shortly
+                    ivr.check_later(now + PIN_CHECK_RETRY)
+                elif verdict == "blocked":
+                    self.counters["pin_checks_refused"] += 1
+                    ivr.give_up("blocked", "PIN guessing blocked", now)
+                elif verdict == "busy":
+                    self.counters["pin_checks_refused"] += 1
+                    ivr.give_up("busy", "PIN lookups overloaded", now)
+                else:
+                    try:
+                        if isinstance(action, CheckPin):
+                            self._check_pin(call, ivr, action.pin, now)
+                        else:
+                            self._check_password(call, ivr, action.password)
+                    except StoreError as exc:  # not the caller's fault: not a wrong PIN
+                        log.error("call %s: PIN lookup failed: %s", call.call_id, exc)
+                        ivr.give_up("busy", "the dialplan's database is unavailable", now)
+            elif isinstance(action, Join):
+                self._ivr_calls.discard(call)
+                call.ivr = None
+                self.throttle.finish(call.call_id)
+                assert call.room is not None
+                self._after_ivr(call, call.room, True if ivr.stage == "password" else None,
+                                now)  # fmt: skip
+                return
+            elif isinstance(action, Hangup):
+                self._ivr_calls.discard(call)
+                call.ivr = None
+                self.throttle.finish(call.call_id)
+                self._end(call, action.reason)
+                return
+
+    def _on_digit(self, call: PhoneCall, digit: str, now: float) -> None:
+        log.info("call %s: DTMF: a digit", call.call_id)  # never which: PINs
+        if call.ivr is not None:
+            call.ivr.on_digit(digit, now)
+            self._run_ivr(call, now)
+        elif self._handoff_digit(call, digit):  # in a room on another node: sent on
+            return
+        elif call.state is CallState.ROOM and call.participant_id is not None:
+            self._room_key(call, digit, now)  # '*' keys: gateway/call_policy.py
+
+    def _after_tick(self, now: float) -> None:
+        acted = False
+        while (event := self.mixer.next_event()) is not None:
+            if isinstance(event, PromptFinished):
+                call = self._by_leg.get(event.leg_id)
+                if call is not None and call.state is CallState.ENDING:
+                    self._end(call, "removed")
+                    acted = True
+                elif call is not None and call.ivr is not None:
+                    call.ivr.on_prompt_finished(now, event.name)
+                    self._run_ivr(call, now)
+                    acted = True
+                elif call is not None and self.phone_lobby is not None:
+                    self.phone_lobby.on_prompt_finished(call)
+        if self.phone_lobby is not None and self.phone_lobby.expire(now):
+            acted = True
+        for call in list(self._ivr_calls):
+            if call.ivr is None:
+                continue
+            deadline = call.ivr.get_timer()
+            if deadline is not None and deadline <= now:
+                call.ivr.handle_timer(now)
+                self._run_ivr(call, now)
+                acted = True
+        if acted:
+            self._flush()
+
+    # -- the room's policy -------------------------------------------------------------
 
     def _policy(self, room: str) -> RoomPolicy:
         return self.gate.policy(room) if self.gate is not None else OPEN

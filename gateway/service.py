@@ -37,11 +37,11 @@ from gateway.dialout_calls import DialOutCalls
 from gateway.handoff import HandOffCalls
 from gateway.handoff_token import HEADER as HANDOFF_HEADER
 from gateway.handoff_token import ClusterSeat
-from gateway.ivr import CheckPassword, CheckPin, Hangup, Join, PinIvr, PlayPrompt, StopPrompt
+from gateway.ivr import PinIvr
 from gateway.media.codecs import codec_by_name
 from gateway.media.dtmf import parse_info_body
 from gateway.media_address import MediaAddressResolver
-from gateway.mixer import ConferenceMixer, EncodeFn, PromptFinished
+from gateway.mixer import ConferenceMixer, EncodeFn
 from gateway.phone_lobby import PhoneLobby
 from gateway.phone_rooms import PhoneRooms
 from gateway.prompts import PromptSet
@@ -75,9 +75,6 @@ from gateway.trunk_tls import TrunkTls
 from native.sendbatch import SendBatch
 
 log = logging.getLogger(__name__)
-
-#: seconds between asks while a PIN lookup waits for the global limit (PinThrottle)
-PIN_CHECK_RETRY = 0.05
 
 #: voice taps (an Opus encode each, for the bridge) run per loop callback after a tick's
 #: sends: about a millisecond of the loop's time
@@ -502,60 +499,7 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
         call.ivr.start(now)
         self._run_ivr(call, now)
 
-    # -- the IVR -----------------------------------------------------------------------
-
-    def _run_ivr(self, call: PhoneCall, now: float) -> None:
-        ivr = call.ivr
-        if ivr is None:
-            return
-        while (action := ivr.next_action()) is not None:
-            if isinstance(action, PlayPrompt):
-                self.mixer.set_prompt(call.leg_id, self.prompts.player(action.name))
-            elif isinstance(action, StopPrompt):
-                self.mixer.set_prompt(call.leg_id, None)
-            elif isinstance(action, CheckPin | CheckPassword):
-                verdict = self.throttle.request_check(call.call_id, now)
-                if verdict == "wait":  # the global limit: ask again shortly
-                    ivr.check_later(now + PIN_CHECK_RETRY)
-                elif verdict == "blocked":
-                    self.counters["pin_checks_refused"] += 1
-                    ivr.give_up("blocked", "PIN guessing blocked", now)
-                elif verdict == "busy":
-                    self.counters["pin_checks_refused"] += 1
-                    ivr.give_up("busy", "PIN lookups overloaded", now)
-                else:
-                    try:
-                        if isinstance(action, CheckPin):
-                            self._check_pin(call, ivr, action.pin, now)
-                        else:
-                            self._check_password(call, ivr, action.password)
-                    except StoreError as exc:  # not the caller's fault: not a wrong PIN
-                        log.error("call %s: PIN lookup failed: %s", call.call_id, exc)
-                        ivr.give_up("busy", "the dialplan's database is unavailable", now)
-            elif isinstance(action, Join):
-                self._ivr_calls.discard(call)
-                call.ivr = None
-                self.throttle.finish(call.call_id)
-                assert call.room is not None
-                self._after_ivr(call, call.room, True if ivr.stage == "password" else None,
-                                now)  # fmt: skip
-                return
-            elif isinstance(action, Hangup):
-                self._ivr_calls.discard(call)
-                call.ivr = None
-                self.throttle.finish(call.call_id)
-                self._end(call, action.reason)
-                return
-
-    def _on_digit(self, call: PhoneCall, digit: str, now: float) -> None:
-        log.info("call %s: DTMF: a digit", call.call_id)  # never which: PINs
-        if call.ivr is not None:
-            call.ivr.on_digit(digit, now)
-            self._run_ivr(call, now)
-        elif self._handoff_digit(call, digit):  # in a room on another node: sent on
-            return
-        elif call.state is CallState.ROOM and call.participant_id is not None:
-            self._room_key(call, digit, now)  # '*' keys: gateway/call_policy.py
+    # -- the IVR (its actions, digits and timers: gateway/call_policy.py) ---------------
 
     def _on_rtp_digit(self, call: PhoneCall, digit: str) -> None:
         assert self._loop is not None
@@ -633,33 +577,6 @@ class Gateway(CallMedia, CallPolicy, DialOutCalls, HandOffCalls):
 
     def _tap_slice(self) -> bool:
         return self.mixer.run_taps(TAP_SLICE)
-
-    def _after_tick(self, now: float) -> None:
-        acted = False
-        while (event := self.mixer.next_event()) is not None:
-            if isinstance(event, PromptFinished):
-                call = self._by_leg.get(event.leg_id)
-                if call is not None and call.state is CallState.ENDING:
-                    self._end(call, "removed")
-                    acted = True
-                elif call is not None and call.ivr is not None:
-                    call.ivr.on_prompt_finished(now, event.name)
-                    self._run_ivr(call, now)
-                    acted = True
-                elif call is not None and self.phone_lobby is not None:
-                    self.phone_lobby.on_prompt_finished(call)
-        if self.phone_lobby is not None and self.phone_lobby.expire(now):
-            acted = True
-        for call in list(self._ivr_calls):
-            if call.ivr is None:
-                continue
-            deadline = call.ivr.get_timer()
-            if deadline is not None and deadline <= now:
-                call.ivr.handle_timer(now)
-                self._run_ivr(call, now)
-                acted = True
-        if acted:
-            self._flush()
 
     def _flush(self) -> None:
         if self._transport is not None:
