@@ -63,7 +63,7 @@ $(STAMPS)/bench-peers: scripts/install-bench.sh
 	@mkdir -p $(STAMPS) && touch $@
 
 venv: $(STAMPS)/venv
-$(STAMPS)/venv: pyproject.toml setup.py $(wildcard native/*.c native/*.py gateway/*.py gateway/media/*.py gateway/*.pxd gateway/media/*.pxd bridge/fanout.py bridge/rtcp_feedback.py bridge/*.pxd) $(STAMPS)/system
+$(STAMPS)/venv: pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py gateway/*.py gateway/media/*.py gateway/*.pxd gateway/media/*.pxd bridge/fanout.py bridge/rtcp_feedback.py bridge/*.pxd) $(STAMPS)/system
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .

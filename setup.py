@@ -34,8 +34,10 @@ COMPILED = [
 ]
 
 setup(ext_modules=[
-    Extension("native._fastsend", ["native/_fastsend.c"], extra_compile_args=["-O2", "-Wall"]),
-    Extension("native._egress", ["native/_egress.c"], extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._fastsend", ["native/_fastsend.c"], depends=["native/udp_send.h"],
+              extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._egress", ["native/_egress.c"], depends=["native/udp_send.h"],
+              extra_compile_args=["-O2", "-Wall"]),
     Extension("native._mixcore", ["native/_mixcore.c"], extra_compile_args=["-O2", "-Wall"]),
     *cythonize(COMPILED, build_dir="build/cython", quiet=True,
                compiler_directives={"language_level": "3", "annotation_typing": False}),

@@ -8,6 +8,8 @@ imports none of the project's packages, like a third-party library would be).
   from C on pylibsrtp's own contexts (``native.srtp``), a send buffer flushed once per
   event-loop turn, a sink per endpoint that rewrites, protects and queues a forwarded packet
   in one call;
+- ``native/udp_send.h``: what the two C senders share (a numeric address into a sockaddr,
+  runs of datagrams out with ``sendmmsg``);
 - ``native._mixcore`` (native/_mixcore.c): ``mix(...)``, one room's N-1 mixes in one call,
   and ``lut_encode``/``lut_decode``, G.711's table lookups (the tables stay in
   gateway/media/g711.py).

@@ -37,61 +37,17 @@
 #include <Python.h>
 #include <structmember.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdint.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
+#include "udp_send.h"
 
 #define SLOT 1500            /* bytes per datagram, as pylibsrtp's own buffer */
 #define SRTP_TRAILER 144     /* SRTP_MAX_TRAILER_LEN: tag + MKI */
 #define SRTCP_TRAILER 148    /* SRTP_MAX_SRTCP_TRAILER_LEN: + the SRTCP index */
 #define CAPACITY 1024        /* datagrams queued before a flush is forced */
-#define CHUNK 64             /* datagrams per sendmmsg call at most */
 
 typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn f_protect, f_protect_rtcp, f_unprotect, f_unprotect_rtcp;
 static PyObject *SrtpError;
 static PyObject *ONE; /* the nominated dict's key: ICE component 1 */
-
-static int parse_addr(PyObject *addr, struct sockaddr_storage *out, socklen_t *len) {
-    if (!PyTuple_Check(addr) || PyTuple_GET_SIZE(addr) < 2) {
-        PyErr_SetString(PyExc_TypeError, "address must be a (host, port, ...) tuple");
-        return -1;
-    }
-    long port = PyLong_AsLong(PyTuple_GET_ITEM(addr, 1));
-    if (port == -1 && PyErr_Occurred()) return -1;
-    if (port < 0 || port > 65535) {
-        PyErr_SetString(PyExc_OverflowError, "port must be 0-65535");
-        return -1;
-    }
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(addr, 0));
-    if (host == NULL) return -1;
-    memset(out, 0, sizeof(*out));
-    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*v4);
-        return 0;
-    }
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        if (PyTuple_GET_SIZE(addr) >= 4) {
-            long scope = PyLong_AsLong(PyTuple_GET_ITEM(addr, 3));
-            if (scope == -1 && PyErr_Occurred()) return -1;
-            v6->sin6_scope_id = (uint32_t)scope;
-        }
-        *len = sizeof(*v6);
-        return 0;
-    }
-    PyErr_Format(PyExc_ValueError, "not a numeric IP address: %s", host);
-    return -1;
-}
 
 static int is_rtcp(const unsigned char *p, Py_ssize_t n) { return n > 1 && p[1] > 191 && p[1] < 224; }
 
@@ -183,11 +139,8 @@ static PyTypeObject SrtpType = {
 struct SinkObject;
 
 typedef struct {
+    udp_dgram_t d;           /* fd, iov (into data), address */
     struct SinkObject *sink; /* a reference: a sink closed before the flush is skipped */
-    int fd;
-    int len;
-    socklen_t addrlen;
-    struct sockaddr_storage addr;
     char data[SLOT];
 } slot_t;
 
@@ -235,47 +188,11 @@ static PyObject *Egress_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     return (PyObject *)self;
 }
 
-/* Send runs of one fd; add to the counters. The GIL is released by the caller. */
-static void send_run(slot_t **items, int n, unsigned long long *sent, unsigned long long *dropped,
-                     unsigned long long *failed) {
-    struct mmsghdr msgs[CHUNK];
-    struct iovec iov[CHUNK];
-    int i = 0;
-    while (i < n) {
-        int count = (n - i) < CHUNK ? (n - i) : CHUNK;
-        for (int k = 0; k < count; k++) {
-            slot_t *s = items[i + k];
-            memset(&msgs[k], 0, sizeof(msgs[k]));
-            iov[k].iov_base = s->data;
-            iov[k].iov_len = (size_t)s->len;
-            msgs[k].msg_hdr.msg_name = &s->addr;
-            msgs[k].msg_hdr.msg_namelen = s->addrlen;
-            msgs[k].msg_hdr.msg_iov = &iov[k];
-            msgs[k].msg_hdr.msg_iovlen = 1;
-        }
-        int done;
-        do {
-            done = sendmmsg(items[i]->fd, msgs, (unsigned int)count, MSG_DONTWAIT);
-        } while (done < 0 && errno == EINTR);
-        if (done < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-                *dropped += (unsigned long long)(n - i);
-                return;
-            }
-            *failed += 1; /* this datagram refused (e.g. an ICMP error pending): go on */
-            i += 1;
-            continue;
-        }
-        *sent += (unsigned long long)done;
-        i += done;
-    }
-}
-
 static Py_ssize_t egress_flush(EgressObject *self) {
     int n = self->count;
     if (n == 0 || self->flushing) return 0;
     self->flushing = 1;
-    slot_t **items = PyMem_Malloc((size_t)n * sizeof(slot_t *));
+    udp_dgram_t **items = PyMem_Malloc((size_t)n * sizeof(udp_dgram_t *));
     int m = 0;
     unsigned long long sent = 0, dropped = 0, failed = 0;
     if (items == NULL) {
@@ -284,17 +201,11 @@ static Py_ssize_t egress_flush(EgressObject *self) {
         for (int i = 0; i < n; i++) {
             slot_t *s = &self->slots[i];
             if (s->sink->closed) self->skipped++;
-            else items[m++] = s;
+            else items[m++] = &s->d;
         }
         if (m > 0) {
             Py_BEGIN_ALLOW_THREADS
-            int start = 0;
-            for (int i = 1; i <= m; i++) {
-                if (i == m || items[i]->fd != items[start]->fd) {
-                    send_run(items + start, i - start, &sent, &dropped, &failed);
-                    start = i;
-                }
-            }
+            udp_send(items, m, &sent, &dropped, &failed);
             Py_END_ALLOW_THREADS
         }
         PyMem_Free(items);
@@ -452,7 +363,7 @@ static PyObject *Sink_set_pair(SinkObject *self, PyObject *args) {
     }
     struct sockaddr_storage parsed;
     socklen_t len = 0;
-    if (fd >= 0 && parse_addr(addr, &parsed, &len) < 0) return NULL;
+    if (fd >= 0 && udp_parse_addr(addr, &parsed, &len) < 0) return NULL;
     if (fd < 0 && !PyCallable_Check(send)) {
         PyErr_SetString(PyExc_TypeError, "a pair without a socket needs a send callable");
         return NULL;
@@ -504,10 +415,11 @@ static int sink_emit(SinkObject *self, slot_t *slot, char *buf, int len, int rtc
         return 0;
     }
     if (slot != NULL) {
-        slot->len = len;
-        slot->fd = self->fd;
-        slot->addr = self->addr;
-        slot->addrlen = self->addrlen;
+        slot->d.fd = self->fd;
+        slot->d.iov.iov_base = slot->data;
+        slot->d.iov.iov_len = (size_t)len;
+        slot->d.addr = self->addr;
+        slot->d.addrlen = self->addrlen;
         Py_INCREF(self);
         slot->sink = self;
         EgressObject *egress = self->egress;
