@@ -9,17 +9,13 @@ commands these talk to it over its HTTP API (docs/recording.md), on the address 
 from __future__ import annotations
 
 import argparse
-import json
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from switchboard.config import Config
-
-TIMEOUT = 10.0
+from switchboard.trunks_cli import ServerError, Unreachable
+from switchboard.trunks_cli import call as api_call
 
 
 class CliError(Exception):
@@ -56,34 +52,16 @@ def _token(config: Config) -> str:
 
 
 def _call(config: Config, method: str, path: str, body: object = None) -> Any:
-    host, port = config.http.host_port
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1" if host != "::" else "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "https" if config.http.tls else "http"
-    context = None
-    if config.http.tls:  # our own server, by address: its name is not what it listens on
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"{scheme}://{host}:{port}{path}", data=data, method=method,
-        headers={"Authorization": f"Bearer {_token(config)}",
-                 "Content-Type": "application/json"})
+    """The running server's JSON answer (switchboard/trunks_cli.py's client: the admin
+    token, no proxy, our own certificate not checked by name); a CliError otherwise."""
+    _token(config)  # its own message when there is no token at all
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
-    except OSError as exc:
+        return api_call(config, method, path, body)
+    except ServerError as exc:
+        raise CliError(f"{method} {path}: {exc}") from None
+    except Unreachable as exc:
+        host, port = config.http.host_port
         raise CliError(f"the server at {host}:{port} did not answer: {exc}") from None
-    return json.loads(raw) if raw else None
 
 
 def run(config: Config, args: argparse.Namespace) -> Any:

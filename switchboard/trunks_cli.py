@@ -70,7 +70,7 @@ def _base_url(config: Config) -> str:
     return f"{'https' if config.http.tls else 'http'}://{host}:{port}"
 
 
-def _call(config: Config, method: str, path: str, body: object = None) -> Any:
+def call(config: Config, method: str, path: str, body: object = None) -> Any:
     """The server's JSON answer; Unreachable when it does not answer, ServerError when it
     answers with an error."""
     context = None
@@ -126,11 +126,11 @@ def _from_store(config: Config, args: argparse.Namespace, data: dict[str, object
 def _through_server(config: Config, args: argparse.Namespace,
                     data: dict[str, object]) -> object:
     if args.action == "list":
-        return _call(config, "GET", "/api/trunks")
+        return call(config, "GET", "/api/trunks")
     if args.action == "add":
-        return _call(config, "POST", "/api/trunks", data)
+        return call(config, "POST", "/api/trunks", data)
     name = urllib.parse.quote(args.name, safe="")
-    return _call(config, "DELETE", f"/api/trunks/{name}")
+    return call(config, "DELETE", f"/api/trunks/{name}")
 
 
 def run_trunks(config: Config, args: argparse.Namespace) -> int:
