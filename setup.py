@@ -4,6 +4,7 @@ pyproject.toml):
 - native/_fastsend.c: batched non-blocking UDP sends for the media paths;
 - native/_egress.c: the bridge's SRTP (libsrtp called from C) and batched sends;
 - native/_mixcore.c: the phone mixer's arithmetic and G.711 table lookups;
+- native/_plc.c: packet loss concealment's pitch search and loop;
 - the phone legs' per-packet and per-tick modules (COMPILED below), compiled from their own
   Python source by Cython: one implementation, the .py; a .pxd beside a module gives its
   classes C types (gateway/media/jitterbuffer.pxd). Each runs as plain Python where it is
@@ -39,6 +40,7 @@ setup(ext_modules=[
     Extension("native._egress", ["native/_egress.c"], depends=["native/udp_send.h"],
               extra_compile_args=["-O2", "-Wall"]),
     Extension("native._mixcore", ["native/_mixcore.c"], extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._plc", ["native/_plc.c"], extra_compile_args=["-O2", "-Wall"]),
     *cythonize(COMPILED, build_dir="build/cython", quiet=True,
                compiler_directives={"language_level": "3", "annotation_typing": False}),
 ])

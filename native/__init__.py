@@ -12,5 +12,7 @@ imports none of the project's packages, like a third-party library would be).
   runs of datagrams out with ``sendmmsg``);
 - ``native._mixcore`` (native/_mixcore.c): ``mix(...)``, one room's N-1 mixes in one call,
   and ``lut_encode``/``lut_decode``, G.711's table lookups (the tables stay in
-  gateway/media/g711.py).
+  gateway/media/g711.py);
+- ``native._plc`` (native/_plc.c): ``extend(...)``, packet loss concealment's pitch search
+  and pitch-periodic loop (the rest of the concealer stays in gateway/media/plc.py).
 """

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+
+from native._plc import extend
 
 from .codecs import AudioCodec, ConcealingCodec
 from .jitterbuffer import FrameKind, JitterFrame
@@ -80,6 +81,7 @@ class Concealer:
 
     __slots__ = (
         "_elapsed",
+        "_first_span",
         "_gains",
         "_history",
         "_history_frames",
@@ -88,6 +90,7 @@ class Concealer:
         "_silent_after",
         "_synth",
         "_ten_ms",
+        "_widen_span",
         "_zero",
         "frame_samples",
         "sample_rate",
@@ -99,6 +102,8 @@ class Concealer:
         self._min_pitch = round(sample_rate * MIN_PITCH_MS / 1000)   # 20 samples at 8 kHz
         self._max_pitch = sample_rate * MAX_PITCH_MS // 1000        # 120 samples
         self._ten_ms = sample_rate // 100
+        self._first_span = sample_rate * WIDEN_START_MS // 1000
+        self._widen_span = sample_rate * WIDEN_MS // 1000
         # three of the longest periods and the overlap before them; a 20 ms window compared
         # at the longest pitch lag
         needed = max(MAX_PERIODS * self._max_pitch + self._max_pitch // 4,
@@ -156,7 +161,8 @@ class Concealer:
         returns it untouched. Without history it fades the backward extension in."""
         n = self.frame_samples
         forward = self._next_synthetic()
-        backward = self._extend(following[::-1].astype(np.float32), n)[::-1]
+        backward = self._extend(np.ascontiguousarray(following[::-1], dtype=np.float32),
+                                n)[::-1]
         weights = _ramp(n)
         mixed = backward * weights
         if forward is not None:
@@ -213,79 +219,14 @@ class Concealer:
     def _extend(self, hist: Signal, count: int) -> Signal:
         """``count`` samples continuing ``hist`` pitch-periodically: the last period looped,
         two then three periods from ``WIDEN_START_MS`` on, each switch overlap-added; the
-        level follows the decay of the last two periods, if any."""
-        end = hist.size
-        pitch = self._estimate_pitch(hist)
-        lap = min(pitch // 4, end - pitch)
-        ramp = _ramp(lap)
-        fall = np.float32(1.0) - ramp
-        most = min(MAX_PERIODS, (end - lap) // pitch)
-        first_span = self.sample_rate * WIDEN_START_MS // 1000
-        widen_span = self.sample_rate * WIDEN_MS // 1000
-        loop = self._loop(hist, pitch, lap, ramp)
-        step = hist[-1] - loop[-1]              # where the real signal ended
-        out = np.empty(count, dtype=np.float32)
-        blend: Signal | None = None             # the old loop, to overlap-add after a switch
-        periods = 1
-        phase = 0
-        t = 0
-        while True:
-            span = count - t if periods >= most else (first_span if periods == 1 else widen_span)
-            span = min(span, count - t)
-            out[t : t + span] = loop[(phase + np.arange(span)) % loop.size]
-            if blend is not None:
-                m = min(lap, span)
-                out[t : t + m] = out[t : t + m] * ramp[:m] + blend[:m] * fall[:m]
-            t += span
-            phase = (phase + span) % loop.size
-            if t >= count:
-                break
-            # one more period: the same point of the waveform, one period earlier
-            blend = loop[(phase + np.arange(lap)) % loop.size]
-            periods += 1
-            loop = self._loop(hist, pitch * periods, lap, ramp)
-            phase %= pitch
-        if end >= 2 * pitch:
-            last = float(np.dot(hist[-pitch:], hist[-pitch:]))
-            before = float(np.dot(hist[-2 * pitch : -pitch], hist[-2 * pitch : -pitch]))
-            if last < before:                   # dying away: keep on at that rate
-                rate = max(DECAY_FLOOR, (last / before) ** 0.5)
-                out *= np.power(np.float32(rate), np.arange(count, dtype=np.float32) / pitch)
-        if lap:
-            # start from the last real sample: an offset decaying over a quarter period
-            head = min(lap, count)
-            out[:head] += step * fall[:head]
+        level follows the decay of the last two periods, if any. The pitch is the lag in
+        [min, max] pitch that best predicts the last 20 ms of ``hist`` (normalized
+        autocorrelation). The arithmetic is native/_plc.c's (numpy's per-call overhead made
+        a concealment cost 100 us; a lost packet on every leg at once made a late tick)."""
+        out: Signal = np.empty(count, dtype=np.float32)
+        extend(hist, out, self.frame_samples, self._min_pitch, self._max_pitch,
+               self._first_span, self._widen_span, MAX_PERIODS, DECAY_FLOOR)
         return out
-
-    @staticmethod
-    def _loop(hist: Signal, length: int, lap: int, ramp: Signal) -> Signal:
-        """The last ``length`` samples of ``hist``, their end overlap-added with the
-        ``lap`` samples before their start so that the loop wraps smoothly."""
-        end = hist.size
-        loop = hist[end - length :].copy()
-        if lap:
-            before = hist[end - length - lap : end - length]
-            loop[-lap:] = loop[-lap:] * (np.float32(1.0) - ramp) + before * ramp
-        return loop
-
-    def _estimate_pitch(self, hist: Signal) -> int:
-        """The lag in [min, max] pitch that best predicts the last 20 ms of ``hist`` (the
-        whole history when it is too short to search)."""
-        window = min(self.frame_samples, len(hist) - self._max_pitch)
-        if window < self._min_pitch:
-            return min(len(hist), self._max_pitch)
-        ref = hist[-window:]
-        # candidate windows ending lag samples before the end, for lag in [min, max]
-        views = sliding_window_view(hist[: len(hist) - self._min_pitch], window)
-        lo = len(hist) - window - self._max_pitch
-        hi = len(hist) - window - self._min_pitch
-        candidates = views[lo : hi + 1]                  # row i: lag = max_pitch - i
-        energy = np.einsum("ij,ij->i", candidates, candidates) + 1e-3
-        corr = candidates @ ref
-        score = np.where(corr > 0, corr * corr / energy, 0.0)
-        if not np.any(score > 0):
-            return self._max_pitch
-        return int(self._max_pitch - int(np.argmax(score)))
 
 
 class FrameDecoder:
