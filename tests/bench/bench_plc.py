@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.media.plc import Concealer  # noqa: E402
+from gateway.media.plc import Concealer
 
 FRAME = 160
 
@@ -82,8 +82,9 @@ def main() -> int:
     runs = [measure(args.frames) for _ in range(args.runs)]
     for key in ("first", "further", "interpolated"):
         values = [r[key] for r in runs]
-        print(f"{key:>13}: {statistics.median(values):6.1f} us per lost frame "
-              f"(median of {args.runs} runs of {args.frames}; min {min(values):.1f})")
+        sys.stdout.write(f"{key:>13}: {statistics.median(values):6.1f} us per lost frame "
+                         f"(median of {args.runs} runs of {args.frames}; "
+                         f"min {min(values):.1f})\n")
     return 0
 
 

@@ -69,7 +69,7 @@ from bridge.api import (  # noqa: E402
 )
 from native.srtp import srtp  # noqa: E402
 from tests.bench.bridge_runner import Control, to_json, transport_from_json  # noqa: E402
-from tests.bench.common import CpuMeter, socket_inodes, udp_counters  # noqa: E402
+from tests.bench.common import CpuMeter, socket_inodes, steal_seconds, udp_counters  # noqa: E402
 from tests.bench.recvmmsg import MmsgReader  # noqa: E402
 
 log = logging.getLogger("bench.bridge_load")
@@ -305,13 +305,6 @@ class Room:
     conference_id: str
     endpoints: list[SyntheticEndpoint] = field(default_factory=list)
     active: bool = False
-
-
-def steal_seconds(cpus: set[int]) -> float:
-    """Time the hypervisor took from these CPUs (the steal column of /proc/stat)."""
-    with open("/proc/stat") as stat:
-        rows = [line.split() for line in stat if line[:3] == "cpu" and line[3].isdigit()]
-    return sum(int(r[8]) for r in rows if int(r[0][3:]) in cpus) / os.sysconf("SC_CLK_TCK")
 
 
 class Load:

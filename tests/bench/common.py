@@ -52,6 +52,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTENDED_PERCENT = 5.0
 
 
+def steal_seconds(cpus: set[int]) -> float:
+    """Time the hypervisor took from these CPUs (the steal column of /proc/stat)."""
+    with open("/proc/stat") as stat:
+        rows = [line.split() for line in stat if line[:3] == "cpu" and line[3].isdigit()]
+    return sum(int(r[8]) for r in rows if int(r[0][3:]) in cpus) / CLK_TCK
+
+
 class BenchError(RuntimeError):
     """A benchmark could not run (server did not start, sipp missing...)."""
 

@@ -10,6 +10,9 @@ room N-1 on its 20 ms clock. Over a window of `window_s` seconds with all N legs
   /api/stats deltas (a skipped tick is a deadline the clock missed entirely);
 - server CPU: utime + stime delta of the server process, % of one core; per leg: that / N,
   and in microseconds of CPU per leg per second;
+- the hypervisor's steal from core 0 over the window (/proc/stat), printed beside the
+  server's wait for its core: a step can fail on a machine whose host took the core away
+  (a report, not a pass rule);
 - phase at the phones (tests/bench/phase.py): the fraction of the server's packets that
   reach the phones more than 10 ms behind their stream's usual phase, observed on loopback
   with kernel timestamps (tests/bench/rtp_capture.py; root only, else not measured);
@@ -39,6 +42,7 @@ from peers.sipp import Sipp
 from . import rtp_capture
 from .common import (
     CONTENDED_PERCENT,
+    SERVER_CPU,
     Budget,
     CpuMeter,
     Figure,
@@ -52,6 +56,7 @@ from .common import (
     sipp_failures,
     socket_inodes,
     start_target,
+    steal_seconds,
     udp_counters,
     udp_snmp,
     wait_stats,
@@ -84,6 +89,7 @@ class Step:
     skipped: int = 0
     cpu_percent: float = 0.0
     cpu_wait_percent: float = 0.0   # server runnable, but core 0 busy with another process
+    steal_ms: float = 0.0           # the hypervisor's steal from core 0 over the window
     us_per_leg_s: float = 0.0
     sipp_cpu_percent: float = 0.0
     to_phones_pps: float = 0.0
@@ -107,7 +113,8 @@ class Step:
         return (f"N={self.n}: {self.legs_up} legs up, late {late_s} of "
                 f"{self.ticks + self.skipped} ticks, server CPU {self.cpu_percent:.0f}% "
                 f"({self.us_per_leg_s:.0f} us/leg/s, waited {self.cpu_wait_percent:.0f}% for "
-                f"the core), sipp CPU {self.sipp_cpu_percent:.0f}%, "
+                f"the core, hypervisor steal {self.steal_ms:.0f} ms), "
+                f"sipp CPU {self.sipp_cpu_percent:.0f}%, "
                 f"RTP to phones {self.to_phones_pps:.0f}/s (expected {self.n * 50}), "
                 f"to server {srv}, server socket drops {self.server_drops}, at the phones "
                 f"{self.phase.summary() if self.phase else 'not observed'} -> {verdict}")
@@ -212,6 +219,7 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
     time.sleep(SETTLE_S if step.legs_up >= n else 0.5)
     sipp_pid = sipp.proc.main_pid if sipp.proc is not None else 0
     server_cpu, sipp_cpu = CpuMeter(target.pid).start(), CpuMeter(sipp_pid).start()
+    steal0 = steal_seconds({SERVER_CPU})
     capture = None
     if target.server is not None and rtp_capture.available():
         ports = range(target.server.rtp_low, target.server.rtp_high + 1)
@@ -226,6 +234,7 @@ def _measure_window(step: Step, target: Target, sipp: Sipp, *, ramp_s: float,
                                   if dport in phones)
     server_cpu.stop()
     sipp_cpu.stop()
+    step.steal_ms = 1000 * (steal_seconds({SERVER_CPU}) - steal0)
     wall = b.t - a.t
     if target.server is not None:
         step.legs_up = min(step.legs_up, _legs(b.stats)) if b.stats else 0
