@@ -216,7 +216,10 @@ class TrunkRegistry:
         for entry, addresses in zip(due, found, strict=True):
             if addresses is not None and not entry.removed and entry.registration is not None:
                 entry.registration.set_addresses(addresses)
-        self._pump()
+        # At the time the due ones were chosen: a registration that fell due since (the
+        # loop's timer may fire a fraction of a millisecond early) waits for its own timer,
+        # and resolves first, rather than going out here on its old addresses.
+        self._pump(now)
 
     def on_event(self, event: RequestAnswered | RequestTimedOut) -> bool:
         """A response or timeout of a REGISTER; False when it is none of ours."""
@@ -258,9 +261,11 @@ class TrunkRegistry:
         if hit:
             self._pump()
 
-    def _pump(self) -> None:
-        """Send what every Registration wants sent; re-arm the one timer."""
-        now = self._now()
+    def _pump(self, now: float | None = None) -> None:
+        """Send what every Registration wants sent (its timers as of `now`, default the
+        loop's time); re-arm the one timer."""
+        if now is None:
+            now = self._now()
         sent = False
         for entry in list(self._by_call.values()):
             reg = entry.registration

@@ -177,3 +177,56 @@ def test_the_registration_takes_new_addresses() -> None:
     reg.handle_timer(due)  # the refresh goes to the new address
     refresh = reg.next_attempt()
     assert refresh is not None and refresh.address == ("192.0.2.99", 5071)
+
+
+class RecordingUa:
+    """Keeps each REGISTER's destination (the registry's only use of the user agent)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def register(self, dest: object, *args: object, **kwargs: object) -> None:
+        self.sent.append((dest.host, dest.port))  # type: ignore[attr-defined]
+
+
+def test_a_refresh_is_resolved_before_it_goes_out_even_when_the_timer_fires_early() -> None:
+    """The loop's timer can fire a fraction of a millisecond before the refresh is due; the
+    clock then passes the due time before the REGISTER is sent. The refresh must still go
+    through DNS first (it went out on the old addresses, unresolved, once in a full test
+    run: tests/integration/test_trunk_dns_srv.py)."""
+    from gateway.trunk_registry import TrunkRegistry
+
+    dns = FakeDns({("_sip._udp.carrier.test.", "SRV"): (Srv(10, 0, 5080, "edge.carrier.test."),),
+                   ("edge.carrier.test.", "A"): ("192.0.2.10",)}, ttl=0.0)
+    clock = Clock()
+    ua = RecordingUa()
+    registry = TrunkRegistry(ua, flush=lambda: None,  # type: ignore[arg-type]
+                             resolver=TrunkResolver(dns, clock=clock))
+    trunk = parse_trunk({"name": "carrier", "address": "carrier.test", "transport": "udp",
+                         "username": "sb", "password": "pw", "register": True,
+                         "expires": 60})
+
+    async def run() -> None:
+        registry._now = clock  # type: ignore[method-assign]
+        registry.start([trunk])
+        for _ in range(20):          # the first resolution and REGISTER
+            await asyncio.sleep(0)
+        assert ua.sent == [("192.0.2.10", 5080)]
+        entry = registry._entries["carrier"]
+        assert entry.registration is not None
+        entry.registration.on_response(200, clock.now, granted=60)
+        due = entry.registration.get_timer()
+        assert due is not None
+        # the carrier moves; the timer fires 0.5 ms early, the pump reads the clock after it
+        dns.records[("edge.carrier.test.", "A")] = ("192.0.2.77",)
+        asked = len(dns.asked)
+        reads = iter([due - 0.0005] + [due + 0.0005] * 100)
+        registry._now = lambda: next(reads)  # type: ignore[method-assign]
+        await registry._resolve_due()
+        assert ua.sent == [("192.0.2.10", 5080)]   # not yet: not due when chosen
+        await registry._resolve_due()            # its own timer, due now
+        assert len(dns.asked) > asked
+        assert ua.sent[-1] == ("192.0.2.77", 5080)  # resolved first: the new address
+        await registry.stop()
+
+    asyncio.run(run())
