@@ -39,8 +39,10 @@ setup(ext_modules=[
               extra_compile_args=["-O2", "-Wall"]),
     Extension("native._egress", ["native/_egress.c"], depends=["native/udp_send.h"],
               extra_compile_args=["-O2", "-Wall"]),
-    Extension("native._mixcore", ["native/_mixcore.c"], extra_compile_args=["-O2", "-Wall"]),
-    Extension("native._plc", ["native/_plc.c"], extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._mixcore", ["native/_mixcore.c"], depends=["native/buffers.h"],
+              extra_compile_args=["-O2", "-Wall"]),
+    Extension("native._plc", ["native/_plc.c"], depends=["native/buffers.h"],
+              extra_compile_args=["-O2", "-Wall"]),
     *cythonize(COMPILED, build_dir="build/cython", quiet=True,
                compiler_directives={"language_level": "3", "annotation_typing": False}),
 ])

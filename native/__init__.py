@@ -10,6 +10,7 @@ imports none of the project's packages, like a third-party library would be).
   in one call;
 - ``native/udp_send.h``: what the two C senders share (a numeric address into a sockaddr,
   runs of datagrams out with ``sendmmsg``);
+- ``native/buffers.h``: what ``_mixcore`` and ``_plc`` share: a checked buffer of samples;
 - ``native._mixcore`` (native/_mixcore.c): ``mix(...)``, one room's N-1 mixes in one call,
   and ``lut_encode``/``lut_decode``, G.711's table lookups (the tables stay in
   gateway/media/g711.py);

@@ -28,6 +28,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "buffers.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -35,16 +37,7 @@
 #define STACK_VOICES 32
 
 static int get_int16(PyObject *obj, Py_buffer *view, int writable, const char *what) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    const char *fmt = view->format;
-    if (fmt != NULL && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (view->itemsize != 2 || fmt == NULL || strcmp(fmt, "h") != 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int16 buffer", what);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
+    return get_samples(obj, view, writable, 2, "h", PyExc_TypeError, what, "int16");
 }
 
 static inline int16_t clip16(int32_t v) {

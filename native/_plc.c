@@ -34,6 +34,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "buffers.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -42,16 +44,7 @@
 #define TIE 1e-6
 
 static int get_float32(PyObject *obj, Py_buffer *view, int writable, const char *what) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    const char *fmt = view->format;
-    if (fmt != NULL && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (view->itemsize != 4 || fmt == NULL || strcmp(fmt, "f") != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: float32 samples expected", what);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
+    return get_samples(obj, view, writable, 4, "f", PyExc_ValueError, what, "float32");
 }
 
 /* The pitch lag: see the module comment. */
